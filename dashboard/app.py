@@ -1,0 +1,123 @@
+"""The 民情地图 Dash app: one map page with filters, a KPI strip and the events behind a clicked hex.
+
+Callbacks are thin: read inputs, call an ``onemap.queries`` function, call a ``dashboard.figures``
+builder, return. Everything is served from this process (``serve_locally``), nothing from a CDN.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import dash
+from dash import Input, Output, State, dcc, html
+from flask import Response
+
+from dashboard.data import DashboardData
+from dashboard.figures import hex_map
+from onemap import queries
+from onemap.categories import TOP_LEVEL_CODES, category_name
+from onemap.metrics import STRIP, format_value, kpi
+from onemap.settings import Settings
+
+SOURCE_LABELS = {"grid": "网格巡查", "police": "非警务警情", "hotline": "12345热线"}
+DEFAULT_DAYS = 28
+
+
+def _category_options() -> list[dict]:
+    return [{"label": f"{code} {category_name(code)}", "value": code} for code in TOP_LEVEL_CODES]
+
+
+def _filter(start: str, end: str, categories, sources) -> queries.EventFilter:
+    return queries.EventFilter(start=dt.date.fromisoformat(start[:10]), end=dt.date.fromisoformat(end[:10]),
+                               categories=tuple(categories or ()), sources=tuple(sources or ()))
+
+
+def _kpi_card(key: str) -> html.Div:
+    k = kpi(key)
+    return html.Div(className="kpi", title=k.meaning, children=[
+        html.Div(k.label, className="kpi-label"), html.Div("—", id=f"kpi-{key}", className="kpi-value")])
+
+
+def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
+    con = data.con()
+    bounds = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
+    first, last = bounds
+    start = max(first, last - dt.timedelta(days=DEFAULT_DAYS - 1))
+    res_default = data.settings.h3_default
+    controls = html.Div(id="controls", className="controls" + (" hidden" if kiosk else ""), children=[
+        html.Div([html.Label("时间范围"), dcc.DatePickerRange(
+            id="dates", min_date_allowed=first, max_date_allowed=last, start_date=start, end_date=last,
+            display_format="YYYY-MM-DD", first_day_of_week=1)], className="control"),
+        html.Div([html.Label("事件类别"), dcc.Dropdown(id="categories", options=_category_options(), multi=True,
+                                                    placeholder="全部类别")], className="control wide"),
+        html.Div([html.Label("来源"), dcc.Checklist(
+            id="sources", options=[{"label": SOURCE_LABELS.get(s, s), "value": s}
+                                   for s in queries.sources_present(con)],
+            value=[], inline=True)], className="control"),
+        html.Div([html.Label("六边形级别"), dcc.RadioItems(
+            id="resolution", options=[{"label": f"H3-{r}", "value": r} for r in data.settings.h3_resolutions],
+            value=res_default, inline=True)], className="control"),
+    ])
+    return html.Div(className="page" + (" kiosk" if kiosk else ""), children=[
+        html.Header(className="header", children=[
+            html.H1(f"民情地图 · {data.settings.county_name}"),
+            html.Span("演示数据：村居与网格边界为合成数据（synthetic）", className="badge", id="synthetic-badge"),
+            html.Span(id="asof", className="asof"),
+        ]),
+        controls,
+        html.Div(id="kpis", className="kpis", children=[_kpi_card(k) for k in STRIP]),
+        html.Div(className="main", children=[
+            dcc.Graph(id="map", className="map", config={"displaylogo": False, "scrollZoom": True},
+                      style={"height": "100%"}),
+            html.Aside(id="detail", className="detail", children=[
+                html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
+        ]),
+        dcc.Interval(id="refresh", interval=data.settings.refresh_seconds * 1000, disabled=not kiosk),
+    ])
+
+
+def register_callbacks(app: dash.Dash, data: DashboardData) -> None:
+    @app.callback(
+        Output("map", "figure"), *[Output(f"kpi-{k}", "children") for k in STRIP], Output("asof", "children"),
+        Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
+        Input("sources", "value"), Input("resolution", "value"), Input("refresh", "n_intervals"),
+    )
+    def update(start, end, categories, sources, resolution, _tick):
+        con = data.con()
+        flt = _filter(start, end, categories, sources)
+        values = queries.kpis(con, flt)
+        counts = queries.hex_counts(con, flt, int(resolution))
+        fig = hex_map(counts, data.boundaries, data.town_labels, data.center)
+        as_of = queries.reference_time(con)
+        return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
+                f"数据截至 {as_of:%Y-%m-%d %H:%M}")
+
+    @app.callback(
+        Output("detail-body", "children"), Input("map", "clickData"),
+        State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),
+        State("sources", "value"), State("resolution", "value"), prevent_initial_call=True,
+    )
+    def detail(click, start, end, categories, sources, resolution):
+        point = (click or {}).get("points", [{}])[0]
+        cell = point.get("location")
+        if not cell:
+            return html.P("请选择一个六边形")
+        rows = queries.events_in_cell(data.con(), _filter(start, end, categories, sources), cell, int(resolution))
+        if rows.empty:
+            return html.P("该六边形在所选条件下无事件")
+        items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
+                          html.Div(r.summary_redacted or "", className="summary")]) for r in rows.itertuples()]
+        return [html.P(f"H3 {cell}：{len(rows)} 条（已脱敏，保密事件不显示）"), html.Ul(items, className="events")]
+
+
+def create_app(settings: Settings, kiosk: bool = False) -> dash.Dash:
+    data = DashboardData(settings)
+    app = dash.Dash(__name__, title="民情地图 One Map", serve_locally=True, update_title=None,
+                    assets_folder=str(__import__("pathlib").Path(__file__).parent / "assets"))
+    app.layout = lambda: build_layout(data, kiosk)
+
+    @app.server.route("/glyphs/<path:fontstack>/<path:glyph_range>.pbf")
+    def glyphs(fontstack: str, glyph_range: str):  # noqa: ARG001 - MapLibre asks; an empty PBF means "no glyphs"
+        return Response(b"", mimetype="application/x-protobuf")
+
+    register_callbacks(app, data)
+    return app

@@ -1,0 +1,448 @@
+"""Next-period risk forecast per H3 cell, and the simple baselines it is always compared with.
+
+All models share one interface (scikit-learn style)::
+
+    model.fit(panel, cells=None, exposure=None)          # learns from every period in ``panel``
+    model.predict(panel, origin, cells=None, exposure=None) -> pd.Series   # index: cell (uint64)
+
+``panel`` is the long (cell, week, n, [cat:*], [open]) DataFrame of :mod:`models.panel`; ``week`` is the
+period start (weekly by default; any fixed ``period`` works, e.g. ``"1D"``). ``predict`` returns the
+expected event count of each cell over ``[origin, origin + horizon)`` and **only reads panel rows with
+``week < origin``** (rows at or after the origin are dropped before anything is computed), so a forecast
+can never see the period it forecasts. ``exposure`` (period start -> observed fraction 0..1) marks
+missing periods; without it every period from the first one in the panel up to the origin is assumed
+observed. Rates are always counts divided by observed exposure, so a gap is never read as zeros.
+
+Models
+------
+* :class:`CellRiskForecaster` -- gradient-boosted Poisson regression (``HistGradientBoostingRegressor``,
+  ``loss="poisson"``) on, per cell and origin: own rates over the ``lags`` windows, exponentially
+  weighted long-history rates, hollow k-ring (k = 1, 2) neighbour rates over the same windows, the
+  same-season rate (same weekday for daily periods; same week of year once a year of history exists),
+  category counts (mix) over a short and a long window, open-case rates, and the amount of history seen.
+  The boosted prediction is blended (geometric mean, weight ``blend``) with the exponentially weighted
+  long-history rate of the cell, which keeps the ranking stable when there is little history to learn
+  from. Training rows are every (cell, fully observed target period) before the origin that has
+  ``min_history`` observed periods behind it.
+* :class:`LastKWeeks` -- count over the last ``k`` periods (per observed period).
+* :class:`AllHistory` -- count over all history (per observed period).
+* :class:`EWMAHistory` -- exponentially weighted history rate (half-life in periods).
+* :class:`KDEBaseline` -- Gaussian kernel density of the recent events, evaluated at cell centres.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from models.panel import CATEGORY_PREFIX, cell_centres, ring_matrix
+
+__all__ = [
+    "AllHistory",
+    "CellRiskForecaster",
+    "EWMAHistory",
+    "KDEBaseline",
+    "LastKWeeks",
+    "PanelGrid",
+    "build_grid",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# dense cell x period grid
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PanelGrid:
+    """Dense view of a panel: ``Y[cell, period]`` counts, observed ``exposure[period]`` (0..1)."""
+
+    cells: np.ndarray           # uint64, universe (sorted)
+    periods: pd.DatetimeIndex   # period starts, contiguous, step ``step``
+    step: pd.Timedelta
+    Y: np.ndarray               # (U, T) float
+    exposure: np.ndarray        # (T,) float
+    cats: dict[str, np.ndarray]  # name -> (U, T)
+    open: np.ndarray | None     # (U, T) or None
+
+
+def _infer_step(weeks: pd.DatetimeIndex, period) -> pd.Timedelta:
+    if period is not None:
+        return pd.Timedelta(period)
+    u = np.unique(weeks.values)
+    if u.size < 2:
+        return pd.Timedelta("7D")
+    return pd.Timedelta(np.diff(u).min())
+
+
+def build_grid(panel: pd.DataFrame, *, cells=None, exposure: pd.Series | None = None, end=None,
+               period=None) -> PanelGrid:
+    """Dense grid of ``panel`` rows with ``week < end`` (all rows if ``end`` is None).
+
+    The period axis runs from the first period in the panel (or in ``exposure``) to the last one before
+    ``end``. ``cells`` is the universe; panel cells outside it are added (they hold events)."""
+    weeks = pd.DatetimeIndex(pd.to_datetime(panel["week"]))
+    step = _infer_step(weeks, period)
+    keep = np.ones(len(panel), dtype=bool)
+    if end is not None:
+        end = pd.Timestamp(end)
+        keep = np.asarray(weeks < end)
+    p = panel.loc[keep]
+    pw = weeks[keep]
+    starts = [pw.min()] if len(pw) else []
+    if exposure is not None and len(exposure):
+        starts.append(pd.DatetimeIndex(exposure.index).min())
+    if not starts:
+        raise ValueError("no history before the origin")
+    t0 = min(starts)
+    if end is None:
+        t_end = pw.max() + step
+        if exposure is not None and len(exposure):
+            t_end = max(t_end, pd.DatetimeIndex(exposure.index).max() + step)
+    else:
+        t_end = end
+    T = int((t_end - t0) // step)
+    periods = pd.DatetimeIndex([t0 + i * step for i in range(T)])
+    if exposure is None:
+        expo = np.ones(T)
+    else:
+        ex = exposure.copy()
+        ex.index = pd.DatetimeIndex(ex.index)
+        expo = ex.reindex(periods, fill_value=0.0).to_numpy(dtype=float)
+    pc = p["cell"].to_numpy(dtype=np.uint64)
+    universe = np.unique(pc) if cells is None else np.union1d(np.asarray(cells, dtype=np.uint64), pc)
+    ci = np.searchsorted(universe, pc)
+    ti = np.asarray((pw - t0) // step, dtype=int)
+    U = universe.size
+
+    def dense(values) -> np.ndarray:
+        m = np.zeros((U, T))
+        np.add.at(m, (ci, ti), np.asarray(values, dtype=float))
+        return m
+
+    Y = dense(p["n"].to_numpy())
+    cats = {c[len(CATEGORY_PREFIX):]: dense(p[c].to_numpy()) for c in p.columns if c.startswith(CATEGORY_PREFIX)}
+    open_ = dense(p["open"].to_numpy()) if "open" in p.columns else None
+    return PanelGrid(universe, periods, step, Y, expo, cats, open_)
+
+
+def _window_sums(cum: np.ndarray, t: np.ndarray, w: int) -> np.ndarray:
+    """Sum over periods [t-w, t) from a cumulative array with a leading 0 column; shape (U, len(t))."""
+    lo = np.maximum(t - w, 0)
+    return cum[..., t] - cum[..., lo]
+
+
+def _cum(a: np.ndarray) -> np.ndarray:
+    z = np.zeros(a.shape[:-1] + (1,))
+    return np.concatenate([z, np.cumsum(a, axis=-1)], axis=-1)
+
+
+def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _ewm(Y: np.ndarray, expo: np.ndarray, halflife: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exponentially weighted sums of counts and exposure over periods < t, for every t in 0..T:
+    returns (num (U, T+1), den (T+1,))."""
+    U, T = Y.shape
+    d = 0.5 ** (1.0 / halflife)
+    num = np.zeros((U, T + 1))
+    den = np.zeros(T + 1)
+    for t in range(1, T + 1):
+        num[:, t] = d * num[:, t - 1] + Y[:, t - 1]
+        den[t] = d * den[t - 1] + expo[t - 1]
+    return num, den
+
+
+# --------------------------------------------------------------------------------------------------
+# baselines
+# --------------------------------------------------------------------------------------------------
+class _PanelModel(BaseEstimator):
+    """Shared fit/predict plumbing: ``predict`` builds the grid from rows before the origin only."""
+
+    horizon_weeks: int = 1
+    period = None
+
+    def fit(self, panel: pd.DataFrame, cells=None, exposure=None):  # noqa: ARG002 - interface
+        return self
+
+    def predict(self, panel: pd.DataFrame, origin, cells=None, exposure=None) -> pd.Series:
+        origin = pd.Timestamp(origin)
+        g = build_grid(panel, cells=cells, exposure=exposure, end=origin, period=self.period)
+        scores = self._score(g) * float(self.horizon_weeks)
+        s = pd.Series(np.nan_to_num(scores, nan=0.0), index=pd.Index(g.cells, name="cell"), name="expected")
+        if cells is not None:
+            s = s.reindex(np.asarray(cells, dtype=np.uint64), fill_value=0.0)
+        return s
+
+    def _score(self, g: PanelGrid) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class LastKWeeks(_PanelModel):
+    """Naive baseline: events in the last ``k`` periods before the origin (per observed period, so a
+    partly missing window is not read as zeros). ``skip_gaps=True`` instead uses the most recent
+    observed periods until ``k`` periods' worth of exposure is covered."""
+
+    def __init__(self, k: int = 4, skip_gaps: bool = False, horizon_weeks: int = 1, period=None):
+        self.k = k
+        self.skip_gaps = skip_gaps
+        self.horizon_weeks = horizon_weeks
+        self.period = period
+
+    def _score(self, g: PanelGrid) -> np.ndarray:
+        T = g.Y.shape[1]
+        if self.skip_gaps:
+            idx, got = [], 0.0
+            for t in range(T - 1, -1, -1):
+                if g.exposure[t] > 0:
+                    idx.append(t)
+                    got += g.exposure[t]
+                    if got >= self.k - 1e-9:
+                        break
+            idx = np.array(idx, dtype=int)
+        else:
+            idx = np.arange(max(T - self.k, 0), T)
+        den = g.exposure[idx].sum()
+        return _rate(g.Y[:, idx].sum(axis=1), np.full(g.Y.shape[0], den))
+
+
+class AllHistory(_PanelModel):
+    """Naive baseline: events over all history before the origin, per observed period."""
+
+    def __init__(self, horizon_weeks: int = 1, period=None):
+        self.horizon_weeks = horizon_weeks
+        self.period = period
+
+    def _score(self, g: PanelGrid) -> np.ndarray:
+        return _rate(g.Y.sum(axis=1), np.full(g.Y.shape[0], g.exposure.sum()))
+
+
+class EWMAHistory(_PanelModel):
+    """Exponentially weighted history rate with half-life ``halflife`` periods (a long-memory naive)."""
+
+    def __init__(self, halflife: float = 26.0, horizon_weeks: int = 1, period=None):
+        self.halflife = halflife
+        self.horizon_weeks = horizon_weeks
+        self.period = period
+
+    def _score(self, g: PanelGrid) -> np.ndarray:
+        num, den = _ewm(g.Y, g.exposure, self.halflife)
+        return _rate(num[:, -1], np.full(g.Y.shape[0], den[-1]))
+
+
+class KDEBaseline(_PanelModel):
+    """Kernel density of the events of the last ``window`` periods, evaluated at the cell centres.
+
+    Gaussian kernel with standard deviation ``bandwidth_m`` metres, truncated at 3 bandwidths. The panel
+    only knows each event's cell, so events are placed at their cell's centre: with a bandwidth at
+    least the cell size (res 9 ~ 175 m edge, res 10 ~ 66 m) this is the usual grid-binned KDE. The score
+    is the kernel-weighted event count (the density up to a constant)."""
+
+    def __init__(self, bandwidth_m: float = 250.0, window: int = 4, horizon_weeks: int = 1, period=None):
+        self.bandwidth_m = bandwidth_m
+        self.window = window
+        self.horizon_weeks = horizon_weeks
+        self.period = period
+
+    def _score(self, g: PanelGrid) -> np.ndarray:
+        from scipy.spatial import cKDTree
+
+        T = g.Y.shape[1]
+        idx = np.arange(max(T - self.window, 0), T)
+        w = g.Y[:, idx].sum(axis=1)
+        den = g.exposure[idx].sum()
+        lon, lat = cell_centres(g.cells)
+        lat0 = np.deg2rad(np.nanmean(lat)) if lat.size else 0.0
+        xy = np.column_stack([np.deg2rad(lon) * np.cos(lat0), np.deg2rad(lat)]) * 6_371_008.8
+        src = np.flatnonzero(w > 0)
+        out = np.zeros(g.cells.size)
+        if src.size == 0 or den <= 0:
+            return out
+        tree = cKDTree(xy[src])
+        h = float(self.bandwidth_m)
+        pairs = tree.query_ball_point(xy, r=3 * h)
+        for i, js in enumerate(pairs):
+            if js:
+                d2 = ((xy[src[js]] - xy[i]) ** 2).sum(axis=1)
+                out[i] = (w[src[js]] * np.exp(-0.5 * d2 / h**2)).sum()
+        return out / den
+
+
+# --------------------------------------------------------------------------------------------------
+# the forecaster
+# --------------------------------------------------------------------------------------------------
+class CellRiskForecaster(_PanelModel):
+    """Next-period expected count per cell: Poisson gradient boosting on lagged own / ring / category
+    features, blended with an exponentially weighted long-history rate. See the module docstring."""
+
+    def __init__(self, horizon_weeks: int = 1, lags=(1, 2, 4, 8, 13, 26, 52), random_state=0, *,
+                 period=None, rings=(1, 2), halflives=(2, 8, 52), base_halflife: float = 52.0,
+                 blend: float = 0.5, season_cycle: int | None = None, min_history: int = 1,
+                 max_train_periods: int = 52, max_train_rows: int = 400_000, drop_empty_rows: bool = True,
+                 learning_rate: float = 0.05, max_iter: int = 300, max_leaf_nodes: int = 15,
+                 min_samples_leaf: int = 100, l2_regularization: float = 1.0,
+                 early_stopping: bool = False):
+        self.horizon_weeks = horizon_weeks
+        self.lags = lags
+        self.random_state = random_state
+        self.period = period
+        self.rings = rings
+        self.halflives = halflives
+        self.base_halflife = base_halflife
+        self.blend = blend
+        self.season_cycle = season_cycle
+        self.min_history = min_history
+        self.max_train_periods = max_train_periods
+        self.max_train_rows = max_train_rows
+        self.drop_empty_rows = drop_empty_rows
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.early_stopping = early_stopping
+
+    # ---- features ---------------------------------------------------------------------------------
+    def _cycle(self, step: pd.Timedelta) -> int:
+        if self.season_cycle is not None:
+            return int(self.season_cycle)
+        if step <= pd.Timedelta("1D"):
+            return int(pd.Timedelta("7D") // step)      # same weekday
+        return int(round(pd.Timedelta("364D") / step))  # same week last year
+
+    def _features(self, g: PanelGrid, targets: np.ndarray, rings: dict, use_phase: bool
+                  ) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Feature matrix for every (cell, target period index t); rows ordered target-major."""
+        U = g.cells.size
+        lags = sorted({int(w) for w in self.lags})
+        cumY = _cum(g.Y)
+        cumE = _cum(g.exposure[None, :])[0]
+        cols: list[np.ndarray] = []
+        names: list[str] = []
+
+        def add(name, mat):  # mat (U, len(targets))
+            names.append(name)
+            cols.append(mat)
+
+        hist = cumE[targets]
+        add("history_periods", np.broadcast_to(np.minimum(hist, max(lags)), (U, targets.size)))
+        own: dict[int, np.ndarray] = {}
+        for w in lags:
+            den = _window_sums(cumE, targets, w)
+            own[w] = _rate(_window_sums(cumY, targets, w), np.broadcast_to(den, (U, targets.size)))
+            add(f"own_w{w}", own[w])
+        add("own_all", _rate(cumY[:, targets], np.broadcast_to(hist, (U, targets.size))))
+        ew_cache = {}
+        for h in sorted(set(self.halflives) | {self.base_halflife}):
+            num, den = _ewm(g.Y, g.exposure, h)
+            ew_cache[h] = _rate(num[:, targets], np.broadcast_to(den[targets], (U, targets.size)))
+            if h in self.halflives:
+                add(f"own_ewm{h:g}", ew_cache[h])
+        for k, R in rings.items():
+            nk = np.asarray(R.sum(axis=1)).ravel()
+            nk = np.where(nk > 0, nk, 1.0)
+            cumR = R @ cumY
+            for w in lags:
+                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, targets.size))
+                add(f"ring{k}_w{w}", _rate(_window_sums(cumR, targets, w), den) / nk[:, None])
+            num, den = _ewm(R @ g.Y, g.exposure, max(self.halflives))
+            add(f"ring{k}_ewm", _rate(num[:, targets], np.broadcast_to(den[targets], (U, targets.size))) / nk[:, None])
+        # season: same phase of the cycle (weekday for daily data, week of year for weekly data)
+        cyc = self._cycle(g.step)
+        if cyc > 1:
+            num = np.zeros((U, targets.size))
+            den = np.zeros(targets.size)
+            for j, t in enumerate(targets):
+                ph = np.arange(t - cyc, -1, -cyc)
+                if ph.size:
+                    num[:, j] = g.Y[:, ph].sum(axis=1)
+                    den[j] = g.exposure[ph].sum()
+            add("season_same_phase", _rate(num, np.broadcast_to(den, (U, targets.size))))
+            phase = ((g.periods[0] - pd.Timestamp("2001-01-01")) // g.step + targets) % cyc
+            if use_phase:
+                add("season_phase", np.broadcast_to(phase.astype(float), (U, targets.size)))
+        # category mix over a short and a long window, as rates (counts per observed period)
+        short = min(lags, key=lambda w: abs(w - 4))
+        for name, M in g.cats.items():
+            cm = _cum(M)
+            for w in (short, max(lags)):
+                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, targets.size))
+                add(f"cat_{name}_w{w}", _rate(_window_sums(cm, targets, w), den))
+        if g.open is not None:
+            co = _cum(g.open)
+            for w in (1, short, max(lags)):
+                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, targets.size))
+                add(f"open_w{w}", _rate(_window_sums(co, targets, w), den))
+        base = ew_cache[self.base_halflife]
+        X = np.stack([c.T.reshape(-1) for c in cols], axis=1)  # target-major rows
+        return X, names, base.T.reshape(-1)
+
+    def _rings(self, g: PanelGrid) -> dict:
+        return {k: ring_matrix(g.cells, k) for k in self.rings}
+
+    def _targets(self, g: PanelGrid) -> tuple[np.ndarray, np.ndarray]:
+        """Training target periods: fully observed horizon, with ``min_history`` observed periods before."""
+        T = g.Y.shape[1]
+        h = int(self.horizon_weeks)
+        cumE = _cum(g.exposure[None, :])[0]
+        ts = [t for t in range(1, T - h + 1)
+              if np.all(g.exposure[t:t + h] >= 1.0 - 1e-9) and cumE[t] >= self.min_history]
+        ts = np.array(ts[-int(self.max_train_periods):], dtype=int)
+        if ts.size:
+            cumY = _cum(g.Y)
+            y = (cumY[:, ts + h] - cumY[:, ts]).T.reshape(-1)
+        else:
+            y = np.zeros(0)
+        return ts, y
+
+    # ---- fit / predict ----------------------------------------------------------------------------
+    def fit(self, panel: pd.DataFrame, cells=None, exposure=None):
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        g = build_grid(panel, cells=cells, exposure=exposure, period=self.period)
+        ts, y = self._targets(g)
+        self.n_train_periods_ = int(ts.size)
+        self.model_ = None
+        if ts.size == 0:
+            return self
+        self.use_phase_ = bool(cumE_last := g.exposure.sum()) and cumE_last >= 2 * self._cycle(g.step)
+        X, names, _ = self._features(g, ts, self._rings(g), self.use_phase_)
+        if self.drop_empty_rows:
+            # cells with no event anywhere in their own or ring history carry no information
+            keep = np.nansum(np.abs(X[:, 1:]), axis=1) > 0
+            X, y = X[keep], y[keep]
+        rng = np.random.default_rng(self.random_state)
+        if X.shape[0] > self.max_train_rows:
+            pick = rng.choice(X.shape[0], self.max_train_rows, replace=False)
+            X, y = X[pick], y[pick]
+        # a feature with no finite value in training (e.g. same-week-last-year before a year of history)
+        # carries nothing; it is dropped, and dropped again at prediction
+        self.keep_cols_ = np.isfinite(X).any(axis=0)
+        X = X[:, self.keep_cols_]
+        self.feature_names_ = names
+        if y.sum() <= 0:
+            return self
+        self.model_ = HistGradientBoostingRegressor(
+            loss="poisson", learning_rate=self.learning_rate, max_iter=self.max_iter,
+            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization, early_stopping=self.early_stopping,
+            random_state=self.random_state,
+        ).fit(X, y)
+        self.n_train_rows_ = int(X.shape[0])
+        return self
+
+    def _score(self, g: PanelGrid) -> np.ndarray:
+        T = g.Y.shape[1]
+        X, names, base = self._features(g, np.array([T]), self._rings(g), getattr(self, "use_phase_", False))
+        base = np.nan_to_num(base, nan=0.0) * float(self.horizon_weeks)
+        if getattr(self, "model_", None) is None or names != self.feature_names_:
+            out = base
+        else:
+            pred = self.model_.predict(X[:, self.keep_cols_])
+            b = float(self.blend)
+            eps = 1e-3
+            out = np.exp((1 - b) * np.log(pred + eps) + b * np.log(base + eps)) if b > 0 else pred
+        # tiny ring-smoothed base as a deterministic tie-break among otherwise equal cells
+        return out / float(self.horizon_weeks)

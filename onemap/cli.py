@@ -1,0 +1,148 @@
+"""The `onemap` command line.
+
+The kernel must not import the layers above it at module level; each subcommand imports what it needs
+when it runs (the import-linter contract lists these deliberate exceptions).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from onemap.settings import Settings, SettingsError, get_settings, reset_settings_cache
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if getattr(args, "home", None):
+        os.environ["ONEMAP_HOME"] = str(args.home)
+        reset_settings_cache()
+    return get_settings()
+
+
+def _ensure_demo_key(settings: Settings) -> None:
+    """The demo needs a pseudonym key; a real deployment provides its own (environment or key file)."""
+    if os.environ.get(settings.hmac_key_env) or settings.hmac_key_file.is_file():
+        return
+    settings.hmac_key_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.hmac_key_file.write_text(secrets.token_hex(32), encoding="utf-8")
+    settings.hmac_key_file.chmod(0o600)
+    print(f"generated a pseudonym key for the demo at {settings.hmac_key_file} (keep it secret; "
+          f"deployments set {settings.hmac_key_env})")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.build import build
+    from pipelines.demo_generator import DemoGenerator
+    from pipelines.ingest import area_set_for, ingest
+
+    settings = _settings(args)
+    out = Path(args.out) if args.out else settings.home / "demo_exports"
+    t0 = time.perf_counter()
+    gen = DemoGenerator(area_set_for(settings), n_events=args.events or settings.demo_events,
+                        years=settings.demo_years, end_date=args.end_date or settings.demo_end_date or None,
+                        seed=args.seed if args.seed is not None else settings.demo_seed)
+    result = gen.generate(out)
+    print(f"generated {result.n_events:,} events for {settings.county_name} in {time.perf_counter() - t0:.1f} s "
+          f"-> {out} (ground truth in {result.truth_dir})")
+    _ensure_demo_key(settings)
+    for source, files in (("grid", result.grid_files), ("police", result.police_files)):
+        for s in ingest(settings, source, list(files), progress=not args.quiet):
+            print(s.line())
+    stats = build(settings)
+    print(f"built warehouse {settings.warehouse_path}: {stats['events']:,} events")
+    if args.no_serve:
+        return 0
+    return _serve(settings, args.host or settings.host, args.port or settings.port, kiosk=False)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest import ingest
+
+    settings = _settings(args)
+    summaries = ingest(settings, args.source, [Path(f) for f in args.files], profile_name=args.profile,
+                       dry_run=args.dry_run, force=args.force, progress=not args.quiet)
+    print(("dry run, nothing written:\n" if args.dry_run else "") + "\n".join(s.line() for s in summaries))
+    return 0 if all(s.reconciles or s.skipped for s in summaries) else 1
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from pipelines.build import build
+
+    settings = _settings(args)
+    stats = build(settings)
+    print(f"built {settings.warehouse_path}: {stats['events']:,} events, {stats['cell_day_rows']:,} cell-day rows")
+    return 0
+
+
+def _serve(settings: Settings, host: str, port: int, kiosk: bool) -> int:
+    from dashboard.app import create_app
+
+    app = create_app(settings, kiosk=kiosk)
+    print(f"serving 民情地图 at http://{host}:{port}/ (Ctrl+C to stop)")
+    app.run(host=host, port=port, debug=False)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    return _serve(settings, args.host or settings.host, args.port or settings.port, kiosk=args.kiosk)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onemap", description="民情地图 One Map: offline risk map for 综治中心.")
+    parser.add_argument("--home", help="data directory (raw files, warehouse, logs); default ./data or ONEMAP_HOME")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate the demo county's exports, load them, build, and serve the map",
+                       description="Generate two years of synthetic grid and police exports for 汕尾市城区, "
+                                   "ingest them, build the warehouse and serve the map on 127.0.0.1.")
+    p.add_argument("--out", help="folder for the generated exports (default <home>/demo_exports)")
+    p.add_argument("--events", type=int, help="number of events (default from config: 200000)")
+    p.add_argument("--seed", type=int, help="random seed (default from config)")
+    p.add_argument("--end-date", help="last day of generated history, YYYY-MM-DD (default today)")
+    p.add_argument("--no-serve", action="store_true", help="stop after building; do not start the server")
+    p.add_argument("--host", help="address to serve on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to serve on (default 8050)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("ingest", help="load export files of one source into the warehouse",
+                       description="Validate, convert and upsert export files (CSV, XLSX, JSON lines). Rows that "
+                                   "fail validation go to staging.rejects with file, row, field and reason.")
+    p.add_argument("source", choices=["grid", "police", "hotline"], help="which source system the files come from")
+    p.add_argument("files", nargs="+", help="export files")
+    p.add_argument("--profile", help="column-mapping profile name or TOML path (default demo_<source>)")
+    p.add_argument("--dry-run", action="store_true", help="validate and summarise without writing anything")
+    p.add_argument("--force", action="store_true", help="reload a file that was loaded before")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("build", help="rebuild aggregates and scores from core.events and publish",
+                       description="Rebuild hex and area aggregates from core.events, run contract checks and "
+                                   "publish the warehouse atomically.")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("serve", help="serve the map (Dash) on 127.0.0.1",
+                       description="Serve the 民情地图 dashboard from the published warehouse.")
+    p.add_argument("--host", help="address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8050)")
+    p.add_argument("--kiosk", action="store_true", help="wall-screen mode: dark, no controls, auto-refresh")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (SettingsError, FileNotFoundError, ValueError) as exc:
+        print(f"onemap: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""Table contracts: every warehouse table, its columns and types, its key, and its zero-row checks.
+
+The DDL is generated from these definitions, and ``onemap.warehouse.check_contracts`` runs each check
+(a query that must return no rows) before a new warehouse file is published.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMAS = ("staging", "core", "hex", "scores", "marts", "meta")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = True
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    schema: str
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+    checks: tuple[tuple[str, str], ...] = ()  # (description, SQL that must return zero rows)
+    doc: str = ""
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def ddl(self) -> str:
+        cols = [f"    {c.name} {c.type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns]
+        if self.primary_key:
+            cols.append(f"    PRIMARY KEY ({', '.join(self.primary_key)})")
+        return f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n" + ",\n".join(cols) + "\n)"
+
+
+def C(name: str, type_: str, nullable: bool = True, doc: str = "") -> Column:  # noqa: N802 - short on purpose
+    return Column(name, type_, nullable, doc)
+
+
+EVENT_COLUMNS = (
+    # identity
+    C("event_id", "VARCHAR", False, "stable id: source + ':' + source_record_id"),
+    C("source", "VARCHAR", False, "grid / police / hotline"),
+    C("source_record_id", "VARCHAR", False),
+    C("linked_event_id", "VARCHAR", doc="the same matter seen by another source"),
+    # time (Asia/Shanghai, stored with zone)
+    C("occurred_at", "TIMESTAMPTZ"),
+    C("reported_at", "TIMESTAMPTZ", False),
+    C("due_at", "TIMESTAMPTZ"),
+    C("closed_at", "TIMESTAMPTZ"),
+    # what
+    C("category_code", "VARCHAR", False),
+    C("category_raw_code", "VARCHAR"),
+    C("category_raw_name", "VARCHAR"),
+    C("category_method", "VARCHAR", False, "map / model / default"),
+    C("category_confidence", "DOUBLE"),
+    C("flags", "VARCHAR[]"),
+    C("summary_redacted", "VARCHAR"),
+    C("address_redacted", "VARCHAR"),
+    # where
+    C("lng", "DOUBLE", doc="WGS84"),
+    C("lat", "DOUBLE", doc="WGS84"),
+    C("src_crs", "VARCHAR"),
+    C("geocode_method", "VARCHAR", False, "gps / address / grid-centroid / none"),
+    C("geocode_precision", "VARCHAR", False, "point / grid / village / town / none"),
+    C("county_code", "VARCHAR"),
+    C("town_code", "VARCHAR"),
+    C("village_code", "VARCHAR"),
+    C("grid_code", "VARCHAR"),
+    C("h3_cell", "UBIGINT", doc="H3 cell at the finest resolution (geo.h3_finest); NULL without a point"),
+    # process
+    C("status", "VARCHAR", False),
+    C("handling_tier", "VARCHAR"),
+    C("department", "VARCHAR"),
+    C("dispatch_mode", "VARCHAR"),
+    C("outcome", "VARCHAR"),
+    C("on_site_closed", "BOOLEAN"),
+    C("satisfaction", "DOUBLE"),
+    # privacy
+    C("party_keys", "VARCHAR[]", doc="keyed HMAC pseudonyms only"),
+    C("confidential", "BOOLEAN", False),
+    C("ext", "JSON"),
+    # lineage
+    C("batch_id", "VARCHAR", False),
+    C("source_file", "VARCHAR", False),
+    C("source_row", "BIGINT", False),
+    C("updated_at", "TIMESTAMPTZ", False),
+    C("content_hash", "VARCHAR", False, "digest of the fields a later export may change"),
+)
+
+STATUS_CLOSED = "已办结"
+
+CORE_EVENTS = Table(
+    "core", "events", EVENT_COLUMNS, ("event_id",),
+    checks=(
+        ("closed events have a closing time",
+         f"SELECT event_id FROM core.events WHERE status = '{STATUS_CLOSED}' AND closed_at IS NULL"),
+        ("closing never precedes reporting",
+         "SELECT event_id FROM core.events WHERE closed_at < reported_at"),
+        ("coordinates are WGS84 degrees",
+         "SELECT event_id FROM core.events WHERE lng NOT BETWEEN -180 AND 180 OR lat NOT BETWEEN -90 AND 90"),
+        ("a point has an H3 cell",
+         "SELECT event_id FROM core.events WHERE lng IS NOT NULL AND h3_cell IS NULL"),
+        ("grid codes sit under their village",
+         "SELECT event_id FROM core.events WHERE grid_code IS NOT NULL AND left(grid_code, 12) <> village_code"),
+        ("links point at existing events",
+         "SELECT e.event_id FROM core.events e LEFT JOIN core.events l ON e.linked_event_id = l.event_id "
+         "WHERE e.linked_event_id IS NOT NULL AND l.event_id IS NULL"),
+    ),
+    doc="One row per matter per source; upserted on event_id.",
+)
+
+STATUS_HISTORY = Table(
+    "core", "event_status_history",
+    (
+        C("event_id", "VARCHAR", False),
+        C("status", "VARCHAR", False),
+        C("observed_at", "TIMESTAMPTZ", False, "when the export carrying this status was loaded"),
+        C("batch_id", "VARCHAR", False),
+    ),
+    ("event_id", "status", "batch_id"),
+    checks=(("history rows belong to events",
+             "SELECT h.event_id FROM core.event_status_history h ANTI JOIN core.events e USING (event_id)"),),
+)
+
+REJECTS = Table(
+    "staging", "rejects",
+    (
+        C("batch_id", "VARCHAR", False),
+        C("source", "VARCHAR", False),
+        C("source_file", "VARCHAR", False),
+        C("source_row", "BIGINT", False, "1-based data row number in the file (header excluded)"),
+        C("field", "VARCHAR", False),
+        C("reason", "VARCHAR", False),
+        C("detail", "VARCHAR"),
+        C("raw", "JSON", doc="the row as read, with personal fields removed"),
+    ),
+    doc="Quarantine: every row that did not load, with the field and the reason.",
+)
+
+BATCHES = Table(
+    "meta", "batches",
+    (
+        C("batch_id", "VARCHAR", False),
+        C("source", "VARCHAR", False),
+        C("source_file", "VARCHAR", False),
+        C("sha256", "VARCHAR", False),
+        C("profile", "VARCHAR", False),
+        C("loaded_at", "TIMESTAMPTZ", False),
+        C("rows_read", "BIGINT", False),
+        C("inserted", "BIGINT", False),
+        C("updated", "BIGINT", False),
+        C("unchanged", "BIGINT", False),
+        C("linked", "BIGINT", False),
+        C("quarantined", "BIGINT", False),
+    ),
+    ("batch_id",),
+    checks=(("batch counts reconcile: read = inserted + updated + unchanged + quarantined",
+             "SELECT batch_id FROM meta.batches WHERE rows_read <> inserted + updated + unchanged + quarantined"),),
+)
+
+BUILDS = Table(
+    "meta", "builds",
+    (
+        C("build_id", "VARCHAR", False),
+        C("built_at", "TIMESTAMPTZ", False),
+        C("as_of", "TIMESTAMPTZ", False, "the reference time for overdue and open counts"),
+        C("events", "BIGINT", False),
+        C("code_version", "VARCHAR", False),
+    ),
+    ("build_id",),
+)
+
+AREAS = Table(
+    "core", "areas",
+    (
+        C("code", "VARCHAR", False),
+        C("name", "VARCHAR", False),
+        C("level", "VARCHAR", False, "county / town / village / grid"),
+        C("parent_code", "VARCHAR"),
+        C("synthetic", "BOOLEAN", False),
+        C("vintage", "VARCHAR", False),
+        C("geometry_wkb", "BLOB", False, "WGS84"),
+    ),
+    ("code", "vintage"),
+)
+
+HEX_DAILY = Table(
+    "hex", "cell_day",
+    (
+        C("resolution", "TINYINT", False),
+        C("cell", "UBIGINT", False),
+        C("day", "DATE", False, "Asia/Shanghai calendar day of reported_at"),
+        C("category_code", "VARCHAR", False),
+        C("source", "VARCHAR", False),
+        C("n", "INTEGER", False),
+    ),
+    ("resolution", "cell", "day", "category_code", "source"),
+    checks=(("every located event is counted once per resolution",
+             "SELECT resolution FROM hex.cell_day GROUP BY resolution "
+             "HAVING sum(n) <> (SELECT count(*) FROM core.events WHERE h3_cell IS NOT NULL)"),),
+)
+
+AREA_DAILY = Table(
+    "hex", "area_day",
+    (
+        C("level", "VARCHAR", False),
+        C("code", "VARCHAR", False),
+        C("day", "DATE", False),
+        C("category_code", "VARCHAR", False),
+        C("source", "VARCHAR", False),
+        C("n", "INTEGER", False),
+    ),
+    ("level", "code", "day", "category_code", "source"),
+)
+
+TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, HEX_DAILY, AREA_DAILY)
+
+
+def table(qualified: str) -> Table:
+    for t in TABLES:
+        if t.qualified == qualified:
+            return t
+    raise KeyError(f"no contract for table {qualified!r}")

@@ -1,0 +1,60 @@
+"""KPIs, each defined once: label, meaning, denominator, and the SQL that computes it.
+
+Every KPI is an aggregate over ``core.events`` rows registered (reported) in the period, evaluated as of
+``$as_of``. The dashboard, the weekly report and the notebooks all call ``onemap.queries.kpis``, which
+uses these definitions and nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from onemap.contracts import STATUS_CLOSED
+
+# "closed as of": the export says closed, and the close time is not after the reference time
+CLOSED = f"(status = '{STATUS_CLOSED}' AND closed_at <= $as_of)"
+OPEN = f"NOT {CLOSED}"
+
+
+@dataclass(frozen=True)
+class Kpi:
+    key: str
+    label: str
+    meaning: str
+    sql: str
+    kind: str  # "count" or "rate" or "mean"
+
+
+KPIS: tuple[Kpi, ...] = (
+    Kpi("registered", "受理数", "cases registered (reported) in the period", "count(*)", "count"),
+    Kpi("closed_rate", "办结率", "closed as of the reference time ÷ registered in the period",
+        f"count(*) FILTER (WHERE {CLOSED}) / nullif(count(*), 0)", "rate"),
+    Kpi("resolved_rate", "化解率", "closed with outcome 化解 ÷ registered in the period",
+        f"count(*) FILTER (WHERE {CLOSED} AND outcome = '化解') / nullif(count(*), 0)", "rate"),
+    Kpi("overdue", "超期", "open at the reference time and past their due time",
+        f"count(*) FILTER (WHERE {OPEN} AND due_at < $as_of)", "count"),
+    Kpi("overdue_rate", "超期率", "overdue ÷ open at the reference time",
+        f"count(*) FILTER (WHERE {OPEN} AND due_at < $as_of) / nullif(count(*) FILTER (WHERE {OPEN}), 0)", "rate"),
+    Kpi("onsite_rate", "现场处结率", "closed on the spot by the first responder ÷ registered",
+        f"count(*) FILTER (WHERE {CLOSED} AND on_site_closed) / nullif(count(*), 0)", "rate"),
+    Kpi("satisfaction", "满意度", "mean satisfaction (0–5) of closed cases that were surveyed",
+        f"avg(satisfaction) FILTER (WHERE {CLOSED})", "mean"),
+)
+
+STRIP = ("registered", "closed_rate", "resolved_rate", "overdue")  # the KPI strip on the map page
+
+
+def kpi(key: str) -> Kpi:
+    for k in KPIS:
+        if k.key == key:
+            return k
+    raise KeyError(key)
+
+
+def format_value(k: Kpi, value) -> str:
+    if value is None:
+        return "—"
+    if k.kind == "rate":
+        return f"{100 * value:.1f}%"
+    if k.kind == "mean":
+        return f"{value:.2f}"
+    return f"{int(value):,}"

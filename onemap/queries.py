@@ -1,0 +1,122 @@
+"""Read-only, parameterised queries over the published warehouse (used by dashboard, reports, notebooks).
+
+Values are always bound as parameters; only identifiers from fixed whitelists are formatted into SQL.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from onemap.h3sql import h3_parent_sql
+from onemap.metrics import KPIS
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    start: dt.date                 # first day, inclusive (Asia/Shanghai calendar day of reported_at)
+    end: dt.date                   # last day, inclusive
+    categories: tuple[str, ...] = ()   # product codes or top-level prefixes (e.g. 'MD10' matches MD1001); empty = all
+    sources: tuple[str, ...] = ()      # grid / police / hotline; empty = all
+    town_code: str | None = None       # jurisdiction scope; None = whole county
+
+    def where(self, day_expr: str = "CAST(reported_at AS DATE)", code_col: str = "category_code",
+              source_col: str = "source", town_col: str | None = "town_code") -> tuple[str, dict]:
+        clauses = [f"{day_expr} BETWEEN $start AND $end"]
+        params: dict = {"start": self.start, "end": self.end}
+        if self.categories:
+            clauses.append(f"list_has_any([{code_col}, left({code_col}, 4), left({code_col}, 2)], $cats)")
+            params["cats"] = list(self.categories)
+        if self.sources:
+            clauses.append(f"list_contains($sources, {source_col})")
+            params["sources"] = list(self.sources)
+        if self.town_code and town_col:
+            clauses.append(f"{town_col} = $town")
+            params["town"] = self.town_code
+        return " AND ".join(clauses), params
+
+
+def date_bounds(con) -> tuple[dt.date, dt.date] | None:
+    row = con.execute("SELECT min(CAST(reported_at AS DATE)), max(CAST(reported_at AS DATE)) FROM core.events"
+                      ).fetchall()[0]
+    return None if row[0] is None else (row[0], row[1])
+
+
+def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, float | None]:
+    """All KPIs of onemap.metrics for the events registered in the filter's period."""
+    where, params = flt.where()
+    params["as_of"] = as_of if as_of is not None else reference_time(con)
+    select = ", ".join(f"{k.sql} AS {k.key}" for k in KPIS)
+    row = con.execute(f"SELECT {select} FROM core.events WHERE {where}", params).fetchall()[0]
+    return {k.key: (None if v is None else float(v)) for k, v in zip(KPIS, row, strict=True)}
+
+
+def reference_time(con) -> pd.Timestamp:
+    """The as-of time of the latest build (falls back to now when nothing was built yet)."""
+    rows = con.execute("SELECT max(as_of) FROM meta.builds").fetchall()
+    return pd.Timestamp(rows[0][0]) if rows and rows[0][0] is not None else pd.Timestamp.now(tz="Asia/Shanghai")
+
+
+def hex_counts(con, flt: EventFilter, resolution: int) -> pd.DataFrame:
+    """Events per H3 cell (as hex strings) at a resolution, for the filter."""
+    where, params = flt.where(day_expr="day", town_col=None)
+    params["res"] = int(resolution)
+    sql = (f"SELECT cell, sum(n)::BIGINT AS n FROM hex.cell_day WHERE resolution = $res AND {where} "
+           "GROUP BY cell ORDER BY cell")
+    frame = con.execute(sql, params).df()
+    frame["cell"] = frame["cell"].map(lambda c: format(int(c), "x"))
+    return frame
+
+
+def area_counts(con, flt: EventFilter, level: str) -> pd.DataFrame:
+    if level not in ("town", "village", "grid"):
+        raise ValueError(f"unknown area level {level!r}")
+    where, params = flt.where(day_expr="day", town_col=None)
+    params["level"] = level
+    return con.execute(f"SELECT d.code, a.name, sum(d.n)::BIGINT AS n FROM hex.area_day d "
+                       f"LEFT JOIN core.areas a ON a.code = d.code AND a.level = d.level "
+                       f"WHERE d.level = $level AND {where} GROUP BY ALL ORDER BY n DESC", params).df()
+
+
+def area_geojson(con, level: str) -> dict:
+    """Boundaries of one area level as a GeoJSON FeatureCollection (WGS84), id = code."""
+    import shapely
+
+    if level not in ("county", "town", "village", "grid"):
+        raise ValueError(f"unknown area level {level!r}")
+    rows = con.execute("SELECT code, name, synthetic, geometry_wkb FROM core.areas WHERE level = ? ORDER BY code",
+                       [level]).fetchall()
+    features = []
+    for code, name, synthetic, wkb in rows:
+        geom = shapely.from_wkb(bytes(wkb))
+        features.append({"type": "Feature", "id": code, "properties": {"code": code, "name": name,
+                                                                        "synthetic": bool(synthetic)},
+                         "geometry": json.loads(shapely.to_geojson(shapely.set_precision(geom, 1e-5)))})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def area_labels(con, level: str) -> pd.DataFrame:
+    import shapely
+
+    rows = con.execute("SELECT code, name, geometry_wkb FROM core.areas WHERE level = ?", [level]).fetchall()
+    pts = [shapely.point_on_surface(shapely.from_wkb(bytes(w))) for _, _, w in rows]
+    return pd.DataFrame({"code": [r[0] for r in rows], "name": [r[1] for r in rows],
+                         "lng": [p.x for p in pts], "lat": [p.y for p in pts]})
+
+
+def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200) -> pd.DataFrame:
+    """The events behind one hex (redacted fields only), newest first."""
+    where, params = flt.where()
+    params.update({"cell": int(cell_hex, 16), "limit": int(limit)})
+    parent = h3_parent_sql("h3_cell", resolution)
+    return con.execute(
+        f"SELECT strftime(reported_at, '%Y-%m-%d %H:%M') AS reported, source, category_code, status, "
+        f"summary_redacted FROM core.events WHERE h3_cell IS NOT NULL AND {parent} = $cell AND {where} "
+        f"AND NOT confidential ORDER BY reported_at DESC LIMIT $limit", params).df()
+
+
+def sources_present(con) -> Sequence[str]:
+    return [r[0] for r in con.execute("SELECT DISTINCT source FROM core.events ORDER BY 1").fetchall()]

@@ -1,0 +1,116 @@
+"""The DuckDB warehouse: schema creation, read-only connections and atomic publish.
+
+Writers never touch the published file. ``write_session`` copies it to a new file beside it, yields a
+connection, runs every contract check, and only then swaps the new file in with ``os.replace`` (atomic
+on POSIX). A writer killed midway leaves the published file as it was; the dashboard's read-only
+connections reopen when the file changes (``PublishedWarehouse``).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+
+from onemap.contracts import SCHEMAS, TABLES
+
+
+class ContractViolation(RuntimeError):
+    """A zero-row check returned rows; the new warehouse file is not published."""
+
+
+def _configure(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
+    con.execute(f"SET TimeZone = '{timezone}'")  # the zone name comes from settings, not from users
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for schema in SCHEMAS:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for t in TABLES:
+        con.execute(t.ddl())
+
+
+def check_contracts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Run every table's zero-row checks; return a description of each failure."""
+    failures = []
+    for t in TABLES:
+        for description, sql in t.checks:
+            rows = con.execute(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
+            if rows:
+                failures.append(f"{t.qualified}: {description}: {rows} offending rows")
+    return failures
+
+
+def connect_readonly(path: Path, timezone: str = "Asia/Shanghai") -> duckdb.DuckDBPyConnection:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no warehouse at {path}: run `onemap ingest` and `onemap build` (or `onemap demo`)")
+    con = duckdb.connect(str(path), read_only=True)
+    _configure(con, timezone)
+    return con
+
+
+@contextlib.contextmanager
+def write_session(path: Path, timezone: str = "Asia/Shanghai") -> Iterator[duckdb.DuckDBPyConnection]:
+    """Yield a connection to a private copy of the warehouse; publish it atomically if all checks pass."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_suffix(".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time; readers are never blocked
+        work = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.building")
+        try:
+            if path.is_file():
+                shutil.copyfile(path, work)
+            con = duckdb.connect(str(work))
+            try:
+                _configure(con, timezone)
+                create_schema(con)
+                yield con
+                failures = check_contracts(con)
+                if failures:
+                    raise ContractViolation("warehouse not published:\n  " + "\n  ".join(failures))
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            with open(work, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(work, path)
+        finally:
+            for leftover in (work, work.with_name(work.name + ".wal")):
+                if leftover.exists():
+                    leftover.unlink()
+
+
+class PublishedWarehouse:
+    """A read-only connection that reopens itself when a new warehouse file has been published."""
+
+    def __init__(self, path: Path, timezone: str = "Asia/Shanghai"):
+        self.path = Path(path)
+        self.timezone = timezone
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._stamp: tuple[int, int] | None = None
+
+    def _current_stamp(self) -> tuple[int, int]:
+        st = os.stat(self.path)
+        return (st.st_ino, st.st_mtime_ns)
+
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        stamp = self._current_stamp()
+        if self._con is None or stamp != self._stamp:
+            if self._con is not None:
+                self._con.close()
+            self._con = connect_readonly(self.path, self.timezone)
+            self._stamp = stamp
+        return self._con.cursor()
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None

@@ -1,0 +1,127 @@
+"""`onemap ingest`: raw export files -> staging (validate, quarantine) -> core (upsert, history, links).
+
+Each file is one batch; all files of one command are one transaction (one published warehouse file).
+Raw files are kept, immutable and checksummed, under ``<home>/raw/<source>/``. The end-of-load summary
+reconciles per batch: read = inserted + updated + unchanged + quarantined.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from geodata.areas import AreaSet, demo_area_set, load_area_set
+from onemap.settings import Settings
+from onemap.warehouse import write_session
+from pipelines.load import link_matters, quarantine, upsert_events
+from pipelines.mappings import CategoryMap
+from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
+from pipelines.readers import read_export
+from pipelines.stage import StageContext, file_sha256, stage_export
+
+
+@dataclass
+class BatchSummary:
+    batch_id: str
+    source: str
+    file: str
+    profile: str
+    rows_read: int
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    linked: int = 0
+    quarantined: int = 0
+    skipped: bool = False
+    reasons: dict[str, int] | None = None
+    redactions: dict[str, int] | None = None
+
+    @property
+    def reconciles(self) -> bool:
+        return self.rows_read == self.inserted + self.updated + self.unchanged + self.quarantined
+
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.file}: already loaded in batch {self.batch_id}; nothing to do (use --force to reload)"
+        ok = "ok" if self.reconciles else "DOES NOT RECONCILE"
+        text = (f"{self.file}: read {self.rows_read:,} / inserted {self.inserted:,} / updated {self.updated:,} / "
+                f"unchanged {self.unchanged:,} / linked {self.linked:,} / quarantined {self.quarantined:,}  [{ok}]")
+        if self.reasons:
+            text += "\n    quarantine reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items()))
+        redacted = {k: v for k, v in (self.redactions or {}).items() if v and k != "rows_changed"}
+        if redacted:
+            text += "\n    redacted: " + ", ".join(f"{k} {v:,}" for k, v in sorted(redacted.items()))
+        return text
+
+
+def area_set_for(settings: Settings) -> AreaSet:
+    return load_area_set(settings.areas_dir) if settings.areas_dir else demo_area_set()
+
+
+def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path:
+    target = settings.raw_dir / source / f"{sha[:16]}_{path.name}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        target.chmod(0o444)
+    return target
+
+
+def ingest(settings: Settings, source: str, files: list[Path], profile_name: str | None = None,
+           dry_run: bool = False, force: bool = False, progress: bool = True) -> list[BatchSummary]:
+    profile = load_profile(profile_name or DEFAULT_PROFILE.get(source, ""))
+    if profile.source != source:
+        raise ProfileError(f"profile {profile.name!r} is for source {profile.source!r}, not {source!r}")
+    areas = area_set_for(settings)
+    categories = CategoryMap.load()
+    key = settings.hmac_key() if profile.party_columns else b""
+    now = pd.Timestamp.now(tz=settings.timezone)
+    summaries: list[BatchSummary] = []
+    bar = tqdm(total=len(files), desc=f"ingest {source}", unit="file", disable=not progress)
+
+    def stage_file(path: Path, batch_id: str):
+        raw = read_export(path, sheet=profile.sheet)
+        ctx = StageContext(areas=areas, categories=categories, hmac_key=key, batch_id=batch_id,
+                           source_file=path.name, now=now, h3_resolution=settings.h3_finest,
+                           timezone=settings.timezone)
+        return raw, stage_export(raw, profile, ctx)
+
+    if dry_run:
+        for path in map(Path, files):
+            raw, staged = stage_file(path, "dry-run")
+            s = BatchSummary("dry-run", source, path.name, profile.name, len(raw), inserted=len(staged.events),
+                             quarantined=len(staged.rejects),
+                             reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions)
+            summaries.append(s)
+            bar.update()
+        bar.close()
+        return summaries
+
+    with write_session(settings.warehouse_path, settings.timezone) as con:
+        for path in map(Path, files):
+            sha = file_sha256(path)
+            previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? "
+                                   "ORDER BY loaded_at", [sha, profile.name]).fetchall()
+            if previous and not force:
+                summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0, skipped=True))
+                bar.update()
+                continue
+            batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
+            keep_raw_copy(settings, source, path, sha)
+            raw, staged = stage_file(path, batch_id)
+            counts = upsert_events(con, staged.events)
+            linked = link_matters(con, batch_id)
+            quarantine(con, staged.rejects)
+            s = BatchSummary(batch_id, source, path.name, profile.name, len(raw), linked=linked,
+                             quarantined=len(staged.rejects), reasons=staged.rejects["reason"].value_counts().to_dict(),
+                             redactions=staged.redactions, **counts)
+            con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [batch_id, source, path.name, sha, profile.name, now, s.rows_read, s.inserted, s.updated,
+                         s.unchanged, s.linked, s.quarantined])
+            summaries.append(s)
+            bar.update()
+    bar.close()
+    return summaries

@@ -1,0 +1,125 @@
+"""Upsert staged events into core.events, keep the status history, link cross-source matters.
+
+All of it runs inside one ``onemap.warehouse.write_session``: the batch is published whole or not at all.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from onemap.contracts import CORE_EVENTS, REJECTS
+
+# Linking the same matter across sources: a police incident and a grid report close in space and time
+# with compatible categories. Thresholds follow the generator-free reasoning in docs: grid workers arrive
+# within hours and report from the spot (GPS noise tens of metres).
+LINK_RADIUS_M = 120.0
+LINK_WINDOW_H = 12.0
+COMPATIBLE = {frozenset(p) for p in (("MD14", "MD06"), ("MD13", "MD06"), ("MD04", "MD0401"), ("MD10", "MD1001"))}
+
+
+def categories_compatible(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    same = a == b
+    pair = np.array([frozenset((x, y)) in COMPATIBLE for x, y in zip(a, b, strict=True)], dtype=bool)
+    return same | pair
+
+
+def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
+    """Insert new events, update changed ones, skip identical ones; append status history rows."""
+    cols = list(CORE_EVENTS.column_names)
+    frame = events.reindex(columns=cols)
+    con.register("staged_events", frame)
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE batch AS SELECT * FROM staged_events")
+    finally:
+        con.unregister("staged_events")
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE batch_kind AS
+        SELECT b.event_id,
+               CASE WHEN e.event_id IS NULL THEN 'insert'
+                    WHEN e.content_hash = b.content_hash THEN 'same'
+                    ELSE 'update' END AS kind,
+               e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link
+        FROM batch b LEFT JOIN core.events e USING (event_id)""")
+    counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
+    con.execute("""
+        INSERT INTO core.event_status_history
+        SELECT k.event_id, k.new_status, b.updated_at, b.batch_id
+        FROM batch_kind k JOIN batch b USING (event_id)
+        WHERE k.kind = 'insert' OR (k.kind = 'update' AND k.old_status IS DISTINCT FROM k.new_status)
+        ON CONFLICT DO NOTHING""")
+    col_list = ", ".join(cols)
+    # an update keeps an existing cross-source link
+    select = ", ".join("coalesce(b.linked_event_id, k.old_link) AS linked_event_id" if c == "linked_event_id"
+                       else f"b.{c}" for c in cols)
+    con.execute(f"""
+        INSERT OR REPLACE INTO core.events ({col_list})
+        SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind <> 'same'""")
+    return {"inserted": counts.get("insert", 0), "updated": counts.get("update", 0),
+            "unchanged": counts.get("same", 0)}
+
+
+def link_matters(con, batch_id: str) -> int:
+    """Link this batch's unlinked events to unlinked events of the other source; returns pairs linked."""
+    new = con.execute("""
+        SELECT event_id, source, lng, lat, epoch(reported_at) AS t, category_code FROM core.events
+        WHERE batch_id = ? AND linked_event_id IS NULL AND lng IS NOT NULL""", [batch_id]).df()
+    if new.empty:
+        return 0
+    t0, t1 = new["t"].min() - LINK_WINDOW_H * 3600, new["t"].max() + LINK_WINDOW_H * 3600
+    other = con.execute("""
+        SELECT event_id, source, lng, lat, epoch(reported_at) AS t, category_code FROM core.events
+        WHERE linked_event_id IS NULL AND lng IS NOT NULL AND epoch(reported_at) BETWEEN ? AND ?
+          AND batch_id <> ?""", [t0, t1, batch_id]).df()
+    pool = pd.concat([new, other], ignore_index=True)
+    police = pool[pool["source"] == "police"].reset_index(drop=True)
+    grid = pool[pool["source"] == "grid"].reset_index(drop=True)
+    if police.empty or grid.empty:
+        return 0
+    lat0 = np.radians(float(pool["lat"].mean()))
+
+    def xyz(f: pd.DataFrame) -> np.ndarray:
+        # metres east, metres north, and time scaled so that LINK_WINDOW_H equals LINK_RADIUS_M
+        return np.column_stack([f["lng"] * 111_320 * np.cos(lat0), f["lat"] * 110_540,
+                                f["t"] / 3600 * (LINK_RADIUS_M / LINK_WINDOW_H)])
+
+    tree = cKDTree(xyz(grid))
+    pairs = tree.query_ball_point(xyz(police), r=LINK_RADIUS_M * np.sqrt(2))
+    cand = [(i, j) for i, js in enumerate(pairs) for j in js]
+    if not cand:
+        return 0
+    pi, gj = np.array(cand).T
+    p_xyz, g_xyz = xyz(police)[pi], xyz(grid)[gj]
+    d_space = np.hypot(*(p_xyz[:, :2] - g_xyz[:, :2]).T)
+    d_time_h = np.abs(police["t"].to_numpy()[pi] - grid["t"].to_numpy()[gj]) / 3600
+    ok = (d_space <= LINK_RADIUS_M) & (d_time_h <= LINK_WINDOW_H) & categories_compatible(
+        police["category_code"].to_numpy()[pi], grid["category_code"].to_numpy()[gj])
+    cost = d_space / LINK_RADIUS_M + d_time_h / LINK_WINDOW_H
+    order = np.argsort(cost[ok], kind="stable")
+    used_p, used_g, links = set(), set(), []
+    for i, j in zip(pi[ok][order], gj[ok][order], strict=True):  # greedy one-to-one, best pairs first
+        if i in used_p or j in used_g:
+            continue
+        used_p.add(i)
+        used_g.add(j)
+        links.append((police["event_id"].iat[i], grid["event_id"].iat[j]))
+    if not links:
+        return 0
+    frame = pd.DataFrame(links, columns=["a", "b"])
+    both = pd.concat([frame, frame.rename(columns={"a": "b", "b": "a"})], ignore_index=True)
+    con.register("new_links", both)
+    try:
+        con.execute("UPDATE core.events SET linked_event_id = l.b FROM new_links l WHERE core.events.event_id = l.a")
+    finally:
+        con.unregister("new_links")
+    return len(links)
+
+
+def quarantine(con, rejects: pd.DataFrame) -> None:
+    if rejects.empty:
+        return
+    con.register("rejects_frame", rejects.reindex(columns=list(REJECTS.column_names)))
+    try:
+        con.execute("INSERT INTO staging.rejects SELECT * FROM rejects_frame")
+    finally:
+        con.unregister("rejects_frame")

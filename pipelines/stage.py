@@ -1,0 +1,368 @@
+"""Stage one export: rename by profile, type, validate, convert coordinates, place, redact, quarantine.
+
+``stage_export(raw, profile, ctx) -> Staged`` is data in, data out: the raw frame of strings from
+``pipelines.readers`` goes in; canonical event rows (ready to upsert into ``core.events``) and reject rows
+(file, row, field, reason) come out. Every input row ends up in exactly one of the two.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from geodata.areas import AreaSet, assign_areas, bbox, resolve_address
+from geodata.coordcheck import check_coordinates
+from geodata.crs import CoordinateError, to_wgs84
+from geodata.h3cells import cells_from_points
+from onemap.contracts import STATUS_CLOSED
+from pipelines.mappings import CategoryMap
+from pipelines.profiles import Profile
+from pipelines.readers import ROW
+from pipelines.redact import pseudonymise, redact
+
+STAGES = ("登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了")
+STATUS_ALIASES = {
+    **{s: s for s in (*STAGES, STATUS_CLOSED)},
+    "registered": "登记受理", "待受理": "登记受理", "已受理": "登记受理", "mediating": "先行调解", "调解中": "先行调解",
+    "assessing": "风险研判", "dispatched": "分类流转", "已派单": "分类流转", "处理中": "分类流转",
+    "in_progress": "跟踪督办", "督办中": "跟踪督办", "closed": STATUS_CLOSED, "办结": STATUS_CLOSED,
+    "已结案": STATUS_CLOSED, "结案": STATUS_CLOSED, "已完成": STATUS_CLOSED,
+}
+TRUE_WORDS = {"是", "true", "1", "y", "yes", "t", "已", "现场处结"}
+FALSE_WORDS = {"否", "false", "0", "n", "no", "f", ""}
+CRS_ALIASES = {"gcj02": "gcj02", "gcj-02": "gcj02", "gcj": "gcj02", "bd09": "bd09", "bd-09": "bd09",
+               "bd09ll": "bd09", "wgs84": "wgs84", "wgs-84": "wgs84", "cgcs2000": "cgcs2000", "bd09mc": "bd09mc"}
+EARLIEST = pd.Timestamp("2000-01-01", tz="Asia/Shanghai")
+TIME_FIELDS = ("reported_at", "occurred_at", "due_at", "closed_at")
+
+# quarantine reasons (each has a test)
+MISSING_REQUIRED = "missing_required"
+BAD_TIME = "bad_time"
+TIME_IN_FUTURE = "time_in_future"
+TIME_BEFORE_2000 = "time_before_2000"
+CLOSED_BEFORE_REPORTED = "closed_before_reported"
+UNKNOWN_CATEGORY = "unknown_category"
+UNKNOWN_STATUS = "unknown_status"
+BAD_COORDINATE = "bad_coordinate"
+UNSUPPORTED_CRS = "unsupported_crs"
+OUTSIDE_JURISDICTION = "outside_jurisdiction"
+NO_LOCATION = "no_location"
+DUPLICATE_IN_FILE = "duplicate_in_file"
+BAD_NUMBER = "bad_number"
+
+
+@dataclass
+class StageContext:
+    areas: AreaSet
+    categories: CategoryMap
+    hmac_key: bytes
+    batch_id: str
+    source_file: str
+    now: pd.Timestamp
+    h3_resolution: int = 10
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass
+class Staged:
+    events: pd.DataFrame
+    rejects: pd.DataFrame
+    redactions: dict[str, int] = field(default_factory=dict)
+
+
+class MissingColumnError(ValueError):
+    """A required column is absent from the file header: the whole file is refused, nothing is loaded."""
+
+
+class _Rejects:
+    def __init__(self, n: int):
+        self.reason = np.full(n, None, dtype=object)
+        self.field = np.full(n, None, dtype=object)
+        self.detail = np.full(n, None, dtype=object)
+
+    def add(self, mask: np.ndarray, field_name: str, reason: str, detail=None) -> None:
+        new = np.asarray(mask, dtype=bool) & (self.reason == None)  # noqa: E711 - first reason wins
+        self.reason[new] = reason
+        self.field[new] = field_name
+        if detail is not None:
+            self.detail[new] = np.asarray(detail, dtype=object)[new] if np.ndim(detail) else detail
+
+    @property
+    def rejected(self) -> np.ndarray:
+        return self.reason != None  # noqa: E711
+
+
+def _parse_times(values: pd.Series, tz: str) -> pd.Series:
+    """Parse local wall-clock timestamps (the common export formats first, fast), then localise."""
+    s = values.astype("string").str.strip().replace("", pd.NA)
+    parsed = pd.to_datetime(s, format="%Y-%m-%d %H:%M:%S", errors="coerce")
+    todo = parsed.isna() & s.notna()
+    if todo.any():
+        parsed[todo] = pd.to_datetime(s[todo], format="mixed", errors="coerce", dayfirst=False)
+    if getattr(parsed.dt, "tz", None) is not None:
+        return parsed.dt.tz_convert(tz)
+    return parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+
+
+def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    s = values.fillna("").astype(str).str.strip().str.lower()
+    true = s.isin(TRUE_WORDS).to_numpy()
+    false = s.isin(FALSE_WORDS).to_numpy()
+    return pd.Series(true, index=values.index), ~(true | false)
+
+
+def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """A stable digest of the fields a later export may change; equal digest = nothing to update."""
+    joined = frame[columns].astype("string").fillna("\x00").agg("\x1f".join, axis=1)
+    return joined.map(lambda v: hashlib.blake2b(v.encode("utf-8"), digest_size=12).hexdigest())
+
+
+HASHED_FIELDS = ["status", "closed_at", "due_at", "outcome", "on_site_closed", "satisfaction", "category_code",
+                 "summary_redacted", "lng", "lat", "grid_code", "confidential", "department"]
+
+
+def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext) -> Staged:
+    n = len(raw)
+    headers = [c for c in raw.columns if c != ROW]
+    found = profile.resolve_headers(headers)
+    missing = [f for f in profile.required if f not in found]
+    if missing:
+        wanted = "; ".join(f"{f} (one of: {', '.join(profile.columns.get(f, (f,)))})" for f in missing)
+        raise MissingColumnError(f"{ctx.source_file}: required column(s) not in the header: {wanted}. "
+                                 f"Header is: {', '.join(headers)}")
+    col = {f: raw[h] for f, h in found.items()}
+    if profile.crs_column and profile.crs_column in raw.columns:
+        col["__crs__"] = raw[profile.crs_column]
+
+    def get(name: str) -> pd.Series:
+        return col[name] if name in col else pd.Series([None] * n, index=raw.index, dtype=object)
+
+    rej = _Rejects(n)
+    out = pd.DataFrame(index=raw.index)
+    out["source"] = profile.source
+    rid = get("source_record_id").astype("string").str.strip()
+    out["source_record_id"] = rid
+    out["event_id"] = profile.source + ":" + rid
+
+    for f in profile.required:
+        empty = get(f).astype("string").str.strip().fillna("").eq("").to_numpy()
+        rej.add(empty, found.get(f, f), MISSING_REQUIRED, f"required field {f} is empty")
+
+    # ---------------------------------------------------------------- times
+    for f in TIME_FIELDS:
+        values = get(f)
+        parsed = _parse_times(values, ctx.timezone)
+        given = values.astype("string").str.strip().fillna("").ne("").to_numpy()
+        rej.add(given & parsed.isna().to_numpy(), found.get(f, f), BAD_TIME,
+                np.char.add(f"unparseable {f}: ", values.fillna("").astype(str).to_numpy().astype(str)))
+        out[f] = parsed
+    rep = out["reported_at"]
+    rej.add((rep > ctx.now + pd.Timedelta(days=1)).to_numpy(), found.get("reported_at", "reported_at"),
+            TIME_IN_FUTURE, "reported after the load time")
+    for f in ("reported_at", "occurred_at"):
+        rej.add((out[f] < EARLIEST).to_numpy(), found.get(f, f), TIME_BEFORE_2000, f"{f} before 2000-01-01")
+    rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"), CLOSED_BEFORE_REPORTED,
+            "closed before it was reported")
+
+    # ---------------------------------------------------------------- category and status
+    cat = ctx.categories.map(profile.category_system, get("category_raw_code"))
+    rej.add(cat["category_code"].isna().to_numpy() & get("category_raw_code").notna().to_numpy(),
+            found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
+            np.char.add(f"code not in the {profile.category_system} mapping table: ",
+                        get("category_raw_code").fillna("").astype(str).to_numpy().astype(str)))
+    out["category_code"] = cat["category_code"]
+    out["category_raw_code"] = get("category_raw_code")
+    out["category_raw_name"] = get("category_raw_name")
+    out["category_method"] = "map"
+    out["category_confidence"] = 1.0
+    out["flags"] = cat["flags"]
+
+    raw_status = get("status").fillna("").astype(str).str.strip()
+    status = raw_status.map(lambda v: STATUS_ALIASES.get(v, STATUS_ALIASES.get(v.lower())))
+    closed_given = out["closed_at"].notna()
+    status = status.where(~(raw_status.eq("") & closed_given), STATUS_CLOSED)
+    status = status.where(~(raw_status.eq("") & ~closed_given), STAGES[0])
+    rej.add(status.isna().to_numpy(), found.get("status", "status"), UNKNOWN_STATUS,
+            np.char.add("status not recognised: ", raw_status.to_numpy().astype(str)))
+    out["status"] = status
+    # a closed case without a close time is closed "some time before this export": keep it honest, reject
+    rej.add((status.eq(STATUS_CLOSED) & ~closed_given).to_numpy(), found.get("closed_at", "closed_at"),
+            MISSING_REQUIRED, "status is closed but the close time is empty")
+
+    # ---------------------------------------------------------------- process fields
+    out["outcome"] = get("outcome").astype("string").str.strip().replace("", pd.NA).astype(object)
+    on_site, bad = _parse_bool(get("on_site_closed"))
+    out["on_site_closed"] = on_site
+    rej.add(bad, found.get("on_site_closed", "on_site_closed"), BAD_NUMBER, "expected 是/否")
+    conf, bad = _parse_bool(get("confidential"))
+    out["confidential"] = conf
+    rej.add(bad, found.get("confidential", "confidential"), BAD_NUMBER, "expected 是/否")
+    sat_raw = get("satisfaction").astype("string").str.strip().replace("", pd.NA)
+    sat = pd.to_numeric(sat_raw, errors="coerce")
+    rej.add((sat_raw.notna() & (sat.isna() | (sat < 0) | (sat > 5))).to_numpy(),
+            found.get("satisfaction", "satisfaction"), BAD_NUMBER, "satisfaction must be a number 0-5")
+    out["satisfaction"] = sat.astype(float)
+    out["department"] = get("department")
+    out["handling_tier"] = None
+    out["dispatch_mode"] = None
+
+    # ---------------------------------------------------------------- place
+    _stage_place(out, get, found, profile, ctx, rej)
+
+    # ---------------------------------------------------------------- personal information
+    summary, counts = redact(get("summary"))
+    address, addr_counts = redact(get("address"))
+    out["summary_redacted"] = summary
+    out["address_redacted"] = address
+    redactions = {k: counts.get(k, 0) + addr_counts.get(k, 0) for k in set(counts) | set(addr_counts)}
+    party_cols = [c for c in profile.party_columns if c in raw.columns]
+    if party_cols:
+        keys = [pseudonymise(raw[c], ctx.hmac_key) for c in party_cols]
+        out["party_keys"] = [[k for k in ks if k is not None] or None for ks in zip(*keys, strict=True)]
+    else:
+        out["party_keys"] = None
+    mapped_headers = set(found.values()) | set(profile.party_columns) | set(profile.drop_columns) | {ROW}
+    extra = [c for c in raw.columns if c not in mapped_headers]
+    out["ext"] = (raw[extra].astype(object).where(raw[extra].notna(), None).to_dict("records") if extra
+                  else [{}] * n)
+    out["ext"] = [json.dumps(e, ensure_ascii=False) for e in out["ext"]]
+
+    # ---------------------------------------------------------------- lineage
+    out["linked_event_id"] = None
+    out["batch_id"] = ctx.batch_id
+    out["source_file"] = ctx.source_file
+    out["source_row"] = raw[ROW].astype("int64")
+    out["updated_at"] = ctx.now
+
+    # a record id twice in one file: the later row is the newer state; earlier rows are quarantined
+    dup = out["event_id"].duplicated(keep="last").to_numpy() & ~rej.rejected
+    rej.add(dup, found.get("source_record_id", "source_record_id"), DUPLICATE_IN_FILE,
+            "the same record id appears again later in this file; the later row was loaded")
+
+    keep = ~rej.rejected
+    events = out[keep].copy()
+    events["content_hash"] = _content_hash(events, HASHED_FIELDS)
+    rejects = _reject_frame(raw, rej, profile, ctx)
+    return Staged(events.reset_index(drop=True), rejects, redactions)
+
+
+def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> None:
+    n = len(out)
+    lng_raw = get("lng").astype("string").str.strip().replace("", pd.NA)
+    lat_raw = get("lat").astype("string").str.strip().replace("", pd.NA)
+    lng = pd.to_numeric(lng_raw, errors="coerce").to_numpy(dtype=float)
+    lat = pd.to_numeric(lat_raw, errors="coerce").to_numpy(dtype=float)
+    unparsable = (lng_raw.notna() & np.isnan(lng)).to_numpy() | (lat_raw.notna() & np.isnan(lat)).to_numpy()
+
+    crs = np.full(n, profile.crs, dtype=object)
+    # per-row CRS column (e.g. 坐标系 = GCJ02 / BD09) overrides the profile default
+    row_crs = ctx_row_crs(get, profile)
+    if row_crs is not None:
+        norm = row_crs.fillna("").astype(str).str.strip().str.lower().map(lambda v: CRS_ALIASES.get(v, v or None))
+        crs = np.where(norm.isna(), profile.crs, norm.to_numpy(dtype=object))
+    bd09mc = crs == "bd09mc"
+    rej.add(bd09mc, profile.crs_column or "crs", UNSUPPORTED_CRS,
+            "BD09MC (Baidu Mercator metres) is not supported: export Baidu coordinates as bd09 lon/lat")
+
+    has_xy = ~np.isnan(lng) & ~np.isnan(lat) & ~bd09mc
+    w_lng = np.full(n, np.nan)
+    w_lat = np.full(n, np.nan)
+    issue = np.full(n, None, dtype=object)
+    for name in pd.unique(crs[has_xy]):
+        sel = has_xy & (crs == name)
+        x, y = lng[sel], lat[sel]
+        if name in ("wgs84", "cgcs2000", "gcj02", "bd09"):
+            # sanity first, on the raw degrees: zeros, swapped, ×1e6 integers, out of range
+            chk = check_coordinates(x, y, bbox=bbox(ctx.areas), margin_deg=0.05)
+            x, y = chk["lng"].to_numpy(dtype=float), chk["lat"].to_numpy(dtype=float)
+            iss = chk["issue"].to_numpy(dtype=object)
+            bad = pd.notna(iss) & ~chk["repaired"].to_numpy(dtype=bool)
+            issue[np.flatnonzero(sel)[bad]] = iss[bad]
+        try:
+            cx, cy = to_wgs84(x, y, src_crs=name)
+        except CoordinateError as exc:
+            rej.add(sel, profile.crs_column or "crs", UNSUPPORTED_CRS, str(exc))
+            continue
+        w_lng[sel], w_lat[sel] = cx, cy
+
+    areas = assign_areas(ctx.areas, lng=w_lng, lat=w_lat)
+    located = areas["grid_code"].notna().to_numpy()
+    outside = ~np.isnan(w_lng) & ~located
+    # a point given but unusable (zero, out of range, outside) falls back to the address; if that fails too,
+    # the row is quarantined with the coordinate reason
+    addr = resolve_address(ctx.areas, get("address"))
+    grid_given = get("grid_code").astype("string").str.strip().fillna("")
+    known_grid = grid_given.isin(set(ctx.areas.grids["code"].astype(str))).to_numpy()
+    addr_ok = addr["precision"].ne("none").to_numpy()
+
+    method = np.where(located, "gps", np.where(addr_ok, "address", np.where(known_grid, "grid-code", "none")))
+    precision = np.where(located, "point", np.where(addr_ok, addr["precision"].to_numpy(dtype=object),
+                                                   np.where(known_grid, "grid", "none")))
+    no_place = ~located & ~addr_ok & ~known_grid
+    rej.add(no_place & unparsable, found.get("lng", "lng"), BAD_COORDINATE, "coordinate is not a number")
+    rej.add(no_place & outside, found.get("lng", "lng"), OUTSIDE_JURISDICTION,
+            "point lies outside every grid of this jurisdiction")
+    rej.add(no_place & pd.notna(issue), found.get("lng", "lng"), BAD_COORDINATE,
+            np.char.add("coordinate check: ", issue.astype(str)))
+    rej.add(no_place, found.get("address", "address"), NO_LOCATION,
+            "no usable coordinates, and neither the address nor the grid code names a place in this jurisdiction")
+
+    keep_pt = located
+    out["lng"] = np.where(keep_pt, w_lng, np.nan)
+    out["lat"] = np.where(keep_pt, w_lat, np.nan)
+    out["src_crs"] = np.where(~np.isnan(lng) | ~np.isnan(lat), crs, None)
+    out["geocode_method"] = method
+    out["geocode_precision"] = precision
+    grid_code = np.where(located, areas["grid_code"].to_numpy(dtype=object),
+                         np.where(addr_ok, addr["grid_code"].to_numpy(dtype=object),
+                                  np.where(known_grid, grid_given.to_numpy(dtype=object), None)))
+    grid_code = np.where(pd.isna(grid_code), None, grid_code)
+    village = np.where(located, areas["village_code"].to_numpy(dtype=object),
+                       np.where(addr_ok, addr["village_code"].to_numpy(dtype=object), None))
+    village = np.where(pd.isna(village) & (grid_code != None), [g[:12] if g else None for g in grid_code],  # noqa: E711
+                       village)
+    town = np.where(located, areas["town_code"].to_numpy(dtype=object),
+                    np.where(addr_ok, addr["town_code"].to_numpy(dtype=object), None))
+    town = np.where(pd.isna(town) & (village != None), [v[:9] if isinstance(v, str) else None for v in village],  # noqa: E711
+                    town)
+    out["grid_code"] = [None if pd.isna(v) else v for v in grid_code]
+    out["village_code"] = [None if pd.isna(v) else v for v in village]
+    out["town_code"] = [None if pd.isna(v) else v for v in town]
+    out["county_code"] = np.where(pd.notna(out["town_code"]), ctx.areas.county_code, None)
+    cells = cells_from_points(lat=np.where(keep_pt, w_lat, np.nan), lng=np.where(keep_pt, w_lng, np.nan),
+                              resolution=ctx.h3_resolution)
+    out["h3_cell"] = pd.array(np.where(keep_pt, cells, 0), dtype="UInt64")
+    out.loc[~keep_pt, "h3_cell"] = pd.NA
+
+
+def ctx_row_crs(get, profile: Profile) -> pd.Series | None:
+    """The per-row CRS column named by the profile, if the file has it."""
+    if not profile.crs_column:
+        return None
+    s = get("__crs__")
+    return None if s.isna().all() else s
+
+
+def _reject_frame(raw: pd.DataFrame, rej: _Rejects, profile: Profile, ctx: StageContext) -> pd.DataFrame:
+    mask = rej.rejected
+    personal = set(profile.party_columns)
+    sub = raw.loc[mask, [c for c in raw.columns if c != ROW and c not in personal]]
+    raws = [json.dumps({k: v for k, v in r.items() if v is not None and v == v}, ensure_ascii=False)[:4000]
+            for r in sub.to_dict("records")]
+    return pd.DataFrame({
+        "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
+        "source_row": raw.loc[mask, ROW].astype("int64").to_numpy(),
+        "field": rej.field[mask], "reason": rej.reason[mask], "detail": rej.detail[mask], "raw": raws,
+    })
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
