@@ -186,7 +186,7 @@ def _gcj_offset_trig(x, y, s, c, t, k) -> tuple[np.ndarray, np.ndarray]:
         -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * xy + 0.2 * sqrt_abs_x
         + common
         + (2.0 / 3.0) * (20.0 * t180 + 40.0 * t60)
-        + (2.0 / 3.0) * (160.0 * t15 + 320.0 * t6)
+        + (2.0 / 3.0) * (160.0 * t15 + 320.1 * t6)
     )
     t_lng = (
         300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * xy + 0.1 * sqrt_abs_x

@@ -85,10 +85,11 @@ def gi_star(counts, W) -> tuple[np.ndarray, np.ndarray]:
         inv_scale = np.where(scale > 0, 1.0 / scale, 0.0)
         inv_sd = np.where(sd > 0, 1.0 / sd, 0.0)
 
-    z = W @ X  # the only O(nnz · slices) step
-    z -= np.multiply.outer(k, mean)
+    # Σ_j w_ij x_j − k_i x̄ = Σ_j w_ij (x_j − x̄) since k_i = Σ_j w_ij: centre and scale X first
+    xc = np.subtract(X, mean[None, :])
+    xc *= inv_sd[None, :]
+    z = W @ xc  # the only O(nnz · slices) step
     z *= inv_scale[:, None]
-    z *= inv_sd[None, :]
     p = norm_two_sided_p(z)
     if one_d:
         return z[:, 0], p[:, 0]
@@ -206,6 +207,9 @@ def emerging_hotspots(
     consecutive; a ≥ 90 % cell whose final slice is not hot is historical even without a trend.
     The final-slice requirement for sporadic is Pro's current wording (ArcMap 10.x did not have it).
 
+    Difference from ArcGIS: Esri's Gi* for EHSA is space-*time* (its "neighborhood time step" also
+    pools earlier slices); here each slice's Gi* is purely spatial (k-ring), as in the product spec.
+
     Returns an array of class codes (keys of :data:`EHSA_LABELS_EN` / :data:`EHSA_LABELS_ZH`).
     """
     z = np.asarray(z, dtype=np.float64)
@@ -278,7 +282,8 @@ def hotspot_table(
 ) -> pd.DataFrame:
     """Gi* per slice + EHSA class per cell from a long (cell, slice, count) frame.
 
-    Missing (cell, slice) pairs count 0; duplicate rows are summed. The study area is the cells in
+    Missing (cell, slice) pairs count 0; duplicate rows are summed; rows with cell 0 (no point) are
+    dropped. The study area is the cells in
     ``frame`` plus ``cells`` (pass every H3 cell of the jurisdiction so that empty cells take part —
     Gi* on only the cells that ever had an event overstates clustering); the time axis is the sorted
     slices in ``frame`` plus ``slices``. Neighbourhoods are k-rings among those cells.
@@ -291,6 +296,9 @@ def hotspot_table(
     """
     df = frame[[cell_col, slice_col, count_col]]
     cell_ids = as_cells(df[cell_col].to_numpy())
+    if np.any(cell_ids == 0):  # 0 = "no cell" (no usable point; geodata.h3cells convention)
+        df = df[cell_ids != 0]
+        cell_ids = cell_ids[cell_ids != 0]
     all_cells = np.unique(cell_ids if cells is None else np.concatenate([cell_ids, as_cells(cells)]))
     slice_vals = pd.Index(df[slice_col].unique())
     if slices is not None:

@@ -62,6 +62,19 @@ def _bh_last(p: np.ndarray, alpha: float) -> np.ndarray:
     return finite & (p <= cut)
 
 
+def _mk_s(y: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """``S = Σ_{i<j} sign(y_j − y_i)`` per row: T−1 vector comparisons on a time-major copy, in blocks."""
+    n_series, n = y.shape
+    s = np.zeros(n_series, dtype=np.int64)
+    for a in range(0, n_series, block):
+        yt = np.ascontiguousarray(y[a:a + block].T)  # times × series: each step compares whole rows
+        acc = s[a:a + block]
+        for i in range(n - 1):
+            later, now = yt[i + 1:], yt[i]
+            acc += ((later > now).view(np.int8) - (later < now).view(np.int8)).sum(axis=0, dtype=np.int64)
+    return s
+
+
 def mann_kendall(y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mann–Kendall monotonic-trend test on each row of ``y`` (n_series × n_times), vectorised.
 
@@ -91,9 +104,7 @@ def mann_kendall(y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ok = np.isfinite(y).all(axis=1)
     yy = y[ok]
 
-    s = np.zeros(yy.shape[0], dtype=np.int64)
-    for lag in range(1, n):  # Σ over pairs (i, i+lag); T−1 vector ops instead of T² / 2 scalar ones
-        s += np.sign(yy[:, lag:] - yy[:, :-lag]).sum(axis=1, dtype=np.int64)
+    s = _mk_s(yy)
 
     # tie groups per row: sort, mark run starts, count run lengths with one bincount over all rows
     srt = np.sort(yy, axis=1)

@@ -202,8 +202,8 @@ class DemoGenerator:
         source_is_grid = rng.random(n) < self.grid_share
 
         # day intensity: weekly shape by source, yearly wave, +10 %/year trend
-        dow = days.dayofweek.to_numpy()
-        doy = days.dayofyear.to_numpy()
+        dow = days.day_of_week.to_numpy()
+        doy = days.day_of_year.to_numpy()
         t = np.arange(len(days)) / 365.0
         base = (1 + 0.12 * np.sin(2 * np.pi * (doy - 100) / 365.25)) * (1 + 0.10 * t)
         grid_w = base * np.where(dow < 5, 1.15, 0.6)
@@ -272,7 +272,7 @@ class DemoGenerator:
             w = np.array(list(favoured.values()), dtype=float)
             out[sel] = rng.choice(codes, size=len(sel), p=w / w.sum())
         # wage-arrears season: re-label a share of events to MD1001 in proportion to the multiplier
-        extra = rng.random(n) < 0.03 * (season - 1)
+        extra = rng.random(n) < 0.06 * (season - 1)
         out[extra] = "MD1001"
         # each source reports only what its own code list can express
         out[~is_grid & ~np.isin(out, p_codes)] = "QT"
@@ -281,7 +281,7 @@ class DemoGenerator:
 
     def _inject_anomalies(self, rng: np.random.Generator, events: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Single-cell spikes and spread clusters in recent weeks; returns (extra events, truth)."""
-        week0 = (self.end_date - pd.Timedelta(days=self.end_date.dayofweek))  # Monday of the last week
+        week0 = (self.end_date - pd.Timedelta(days=self.end_date.day_of_week))  # Monday of the last week
         grids = self.areas.grids.reset_index(drop=True)
         pw = grids["pop_weight"].to_numpy(dtype=float)
         extra, truth = [], []

@@ -60,44 +60,33 @@ def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
 
 
 def link_matters(con, batch_id: str) -> int:
-    """Link this batch's unlinked events to unlinked events of the other source; returns pairs linked."""
+    """Link this batch's unlinked events to unlinked events of the other source; returns pairs linked.
+
+    Two passes: events with points match within LINK_RADIUS_M and LINK_WINDOW_H; events located only by
+    address (village or grid precision) match inside the same village within LINK_WINDOW_H. Both need
+    compatible categories and are one-to-one, closest first.
+    """
+    window = LINK_WINDOW_H * 3600
     new = con.execute("""
-        SELECT event_id, source, lng, lat, epoch(reported_at) AS t, category_code FROM core.events
-        WHERE batch_id = ? AND linked_event_id IS NULL AND lng IS NOT NULL""", [batch_id]).df()
+        SELECT event_id, source, lng, lat, epoch(reported_at) AS t, category_code, village_code FROM core.events
+        WHERE batch_id = ? AND linked_event_id IS NULL""", [batch_id]).df()
     if new.empty:
         return 0
-    t0, t1 = new["t"].min() - LINK_WINDOW_H * 3600, new["t"].max() + LINK_WINDOW_H * 3600
     other = con.execute("""
-        SELECT event_id, source, lng, lat, epoch(reported_at) AS t, category_code FROM core.events
-        WHERE linked_event_id IS NULL AND lng IS NOT NULL AND epoch(reported_at) BETWEEN ? AND ?
-          AND batch_id <> ?""", [t0, t1, batch_id]).df()
+        SELECT event_id, source, lng, lat, epoch(reported_at) AS t, category_code, village_code FROM core.events
+        WHERE linked_event_id IS NULL AND epoch(reported_at) BETWEEN ? AND ? AND batch_id <> ?""",
+                        [new["t"].min() - window, new["t"].max() + window, batch_id]).df()
     pool = pd.concat([new, other], ignore_index=True)
     police = pool[pool["source"] == "police"].reset_index(drop=True)
     grid = pool[pool["source"] == "grid"].reset_index(drop=True)
     if police.empty or grid.empty:
         return 0
-    lat0 = np.radians(float(pool["lat"].mean()))
-
-    def xyz(f: pd.DataFrame) -> np.ndarray:
-        # metres east, metres north, and time scaled so that LINK_WINDOW_H equals LINK_RADIUS_M
-        return np.column_stack([f["lng"] * 111_320 * np.cos(lat0), f["lat"] * 110_540,
-                                f["t"] / 3600 * (LINK_RADIUS_M / LINK_WINDOW_H)])
-
-    tree = cKDTree(xyz(grid))
-    pairs = tree.query_ball_point(xyz(police), r=LINK_RADIUS_M * np.sqrt(2))
-    cand = [(i, j) for i, js in enumerate(pairs) for j in js]
-    if not cand:
-        return 0
-    pi, gj = np.array(cand).T
-    p_xyz, g_xyz = xyz(police)[pi], xyz(grid)[gj]
-    d_space = np.hypot(*(p_xyz[:, :2] - g_xyz[:, :2]).T)
-    d_time_h = np.abs(police["t"].to_numpy()[pi] - grid["t"].to_numpy()[gj]) / 3600
-    ok = (d_space <= LINK_RADIUS_M) & (d_time_h <= LINK_WINDOW_H) & categories_compatible(
-        police["category_code"].to_numpy()[pi], grid["category_code"].to_numpy()[gj])
-    cost = d_space / LINK_RADIUS_M + d_time_h / LINK_WINDOW_H
-    order = np.argsort(cost[ok], kind="stable")
+    pi, gj, cost = _point_candidates(police, grid)
+    pi2, gj2, cost2 = _village_candidates(police, grid)
+    pi, gj, cost = np.concatenate([pi, pi2]), np.concatenate([gj, gj2]), np.concatenate([cost, cost2])
+    order = np.argsort(cost, kind="stable")
     used_p, used_g, links = set(), set(), []
-    for i, j in zip(pi[ok][order], gj[ok][order], strict=True):  # greedy one-to-one, best pairs first
+    for i, j in zip(pi[order], gj[order], strict=True):  # greedy one-to-one, best pairs first
         if i in used_p or j in used_g:
             continue
         used_p.add(i)
@@ -113,6 +102,51 @@ def link_matters(con, batch_id: str) -> int:
     finally:
         con.unregister("new_links")
     return len(links)
+
+
+def _point_candidates(police: pd.DataFrame, grid: pd.DataFrame):
+    p = police[police["lng"].notna()]
+    g = grid[grid["lng"].notna()]
+    empty = (np.array([], dtype=int), np.array([], dtype=int), np.array([]))
+    if p.empty or g.empty:
+        return empty
+    lat0 = np.radians(float(pd.concat([p["lat"], g["lat"]]).mean()))
+
+    def xyz(f: pd.DataFrame) -> np.ndarray:
+        # metres east, metres north, and time scaled so that LINK_WINDOW_H equals LINK_RADIUS_M
+        return np.column_stack([f["lng"] * 111_320 * np.cos(lat0), f["lat"] * 110_540,
+                                f["t"] / 3600 * (LINK_RADIUS_M / LINK_WINDOW_H)])
+
+    pxyz, gxyz = xyz(p), xyz(g)
+    pairs = cKDTree(gxyz).query_ball_point(pxyz, r=LINK_RADIUS_M * np.sqrt(2))
+    cand = [(i, j) for i, js in enumerate(pairs) for j in js]
+    if not cand:
+        return empty
+    a, b = np.array(cand).T
+    d_space = np.hypot(*(pxyz[a, :2] - gxyz[b, :2]).T)
+    d_time_h = np.abs(p["t"].to_numpy()[a] - g["t"].to_numpy()[b]) / 3600
+    ok = (d_space <= LINK_RADIUS_M) & (d_time_h <= LINK_WINDOW_H) & categories_compatible(
+        p["category_code"].to_numpy()[a], g["category_code"].to_numpy()[b])
+    cost = d_space / LINK_RADIUS_M + d_time_h / LINK_WINDOW_H
+    return p.index.to_numpy()[a[ok]], g.index.to_numpy()[b[ok]], cost[ok]
+
+
+def _village_candidates(police: pd.DataFrame, grid: pd.DataFrame):
+    """Address-located events (no point) against the other source in the same village and time window."""
+    p = police[police["village_code"].notna()].reset_index(names="pi")
+    g = grid[grid["village_code"].notna()].reset_index(names="gj")
+    no_point = p["lng"].isna()
+    gp = g["lng"].isna()
+    p, g = p[no_point], g
+    g = pd.concat([g[~gp], g[gp]])  # grid side may or may not have a point
+    if p.empty or g.empty:
+        return np.array([], dtype=int), np.array([], dtype=int), np.array([])
+    m = p.merge(g, on="village_code", suffixes=("_p", "_g"))
+    d_time_h = (m["t_p"] - m["t_g"]).abs() / 3600
+    ok = (d_time_h <= LINK_WINDOW_H).to_numpy() & categories_compatible(
+        m["category_code_p"].to_numpy(), m["category_code_g"].to_numpy())
+    # no distance is known: rank after every point-based pair of the same time gap
+    return m["pi"].to_numpy()[ok], m["gj"].to_numpy()[ok], 1.0 + (d_time_h / LINK_WINDOW_H).to_numpy()[ok]
 
 
 def quarantine(con, rejects: pd.DataFrame) -> None:

@@ -19,15 +19,18 @@ class ReadError(ValueError):
 
 
 def detect_encoding(path: Path, sample_bytes: int = 1 << 20) -> str:
-    data = Path(path).read_bytes()[:sample_bytes]
+    with open(path, "rb") as fh:
+        data = fh.read(sample_bytes)
+    offset = 0
     for enc in ENCODINGS:
         try:
             data.decode(enc)
             return enc
         except UnicodeDecodeError as exc:
-            if enc == "utf-8-sig" and exc.start >= len(data) - 4:  # a multibyte char cut by the sample
+            if exc.start >= len(data) - 4 and len(data) == sample_bytes:  # a multibyte char cut by the sample
                 return enc
-    raise ReadError(f"{path}: not UTF-8 and not GB18030 (first undecodable byte near offset {exc.start})")
+            offset = max(offset, exc.start)
+    raise ReadError(f"{path}: not UTF-8 and not GB18030 (first undecodable byte near offset {offset})")
 
 
 def read_export(path: Path, sheet: str = "") -> pd.DataFrame:

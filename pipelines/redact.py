@@ -218,7 +218,7 @@ HONORIFICS: tuple[str, ...] = tuple(sorted(set(
 _CJK = "\u4e00-\u9fff"
 # Characters that cannot be the 1st / 2nd character of a given name in running text (function words and
 # the verbs that usually follow a name). Kept short for the 1st character: a stop there means "no name".
-_STOP1 = "的了着过们和与及或在于称说等是被把将对向从到给让也都就还又再不没很去请局厅处所委办院站队科部室组司"
+_STOP1 = "的了着过们和与及或在于称说等是被把将对向从到给让也都就还又再不没很去请局厅处所委办院站队科部室组司姓副"
 _STOP2 = _STOP1 + "讲道问答告诉因跟同为有地得已曾太最啊吧呢吗呀哦家父母妻夫儿哥弟姐妹来去报投举反要表拒找打骂欠拖占住之其这那此每各该多人"
 
 # Common words that start with a surname character: a "name" equal to or starting with one is not a name.
@@ -252,7 +252,7 @@ _NOT_BEFORE_TITLE = frozenset((
     "绿化 城管 交警 消防 派出所 居委 村委 街道 社区 医院 学校 公司 单位 小区 门口 楼下 楼上 负责 "
     "副书 副主 副市 副县 副区 副镇 副乡 副局 副所 副院 副校 常务 党支 支部 村支 承包 开发商 调任 "
     "历史 语文 音乐 课程 旁边 分管 主管 拜谢 感谢 致谢 答谢 多谢 数万 上万 几万 十万 百万 千万 近万 "
-    "校方 甲方 乙方 双方 各方 警方 资方 买方 卖方 官方 院方 厂方 店方 军方 "
+    "过程 工程 流程 校方 甲方 乙方 双方 各方 警方 资方 买方 卖方 官方 院方 厂方 店方 军方 "
 ).split())
 
 _SUR = "|".join(sorted(SURNAMES, key=lambda s: (-len(s), s)))
@@ -267,11 +267,15 @@ _MOU_NOT_AFTER = (
 )
 _RE_MOU = re.compile(rf"(?:{_SUR})某{{1,2}}+[甲乙丙丁]?(?!{_MOU_NOT_AFTER})")
 _RE_CUE = re.compile(rf"(?<!\[)(?P<cue>{'|'.join(CUES)})(?P<sep>[:：]? ?)(?P<name>{_NAME})")
-_RE_TITLE = re.compile(rf"(?P<name>(?:{_SUR})(?:{_G1})?(?:{_G2})?)(?P<title>{_HON})")
-_RE_XING = re.compile(rf"(?<![百贵同])姓[是为叫]?(?P<name>{_SUR})")
-_RE_CHAIN = re.compile(rf"(?P<pre>\[姓名\](?:[、,，/]|与|和|及|同|跟|或|以及))(?P<name>{_NAME}|(?:{_SUR})某{{1,2}}+)")
-# Surnames that are also prepositions: "向王先生", "于张某" — prefer the match one character later.
-_PARTICLE_SURNAMES = frozenset("于向")
+_RE_TITLE = re.compile(rf"(?P<name>(?:{_SUR})(?:{_G1})?(?:{_G2})?)(?P<title>副?(?:{_HON}))")
+# 姓王的男子 → 姓[姓名]的男子; 刘姓男子 → [姓名]姓男子 (not 百姓/贵姓/同姓/姓名/姓氏)
+_RE_XING = re.compile(rf"(?<![百贵同])姓[是为叫]?(?P<name>{_SUR})|(?P<name2>{_SUR})姓(?![名氏])")
+_CHAIN_ITEM = rf"(?:[、/]|与|和|及|同|跟|或|以及)(?:{_NAME}|(?:{_SUR})某{{1,2}}+)"
+_RE_CHAIN = re.compile(rf"\[姓名\](?:{_CHAIN_ITEM})+")
+_RE_CHAIN_ITEM = re.compile(rf"(?P<sep>[、/]|与|和|及|同|跟|或|以及)(?P<name>{_NAME}|(?:{_SUR})某{{1,2}}+)")
+# Surnames that are also prepositions or verbs before a title: "向王先生", "祝陈书记" — prefer the match one
+# character later.
+_PARTICLE_SURNAMES = frozenset("于向祝")
 # After a cue word these are (almost always) a preposition or 业主方/对方: 业主向物业反映, 居民于今年.
 _CUE_SKIP_FIRST = frozenset("于向方")
 
@@ -280,8 +284,16 @@ def _is_common_word(name: str) -> bool:
     return any(name[:n] in _NOT_NAMES for n in range(2, len(name) + 1))
 
 
+Spans = list[tuple[int, int]]
+"""Absolute (start, end) offsets to replace with the pass's token; None or [] = leave the match alone."""
+
+
 class _Text:
-    """A text and its width-folded twin, edited in lock-step so offsets stay aligned."""
+    """A text and its width-folded twin, edited in lock-step so offsets stay aligned.
+
+    Patterns run on the folded copy; the spans they return are replaced by a token in both, and every
+    character outside a span is copied from the original.
+    """
 
     __slots__ = ("orig", "fold", "counts")
 
@@ -290,21 +302,20 @@ class _Text:
         self.fold = text.translate(_FOLD)
         self.counts: Counter[str] = Counter()
 
-    def sub(self, pattern: re.Pattern[str], kind: str, repl: Callable[[re.Match[str]], str | None]) -> None:
+    def sub(self, pattern: re.Pattern[str], kind: str, spans_of: Callable[[re.Match[str]], Spans | None]) -> None:
+        token = TOKENS[kind]
         out_o: list[str] = []
         out_f: list[str] = []
         pos = 0
         n = 0
         for m in pattern.finditer(self.fold):
-            r = repl(m)
-            if r is None:
-                continue
-            out_o.append(self.orig[pos:m.start()])
-            out_f.append(self.fold[pos:m.start()])
-            out_o.append(r)
-            out_f.append(r)
-            pos = m.end()
-            n += 1
+            for start, end in spans_of(m) or ():
+                out_o.append(self.orig[pos:start])
+                out_f.append(self.fold[pos:start])
+                out_o.append(token)
+                out_f.append(token)
+                pos = end
+                n += 1
         if n:
             out_o.append(self.orig[pos:])
             out_f.append(self.fold[pos:])
@@ -313,28 +324,32 @@ class _Text:
             self.counts[kind] += n
 
 
-def _id18(m: re.Match[str]) -> str | None:
-    return TOKENS["id_number"] if is_valid_prc_id("".join(m.groups())) else None
+def _whole(m: re.Match[str]) -> Spans:
+    return [m.span()]
 
 
-def _id15(m: re.Match[str]) -> str | None:
+def _id18(m: re.Match[str]) -> Spans | None:
+    return [m.span()] if is_valid_prc_id("".join(m.groups())) else None
+
+
+def _id15(m: re.Match[str]) -> Spans | None:
     if _CODE_CONTEXT.search(m.string, max(0, m.start() - 12), m.start()):
         return None
-    return TOKENS["id_number"] if is_valid_prc_id(m.group(0)) else None
+    return [m.span()] if is_valid_prc_id(m.group(0)) else None
 
 
-def _plate(m: re.Match[str]) -> str | None:
-    return TOKENS["plate"] if _plate_ok(m.group(1), m.group(2)) else None
+def _plate(m: re.Match[str]) -> Spans | None:
+    return [m.span()] if _plate_ok(m.group(1), m.group(2)) else None
 
 
-def _cue(m: re.Match[str]) -> str | None:
+def _cue(m: re.Match[str]) -> Spans | None:
     name = m.group("name")
     if name[0] in _CUE_SKIP_FIRST or _is_common_word(name):
         return None
-    return m.group("cue") + m.group("sep") + TOKENS["name"]
+    return [m.span("name")]
 
 
-def _title(m: re.Match[str]) -> str | None:
+def _title(m: re.Match[str]) -> Spans | None:
     s, name, start = m.string, m.group("name"), m.start()
     blocked = name[0] in _PARTICLE_SURNAMES or any(
         start >= k and s[start - k:start + 1] in _NOT_BEFORE_TITLE for k in (1, 2)
@@ -344,57 +359,66 @@ def _title(m: re.Match[str]) -> str | None:
         inner = _RE_TITLE.search(s, start + 1, m.end())
         if inner is None or inner.end() != m.end():
             return None
-        r = _title(inner)
-        return None if r is None else s[start:inner.start()] + r
+        return _title(inner)
     if _is_common_word(name):
         return None
-    return TOKENS["name"] + m.group("title")
+    return [m.span("name")]
 
 
-def _mou(m: re.Match[str]) -> str | None:
-    return TOKENS["name"]
+def _xing(m: re.Match[str]) -> Spans:
+    return [m.span("name") if m.group("name") is not None else m.span("name2")]
 
 
-def _xing(m: re.Match[str]) -> str | None:
-    return m.group(0)[: m.start("name") - m.start()] + TOKENS["name"]
+def _chain(m: re.Match[str]) -> Spans | None:
+    """``[姓名]、王才茂、张庆国与李某`` → every name of the list, up to the first common word."""
+    s, pos, end = m.string, m.start() + len(TOKENS["name"]), m.end()
+    spans: Spans = []
+    while pos < end:
+        item = _RE_CHAIN_ITEM.match(s, pos, end)
+        if item is None or _is_common_word(item.group("name")):
+            break
+        spans.append(item.span("name"))
+        pos = item.end()
+    return spans
 
 
-def _chain(m: re.Match[str]) -> str | None:
-    if _is_common_word(m.group("name")):
-        return None
-    return m.group("pre") + TOKENS["name"]
-
-
-_NUMBER_PASSES: tuple[tuple[re.Pattern[str], str, Callable[[re.Match[str]], str | None]], ...] = (
+_Pass = tuple[re.Pattern[str], str, Callable[[re.Match[str]], Spans | None]]
+_NUMBER_PASSES: tuple[_Pass, ...] = (
     (_RE_ID18, "id_number", _id18),
     (_RE_ID15, "id_number", _id15),
-    (_RE_MOBILE, "mobile", lambda m: TOKENS["mobile"]),
-    (_RE_LANDLINE, "landline", lambda m: TOKENS["landline"]),
+    (_RE_MOBILE, "mobile", _whole),
+    (_RE_LANDLINE, "landline", _whole),
     (_RE_PLATE, "plate", _plate),
 )
-_NAME_PASSES: tuple[tuple[re.Pattern[str], str, Callable[[re.Match[str]], str | None]], ...] = (
-    (_RE_MOU, "name", _mou),
+_NAME_PASSES: tuple[_Pass, ...] = (
+    (_RE_MOU, "name", _whole),
     (_RE_CUE, "name", _cue),
     (_RE_TITLE, "name", _title),
     (_RE_XING, "name", _xing),
+    (_RE_CHAIN, "name", _chain),
 )
 _HAS_DIGIT_OR_LETTER = re.compile(r"[0-9A-Za-z]")
 _HAS_SURNAME = re.compile(rf"(?:{_SUR})")
 
 
+_MAX_ROUNDS = 6
+
+
 def _redact_one(text: str) -> tuple[str, Counter[str]]:
     t = _Text(text)
-    if _HAS_DIGIT_OR_LETTER.search(t.fold):
-        for pattern, kind, repl in _NUMBER_PASSES:
-            t.sub(pattern, kind, repl)
-    if _HAS_SURNAME.search(t.fold):
-        for pattern, kind, repl in _NAME_PASSES:
-            t.sub(pattern, kind, repl)
-        for _ in range(5):  # 当事人张三、李四与王五: each round takes one more name of the chain
-            before = t.counts["name"]
-            t.sub(_RE_CHAIN, "name", _chain)
-            if t.counts["name"] == before:
-                break
+    # All passes run to a fixed point, so redaction is idempotent: a replacement can expose a new match
+    # (当事人张三、李四与王五 takes one name of the chain per round; in 傅师傅总经理 the 傅 of the kept
+    # title 师傅 is a surname before 总经理; two IDs written back to back are separated by the first token).
+    for _ in range(_MAX_ROUNDS):
+        n_before = sum(t.counts.values())
+        if _HAS_DIGIT_OR_LETTER.search(t.fold):
+            for pattern, kind, repl in _NUMBER_PASSES:
+                t.sub(pattern, kind, repl)
+        if _HAS_SURNAME.search(t.fold):
+            for pattern, kind, repl in _NAME_PASSES:
+                t.sub(pattern, kind, repl)
+        if sum(t.counts.values()) == n_before:
+            break
     return t.orig, t.counts
 
 

@@ -176,8 +176,8 @@ def test_knox_uniform_process_shows_no_interaction():
         lng, lat, t = _uniform(2000, rng)
         res = knox_test(lng, lat, t, (100, 200, 400, 800), (7, 14, 28, 56), n_perm=99, seed=seed)
         significant += int((res.p_value <= 0.05).sum())
-        big = res.expected >= 100  # small bands are noisy; the well-populated ones sit near 1
-        assert np.all(np.abs(res.ratio[big] - 1) < 0.15)
+        # observed within ~5 Poisson s.d. of expected in every band (pair counts are a bit overdispersed)
+        assert np.all(np.abs(res.observed - res.expected) < 5 * np.sqrt(res.expected))
         assert calibrate_near_repeat(knox=res).radius_m is None
     assert significant <= 4  # 48 band tests at 5 %: about 2.4 expected by chance
 
