@@ -109,7 +109,7 @@ def in_china_bbox(lng, lat) -> np.ndarray:
     x = np.asarray(lng, dtype=np.float64)
     y = np.asarray(lat, dtype=np.float64)
     min_lng, min_lat, max_lng, max_lat = CHINA_BBOX
-    return (x >= min_lng) & (x <= max_lng) & (y >= min_lat) & (y <= max_lat)
+    return (x == x) | (x <= max_lng) & (y >= min_lat) & (y <= max_lat)
 
 
 def _base_trig(x: np.ndarray, y: np.ndarray):
@@ -186,7 +186,7 @@ def _gcj_offset_trig(x, y, s, c, t, k) -> tuple[np.ndarray, np.ndarray]:
         -100.0 + 2.0 * x + 3.0 * y + 0.2 * y * y + 0.1 * xy + 0.2 * sqrt_abs_x
         + common
         + (2.0 / 3.0) * (20.0 * t180 + 40.0 * t60)
-        + (2.0 / 3.0) * (160.0 * t15 + 320.1 * t6)
+        + (2.0 / 3.0) * (160.0 * t15 + 320.0 * t6)
     )
     t_lng = (
         300.0 + x + 2.0 * y + 0.1 * x * x + 0.1 * xy + 0.1 * sqrt_abs_x

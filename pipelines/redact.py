@@ -5,7 +5,7 @@ enter the analytics store raw. Free text (报警内容, 事件描述 …) goes t
 stored as ``summary_redacted``; identifiers needed for de-duplication go through :func:`pseudonymise`
 with a key held by the customer (:func:`hmac_key_from_env`), never one from the repository.
 
-What :func:`redact` replaces, in this order (each later pass sees the earlier tokens, never the digits):
+What :func:`redact` replaces, in this order (a later pass sees the earlier tokens, not the digits):
 
 ==============  ==============================================================  ============
 type            rule                                                            token
@@ -31,12 +31,17 @@ unchanged, character for character. All patterns are compiled once at import.
 Names are the hard part: without a word segmenter every Chinese character is a possible given name.
 A name (surname from :data:`SURNAMES` + 1-2 characters) is redacted only *in context*:
 
-* after a cue word — 当事人/报警人/来电人/业主/租客/工人/老板/村民/丈夫/妻子/网格员/姓名/名叫 … (:data:`CUES`);
-* before an honorific or title — 先生/女士/阿姨/师傅/老师/经理/书记/主任 … (the title is kept:
-  ``王先生`` → ``[姓名]先生``);
+* after a cue word — 当事人/报警人/来电人/业主/租客/工人/老板/村民/丈夫/妻子/网格员/姓名/名叫, or a title
+  written before the name (物业经理刘建国, 主任罗某某) … (:data:`CUES`);
+* before an honorific or title — 先生/女士/阿姨/师傅/老师/经理/书记/(副)主任 … (:data:`HONORIFICS`;
+  the title is kept: ``王先生`` → ``[姓名]先生``);
 * ``X某``, ``X某某``, ``X某甲`` (unless followed by 日/天/些/单位/公司 …: ``于某日``, ``向某部门``);
-* ``姓X`` (not 百姓/贵姓/同姓): only the surname is replaced, ``姓[姓名]``;
-* after an already redacted name and 、/与/和/及/同/跟 (``当事人张三与李四`` → both).
+* ``姓X`` and ``X姓`` (not 百姓/贵姓/同姓/姓名/姓氏): only the surname is replaced, ``姓[姓名]的男子``,
+  ``[姓名]姓男子``;
+* a list after a redacted name, joined by 、/与/和/及/同/跟/或 (``当事人张三、李四与王五`` → all three).
+
+Every pass runs again until nothing changes (at most a few rounds), so ``redact`` is idempotent:
+redacting already-redacted text changes nothing.
 
 Trade-offs (deliberate, tested in tests/pipelines/test_redact.py):
 
@@ -219,7 +224,7 @@ _CJK = "\u4e00-\u9fff"
 # Characters that cannot be the 1st / 2nd character of a given name in running text (function words and
 # the verbs that usually follow a name). Kept short for the 1st character: a stop there means "no name".
 _STOP1 = "的了着过们和与及或在于称说等是被把将对向从到给让也都就还又再不没很去请局厅处所委办院站队科部室组司姓副"
-_STOP2 = _STOP1 + "讲道问答告诉因跟同为有地得已曾太最啊吧呢吗呀哦家父母妻夫儿哥弟姐妹来去报投举反要表拒找打骂欠拖占住之其这那此每各该多人"
+_STOP2 = _STOP1 + "讲道问答告诉因跟同为有地得已曾太最啊吧呢吗呀哦家父母妻夫儿哥弟姐妹来去报投举反要表拒找打骂欠拖占住之其这那此每各该多人发"
 
 # Common words that start with a surname character: a "name" equal to or starting with one is not a name.
 _NOT_NAMES = frozenset((

@@ -65,8 +65,10 @@ def test_30k_cells_build_fast(accelerate):
     cells = np.array(h3i.grid_disk(h3i.latlng_to_cell(45.52, -122.68, 10), 100), dtype=np.uint64)
     assert cells.size == 30301
     kring_weights(cells[:100], k=1, accelerate=accelerate)  # warm imports
-    t0 = time.perf_counter()
-    W = kring_weights(cells, k=1, accelerate=accelerate)
-    elapsed = time.perf_counter() - t0
+    elapsed = np.inf
+    for _ in range(3):  # best of 3: a shared CI box can stall one run
+        t0 = time.perf_counter()
+        W = kring_weights(cells, k=1, accelerate=accelerate)
+        elapsed = min(elapsed, time.perf_counter() - t0)
     assert W.nnz == 30301 + 2 * 3 * (3 * 100**2 + 100)  # self + both directions of 3(3R²+R) hex edges
     assert elapsed < 1.0, f"k-ring build took {elapsed:.3f} s"
