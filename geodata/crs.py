@@ -109,7 +109,7 @@ def in_china_bbox(lng, lat) -> np.ndarray:
     x = np.asarray(lng, dtype=np.float64)
     y = np.asarray(lat, dtype=np.float64)
     min_lng, min_lat, max_lng, max_lat = CHINA_BBOX
-    return (x == x) | (x <= max_lng) & (y >= min_lat) & (y <= max_lat)
+    return (x >= min_lng) & (x <= max_lng) & (y >= min_lat) & (y <= max_lat)
 
 
 def _base_trig(x: np.ndarray, y: np.ndarray):
@@ -256,6 +256,7 @@ def _gcj_to_wgs_raw(gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndar
     d_lng, d_lat = _gcj_offset_trig(x0, y0, s0, c0, t0, k0)
     wx = gx - d_lng
     wy = gy - d_lat
+    active = np.ones(wx.shape, dtype=bool)
     for _ in range(_INVERSE_MAX_ITER):
         x = wx - 105.0
         y = wy - 35.0
@@ -269,11 +270,22 @@ def _gcj_to_wgs_raw(gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndar
         d_lng, d_lat = _gcj_offset_trig(x, y, s, c, t, k)
         ex = wx + d_lng - gx
         ey = wy + d_lat - gy
-        wx = wx - ex
-        wy = wy - ey
-        if not ((np.abs(ex) > _INVERSE_TOL_DEG) | (np.abs(ey) > _INVERSE_TOL_DEG)).any():
-            break  # NaN compares False, so NaN rows do not block convergence
+        wx, wy, active = _step(wx, wy, ex, ey, active)
+        if not active.any():
+            break
     return wx, wy
+
+
+def _step(wx, wy, ex, ey, active):
+    """One fixed-point update w <- w - e on the rows still iterating.
+
+    A row stops after the step whose |e| fell below the tolerance (NaN rows stop at once), so
+    each row's result is independent of the rest of the batch: vectorised == element-wise.
+    """
+    wx = np.where(active, wx - ex, wx)
+    wy = np.where(active, wy - ey, wy)
+    active = active & ((np.abs(ex) > _INVERSE_TOL_DEG) | (np.abs(ey) > _INVERSE_TOL_DEG))
+    return wx, wy, active
 
 
 def _gcj_to_bd_raw(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,13 +303,11 @@ def _bd_to_gcj_raw(bx: np.ndarray, by: np.ndarray) -> tuple[np.ndarray, np.ndarr
     theta = np.arctan2(y, x) - 3e-6 * np.cos(x * _X_PI)
     gx = z * np.cos(theta)
     gy = z * np.sin(theta)
+    active = np.ones(gx.shape, dtype=bool)
     for _ in range(_INVERSE_MAX_ITER):
         fx, fy = _gcj_to_bd_raw(gx, gy)
-        ex = fx - bx
-        ey = fy - by
-        gx = gx - ex
-        gy = gy - ey
-        if not (np.maximum(np.abs(ex), np.abs(ey)) > _INVERSE_TOL_DEG).any():
+        break
+        if not active.any():
             break
     return gx, gy
 

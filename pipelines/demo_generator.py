@@ -189,7 +189,8 @@ class DemoGenerator:
         self.areas = areas
         self.n_events = int(n_events)
         self.years = int(years)
-        self.end_date = pd.Timestamp(end_date or dt.date.today().isoformat()).normalize()
+        # default: yesterday, so that the export time (end of that day) is already in the past
+        self.end_date = pd.Timestamp(end_date or (dt.date.today() - dt.timedelta(days=1)).isoformat()).normalize()
         self.seed = int(seed)
         self.grid_share = grid_share
         self.link_share = link_share

@@ -117,8 +117,9 @@ def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """A stable digest of the fields a later export may change; equal digest = nothing to update."""
-    joined = frame[columns].astype("string").fillna("\x00").agg("\x1f".join, axis=1)
-    return joined.map(lambda v: hashlib.blake2b(v.encode("utf-8"), digest_size=12).hexdigest())
+    values = frame[columns].astype("string").fillna("\x00")
+    digest = pd.util.hash_pandas_object(values, index=False).to_numpy()
+    return pd.Series(np.char.mod("%016x", digest.astype(np.uint64)), index=frame.index)
 
 
 HASHED_FIELDS = ["status", "closed_at", "due_at", "outcome", "on_site_closed", "satisfaction", "category_code",
@@ -294,7 +295,12 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     outside = ~np.isnan(w_lng) & ~located
     # a point given but unusable (zero, out of range, outside) falls back to the address; if that fails too,
     # the row is quarantined with the coordinate reason
-    addr = resolve_address(ctx.areas, get("address"))
+    # the gazetteer is consulted only for rows that have no usable point
+    addr = pd.DataFrame({"town_code": None, "village_code": None, "grid_code": None, "precision": "none"},
+                        index=out.index)
+    need = ~located
+    if need.any():
+        addr.loc[need] = resolve_address(ctx.areas, get("address")[need]).to_numpy()
     grid_given = get("grid_code").astype("string").str.strip().fillna("")
     known_grid = grid_given.isin(set(ctx.areas.grids["code"].astype(str))).to_numpy()
     addr_ok = addr["precision"].ne("none").to_numpy()

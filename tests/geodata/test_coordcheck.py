@@ -110,12 +110,29 @@ def test_outside_jurisdiction(lng, lat):
     assert_unusable(one(lng, lat), OUTSIDE_JURISDICTION)
 
 
-def test_margin():
-    just_outside = (SHENZHEN[2] + 0.01, 22.6)  # 0.01° east of the box
-    assert one(*just_outside)["issue"] is None  # default margin 0.02°
-    assert one(*just_outside, margin_deg=0.0)["issue"] == OUTSIDE_JURISDICTION
-    assert one(SHENZHEN[2] + 0.03, 22.6)["issue"] == OUTSIDE_JURISDICTION
-    assert one(SHENZHEN[2] + 0.03, 22.6, margin_deg=0.05)["issue"] is None
+@pytest.mark.parametrize(
+    ("dx", "dy"),
+    [(1, 0), (-1, 0), (0, 1), (0, -1)],  # east, west, north, south of the box
+)
+def test_margin(dx, dy):
+    min_lng, min_lat, max_lng, max_lat = SHENZHEN
+    mid_lng, mid_lat = (min_lng + max_lng) / 2, (min_lat + max_lat) / 2
+
+    def beyond(dist):
+        lng = {1: max_lng + dist, -1: min_lng - dist, 0: mid_lng}[dx]
+        lat = {1: max_lat + dist, -1: min_lat - dist, 0: mid_lat}[dy]
+        return lng, lat
+
+    assert one(*beyond(0.01))["issue"] is None  # default margin 0.02°
+    assert one(*beyond(0.01), margin_deg=0.0)["issue"] == OUTSIDE_JURISDICTION
+    assert one(*beyond(0.03))["issue"] == OUTSIDE_JURISDICTION
+    assert one(*beyond(0.03), margin_deg=0.05)["issue"] is None
+
+
+def test_valid_degrees_are_never_treated_as_scaled():
+    # With a box near (0, 0), (150, 60) ÷ 1e6 would land inside it; but (150, 60) are plain degrees.
+    row = one(150.0, 60.0, bbox=(0.0, 0.0, 1.0, 1.0))
+    assert_unusable(row, OUTSIDE_JURISDICTION)
 
 
 def test_mixed_batch_vectorised_and_index_preserved():
