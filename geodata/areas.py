@@ -4,7 +4,9 @@ Pure: no database. An :class:`AreaSet` holds four GeoDataFrames in WGS84 lon/lat
 ``code``, ``name``, ``level``, ``parent_code`` plus a ``vintage`` label (boundaries change: 村居合并).
 
 * :func:`load_area_set` reads a deployment's own polygons (GeoJSON, GeoPackage, Shapefile, GeoParquet)
-  and reprojects them (e.g. CGCS2000 Gauss-Krüger) to WGS84.
+  and reprojects them (e.g. CGCS2000 Gauss-Krüger) to WGS84; a declared source CRS (``gcj02`` for
+  web-map exports, an EPSG code for files without one) and the code/name columns can be given as
+  arguments or in an ``areas.toml`` beside the files. :mod:`geodata.validate` checks the result.
 * :func:`demo_area_set` is the bundled 汕尾市城区 demo (real county and town codes, synthetic
   villages and grids; see ``geodata/demo/data/SOURCES.md``).
 * :func:`assign_areas` maps lon/lat points to county/town/village/grid codes (vectorised).
@@ -13,7 +15,9 @@ Pure: no database. An :class:`AreaSet` holds four GeoDataFrames in WGS84 lon/lat
 from __future__ import annotations
 
 import re
+import tomllib
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +26,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+
+from geodata.crs import to_wgs84
 
 LEVELS = ("county", "towns", "villages", "grids")
 _LEVEL_NAME = {"county": "county", "towns": "town", "villages": "village", "grids": "grid"}
@@ -39,6 +45,8 @@ _CODE_COLS = ("code", "CODE", "adcode", "Code", "区划代码", "编码", "代�
 _NAME_COLS = ("name", "NAME", "Name", "名称", "网格名称", "mc", "MC")
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo" / "data"
+MANIFEST_NAME = "areas.toml"  # optional, beside the layer files: vintage, crs, code_column, name_column
+_LON_LAT_SOURCES = ("gcj02", "bd09")  # declared CRSs that are lon/lat degrees converted by geodata.crs
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,8 +109,51 @@ def _read_any(path: Path, layer: str | None = None) -> gpd.GeoDataFrame:
     return gpd.read_file(path)
 
 
-def _normalise_layer(gdf: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
+def _crs_key(crs: str) -> str:
+    return crs.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
+def _declared_native(crs: str) -> str | None:
+    """'gcj02' / 'bd09' / 'wgs84' for the names geodata.crs handles natively, else None (a pyproj CRS)."""
+    key = _crs_key(crs)
+    return {"gcj02": "gcj02", "gcj": "gcj02", "bd09": "bd09", "bd09ll": "bd09", "wgs84": "wgs84",
+            "cgcs2000": "wgs84"}.get(key)
+
+
+def _apply_declared_crs(gdf: gpd.GeoDataFrame, level: str, declared_crs: str) -> gpd.GeoDataFrame:
+    """Interpret the layer's coordinates as ``declared_crs`` (the declaration wins over the file's label)."""
+    native = _declared_native(declared_crs)
+    if native in _LON_LAT_SOURCES:
+        if gdf.crs is not None and gdf.crs.is_projected:
+            raise ValueError(f"{level}: declared {declared_crs} (lon/lat degrees) but the file is in the "
+                             f"projected CRS {gdf.crs.name}")
+        def convert(xy: np.ndarray) -> np.ndarray:
+            lng, lat = to_wgs84(xy[:, 0], xy[:, 1], src_crs=native)
+            return np.column_stack([lng, lat])
+
+        out = gdf.copy()
+        out["geometry"] = shapely.transform(np.asarray(gdf.geometry.values), convert)
+        return out.set_geometry("geometry").set_crs("EPSG:4326", allow_override=True)
+    if native == "wgs84":
+        return gdf.set_crs("EPSG:4326", allow_override=True)
+    return gdf.set_crs(declared_crs, allow_override=True)
+
+
+def _column_for(option: str | Mapping[str, str] | None, level: str) -> str | None:
+    """A column option given once for all levels (str) or per level ({'grids': 'WGBM', 'town': ...})."""
+    if option is None or isinstance(option, str):
+        return option
+    return option.get(level) or option.get(_LEVEL_NAME[level])
+
+
+def _normalise_layer(gdf: gpd.GeoDataFrame, level: str, declared_crs: str | None = None,
+                     code_column: str | Mapping[str, str] | None = None,
+                     name_column: str | Mapping[str, str] | None = None, raw: bool = False) -> gpd.GeoDataFrame:
     gdf = gdf.copy()
+    if declared_crs:
+        gdf = _apply_declared_crs(gdf, level, declared_crs)
+    elif gdf.crs is not None and gdf.crs.is_geographic and "gcj" in (gdf.crs.name or "").lower():
+        gdf = _apply_declared_crs(gdf, level, "gcj02")  # a custom CRS that says it is GCJ-02
     if gdf.crs is None:
         minx, miny, maxx, maxy = gdf.total_bounds
         if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
@@ -114,15 +165,24 @@ def _normalise_layer(gdf: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
             gdf = gdf.set_crs("EPSG:4326", allow_override=True)
         else:
             gdf = gdf.to_crs("EPSG:4326")
-    code_col = next((c for c in _CODE_COLS if c in gdf.columns), None)
-    name_col = next((c for c in _NAME_COLS if c in gdf.columns), None)
+    code_col, name_col = _column_for(code_column, level), _column_for(name_column, level)
+    for given, what in ((code_col, "code"), (name_col, "name")):
+        if given is not None and given not in gdf.columns:
+            raise ValueError(f"{level}: the configured {what} column {given!r} is not in the layer "
+                             f"(columns: {', '.join(map(str, gdf.columns))})")
+    code_col = code_col or next((c for c in _CODE_COLS if c in gdf.columns), None)
+    name_col = name_col or next((c for c in _NAME_COLS if c in gdf.columns), None)
     if code_col is None:
-        raise ValueError(f"{level}: no code column (looked for {', '.join(_CODE_COLS)})")
+        raise ValueError(f"{level}: no code column (looked for {', '.join(_CODE_COLS)}; "
+                         f"set code_column in {MANIFEST_NAME} or pass code_column=)")
+    # a configured column wins over a conventional one of the same target name
+    gdf = gdf.drop(columns=[c for c, src in (("code", code_col), ("name", name_col))
+                            if src and src != c and c in gdf.columns])
     gdf = gdf.rename(columns={code_col: "code", **({name_col: "name"} if name_col else {})})
     gdf["code"] = gdf["code"].map(_code_str)
     if "name" not in gdf.columns:
         gdf["name"] = gdf["code"]
-    gdf["name"] = gdf["name"].astype(str)
+    gdf["name"] = gdf["name"].where(gdf["name"].notna(), gdf["code"]).astype(str)
     gdf["level"] = _LEVEL_NAME[level]
     if "parent_code" in gdf.columns:
         gdf["parent_code"] = gdf["parent_code"].map(_code_str)
@@ -131,7 +191,11 @@ def _normalise_layer(gdf: gpd.GeoDataFrame, level: str) -> gpd.GeoDataFrame:
         gdf["parent_code"] = gdf["code"].str[:parent_len]
     else:
         gdf["parent_code"] = gdf["code"].str[:4] + "00"
-    gdf["geometry"] = shapely.make_valid(gdf.geometry.values)
+    if raw:  # as read, for geodata.validate to report on: no repair, duplicates kept
+        return gdf.reset_index(drop=True)
+    from geodata.validate import repair_geometries  # local: validate imports this module
+
+    gdf = repair_geometries(gdf)
     dup = gdf["code"].duplicated()
     if dup.any():
         raise ValueError(f"{level}: duplicate codes {gdf.loc[dup, 'code'].head().tolist()}")
@@ -146,40 +210,96 @@ def _code_str(v) -> str | None:
     return str(v).strip()
 
 
-def load_area_set(directory: str | Path, vintage: str | None = None) -> AreaSet:
+def read_manifest(directory: str | Path) -> dict:
+    """The optional ``areas.toml`` beside a deployment's layer files ({} when there is none).
+
+    Keys (all optional)::
+
+        vintage = "2024"                    # boundary vintage label
+        crs = "gcj02"                       # declared source CRS: gcj02 / bd09 / wgs84 / EPSG:xxxx
+        code_column = "区划代码"             # one column for every layer, or per layer:
+        [code_column]
+        grids = "WGBM"
+        [name_column]
+        grids = "WGMC"
+    """
+    path = Path(directory)
+    folder = path if path.is_dir() else path.parent
+    file = folder / MANIFEST_NAME
+    if not file.is_file():
+        return {}
+    try:
+        with file.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{file}: invalid TOML: {exc}") from exc
+    unknown = set(doc) - {"vintage", "crs", "code_column", "name_column"}
+    if unknown:
+        raise ValueError(f"{file}: unknown keys {sorted(unknown)} (allowed: vintage, crs, code_column, name_column)")
+    return doc
+
+
+def _gpkg_layers(path: Path) -> dict[str, gpd.GeoDataFrame]:
+    import pyogrio
+
+    names = {str(n) for n, _ in pyogrio.list_layers(path)}
+    layers = {}
+    for level in LEVELS:
+        layer = next((s for s in _STEMS[level] if s in names), None)
+        if layer is not None:
+            layers[level] = _read_any(path, layer)
+    return layers
+
+
+def load_area_set(directory: str | Path, vintage: str | None = None, *, declared_crs: str | None = None,
+                  code_column: str | Mapping[str, str] | None = None,
+                  name_column: str | Mapping[str, str] | None = None, raw: bool = False) -> AreaSet:
     """Read county/towns/villages/grids layers from ``directory`` by conventional names.
 
     ``directory`` may be a folder holding ``county.*``, ``towns.*``, ``villages.*``, ``grids.*`` (GeoJSON,
     GeoPackage, Shapefile or GeoParquet; alternative stems such as ``town``/``streets``/``网格`` are
-    accepted) or a single GeoPackage with layers of those names. Projected layers (e.g. CGCS2000
-    Gauss-Krüger) are reprojected to WGS84; CGCS2000 geographic is relabelled as WGS84. A missing
-    county layer is dissolved from the towns. ``vintage`` defaults to the layers' ``vintage`` column.
+    accepted), a single GeoPackage with layers of those names, or a folder holding one such GeoPackage.
+    Projected layers (e.g. CGCS2000 Gauss-Krüger) are reprojected to WGS84; CGCS2000 geographic is
+    relabelled as WGS84. A missing county layer is dissolved from the towns. ``vintage`` defaults to
+    the manifest's, else the layers' ``vintage`` column.
+
+    ``declared_crs`` says what the coordinates really are, whatever the file's label: ``'gcj02'`` /
+    ``'bd09'`` (lon/lat from web maps, converted vertex by vertex with :func:`geodata.crs.to_wgs84`),
+    ``'wgs84'``/``'cgcs2000'``, or any CRS pyproj knows (``'EPSG:4549'``) for files without one.
+    ``code_column`` / ``name_column`` name the columns when the conventional names do not fit: one name
+    for every layer or a mapping per layer (``{'grids': 'WGBM'}``). Each of these defaults to the
+    ``areas.toml`` manifest beside the files (see :func:`read_manifest`), so a deployment is configured
+    by its files alone. ``raw=True`` keeps geometries as read and duplicate codes, for
+    :func:`geodata.validate.validate_area_set` to report on; otherwise invalid geometries are repaired
+    (polygonal parts of ``make_valid``) and duplicate codes raise ``ValueError``.
     """
     path = Path(directory)
+    manifest = read_manifest(path) if path.exists() else {}
+    declared_crs = declared_crs or manifest.get("crs") or None
+    code_column = code_column if code_column is not None else manifest.get("code_column")
+    name_column = name_column if name_column is not None else manifest.get("name_column")
+    vintage = vintage if vintage is not None else (str(manifest["vintage"]) if "vintage" in manifest else None)
     layers: dict[str, gpd.GeoDataFrame] = {}
     if path.is_file() and path.suffix.lower() == ".gpkg":
-        import pyogrio
-
-        names = {str(n) for n, _ in pyogrio.list_layers(path)}
-        for level in LEVELS:
-            layer = next((s for s in _STEMS[level] if s in names), None)
-            if layer is not None:
-                layers[level] = _read_any(path, layer)
+        layers = _gpkg_layers(path)
     elif path.is_dir():
         for level in LEVELS:
             p = _find_layer(path, level)
             if p is not None:
                 layers[level] = _read_any(p)
+        packages = sorted(path.glob("*.gpkg"))
+        if not layers and len(packages) == 1:
+            layers = _gpkg_layers(packages[0])
     else:
         raise FileNotFoundError(f"not a directory or GeoPackage: {path}")
     for level in ("towns", "villages", "grids"):
         if level not in layers:
             raise FileNotFoundError(f"{path}: no {level} layer (expected one of {_STEMS[level]} with {_EXTS})")
-    norm = {lvl: _normalise_layer(g, lvl) for lvl, g in layers.items()}
+    norm = {lvl: _normalise_layer(g, lvl, declared_crs, code_column, name_column, raw) for lvl, g in layers.items()}
     if "county" not in norm:
         towns = norm["towns"]
         code = towns["code"].str[:6].mode().iloc[0]
-        geom = shapely.union_all(towns.geometry.values)
+        geom = shapely.union_all(shapely.make_valid(towns.geometry.values) if raw else towns.geometry.values)
         norm["county"] = gpd.GeoDataFrame(
             {"code": [code], "name": [code], "level": ["county"], "parent_code": [code[:4] + "00"]},
             geometry=[geom], crs="EPSG:4326")

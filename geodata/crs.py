@@ -306,7 +306,7 @@ def _bd_to_gcj_raw(bx: np.ndarray, by: np.ndarray) -> tuple[np.ndarray, np.ndarr
     active = np.ones(gx.shape, dtype=bool)
     for _ in range(_INVERSE_MAX_ITER):
         fx, fy = _gcj_to_bd_raw(gx, gy)
-        break
+        gx, gy, active = _step(gx, gy, fx - bx, fy - by, active)
         if not active.any():
             break
     return gx, gy

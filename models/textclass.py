@@ -99,6 +99,7 @@ class TextCategoryClassifier(ClassifierMixin, BaseEstimator):
         C: float = 10.0,
         class_weight: Literal["balanced"] | None = "balanced",
         max_iter: int = 5000,
+        calibration: Literal["sigmoid", "temperature", "isotonic"] = "sigmoid",
         calibration_cv: int = 3,
         random_state: int | None = 0,
     ) -> None:
@@ -112,6 +113,7 @@ class TextCategoryClassifier(ClassifierMixin, BaseEstimator):
         self.C = C
         self.class_weight = class_weight
         self.max_iter = max_iter
+        self.calibration = calibration
         self.calibration_cv = calibration_cv
         self.random_state = random_state
 
@@ -131,13 +133,13 @@ class TextCategoryClassifier(ClassifierMixin, BaseEstimator):
             from sklearn.model_selection import StratifiedKFold
 
             folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=self.random_state)
-            return CalibratedClassifierCV(svc, method="sigmoid", cv=folds)
+            return CalibratedClassifierCV(svc, method=self.calibration, cv=folds)
         raise ValueError(f"model must be 'logreg' or 'linearsvc', got {self.model!r}")
 
     def fit(self, X: Iterable[object], y: Iterable[object]) -> TextCategoryClassifier:
         """Fit on texts ``X`` and labels ``y`` (category codes or any hashable labels)."""
         texts = _texts(X)
-        labels = np.asarray(list(y) if not isinstance(y, np.ndarray | pd.Series) else y, dtype=object)
+        labels = y.to_numpy() if isinstance(y, pd.Series) else np.asarray(y if isinstance(y, np.ndarray) else list(y))
         if len(texts) != len(labels):
             raise ValueError(f"X has {len(texts)} texts but y has {len(labels)} labels")
         if pd.isna(labels).any():

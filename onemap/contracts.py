@@ -194,6 +194,28 @@ AREAS = Table(
     ("code", "vintage"),
 )
 
+AREA_VINTAGES = Table(
+    "meta", "area_vintages",
+    (
+        C("vintage", "VARCHAR", False),
+        C("loaded_at", "TIMESTAMPTZ", False),
+        C("source_dir", "VARCHAR", False, "the folder or GeoPackage the layers were read from"),
+        C("declared_crs", "VARCHAR", doc="source CRS declared on load (gcj02 / EPSG:xxxx); NULL = the files' own"),
+        C("county_code", "VARCHAR", False),
+        C("counties", "INTEGER", False),
+        C("towns", "INTEGER", False),
+        C("villages", "INTEGER", False),
+        C("grids", "INTEGER", False),
+        C("issues", "INTEGER", False, "validation issues found on load, all kinds"),
+        C("errors", "INTEGER", False, "issues other than repaired geometries"),
+        C("report", "VARCHAR", doc="the validation summary as printed"),
+    ),
+    ("vintage",),
+    checks=(("every loaded boundary vintage has its areas",
+             "SELECT vintage FROM meta.area_vintages ANTI JOIN core.areas USING (vintage)"),),
+    doc="One row per boundary vintage loaded with `onemap geodata load` (村居合并 keeps old vintages).",
+)
+
 HEX_DAILY = Table(
     "hex", "cell_day",
     (
@@ -223,7 +245,47 @@ AREA_DAILY = Table(
     ("level", "code", "day", "category_code", "source"),
 )
 
-TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, HEX_DAILY, AREA_DAILY)
+MODEL_RUNS = Table(
+    "meta", "model_runs",
+    (
+        C("run_id", "VARCHAR", False),
+        C("model", "VARCHAR", False),
+        C("version", "VARCHAR", False),
+        C("params", "JSON", False),
+        C("ran_at", "TIMESTAMPTZ", False),
+        C("rows", "BIGINT", False),
+    ),
+    ("run_id",),
+    doc="Every scores.* row carries the run_id of the model run that wrote it.",
+)
+
+HOTSPOTS = Table(
+    "scores", "hotspots",
+    (
+        C("run_id", "VARCHAR", False),
+        C("resolution", "TINYINT", False),
+        C("cell", "UBIGINT", False),
+        C("slice_end", "DATE", False, "last day of the latest weekly slice"),
+        C("n_slices", "INTEGER", False),
+        C("count", "BIGINT", False, "events in the latest slice"),
+        C("z", "DOUBLE", False, "Gi* z-score of the latest slice"),
+        C("p", "DOUBLE", False),
+        C("significant", "BOOLEAN", False, "after Benjamini-Hochberg FDR within the slice"),
+        C("spot", "VARCHAR", False, "hot / cold / none in the latest slice"),
+        C("mk_tau", "DOUBLE"),
+        C("mk_p", "DOUBLE"),
+        C("trend", "VARCHAR"),
+        C("pattern", "VARCHAR", False, "emerging hot spot class (Esri names)"),
+        C("pattern_zh", "VARCHAR", False),
+    ),
+    ("run_id", "resolution", "cell"),
+    checks=(("hotspot rows belong to a recorded model run",
+             "SELECT h.run_id FROM scores.hotspots h ANTI JOIN meta.model_runs r USING (run_id)"),
+            ("p-values are probabilities", "SELECT cell FROM scores.hotspots WHERE p < 0 OR p > 1")),
+)
+
+TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, AREA_VINTAGES,
+                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS)
 
 
 def table(qualified: str) -> Table:

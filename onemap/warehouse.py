@@ -64,6 +64,8 @@ def write_session(path: Path, timezone: str = "Asia/Shanghai") -> Iterator[duckd
     lock_path = path.with_suffix(".lock")
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time; readers are never blocked
+        for stale in path.parent.glob(f".{path.name}.*.building*"):  # left by a writer that was killed
+            stale.unlink()
         work = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.building")
         try:
             if path.is_file():

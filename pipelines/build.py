@@ -31,11 +31,66 @@ def build(settings: Settings, as_of: pd.Timestamp | None = None) -> dict[str, in
                 INSERT INTO hex.area_day
                 SELECT '{level}', {level}_code, CAST(reported_at AS DATE), category_code, source, count(*)
                 FROM core.events WHERE {level}_code IS NOT NULL GROUP BY ALL""")
+        score_hotspots(con, areas, settings, as_of)
         n = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
         con.execute("INSERT INTO meta.builds VALUES (?, now(), ?, ?, ?)",
                     [uuid.uuid4().hex[:12], as_of, n, _version()])
         cells = con.execute("SELECT count(*) FROM hex.cell_day").fetchall()[0][0]
     return {"events": n, "cell_day_rows": cells}
+
+
+HOTSPOT_WEEKS = 26
+HOTSPOT_RESOLUTIONS = (8, 9)
+
+
+def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: int = HOTSPOT_WEEKS) -> str | None:
+    """Gi* per weekly slice over the last ``weeks`` complete-or-current weeks, FDR, emerging classes.
+
+    The study area is every H3 cell covering the jurisdiction (empty cells take part), so that Gi* does not
+    overstate clustering. Writes scores.hotspots under a new run id recorded in meta.model_runs.
+    """
+    import json
+
+    from geodata.h3cells import cells_covering
+    from models.hotspots import hotspot_table
+
+    last = con.execute("SELECT max(day) FROM hex.cell_day").fetchall()[0][0]
+    if last is None:
+        return None
+    end = pd.Timestamp(last)
+    slice_end = end - pd.Timedelta(days=(end.weekday() + 1) % 7)  # last Sunday on or before the latest day
+    if slice_end < end - pd.Timedelta(days=3):
+        slice_end = end  # a week with most of its days present counts as the latest slice
+    start = slice_end - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1)
+    run_id = uuid.uuid4().hex[:12]
+    params = {"weeks": weeks, "k": 1, "alpha": 0.05, "fdr": "slice", "slice_end": str(slice_end.date())}
+    rows = 0
+    county = areas.county.geometry.union_all()
+    for res in HOTSPOT_RESOLUTIONS:
+        frame = con.execute(
+            "SELECT cell, (datediff('day', $start::DATE, day) // 7)::INTEGER AS slice, sum(n)::BIGINT AS n "
+            "FROM hex.cell_day WHERE resolution = $res AND day BETWEEN $start AND $end GROUP BY ALL",
+            {"res": res, "start": start.date(), "end": slice_end.date()}).df()
+        table = hotspot_table(frame, "cell", "slice", "n", k=1, alpha=0.05,
+                              cells=cells_covering(county, res), slices=range(weeks))
+        out = table.reset_index()
+        out = pd.DataFrame({
+            "run_id": run_id, "resolution": res, "cell": out["cell"].astype("uint64"),
+            "slice_end": slice_end.date(), "n_slices": weeks, "count": out["count"].astype("int64"),
+            "z": out["z"].astype(float), "p": out["p"].astype(float), "significant": out["significant"].astype(bool),
+            "spot": out["spot"].replace("", "none"), "mk_tau": out["mk_tau"], "mk_p": out["mk_p"],
+            "trend": out["trend"], "pattern": out["pattern_en"], "pattern_zh": out["pattern_zh"]})
+        con.register("hot_frame", out)
+        try:
+            con.execute("INSERT INTO scores.hotspots SELECT * FROM hot_frame")
+        finally:
+            con.unregister("hot_frame")
+        rows += len(out)
+    con.execute("DELETE FROM scores.hotspots WHERE run_id <> ?", [run_id])
+    con.execute("DELETE FROM meta.model_runs WHERE model = 'emerging_hotspots'")
+    con.execute("INSERT INTO meta.model_runs VALUES (?, 'emerging_hotspots', ?, ?, now(), ?)",
+                [run_id, _version(), json.dumps(params), rows])
+    return run_id
 
 
 def _load_areas(con, areas) -> None:

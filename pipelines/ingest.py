@@ -83,16 +83,17 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
     bar = tqdm(total=len(files), desc=f"ingest {source}", unit="file", disable=not progress)
 
     def stage_file(path: Path, batch_id: str):
-        raw = read_export(path, sheet=profile.sheet)
+        read = read_export(path, sheet=profile.sheet)
         ctx = StageContext(areas=areas, categories=categories, hmac_key=key, batch_id=batch_id,
                            source_file=path.name, now=now, h3_resolution=settings.h3_finest,
                            timezone=settings.timezone)
-        return raw, stage_export(raw, profile, ctx)
+        staged = stage_export(read.frame, profile, ctx, malformed=read.malformed)
+        return read, staged
 
     if dry_run:
         for path in map(Path, files):
-            raw, staged = stage_file(path, "dry-run")
-            s = BatchSummary("dry-run", source, path.name, profile.name, len(raw), inserted=len(staged.events),
+            read, staged = stage_file(path, "dry-run")
+            s = BatchSummary("dry-run", source, path.name, profile.name, read.rows_read, inserted=len(staged.events),
                              quarantined=len(staged.rejects),
                              reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions)
             summaries.append(s)
@@ -111,11 +112,11 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 continue
             batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
             keep_raw_copy(settings, source, path, sha)
-            raw, staged = stage_file(path, batch_id)
+            read, staged = stage_file(path, batch_id)
             counts = upsert_events(con, staged.events)
             linked = link_matters(con, batch_id)
             quarantine(con, staged.rejects)
-            s = BatchSummary(batch_id, source, path.name, profile.name, len(raw), linked=linked,
+            s = BatchSummary(batch_id, source, path.name, profile.name, read.rows_read, linked=linked,
                              quarantined=len(staged.rejects), reasons=staged.rejects["reason"].value_counts().to_dict(),
                              redactions=staged.redactions, **counts)
             con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -1,39 +1,64 @@
 """Read an export file (CSV in UTF-8 / UTF-8 with BOM / GB18030, .xlsx, JSON lines) into strings.
 
 Everything is read as text so that validation, not the reader, decides what a bad value is; the row
-number of each record (1-based, header excluded) travels with it for the quarantine table.
+number of each record (1-based, header excluded) travels with it for the quarantine table. Lines that
+cannot be parsed as a record at all (a CSV row with the wrong number of fields, a JSON line that is not
+an object) come back separately as ``malformed`` rows, to be quarantined: nothing is dropped silently.
+A file that cannot be read at all raises ``ReadError`` naming the file and the problem.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 ROW = "__row"
 ENCODINGS = ("utf-8-sig", "gb18030")
+MAX_FIELD_CHARS = 20_000  # longer cells are cut (and flagged) so one broken export cannot exhaust memory
 
 
 class ReadError(ValueError):
     """The file cannot be read at all; the message names the file and what is wrong."""
 
 
+@dataclass
+class ReadResult:
+    frame: pd.DataFrame           # one row per record, all columns text, plus ROW
+    malformed: pd.DataFrame       # columns: source_row, detail, raw
+    encoding: str = ""
+
+    @property
+    def rows_read(self) -> int:
+        return len(self.frame) + len(self.malformed)
+
+
+def _no_malformed() -> pd.DataFrame:
+    return pd.DataFrame({"source_row": pd.Series([], dtype="int64"), "detail": pd.Series([], dtype=object),
+                         "raw": pd.Series([], dtype=object)})
+
+
 def detect_encoding(path: Path, sample_bytes: int = 1 << 20) -> str:
+    """UTF-8 (with or without BOM) if the sample decodes as such, else GB18030, else a ReadError."""
     with open(path, "rb") as fh:
         data = fh.read(sample_bytes)
+    if len(data) == sample_bytes and b"\n" in data:
+        data = data[: data.rfind(b"\n") + 1]  # never judge a character cut in half by the sample's end
     offset = 0
     for enc in ENCODINGS:
         try:
             data.decode(enc)
             return enc
         except UnicodeDecodeError as exc:
-            if exc.start >= len(data) - 4 and len(data) == sample_bytes:  # a multibyte char cut by the sample
-                return enc
             offset = max(offset, exc.start)
     raise ReadError(f"{path}: not UTF-8 and not GB18030 (first undecodable byte near offset {offset})")
 
 
-def read_export(path: Path, sheet: str = "") -> pd.DataFrame:
+def read_export(path: Path, sheet: str = "") -> ReadResult:
     path = Path(path)
     if not path.is_file():
         raise ReadError(f"{path}: no such file")
@@ -42,32 +67,83 @@ def read_export(path: Path, sheet: str = "") -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".txt", ".tsv"):
-            frame = _read_csv(path)
+            result = _read_csv(path)
         elif suffix in (".xlsx", ".xlsm"):
-            frame = _read_xlsx(path, sheet)
+            result = _read_xlsx(path, sheet)
         elif suffix in (".jsonl", ".ndjson", ".json"):
-            frame = _read_jsonl(path)
+            result = _read_jsonl(path)
         else:
             raise ReadError(f"{path}: unsupported file type {suffix!r} (use .csv, .xlsx or .jsonl)")
     except ReadError:
         raise
-    except (pd.errors.ParserError, ValueError, KeyError, OSError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ReadError(f"{path}: mixed or broken text encoding near byte {exc.start}: {exc.reason}") from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, KeyError, OSError, csv.Error) as exc:
         raise ReadError(f"{path}: cannot be parsed: {exc}") from exc
-    if frame.empty and not len(frame.columns):
+    frame = result.frame
+    if ROW not in frame.columns:
+        frame.insert(0, ROW, range(1, len(frame) + 1))
+    if len(frame.columns) <= 1 and result.malformed.empty:
         raise ReadError(f"{path}: no header row")
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
-    frame.insert(0, ROW, range(1, len(frame) + 1))
-    return frame
+    if len(set(frame.columns)) != len(frame.columns):
+        dup = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+        raise ReadError(f"{path}: the header repeats column name(s) {dup}")
+    for col in frame.columns:  # cut enormous cells (rare; checked vectorised)
+        if col == ROW:
+            continue
+        s = frame[col].astype("string")
+        long = (s.str.len() > MAX_FIELD_CHARS).fillna(False)
+        if long.any():
+            frame.loc[long, col] = s[long].str.slice(0, MAX_FIELD_CHARS)
+    result.frame = frame
+    return result
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path) -> ReadResult:
     encoding = detect_encoding(path)
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding, sep=sep,
-                       engine="c", on_bad_lines="error")
+    with open(path, encoding=encoding, newline="") as fh:
+        header = next(csv.reader(fh, delimiter=sep), [])
+    names = [h.strip().lstrip("\ufeff") for h in header]
+    if len(set(names)) != len(names):
+        raise ReadError(f"{path}: the header repeats column name(s) {sorted({n for n in names if names.count(n) > 1})}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding, sep=sep,
+                            engine="c", on_bad_lines="error")
+        frame.index = pd.RangeIndex(len(frame))
+        return ReadResult(frame, _no_malformed(), encoding)
+    except pd.errors.ParserError:
+        return _read_csv_tolerant(path, encoding, sep)
 
 
-def _read_xlsx(path: Path, sheet: str) -> pd.DataFrame:
+def _read_csv_tolerant(path: Path, encoding: str, sep: str) -> ReadResult:
+    """Slow path for files with broken rows: keep every well-formed row, report the others."""
+    csv.field_size_limit(sys.maxsize)
+    good: list[list[str]] = []
+    rows: list[int] = []
+    bad: list[tuple[int, str, str]] = []
+    with open(path, encoding=encoding, newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        header = next(reader, None)
+        if header is None:
+            raise ReadError(f"{path}: no header row")
+        width = len(header)
+        for i, rec in enumerate(reader, start=1):
+            if len(rec) == width:
+                good.append(rec)
+                rows.append(i)
+            elif not any(v.strip() for v in rec):
+                continue
+            else:
+                bad.append((i, f"expected {width} fields, found {len(rec)}", sep.join(rec)[:2000]))
+    frame = pd.DataFrame(good, columns=header, dtype=object).replace({"": None})
+    frame.insert(0, ROW, rows)
+    malformed = pd.DataFrame(bad, columns=["source_row", "detail", "raw"]) if bad else _no_malformed()
+    return ReadResult(frame, malformed, encoding)
+
+
+def _read_xlsx(path: Path, sheet: str) -> ReadResult:
     import openpyxl
 
     try:
@@ -83,25 +159,58 @@ def _read_xlsx(path: Path, sheet: str) -> pd.DataFrame:
         if header is None:
             raise ReadError(f"{path}: sheet {ws.title!r} is empty")
         header = [str(h) if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
-        data = [["" if v is None else str(v) for v in r] for r in rows if any(v is not None for v in r)]
+        data, numbers = [], []
+        for i, r in enumerate(rows, start=1):
+            if any(v is not None for v in r):
+                data.append([None if v is None else _cell_text(v) for v in r[:len(header)]])
+                numbers.append(i)
     finally:
         book.close()
-    frame = pd.DataFrame(data, columns=header, dtype=str)
-    return frame.replace({"": None})
+    frame = pd.DataFrame(data, columns=header, dtype=object)
+    frame.insert(0, ROW, numbers)
+    return ReadResult(frame, _no_malformed(), "xlsx")
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    records = []
+def _cell_text(v) -> str:
+    import datetime as dt
+
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v)) if abs(v) >= 1e9 else repr(v)  # long ids typed as numbers keep their digits
+    return str(v)
+
+
+def _read_jsonl(path: Path) -> ReadResult:
+    records, numbers, bad = [], [], []
     encoding = detect_encoding(path)
     with path.open(encoding=encoding) as fh:
-        for i, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ReadError(f"{path}: line {i} is not valid JSON: {exc.msg}") from exc
-            if not isinstance(obj, dict):
-                raise ReadError(f"{path}: line {i} is not a JSON object")
-            records.append({k: None if v is None else str(v) for k, v in obj.items()})
-    return pd.DataFrame.from_records(records)
+        text = fh.read()
+    if text.lstrip().startswith("["):  # a JSON array of objects is accepted too
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ReadError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        lines = [(i, json.dumps(o, ensure_ascii=False)) for i, o in enumerate(items, start=1)]
+    else:
+        lines = list(enumerate(io.StringIO(text), start=1))
+    for i, line in lines:
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append((i, f"not valid JSON: {exc.msg}", line[:2000]))
+            continue
+        if not isinstance(obj, dict):
+            bad.append((i, "not a JSON object", line[:2000]))
+            continue
+        records.append({k: None if v is None else (v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
+                        for k, v in obj.items()})
+        numbers.append(i)
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    if not len(frame.columns) and not bad:
+        raise ReadError(f"{path}: no JSON records")
+    frame.insert(0, ROW, numbers)
+    malformed = pd.DataFrame(bad, columns=["source_row", "detail", "raw"]) if bad else _no_malformed()
+    return ReadResult(frame, malformed, encoding)

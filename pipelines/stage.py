@@ -53,6 +53,7 @@ OUTSIDE_JURISDICTION = "outside_jurisdiction"
 NO_LOCATION = "no_location"
 DUPLICATE_IN_FILE = "duplicate_in_file"
 BAD_NUMBER = "bad_number"
+MALFORMED_ROW = "malformed_row"
 
 
 @dataclass
@@ -126,7 +127,8 @@ HASHED_FIELDS = ["status", "closed_at", "due_at", "outcome", "on_site_closed", "
                  "summary_redacted", "lng", "lat", "grid_code", "confidential", "department"]
 
 
-def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext) -> Staged:
+def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
+                 malformed: pd.DataFrame | None = None) -> Staged:
     n = len(raw)
     headers = [c for c in raw.columns if c != ROW]
     found = profile.resolve_headers(headers)
@@ -248,6 +250,12 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext) -> Stag
     events = out[keep].copy()
     events["content_hash"] = _content_hash(events, HASHED_FIELDS)
     rejects = _reject_frame(raw, rej, profile, ctx)
+    if malformed is not None and len(malformed):
+        rejects = pd.concat([rejects, pd.DataFrame({
+            "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
+            "source_row": malformed["source_row"].astype("int64").to_numpy(), "field": "*",
+            "reason": MALFORMED_ROW, "detail": malformed["detail"].to_numpy(),
+            "raw": [json.dumps({"line": r}, ensure_ascii=False) for r in malformed["raw"]]})], ignore_index=True)
     return Staged(events.reset_index(drop=True), rejects, redactions)
 
 
@@ -292,7 +300,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
 
     areas = assign_areas(ctx.areas, lng=w_lng, lat=w_lat)
     located = areas["grid_code"].notna().to_numpy()
-    outside = ~np.isnan(w_lng) & ~located
+    outside = (~np.isnan(w_lng) & ~located) | (issue == "outside_jurisdiction")
     # a point given but unusable (zero, out of range, outside) falls back to the address; if that fails too,
     # the row is quarantined with the coordinate reason
     # the gazetteer is consulted only for rows that have no usable point
@@ -312,7 +320,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     rej.add(no_place & unparsable, found.get("lng", "lng"), BAD_COORDINATE, "coordinate is not a number")
     rej.add(no_place & outside, found.get("lng", "lng"), OUTSIDE_JURISDICTION,
             "point lies outside every grid of this jurisdiction")
-    rej.add(no_place & pd.notna(issue), found.get("lng", "lng"), BAD_COORDINATE,
+    rej.add(no_place & pd.notna(issue) & ~outside, found.get("lng", "lng"), BAD_COORDINATE,
             np.char.add("coordinate check: ", issue.astype(str)))
     rej.add(no_place, found.get("address", "address"), NO_LOCATION,
             "no usable coordinates, and neither the address nor the grid code names a place in this jurisdiction")

@@ -144,3 +144,30 @@ def test_mann_kendall_degenerate_rows():
     assert np.isnan(tau[1]) and np.isnan(p[1])
     assert tau[2] == 1.0 and p[2] < 0.01
     assert np.isnan(mann_kendall(np.ones((2, 2)))[0]).all()  # n < 3
+
+
+def _bh_reference(p, alpha):
+    """Textbook BH on one family, NaNs dropped."""
+    p = np.asarray(p, dtype=float)
+    out = np.zeros(p.shape, dtype=bool)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = idx.size
+    if m == 0:
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    passed = [k for k in range(1, m + 1) if p[order[k - 1]] <= k / m * alpha]
+    if passed:
+        out[idx] = p[idx] <= p[order[max(passed) - 1]]
+    return out
+
+
+def test_fdr_bh_matches_reference_with_ties_and_nans():
+    rng = np.random.default_rng(6)
+    for trial in range(20):
+        p = np.round(rng.uniform(size=(60, 4)) ** rng.uniform(1, 6), 3)  # many ties
+        p[rng.random(p.shape) < 0.1] = np.nan
+        alpha = [0.01, 0.05, 0.1, 0.25][trial % 4]
+        got = fdr_bh(p, alpha, axis=0)
+        for j in range(4):
+            np.testing.assert_array_equal(got[:, j], _bh_reference(p[:, j], alpha))
+        np.testing.assert_array_equal(fdr_bh(p, alpha), _bh_reference(p.ravel(), alpha).reshape(p.shape))

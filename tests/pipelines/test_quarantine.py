@@ -1,0 +1,206 @@
+"""Every quarantine reason, and the loader on malformed files: no crash, a clear error, nothing lost."""
+import json
+
+import pandas as pd
+import pytest
+
+from geodata.areas import demo_area_set
+from geodata.crs import wgs84_to_bd09, wgs84_to_gcj02
+from pipelines import stage as S
+from pipelines.mappings import CategoryMap
+from pipelines.profiles import load_profile
+from pipelines.readers import ReadError, read_export
+
+NOW = pd.Timestamp("2026-11-20 12:00", tz="Asia/Shanghai")
+
+
+@pytest.fixture(scope="module")
+def areas():
+    return demo_area_set()
+
+
+@pytest.fixture(scope="module")
+def inside(areas):
+    p = areas.grids.geometry.iloc[100].representative_point()
+    return p.x, p.y, str(areas.grids["code"].iloc[100])
+
+
+def police_row(inside, **over):
+    lng, lat, _ = inside
+    row = {"接警单编号": "J1", "报警时间": "2026-11-01 10:00:00", "报警类别代码": "200201", "报警类别名称": "邻里纠纷",
+           "报警内容": "王小明报称邻居漏水，电话13812345678", "案发地址": "新港街道某路1号", "经度": f"{lng:.6f}",
+           "纬度": f"{lat:.6f}", "报警人姓名": "王小明", "报警电话": "13812345678", "管辖单位": "新港派出所",
+           "接警单状态": "登记受理", "办理期限": "2026-11-10 10:00:00", "办结时间": "", "处置结果": "",
+           "是否现场处结": "否"}
+    row.update(over)
+    return row
+
+
+def stage(rows, areas, profile="demo_police"):
+    raw = pd.DataFrame(rows, dtype=object).replace({"": None})
+    raw.insert(0, "__row", range(1, len(raw) + 1))
+    ctx = S.StageContext(areas=areas, categories=CategoryMap.load(), hmac_key=b"k" * 32, batch_id="b",
+                         source_file="test.csv", now=NOW)
+    return S.stage_export(raw, load_profile(profile), ctx)
+
+
+def test_a_good_row_loads(areas, inside):
+    staged = stage([police_row(inside)], areas)
+    assert staged.rejects.empty and len(staged.events) == 1
+    e = staged.events.iloc[0]
+    assert e["geocode_method"] == "gps" and e["grid_code"] == inside[2]
+    assert "13812345678" not in e["summary_redacted"]
+    assert e["party_keys"] and all(len(k) == 32 for k in e["party_keys"])
+
+
+@pytest.mark.parametrize("over, field, reason", [
+    ({"接警单编号": ""}, "接警单编号", S.MISSING_REQUIRED),
+    ({"报警时间": "昨天下午"}, "报警时间", S.BAD_TIME),
+    ({"报警时间": "2031-01-01 00:00:00", "办理期限": "2031-02-01 00:00:00"}, "报警时间", S.TIME_IN_FUTURE),
+    ({"报警时间": "1999-05-01 08:00:00"}, "报警时间", S.TIME_BEFORE_2000),
+    ({"接警单状态": "已办结", "办结时间": "2026-10-01 00:00:00"}, "办结时间", S.CLOSED_BEFORE_REPORTED),
+    ({"接警单状态": "已办结", "办结时间": ""}, "办结时间", S.MISSING_REQUIRED),
+    ({"报警类别代码": "299999"}, "报警类别代码", S.UNKNOWN_CATEGORY),
+    ({"接警单状态": "飞走了"}, "接警单状态", S.UNKNOWN_STATUS),
+    ({"是否现场处结": "也许"}, "是否现场处结", S.BAD_NUMBER),
+    ({"经度": "abc", "案发地址": "某地"}, "经度", S.BAD_COORDINATE),
+    ({"经度": "0", "纬度": "0", "案发地址": "某地"}, "经度", S.BAD_COORDINATE),
+    ({"经度": "116.40", "纬度": "39.90", "案发地址": "北京某地"}, "经度", S.OUTSIDE_JURISDICTION),
+    ({"经度": "", "纬度": "", "案发地址": "不知道在哪里"}, "案发地址", S.NO_LOCATION),
+])
+def test_each_reason(areas, inside, over, field, reason):
+    staged = stage([police_row(inside, **over)], areas)
+    assert staged.events.empty
+    [rej] = staged.rejects.to_dict("records")
+    assert (rej["reason"], rej["field"]) == (reason, field)
+    assert rej["source_file"] == "test.csv" and rej["source_row"] == 1
+    raw = json.loads(rej["raw"])
+    assert "报警人姓名" not in raw and "报警电话" not in raw  # personal fields never reach the quarantine table
+
+
+def test_unsupported_crs_bd09mc(areas, inside):
+    row = {"事件编号": "G1", "上报时间": "2026-11-01 10:00:00", "事件类型代码": "A02", "经度": "12843000",
+           "纬度": "2590000", "坐标系": "BD09MC", "处理状态": "登记受理"}
+    staged = stage([row], areas, profile="demo_grid")
+    [rej] = staged.rejects.to_dict("records")
+    assert rej["reason"] == S.UNSUPPORTED_CRS and "BD09MC" in rej["detail"]
+
+
+def test_duplicate_in_file_keeps_the_later_row(areas, inside):
+    staged = stage([police_row(inside), police_row(inside, 接警单状态="先行调解")], areas)
+    assert list(staged.events["status"]) == ["先行调解"]
+    [rej] = staged.rejects.to_dict("records")
+    assert rej["reason"] == S.DUPLICATE_IN_FILE and rej["source_row"] == 1
+
+
+def test_swapped_and_scaled_coordinates_are_repaired(areas, inside):
+    lng, lat, grid = inside
+    rows = [police_row(inside, 接警单编号="J1", 经度=f"{lat:.6f}", 纬度=f"{lng:.6f}"),
+            police_row(inside, 接警单编号="J2", 经度=str(round(lng * 1e6)), 纬度=str(round(lat * 1e6)))]
+    staged = stage(rows, areas)
+    assert staged.rejects.empty
+    assert list(staged.events["grid_code"]) == [grid, grid]
+
+
+def test_grid_crs_column_converts_gcj02_and_bd09(areas, inside):
+    lng, lat, grid = inside
+    glng, glat = wgs84_to_gcj02(lng=lng, lat=lat)
+    blng, blat = wgs84_to_bd09(lng=lng, lat=lat)
+    base = {"上报时间": "2026-11-01 10:00:00", "事件类型代码": "A02", "处理状态": "登记受理"}
+    rows = [{**base, "事件编号": "G1", "经度": f"{glng:.7f}", "纬度": f"{glat:.7f}", "坐标系": "GCJ02"},
+            {**base, "事件编号": "G2", "经度": f"{blng:.7f}", "纬度": f"{blat:.7f}", "坐标系": "BD09"}]
+    staged = stage(rows, areas, profile="demo_grid")
+    assert staged.rejects.empty
+    ev = staged.events
+    assert (abs(ev["lng"] - lng) * 102_000).max() < 0.5 and (abs(ev["lat"] - lat) * 110_540).max() < 0.5
+    assert list(ev["src_crs"]) == ["gcj02", "bd09"]
+
+
+def test_address_only_rows_get_area_precision_and_no_point(areas, inside):
+    town = areas.towns.iloc[0]
+    village = areas.villages[areas.villages["parent_code"] == town["code"]].iloc[0]
+    staged = stage([police_row(inside, 经度="", 纬度="", 案发地址=f"{town['name']}{village['name']}附近")], areas)
+    e = staged.events.iloc[0]
+    assert e["geocode_method"] == "address" and e["geocode_precision"] == "village"
+    assert e["village_code"] == village["code"] and pd.isna(e["lng"]) and pd.isna(e["h3_cell"])
+
+
+def test_missing_required_column_refuses_the_file(areas, inside):
+    row = police_row(inside)
+    del row["报警类别代码"]
+    with pytest.raises(S.MissingColumnError, match="报警类别代码"):
+        stage([row], areas)
+
+
+# ------------------------------------------------------------------------------------ malformed files
+
+def _write(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+HEADER = "接警单编号,报警时间,报警类别代码,报警内容\n"
+
+
+def test_gb18030_and_bom_files_read_the_same(tmp_path):
+    text = HEADER + "J1,2026-11-01 10:00:00,200201,邻里纠纷\n"
+    a = read_export(_write(tmp_path, "a.csv", text.encode("gb18030")))
+    b = read_export(_write(tmp_path, "b.csv", text.encode("utf-8-sig")))
+    assert a.frame.drop(columns="__row").equals(b.frame.drop(columns="__row"))
+    assert a.encoding == "gb18030" and b.encoding == "utf-8-sig"
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("empty.csv", b"", "empty"),
+    ("bad.xlsx", b"PK\x03\x04 not really a zip", "not a readable .xlsx"),
+    ("x.parquet", b"PAR1", "unsupported file type"),
+    ("header.csv", "a,a\n1,2\n".encode(), "repeats column"),
+    ("latin.csv", HEADER.encode() + b"J1,2026-11-01,200201,\x80\x80\xff\xfe\xff\n", "GB18030"),
+])
+def test_unreadable_files_raise_a_clear_error(tmp_path, name, data, message):
+    with pytest.raises(ReadError, match=message) as exc:
+        read_export(_write(tmp_path, name, data))
+    assert name in str(exc.value)
+
+
+def test_ragged_rows_are_reported_not_dropped(tmp_path):
+    text = HEADER + "J1,2026-11-01 10:00:00,200201,ok\nJ2,2026-11-01,200201,too,many,fields\nJ3,2026-11-01 11:00:00,200202,ok\n"
+    r = read_export(_write(tmp_path, "ragged.csv", text.encode()))
+    assert r.rows_read == 3 and list(r.frame["接警单编号"]) == ["J1", "J3"]
+    assert list(r.frame["__row"]) == [1, 3] and list(r.malformed["source_row"]) == [2]
+
+
+def test_truncated_file_keeps_complete_rows(tmp_path):
+    text = HEADER + "J1,2026-11-01 10:00:00,200201,ok\nJ2,2026-11-0"
+    r = read_export(_write(tmp_path, "trunc.csv", text.encode()))
+    assert r.rows_read == 2  # the cut row is read, and will fail validation with a reason
+
+
+def test_enormous_fields_are_cut(tmp_path):
+    text = HEADER + "J1,2026-11-01 10:00:00,200201," + "长" * 100_000 + "\n"
+    r = read_export(_write(tmp_path, "big.csv", text.encode()))
+    assert len(r.frame["报警内容"].iloc[0]) == 20_000
+
+
+def test_wrong_sheet_is_named(tmp_path):
+    p = tmp_path / "w.xlsx"
+    pd.DataFrame({"事件编号": ["G1"]}).to_excel(p, sheet_name="巡查上报", index=False)
+    with pytest.raises(ReadError, match="巡查上报"):
+        read_export(p, sheet="Sheet9")
+
+
+def test_jsonl_with_bad_lines(tmp_path):
+    lines = [json.dumps({"接警单编号": "J1", "报警时间": "2026-11-01 10:00:00"}, ensure_ascii=False), "{broken",
+             "[1, 2]", json.dumps({"接警单编号": "J2", "报警时间": 20261101}, ensure_ascii=False)]
+    r = read_export(_write(tmp_path, "x.jsonl", "\n".join(lines).encode()))
+    assert list(r.frame["接警单编号"]) == ["J1", "J2"] and list(r.frame["报警时间"]) == ["2026-11-01 10:00:00", "20261101"]
+    assert list(r.malformed["source_row"]) == [2, 3]
+
+
+def test_mixed_types_in_xlsx_are_text(tmp_path):
+    p = tmp_path / "m.xlsx"
+    pd.DataFrame({"事件编号": [441502001001, "G2"], "经度": [115.37, "东经115度"]}).to_excel(p, index=False)
+    r = read_export(p)
+    assert list(r.frame["事件编号"]) == ["441502001001", "G2"]
+    assert list(r.frame["经度"]) == ["115.37", "东经115度"]

@@ -1,0 +1,105 @@
+"""Upserts keyed on event_id, status history, idempotent reloads, and all-or-nothing loads."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from onemap.settings import load_settings
+from onemap.warehouse import connect_readonly
+from pipelines.ingest import ingest
+
+from .test_quarantine import police_row
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("ONEMAP_HMAC_KEY", "ab" * 16)
+    return load_settings(environ={"ONEMAP_HOME": str(tmp_path / "home"), "ONEMAP_HMAC_KEY": "ab" * 16},
+                         local_file=tmp_path / "none.toml")
+
+
+@pytest.fixture
+def inside():
+    from geodata.areas import demo_area_set
+
+    g = demo_area_set().grids
+    p = g.geometry.iloc[200].representative_point()
+    return p.x, p.y, str(g["code"].iloc[200])
+
+
+def _csv(path, rows):
+    pd.DataFrame(rows).to_csv(path, index=False, encoding="utf-8")
+    return path
+
+
+def _count(settings, sql):
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_later_export_updates_status_and_appends_history(settings, inside, tmp_path):
+    week1 = [police_row(inside, 接警单编号=f"J{i}", 接警单状态="登记受理") for i in range(5)]
+    [s1] = ingest(settings, "police", [_csv(tmp_path / "w1.csv", week1)], progress=False)
+    assert (s1.inserted, s1.updated, s1.unchanged) == (5, 0, 0)
+    week2 = [police_row(inside, 接警单编号=f"J{i}", 接警单状态="先行调解") for i in range(2)]
+    week2 += [police_row(inside, 接警单编号="J2", 接警单状态="已办结", 办结时间="2026-11-03 09:00:00", 处置结果="化解")]
+    week2 = [week2[0], week2[1], week2[2]] + [police_row(inside, 接警单编号="J3")] + [police_row(inside, 接警单编号="J9")]
+    [s2] = ingest(settings, "police", [_csv(tmp_path / "w2.csv", week2)], progress=False)
+    assert (s2.rows_read, s2.inserted, s2.updated, s2.unchanged, s2.quarantined) == (5, 1, 3, 1, 0)
+    history = _count(settings, "SELECT event_id, list(status ORDER BY observed_at, status) FROM "
+                               "core.event_status_history GROUP BY 1 ORDER BY 1")
+    hist = dict(history)
+    assert hist["police:J0"] == ["登记受理", "先行调解"] or sorted(hist["police:J0"]) == ["先行调解", "登记受理"]
+    assert len(hist["police:J2"]) == 2 and "已办结" in hist["police:J2"]
+    assert hist["police:J3"] == ["登记受理"] and hist["police:J9"] == ["登记受理"]
+    assert _count(settings, "SELECT status, outcome FROM core.events WHERE event_id = 'police:J2'") == [("已办结", "化解")]
+    # the same file again: skipped; forced: nothing changes
+    [again] = ingest(settings, "police", [tmp_path / "w2.csv"], progress=False)
+    assert again.skipped
+    [forced] = ingest(settings, "police", [tmp_path / "w2.csv"], force=True, progress=False)
+    assert (forced.inserted, forced.updated, forced.unchanged) == (0, 0, 5)
+    assert _count(settings, "SELECT count(*) FROM core.event_status_history")[0][0] == 8
+    assert _count(settings, "SELECT count(*) FROM meta.batches")[0][0] == 3
+
+
+def test_failure_midway_leaves_nothing_partial(settings, inside, tmp_path, monkeypatch):
+    good = _csv(tmp_path / "a.csv", [police_row(inside, 接警单编号="A1")])
+    ingest(settings, "police", [good], progress=False)
+    import pipelines.ingest as ing
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ing, "link_matters", boom)
+    second = _csv(tmp_path / "b.csv", [police_row(inside, 接警单编号="B1")])
+    with pytest.raises(RuntimeError, match="disk full"):
+        ingest(settings, "police", [second], progress=False)
+    assert _count(settings, "SELECT event_id FROM core.events") == [("police:A1",)]
+    monkeypatch.undo()
+    [s] = ingest(settings, "police", [second], progress=False)
+    assert s.inserted == 1
+
+
+def test_killed_load_leaves_published_warehouse_intact_and_rerun_completes(settings, inside, tmp_path):
+    ingest(settings, "police", [_csv(tmp_path / "first.csv", [police_row(inside, 接警单编号="K0")])], progress=False)
+    big = _csv(tmp_path / "big.csv", [police_row(inside, 接警单编号=f"K{i}") for i in range(1, 60_001)])
+    env = {**os.environ, "ONEMAP_HOME": str(settings.home), "ONEMAP_HMAC_KEY": "ab" * 16}
+    proc = subprocess.Popen([sys.executable, "-m", "onemap.cli", "ingest", "police", str(big), "--quiet"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(settings.warehouse_path.parent.glob("*.building")):
+        time.sleep(0.05)
+    assert list(settings.warehouse_path.parent.glob("*.building")), "the load never started writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _count(settings, "SELECT count(*) FROM core.events")[0][0] == 1
+    [s] = ingest(settings, "police", [big], progress=False)
+    assert s.inserted == 60_000 and s.reconciles
+    assert not list(settings.warehouse_path.parent.glob("*.building*"))
