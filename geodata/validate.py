@@ -25,8 +25,10 @@ kind                                meaning
 ``outside_parent``                  part of an area lying outside its parent, ``area_m2`` that part
 ==================================  ===========================================================================
 
-Areas are measured in a Lambert azimuthal equal-area projection centred on the county, so m² are
-true m². The topology checks are vectorised (one STRtree query per layer for sibling pairs; array
+The topology is tested on the stored WGS84 lon/lat geometries (the same planar model that point
+assignment uses, so a gap found here is a gap that points fall through), and the resulting pieces are
+measured in a Lambert azimuthal equal-area projection centred on the county, so m² are true m².
+The checks are vectorised (one STRtree query per layer for sibling pairs; array
 ``difference`` for the parent checks; one union per parent for the gaps): a county with ~3000 grids
 validates in about a second.
 
@@ -41,7 +43,6 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyproj
 import shapely
 
 from geodata.areas import LEVELS, AreaSet
@@ -286,18 +287,25 @@ def _check_codes(key: str, gdf: gpd.GeoDataFrame, parent_codes: set[str] | None,
                                 f"parent {parent} is not in the {_PARENT_KEY[key]} layer"))
 
 
-def _projected(gdf: gpd.GeoDataFrame, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(codes, parent codes, repaired geometries in the metric CRS) of the rows with usable geometry."""
+def _m2(geoms, crs: str) -> np.ndarray:
+    """Areas in m² of lon/lat geometries, measured in the equal-area ``crs``."""
+    geoms = np.asarray(geoms, dtype=object)
+    if not len(geoms):
+        return np.zeros(0)
+    return gpd.GeoSeries(geoms, crs="EPSG:4326").to_crs(crs).area.to_numpy()
+
+
+def _usable(gdf: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, parent codes, repaired lon/lat geometries) of the rows with usable geometry."""
     fixed = _merge_duplicates(repair_geometries(gdf))
     geoms = np.asarray(fixed.geometry.values, dtype=object)
     usable = ~shapely.is_missing(geoms)
     usable[usable] = ~shapely.is_empty(geoms[usable])
     fixed = fixed[usable]
-    metric = fixed.geometry.set_crs(gdf.crs or "EPSG:4326", allow_override=True).to_crs(crs)
-    return _codes(fixed, "code"), _codes(fixed, "parent_code"), np.asarray(metric.values, dtype=object)
+    return _codes(fixed, "code"), _codes(fixed, "parent_code"), np.asarray(fixed.geometry.values, dtype=object)
 
 
-def _check_overlaps(level: str, codes, parents, geoms, tol: float, issues: list[Issue]) -> None:
+def _check_overlaps(level: str, codes, parents, geoms, tol: float, issues: list[Issue], crs: str) -> None:
     if len(geoms) < 2:
         return
     tree = shapely.STRtree(geoms)
@@ -308,14 +316,15 @@ def _check_overlaps(level: str, codes, parents, geoms, tol: float, issues: list[
         return
     real = ~shapely.touches(geoms[a], geoms[b])
     a, b = a[real], b[real]
-    area = shapely.area(shapely.intersection(geoms[a], geoms[b]))
+    area = _m2(shapely.intersection(geoms[a], geoms[b]), crs)
     for i, j, ar in zip(a, b, area, strict=True):
         if ar > tol:
             issues.append(Issue(level, codes[i], OVERLAP, f"overlaps sibling {codes[j]} by {ar:,.1f} m²",
                                 float(ar), codes[j]))
 
 
-def _check_outside(level: str, codes, parents, geoms, parent_geom: dict, tol: float, issues: list[Issue]) -> None:
+def _check_outside(level: str, codes, parents, geoms, parent_geom: dict, tol: float, issues: list[Issue],
+                   crs: str) -> None:
     idx = np.array([i for i, p in enumerate(parents) if p in parent_geom], dtype=np.int64)
     if not len(idx):
         return
@@ -325,7 +334,7 @@ def _check_outside(level: str, codes, parents, geoms, parent_geom: dict, tol: fl
     idx, pg = idx[~inside], pg[~inside]
     if not len(idx):
         return
-    area = shapely.area(shapely.difference(geoms[idx], pg))
+    area = _m2(shapely.difference(geoms[idx], pg), crs)
     for i, ar in zip(idx, area, strict=True):
         if ar > tol:
             issues.append(Issue(level, codes[i], OUTSIDE_PARENT,
@@ -344,19 +353,23 @@ def _check_gaps(level: str, codes, parents, geoms, parent_geom: dict, tol: float
             continue
         children = groups.get(pcode)
         if not children:
-            issues.append(Issue(level, pcode, GAP, f"has no {child_plural}: {pgeom.area:,.0f} m² uncovered",
-                                float(pgeom.area)))
+            area = float(_m2([pgeom], crs)[0])
+            issues.append(Issue(level, pcode, GAP, f"has no {child_plural}: {area:,.0f} m² uncovered", area))
             continue
         rest = shapely.difference(pgeom, shapely.union_all(children))
-        if rest.area > tol:
-            pieces = [p for p in shapely.get_parts(rest) if p.area > tol] or [rest]
-            largest = max(p.area for p in pieces)
-            x, y = shapely.get_coordinates(shapely.point_on_surface(max(pieces, key=lambda p: p.area)))[0]
-            lng, lat = pyproj.Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+        if rest.is_empty:
+            continue
+        parts = shapely.get_parts(rest)
+        part_m2 = _m2(parts, crs)
+        total = float(part_m2.sum())
+        if total > tol:
+            big = part_m2 > tol
+            k = int(np.argmax(part_m2))
+            lng, lat = shapely.get_coordinates(shapely.point_on_surface(parts[k]))[0]
             issues.append(Issue(level, pcode, GAP,
-                                f"{rest.area:,.1f} m² not covered by its {child_plural} ({len(pieces)} piece(s), "
-                                f"largest {largest:,.1f} m² around lng={lng:.5f} lat={lat:.5f})",
-                                float(rest.area)))
+                                f"{total:,.1f} m² not covered by its {child_plural} ({max(int(big.sum()), 1)} "
+                                f"piece(s), largest {part_m2[k]:,.1f} m² around lng={lng:.5f} lat={lat:.5f})",
+                                total))
 
 
 def validate_area_set(area_set: AreaSet, *, county_code: str | None = None, overlap_tolerance_m2: float = 1.0,
@@ -372,7 +385,7 @@ def validate_area_set(area_set: AreaSet, *, county_code: str | None = None, over
     issues: list[Issue] = []
     counts = {}
     crs = local_equal_area_crs(area_set)
-    metric: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    usable: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for key in LEVELS:
         gdf = getattr(area_set, key)
         level = LEVEL_NAME[key]
@@ -380,14 +393,14 @@ def validate_area_set(area_set: AreaSet, *, county_code: str | None = None, over
         _check_geometry(level, _codes(gdf, "code"), np.asarray(gdf.geometry.values, dtype=object), issues)
         parent_codes = set(_codes(getattr(area_set, _PARENT_KEY[key]), "code")) - {None} if key != "county" else None
         _check_codes(key, gdf, parent_codes, county_code, issues)
-        metric[key] = _projected(gdf, crs)
+        usable[key] = _usable(gdf)
     for key in LEVELS[1:]:
         level = LEVEL_NAME[key]
-        codes, parents, geoms = metric[key]
-        pcodes, _, pgeoms = metric[_PARENT_KEY[key]]
+        codes, parents, geoms = usable[key]
+        pcodes, _, pgeoms = usable[_PARENT_KEY[key]]
         parent_geom = dict(zip(pcodes, pgeoms, strict=True))
-        _check_overlaps(level, codes, parents, geoms, overlap_tolerance_m2, issues)
-        _check_outside(level, codes, parents, geoms, parent_geom, outside_tolerance_m2, issues)
+        _check_overlaps(level, codes, parents, geoms, overlap_tolerance_m2, issues, crs)
+        _check_outside(level, codes, parents, geoms, parent_geom, outside_tolerance_m2, issues, crs)
         if key in expect_tiling:
             _check_gaps(level, codes, parents, geoms, parent_geom, gap_tolerance_m2, issues, crs)
     return ValidationReport(issues, counts, area_set.vintage, area_set.source,

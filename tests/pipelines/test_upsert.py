@@ -65,7 +65,7 @@ def test_later_export_updates_status_and_appends_history(settings, inside, tmp_p
     assert again.skipped
     [forced] = ingest(settings, "police", [tmp_path / "w2.csv"], force=True, progress=False)
     assert (forced.inserted, forced.updated, forced.unchanged) == (0, 0, 5)
-    assert _count(settings, "SELECT count(*) FROM core.event_status_history")[0][0] == 8
+    assert _count(settings, "SELECT count(*) FROM core.event_status_history")[0][0] == 9  # 5 + 3 changes + 1 new
     assert _count(settings, "SELECT count(*) FROM meta.batches")[0][0] == 3
 
 
