@@ -77,12 +77,12 @@ def test_failure_midway_leaves_nothing_partial(settings, inside, tmp_path, monke
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(ing, "link_matters", boom)
     second = _csv(tmp_path / "b.csv", [police_row(inside, 接警单编号="B1")])
-    with pytest.raises(RuntimeError, match="disk full"):
-        ingest(settings, "police", [second], progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(ing, "link_matters", boom)
+        with pytest.raises(RuntimeError, match="disk full"):
+            ingest(settings, "police", [second], progress=False)
     assert _count(settings, "SELECT event_id FROM core.events") == [("police:A1",)]
-    monkeypatch.undo()
     [s] = ingest(settings, "police", [second], progress=False)
     assert s.inserted == 1
 

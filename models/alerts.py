@@ -1,0 +1,597 @@
+""""Unusual now": surprise scores per cell, per k-ring neighbourhood and per category, with BH-FDR.
+
+Pipeline of :func:`score_window` (one window = a day or the 7 days ending at a date):
+
+1. :class:`models.expected.ExpectedCounts` is fitted on the history *before* the window (the window
+   never inflates its own baseline) and predicts ``expected`` per cell and category for the window.
+2. Each cell gets a one-sided negative-binomial p-value ``P(Y ≥ observed | expected, alpha_c)`` where
+   ``alpha_c`` = the global NB dispersion for window sums (moments on history blocks of the same
+   length) + the cell's own parameter uncertainty (``1/shape`` of its gamma posterior); the score is
+   ``-log10 p`` (:func:`surprise`).
+3. Each cell is also the centre of a k-ring *neighbourhood*: observed and expected are summed over
+   the disk and tested the same way (with the dispersion of disk sums), so a spread cluster of small
+   rises over 7 cells is caught even when no single cell is unusual. Only local maxima of the
+   neighbourhood score are reported (one alert per cluster).
+4. Each (cell, category) pair is tested too (``by_category``).
+5. Benjamini–Hochberg at ``alpha`` is applied **per family** (cells; neighbourhoods; cell × category
+   pairs), every tested unit counting in its family (cells without events have p = 1). Units with
+   fewer than ``min_observed`` events are never alerts (p set to 1). With ``dedupe`` a neighbourhood
+   alert must stay significant after removing the cells that are cell alerts themselves (so one
+   spike is not reported twice), and category alerts are dropped in cells that already have a cell
+   alert (whose ``drivers`` name the category).
+
+Every alert carries the categories driving it (largest excess over expected) and a Chinese sentence.
+:func:`evaluate_detection` measures recall at a fixed number of false alarms per day on injected
+anomalies (used by ``bench/anomaly.py``).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import h3
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy import special, stats
+from sklearn.base import clone
+
+from models.expected import ExpectedCounts, day_numbers
+from models.hexgrid import as_cells, kring_weights
+from models.stats import fdr_bh
+from onemap.categories import UnknownCodeError, category
+
+__all__ = [
+    "ALERT_COLUMNS",
+    "ScoredWindow",
+    "bh_qvalues",
+    "category_label",
+    "evaluate_detection",
+    "score_cells",
+    "score_window",
+    "select_alerts",
+    "surprise",
+]
+
+ALERT_COLUMNS = ["kind", "cell", "resolution", "window_start", "window_end", "observed", "expected", "ratio",
+                 "score", "p_value", "q_value", "category_code", "n_cells", "drivers", "sentence_zh"]
+_LN10 = np.log(10.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# p-values
+# --------------------------------------------------------------------------------------------------
+def surprise(observed, expected, alpha=0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided surprise of ``observed`` counts: ``(p, score)`` with ``p = P(Y ≥ observed)`` under a
+    negative binomial of mean ``expected`` and dispersion ``alpha`` (``Var = mu + alpha mu²``; 0 =
+    Poisson) and ``score = -log10 p`` (0 when nothing was observed).
+
+    The score is finite and non-decreasing in ``observed`` for fixed ``expected``: where ``p`` underflows
+    (``< 1e-300``) ``-log10`` of the point probability is used instead (an upper bound of the same order).
+    """
+    y, mu, a = np.broadcast_arrays(np.asarray(observed, dtype=np.float64), np.asarray(expected, dtype=np.float64),
+                                   np.asarray(alpha, dtype=np.float64))
+    y = np.floor(y)
+    mu = np.maximum(mu, 1e-12)
+    a = np.maximum(a, 0.0)
+    p = np.ones(y.shape)
+    logp = np.zeros(y.shape)
+    pos = y > 0
+    pois = pos & (a <= 1e-9)
+    nb = pos & ~pois
+    if pois.any():
+        p[pois] = stats.poisson.sf(y[pois] - 1, mu[pois])
+    if nb.any():
+        r = 1.0 / a[nb]
+        q = 1.0 / (1.0 + a[nb] * mu[nb])
+        p[nb] = stats.nbinom.sf(y[nb] - 1, r, q)
+    tiny = pos & (p < 1e-300)
+    ok = pos & ~tiny
+    logp[ok] = np.log(p[ok])
+    if tiny.any():
+        yt, mt, at = y[tiny], mu[tiny], a[tiny]
+        lp = np.where(at <= 1e-9, yt * np.log(mt) - mt - special.gammaln(yt + 1), 0.0)
+        nbt = at > 1e-9
+        if nbt.any():
+            r = 1.0 / at[nbt]
+            lq = -np.log1p(at[nbt] * mt[nbt])
+            lp[nbt] = (special.gammaln(yt[nbt] + r) - special.gammaln(r) - special.gammaln(yt[nbt] + 1)
+                       + r * lq + yt[nbt] * np.log1p(-np.exp(lq)))
+        logp[tiny] = np.minimum(lp, np.log(1e-300))
+    p = np.clip(p, 0.0, 1.0)
+    return p, np.maximum(-logp / _LN10, 0.0)
+
+
+def bh_qvalues(p) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (``q ≤ alpha`` ⇔ :func:`models.stats.fdr_bh` rejects)."""
+    p = np.asarray(p, dtype=np.float64).ravel()
+    m = np.isfinite(p).sum()
+    q = np.full(p.shape, np.nan)
+    if m == 0:
+        return q
+    idx = np.flatnonzero(np.isfinite(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+    return q
+
+
+# --------------------------------------------------------------------------------------------------
+# words
+# --------------------------------------------------------------------------------------------------
+def category_label(code: str) -> str:
+    """Chinese label for sentences: dispute codes get 纠纷 (邻里 → 邻里纠纷), grid events 类事件."""
+    try:
+        cat = category(code)
+    except (UnknownCodeError, KeyError, TypeError):
+        return str(code)
+    name = cat.name_zh
+    if cat.domain == "dispute":
+        return name if name.endswith(("纠纷", "争议")) else name + "纠纷"
+    return "其他事件" if code == "QT" else name + "类事件"
+
+
+def _fmt_expected(mu: float) -> str:
+    if mu >= 9.5:
+        return f"约 {mu:.0f} 件"
+    if mu >= 0.95:
+        return f"约 {mu:.1f} 件"
+    return "不足 1 件"
+
+
+def _fmt_dates(start: dt.date, end: dt.date, days: int) -> str:
+    if days == 1:
+        return f"{end.month}月{end.day}日当天"
+    tail = f"{end.day}日" if (start.year, start.month) == (end.year, end.month) else f"{end.month}月{end.day}日"
+    return f"过去{days}天（{start.month}月{start.day}日至{tail}）"
+
+
+def _join_drivers(drivers: Sequence[dict]) -> str:
+    parts = [f"{d['name_zh']}（{d['observed']}件）" for d in drivers]
+    if not parts:
+        return ""
+    if len(parts) == 1:
+        return parts[0]
+    return "、".join(parts[:-1]) + "与" + parts[-1]
+
+
+def _sentence(kind: str, hex_id: str, start: dt.date, end: dt.date, days: int, observed: int, expected: float,
+              drivers: Sequence[dict], n_cells: int = 1, n_rising: int = 0, label: str | None = None) -> str:
+    when = _fmt_dates(start, end, days)
+    if kind == "neighbourhood":
+        place = f"以 H3 {hex_id} 为中心的 {n_cells} 个相邻六边形区域合计"
+    else:
+        place = f"该区域（H3 {hex_id}）"
+    what = f"{label} " if kind == "category" and label else " "
+    s = f"{when}，{place}受理{what}{observed} 件，按历史同期预计{_fmt_expected(expected)}"
+    if expected >= 0.95:
+        s += f"，是预计的 {observed / expected:.1f} 倍"
+    if kind == "neighbourhood" and n_rising > 1:
+        s += f"，{n_rising} 个区域同时高于预计"
+    main = _join_drivers(drivers) if kind != "category" else ""
+    if main:
+        s += f"，主要为{main}"
+    return s + "。"
+
+
+# --------------------------------------------------------------------------------------------------
+# scoring
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ScoredWindow:
+    """Everything tested in one window: per cell, per k-ring disk (centred on each cell) and per
+    cell × category. ``scorer`` is ``"nb"`` (NB surprise, the model) or ``"z"`` (a z-score baseline)."""
+
+    window_start: dt.date
+    window_end: dt.date
+    window_days: int
+    k: int
+    cells: np.ndarray                 # uint64, the tested universe
+    observed: np.ndarray              # per cell
+    expected: np.ndarray              # per cell
+    W: sp.csr_matrix                  # disk (self included) among ``cells``
+    alpha_cell: float = 0.0
+    alpha_ring: float = 0.0
+    uncertainty: np.ndarray | None = None  # per-cell extra NB dispersion (1/posterior shape)
+    categories: np.ndarray | None = None
+    observed_cat: sp.csr_matrix | None = None  # cells × categories
+    expected_cat: np.ndarray | None = None
+    min_observed: int = 3
+    scorer: str = "nb"
+    p_cell: np.ndarray = field(init=False)
+    score_cell: np.ndarray = field(init=False)
+    ring_observed: np.ndarray = field(init=False)
+    ring_expected: np.ndarray = field(init=False)
+    p_ring: np.ndarray = field(init=False)
+    score_ring: np.ndarray = field(init=False)
+    local_max: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = self.cells.size
+        if self.uncertainty is None:
+            self.uncertainty = np.zeros(n)
+        self.observed = np.asarray(self.observed, dtype=np.float64)
+        self.expected = np.maximum(np.asarray(self.expected, dtype=np.float64), 1e-9)
+        self.p_cell, self.score_cell = self._test(self.observed, self.expected, self.alpha_cell + self.uncertainty)
+        self.ring_observed, self.ring_expected, self.p_ring, self.score_ring = self.ring_tests()
+        # local maxima of the disk score (ties: larger excess, then the cell id) within the disk
+        if n:
+            rank = np.argsort(np.argsort(self.ring_observed - self.ring_expected, kind="stable"), kind="stable")
+            s = self.score_ring + 1e-9 * (rank + 1) / (n + 1)
+            Wm = self.W.multiply(s[None, :]).tocsr()
+            best = np.asarray(Wm.max(axis=1).todense()).ravel()
+            self.local_max = (s >= best) & (self.score_ring > 0)
+        else:
+            self.local_max = np.zeros(0, dtype=bool)
+
+    @property
+    def resolution(self) -> int:
+        return int(h3.get_resolution(h3.int_to_str(int(self.cells[0])))) if self.cells.size else -1
+
+    def _test(self, y: np.ndarray, mu: np.ndarray, alpha) -> tuple[np.ndarray, np.ndarray]:
+        if self.scorer == "z":
+            z = (y - mu) / np.sqrt(mu)
+            p = stats.norm.sf(z)
+            score = np.where(y > 0, z, -np.inf)
+        else:
+            p, score = surprise(y, mu, alpha)
+        small = y < self.min_observed
+        p = np.where(small, 1.0, p)
+        score = np.where(small, 0.0 if self.scorer != "z" else -np.inf, score)
+        return p, score
+
+    def ring_tests(self, keep: np.ndarray | None = None, rows: np.ndarray | None = None):
+        """Disk sums and tests; ``keep`` drops cells (mask False) from every disk; ``rows`` = centres."""
+        W = self.W if rows is None else self.W[rows]
+        y, mu, u = self.observed, self.expected, self.uncertainty
+        if keep is not None:
+            y, mu, u = y * keep, mu * keep, u * keep
+        ry = np.asarray(W @ y).ravel()
+        rm = np.maximum(np.asarray(W @ mu).ravel(), 1e-9)
+        ra = self.alpha_ring + np.asarray(W @ (mu ** 2 * u)).ravel() / rm ** 2
+        p, score = self._test(ry, rm, ra)
+        return ry, rm, p, score
+
+
+def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_days: int = 7, k: int = 1,
+                by_category: bool = True, min_observed: int = 3, cells=None) -> ScoredWindow:
+    """Test one window against a *fitted* model. ``window`` holds the panel rows of the window (cell,
+    day, n[, category_code]); the universe is the model's cells ∪ the window's cells ∪ ``cells``."""
+    end = int(day_numbers(window_end))
+    start = end - int(window_days) + 1
+    if len(window):
+        d = day_numbers(window["day"].to_numpy())
+        window = window[(d >= start) & (d <= end)]
+    wcells = as_cells(window["cell"].to_numpy()) if len(window) else np.zeros(0, dtype=np.uint64)
+    universe = np.union1d(model.cells_, wcells)
+    if cells is not None:
+        universe = np.union1d(universe, as_cells(cells))
+    universe = universe[universe != 0]
+    ucells, mu_cat = model.expected_matrix(end, window_days, universe)
+    expected = mu_cat.sum(axis=1)
+    cats = model.categories_
+    use_cat = by_category and "category_code" in window.columns and cats.size > 1
+    ci = np.searchsorted(universe, wcells)
+    n = window["n"].to_numpy(dtype=np.float64) if len(window) else np.zeros(0)
+    if use_cat:
+        codes = window["category_code"].astype(str).to_numpy()
+        kj = np.searchsorted(cats, codes)
+        known = (kj < cats.size) & (cats[np.minimum(kj, cats.size - 1)] == codes)
+        if not known.all():  # a category unseen at fit time: give it a column with a tiny expectation
+            new = np.unique(codes[~known])
+            cats = np.concatenate([cats, new])
+            order = np.argsort(cats, kind="stable")
+            floor = np.full((universe.size, new.size), 0.5 / max(universe.size, 1))
+            mu_cat = np.hstack([mu_cat, floor])[:, order]
+            cats = cats[order]
+            kj = np.searchsorted(cats, codes)
+        obs_cat = sp.csr_matrix((n, (ci, kj)), shape=(universe.size, cats.size))
+        obs_cat.sum_duplicates()
+    else:
+        obs_cat, cats = None, None
+    observed = np.bincount(ci, weights=n, minlength=universe.size)
+    a_cell, a_ring = model.dispersion(window_days, k)
+    W = kring_weights(universe, k, include_self=True)
+    s_date = (np.datetime64(start, "D")).astype(dt.date)
+    e_date = (np.datetime64(end, "D")).astype(dt.date)
+    return ScoredWindow(s_date, e_date, int(window_days), int(k), ucells, observed, expected, W,
+                        alpha_cell=a_cell, alpha_ring=a_ring, uncertainty=model.cell_uncertainty(universe),
+                        categories=cats, observed_cat=obs_cat, expected_cat=mu_cat if use_cat else None,
+                        min_observed=int(min_observed))
+
+
+def _drivers(sw: ScoredWindow, rows: np.ndarray, top: int) -> list[dict]:
+    if sw.observed_cat is None or sw.categories is None or top <= 0:
+        return []
+    o = np.asarray(sw.observed_cat[rows].sum(axis=0)).ravel()
+    e = sw.expected_cat[rows].sum(axis=0)
+    excess = o - e
+    order = np.lexsort((-o, -excess))
+    out = []
+    for j in order:
+        if o[j] <= 0 or excess[j] <= 0 or len(out) >= top:
+            break
+        out.append({"category_code": str(sw.categories[j]), "name_zh": category_label(str(sw.categories[j])),
+                    "observed": int(round(o[j])), "expected": round(float(e[j]), 1)})
+    return out
+
+
+def _bh_cut(p: np.ndarray, mask: np.ndarray) -> float:
+    return float(p[mask].max()) if mask.any() else -np.inf
+
+
+def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = True, dedupe: bool = True,
+                  max_alerts: int | None = None, top_drivers: int = 3) -> pd.DataFrame:
+    """Alerts of one scored window after BH per family (see the module docstring), sorted by score."""
+    rows: list[dict] = []
+    hexes = [h3.int_to_str(int(c)) for c in sw.cells]
+    res = sw.resolution
+    base = {"resolution": res, "window_start": sw.window_start, "window_end": sw.window_end}
+
+    q_cell = bh_qvalues(sw.p_cell)
+    cell_hit = fdr_bh(sw.p_cell, alpha)
+    for i in np.flatnonzero(cell_hit):
+        drv = _drivers(sw, np.array([i]), top_drivers)
+        y, mu = int(round(sw.observed[i])), float(sw.expected[i])
+        rows.append({"kind": "cell", "cell": hexes[i], **base, "observed": y, "expected": mu,
+                     "score": float(sw.score_cell[i]), "p_value": float(sw.p_cell[i]), "q_value": float(q_cell[i]),
+                     "category_code": None, "n_cells": 1, "drivers": drv,
+                     "sentence_zh": _sentence("cell", hexes[i], sw.window_start, sw.window_end, sw.window_days, y, mu,
+                                              drv)})
+
+    q_ring = bh_qvalues(sw.p_ring)
+    ring_hit = fdr_bh(sw.p_ring, alpha)
+    cand = np.flatnonzero(ring_hit & sw.local_max)
+    if dedupe and cand.size and cell_hit.any():
+        cut = _bh_cut(sw.p_ring, ring_hit)
+        _, _, p_ex, _ = sw.ring_tests(keep=~cell_hit, rows=cand)
+        cand = cand[p_ex <= cut]
+    for i in cand:
+        members = sw.W[i].indices
+        drv = _drivers(sw, members, top_drivers)
+        y, mu = int(round(sw.ring_observed[i])), float(sw.ring_expected[i])
+        n_rising = int(((sw.observed[members] > sw.expected[members]) & (sw.observed[members] > 0)).sum())
+        rows.append({"kind": "neighbourhood", "cell": hexes[i], **base, "observed": y, "expected": mu,
+                     "score": float(sw.score_ring[i]), "p_value": float(sw.p_ring[i]), "q_value": float(q_ring[i]),
+                     "category_code": None, "n_cells": int(members.size), "drivers": drv,
+                     "sentence_zh": _sentence("neighbourhood", hexes[i], sw.window_start, sw.window_end,
+                                              sw.window_days, y, mu, drv, n_cells=int(members.size),
+                                              n_rising=n_rising)})
+
+    if by_category and sw.observed_cat is not None and sw.expected_cat is not None:
+        oc = sw.observed_cat.tocoo()
+        y = oc.data.astype(np.float64)
+        mu = sw.expected_cat[oc.row, oc.col]
+        unc = sw.uncertainty[oc.row]
+        p, score = surprise(y, mu, sw.alpha_cell + unc)
+        p = np.where(y < sw.min_observed, 1.0, p)
+        m = sw.observed_cat.shape[0] * sw.observed_cat.shape[1]
+        full = np.ones(m)  # the family is every cell × category pair; pairs without events have p = 1
+        flat = oc.row.astype(np.int64) * sw.observed_cat.shape[1] + oc.col
+        full[flat] = p
+        q_full = bh_qvalues(full)
+        hit = fdr_bh(full, alpha)[flat]
+        if dedupe:
+            hit &= ~cell_hit[oc.row]
+        for j in np.flatnonzero(hit):
+            i, kk = int(oc.row[j]), int(oc.col[j])
+            code = str(sw.categories[kk])
+            yy, mm = int(round(y[j])), float(mu[j])
+            drv = [{"category_code": code, "name_zh": category_label(code), "observed": yy,
+                    "expected": round(mm, 1)}]
+            rows.append({"kind": "category", "cell": hexes[i], **base, "observed": yy, "expected": mm,
+                         "score": float(score[j]), "p_value": float(p[j]), "q_value": float(q_full[flat[j]]),
+                         "category_code": code, "n_cells": 1, "drivers": drv,
+                         "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
+                                                  sw.window_days, yy, mm, [], label=category_label(code))})
+
+    out = pd.DataFrame(rows, columns=[c for c in ALERT_COLUMNS if c != "ratio"])
+    out.insert(ALERT_COLUMNS.index("ratio"), "ratio", out["observed"] / out["expected"].clip(lower=1e-9))
+    out = out.sort_values(["score", "observed"], ascending=False, kind="stable").reset_index(drop=True)
+    if max_alerts is not None:
+        out = out.head(int(max_alerts)).reset_index(drop=True)
+    return out
+
+
+def score_window(panel: pd.DataFrame, window_end, window_days: int = 7, k: int = 1, alpha: float = 0.05,
+                 by_category: bool = True, *, model: ExpectedCounts | None = None, min_observed: int = 3,
+                 dedupe: bool = True, max_alerts: int | None = None, top_drivers: int = 3,
+                 cells=None) -> pd.DataFrame:
+    """Alerts for the window of ``window_days`` days ending at ``window_end`` (inclusive).
+
+    ``panel``: long [cell (uint64), day, n, optional category_code] rows (zeros implicit). The expected
+    counts come from ``model`` (an :class:`ExpectedCounts` template, cloned; default
+    ``ExpectedCounts(k=k)``) fitted on the history strictly before the window. ``cells`` adds study-area
+    cells to the tested universe. Returns the alerts passing BH at ``alpha`` (per family: cells,
+    neighbourhoods, categories), sorted by score, with the columns of :data:`ALERT_COLUMNS`.
+    """
+    end = int(day_numbers(window_end))
+    start = end - int(window_days) + 1
+    d = day_numbers(panel["day"].to_numpy())
+    win = panel[(d >= start) & (d <= end)]
+    hist = panel[d < start]
+    if hist.empty:
+        raise ValueError("no history before the window")
+    est = clone(model) if model is not None else ExpectedCounts(k=k)
+    use_cat = by_category and "category_code" in panel.columns
+    est.set_params(by_category=use_cat)
+    wcells = win["cell"].to_numpy()
+    extra = as_cells(wcells) if cells is None else np.union1d(as_cells(wcells), as_cells(cells))
+    est.fit(hist, end=start - 1, cells=extra,
+            categories=win["category_code"].astype(str).unique() if use_cat and len(win) else None)
+    sw = score_cells(est, win, end, window_days, k=k, by_category=use_cat, min_observed=min_observed, cells=cells)
+    return select_alerts(sw, alpha=alpha, by_category=use_cat, dedupe=dedupe, max_alerts=max_alerts,
+                         top_drivers=top_drivers)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation on injected anomalies
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class _WindowEval:
+    n_days: int
+    cell_scores: np.ndarray       # candidate cell alarms
+    cell_idx: np.ndarray
+    cell_fa: np.ndarray           # bool
+    cell_hits: list               # anomaly ids hit, per candidate
+    ring_idx: np.ndarray          # local-max centres
+    ring_fa: np.ndarray
+    ring_hits: list
+    sw: ScoredWindow
+
+
+def _prepare(sw: ScoredWindow, truth: pd.DataFrame) -> _WindowEval:
+    cells = sw.cells
+    anom_of_cell: dict[int, set] = {}
+    spike_ids: set = set()
+    for aid, kind, c in zip(truth["anomaly_id"], truth["kind"], truth["_cell"], strict=True):
+        anom_of_cell.setdefault(int(c), set()).add(aid)
+        if kind == "spike":
+            spike_ids.add(aid)
+    truth_cells = np.array(sorted(anom_of_cell), dtype=np.uint64)
+    in_truth = np.isin(cells, truth_cells)
+
+    ci = np.flatnonzero(sw.p_cell < 1.0)
+    c_hits = [anom_of_cell.get(int(cells[i]), set()) for i in ci]
+    c_fa = ~in_truth[ci]
+
+    ri = np.flatnonzero(sw.local_max & (sw.p_ring < 1.0))
+    r_hits, r_fa = [], np.zeros(ri.size, dtype=bool)
+    for j, i in enumerate(ri):
+        members = sw.W[i].indices
+        touch = in_truth[members]
+        if not touch.any():
+            r_fa[j] = True
+            r_hits.append(set())
+            continue
+        hits = set(anom_of_cell.get(int(cells[i]), set()))  # centre inside the anomaly
+        for m in members[touch]:  # a spike inside the disk
+            hits |= {a for a in anom_of_cell[int(cells[m])] if a in spike_ids}
+        r_hits.append(hits)
+    return _WindowEval(sw.window_days, sw.score_cell[ci], ci, c_fa, c_hits, ri, r_fa, r_hits, sw)
+
+
+def _alarms(ev: _WindowEval, mode: str, t: float) -> tuple[int, set]:
+    """(false alarms, detected anomaly ids) of one window at score threshold ``t`` (alarm: score > t)."""
+    fa, det = 0, set()
+    cell_on = ev.cell_scores > t
+    if mode in ("cell", "combined"):
+        fa += int((cell_on & ev.cell_fa).sum())
+        for j in np.flatnonzero(cell_on & ~ev.cell_fa):
+            det |= ev.cell_hits[j]
+    if mode in ("neighbourhood", "combined") and ev.ring_idx.size:
+        if mode == "combined" and cell_on.any():
+            keep = np.ones(ev.sw.cells.size, dtype=bool)
+            keep[ev.cell_idx[cell_on]] = False
+            scores = ev.sw.ring_tests(keep=keep, rows=ev.ring_idx)[3]
+        else:
+            scores = ev.sw.score_ring[ev.ring_idx]
+        on = scores > t
+        fa += int((on & ev.ring_fa).sum())
+        for j in np.flatnonzero(on & ~ev.ring_fa):
+            det |= ev.ring_hits[j]
+    return fa, det
+
+
+def evaluate_detection(windows: Iterable[ScoredWindow], truth: pd.DataFrame,
+                       fa_per_day: Sequence[float] = (1, 5, 20),
+                       modes: Sequence[str] = ("cell", "neighbourhood", "combined"),
+                       bh_alpha: float | None = 0.05) -> pd.DataFrame:
+    """Recall of injected anomalies at fixed false alarms per day (city-wide), per detector mode.
+
+    ``truth``: one row per anomalous cell with ``anomaly_id``, ``kind`` (``spike`` | ``cluster``),
+    ``cell`` (uint64 or hex) and ``window_end`` (the end date of the window it was injected in; one
+    ``ScoredWindow`` per window end — replicate windows of the same date need distinct ``window_id``
+    columns: pass ``truth['window_id']`` equal to the index of the window in ``windows``).
+
+    Alarms: ``cell`` = cells with score > t; ``neighbourhood`` = local maxima of the disk score > t;
+    ``combined`` = both, a disk counting only if it stays above t without the cells that alarm alone.
+    An alarm is a *false alarm* when its footprint (cell, or disk) touches no injected cell of its
+    window; it *detects* an anomaly when the cell is one of the anomaly's cells, or the disk is
+    centred on one of them (or, for a spike, contains it). The threshold t is the smallest that keeps
+    false alarms ≤ ``fa_per_day`` × total window days. With ``bh_alpha`` the BH operating point of
+    :func:`select_alerts` (cells + neighbourhoods, per-family BH) is reported too (``mode='bh'``).
+
+    Returns rows (mode, fa_target, threshold, fa_per_day, kind, n, detected, recall).
+    """
+    windows = list(windows)
+    truth = truth.copy()
+    truth["_cell"] = as_cells(truth["cell"].to_numpy())
+    if "window_id" in truth.columns:
+        groups = {int(i): g for i, g in truth.groupby("window_id")}
+        per = [groups.get(i, truth.iloc[:0]) for i in range(len(windows))]
+    else:
+        truth["_end"] = pd.to_datetime(truth["window_end"]).dt.date
+        groups = {e: g for e, g in truth.groupby("_end")}
+        per = [groups.get(sw.window_end, truth.iloc[:0]) for sw in windows]
+    evs = [_prepare(sw, t) for sw, t in zip(windows, per, strict=True)]
+    days = float(sum(ev.n_days for ev in evs))
+    kinds = truth.drop_duplicates("anomaly_id").set_index("anomaly_id")["kind"]
+    ids_by_kind = {k: set(kinds.index[kinds == k]) for k in sorted(kinds.unique())}
+
+    def run(mode: str, t: float) -> tuple[int, set]:
+        fa, det = 0, set()
+        for ev in evs:
+            f, d = _alarms(ev, mode, t)
+            fa += f
+            det |= d
+        return fa, det
+
+    out = []
+    for mode in modes:
+        top = max([float(np.max(ev.cell_scores, initial=0.0)) for ev in evs]
+                  + [float(np.max(ev.sw.score_ring, initial=0.0)) for ev in evs] + [1.0])
+        for f in fa_per_day:
+            allowed = f * days
+            if mode in ("cell", "neighbourhood"):
+                fa_scores = np.concatenate(
+                    [ev.cell_scores[ev.cell_fa] if mode == "cell" else ev.sw.score_ring[ev.ring_idx[ev.ring_fa]]
+                     for ev in evs] + [np.zeros(0)])
+                fa_scores = np.sort(fa_scores)[::-1]
+                n_allowed = int(np.floor(allowed))
+                t = float(fa_scores[n_allowed]) if fa_scores.size > n_allowed else -np.inf
+            else:  # bisection (false alarms are non-increasing in t up to the disk recomputation)
+                lo, hi = -50.0, top + 1.0
+                if run(mode, lo)[0] <= allowed:
+                    hi = lo
+                for _ in range(40):
+                    if hi - lo < 1e-4:
+                        break
+                    mid = 0.5 * (lo + hi)
+                    if run(mode, mid)[0] <= allowed:
+                        hi = mid
+                    else:
+                        lo = mid
+                t = hi
+            fa, det = run(mode, t)
+            for kind, ids in ids_by_kind.items():
+                out.append({"mode": mode, "fa_target": f, "threshold": t, "fa_per_day": fa / days, "kind": kind,
+                            "n": len(ids), "detected": len(ids & det), "recall": len(ids & det) / max(len(ids), 1)})
+    if bh_alpha is not None:
+        fa, det = 0, set()
+        for ev in evs:
+            sw = ev.sw
+            cell_hit = fdr_bh(sw.p_cell, bh_alpha)
+            ring_hit = fdr_bh(sw.p_ring, bh_alpha) & sw.local_max
+            cand = np.flatnonzero(ring_hit)
+            if cand.size and cell_hit.any():
+                cut = _bh_cut(sw.p_ring, fdr_bh(sw.p_ring, bh_alpha))
+                p_ex = sw.ring_tests(keep=~cell_hit, rows=cand)[2]
+                cand = cand[p_ex <= cut]
+            for j, i in enumerate(ev.cell_idx):
+                if cell_hit[i]:
+                    fa += int(ev.cell_fa[j])
+                    det |= ev.cell_hits[j]
+            pos = {int(i): j for j, i in enumerate(ev.ring_idx)}
+            for i in cand:
+                j = pos.get(int(i))
+                if j is None:
+                    continue
+                fa += int(ev.ring_fa[j])
+                det |= ev.ring_hits[j]
+        for kind, ids in ids_by_kind.items():
+            out.append({"mode": "bh", "fa_target": np.nan, "threshold": np.nan, "fa_per_day": fa / days,
+                        "kind": kind, "n": len(ids), "detected": len(ids & det),
+                        "recall": len(ids & det) / max(len(ids), 1)})
+    return pd.DataFrame(out)

@@ -1,0 +1,133 @@
+"""pipelines.areas_load: vintages side by side (村居合并), strict refusal, the command's output and exit codes."""
+from __future__ import annotations
+
+import duckdb
+import geopandas as gpd
+import pandas as pd
+import pytest
+import shapely
+
+from geodata.areas import demo_area_set
+from onemap.settings import load_settings
+from pipelines.areas_load import GeographyRejected, geodata_load_main, load_geography, read_area_set, vintages
+
+
+def write_layers(folder, towns, villages, grids):
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, gdf in (("towns", towns), ("villages", villages), ("grids", grids)):
+        cols = [c for c in ("code", "name", "synthetic") if c in gdf.columns]
+        gdf[[*cols, "geometry"]].to_file(folder / f"{key}.geojson", driver="GeoJSON")
+    return folder
+
+
+def merged_2024(demo):
+    """村居合并: the first two villages of 红草镇 become one; the absorbed village's grids are renumbered."""
+    v = demo.villages
+    keep, gone = v[v["parent_code"] == "441502100"]["code"].iloc[:2]
+    villages = v[v["code"] != gone].copy()
+    sel = villages["code"] == keep
+    villages.loc[sel, "geometry"] = shapely.union_all(v[v["code"].isin([keep, gone])].geometry.values)
+    grids = demo.grids.copy()
+    start = int(grids.loc[grids["parent_code"] == keep, "code"].str[12:].astype(int).max())
+    moved = grids["parent_code"] == gone
+    grids.loc[moved, "code"] = [f"{keep}{start + i:03d}" for i in range(1, moved.sum() + 1)]
+    return villages, grids, keep, gone
+
+
+@pytest.fixture()
+def settings(tmp_path):
+    return load_settings(environ={"ONEMAP_HOME": str(tmp_path / "home")}, local_file=tmp_path / "none.toml")
+
+
+def _con(settings):
+    return duckdb.connect(str(settings.warehouse_path), read_only=True)
+
+
+def test_a_new_vintage_keeps_the_old_one(settings, tmp_path):
+    demo = demo_area_set()
+    d2023 = write_layers(tmp_path / "b2023", demo.towns, demo.villages, demo.grids)
+    villages, grids, keep, gone = merged_2024(demo)
+    d2024 = write_layers(tmp_path / "b2024", demo.towns, villages, grids)
+
+    _, r23 = load_geography(settings, d2023, "2023")
+    _, r24 = load_geography(settings, d2024, "2024")
+    assert r23.ok and r24.ok, r24.summary()
+    with _con(settings) as con:
+        counts = dict(con.execute("SELECT vintage, count(*) FROM core.areas GROUP BY vintage").fetchall())
+        assert counts == {"2023": 1 + 10 + 103 + 900, "2024": 1 + 10 + 102 + 900}
+        assert con.execute("SELECT vintage FROM core.areas WHERE code = ? ORDER BY vintage", [gone]).fetchall() == [
+            ("2023",)]
+        old = read_area_set(con, "2023")
+        new = read_area_set(con)  # the latest load
+        assert new.vintage == "2024" and gone in set(old.villages["code"]) and gone not in set(new.villages["code"])
+        assert (new.villages.set_index("code").geometry[keep].area
+                > old.villages.set_index("code").geometry[keep].area)
+        assert con.execute("SELECT count(*) FROM meta.area_vintages").fetchall() == [(2,)]
+
+    # reloading 2023 replaces 2023 only
+    load_geography(settings, d2023, "2023")
+    with _con(settings) as con:
+        counts = dict(con.execute("SELECT vintage, count(*) FROM core.areas GROUP BY vintage").fetchall())
+        assert counts == {"2023": 1014, "2024": 1013}
+        assert con.execute("SELECT count(*) FROM meta.area_vintages").fetchall() == [(2,)]
+    assert list(vintages(settings)["vintage"]) == ["2023", "2024"]  # newest load first
+    assert (vintages(settings)["errors"] == 0).all()
+
+
+def overlapping_layers(demo):
+    g = demo.grids.copy()
+    g.loc[0, "geometry"] = g.geometry.iloc[0].buffer(0.001)  # overlaps its siblings and leaves its village
+    return g
+
+
+def test_strict_refuses_and_writes_nothing(settings, tmp_path):
+    demo = demo_area_set()
+    folder = write_layers(tmp_path / "bad", demo.towns, demo.villages, overlapping_layers(demo))
+    with pytest.raises(GeographyRejected) as exc:
+        load_geography(settings, folder, "2025", strict=True)
+    assert exc.value.report.of_kind("overlap") and exc.value.report.of_kind("outside_parent")
+    assert not settings.warehouse_path.exists()
+    # without --strict it loads, and the issues are counted
+    _, report = load_geography(settings, folder, "2025")
+    with _con(settings) as con:
+        [(issues, errors)] = con.execute("SELECT issues, errors FROM meta.area_vintages").fetchall()
+    assert errors == len(report.errors) > 0 and issues >= errors
+
+
+def test_strict_accepts_repaired_geometry_and_duplicates_are_merged(settings, tmp_path):
+    demo = demo_area_set()
+    g = demo.grids.copy()
+    a = g.geometry.iloc[5]
+    minx, miny, maxx, maxy = a.bounds
+    # the same grid drawn again as a bow-tie over its own bounding box: a repaired geometry and a duplicate code
+    bow = shapely.Polygon([(minx, miny), (maxx, maxy), (maxx, miny), (minx, maxy), (minx, miny)])
+    g2 = pd.concat([g, g.iloc[[5]].assign(geometry=[bow])], ignore_index=True)
+    folder = write_layers(tmp_path / "dup", demo.towns, demo.villages, gpd.GeoDataFrame(g2, crs="EPSG:4326"))
+    with pytest.raises(GeographyRejected, match="duplicate_code"):
+        load_geography(settings, folder, "2025", strict=True)
+    areas, report = load_geography(settings, folder, "2025")
+    assert report.by_kind()["invalid_geometry_repaired"] == 1 and report.by_kind()["duplicate_code"] == 1
+    assert areas.grids["code"].is_unique and areas.grids.geometry.is_valid.all()
+
+    # a repaired bow-tie alone does not stop a strict load
+    g3 = demo.grids.copy()
+    g3.loc[5, "geometry"] = shapely.Polygon([(minx, miny), (maxx, maxy), (maxx, miny), (minx, maxy), (minx, miny)])
+    folder = write_layers(tmp_path / "bow", demo.towns, demo.villages, g3)
+    _, report = load_geography(settings, folder, "2026", strict=True)
+    assert report.ok and report.by_kind()["invalid_geometry_repaired"] == 1
+
+
+def test_main_prints_summary_and_exit_codes(settings, tmp_path, capsys):
+    demo = demo_area_set()
+    good = write_layers(tmp_path / "good", demo.towns, demo.villages, demo.grids)
+    assert geodata_load_main(settings, good, "2023", None, False) == 0
+    out = capsys.readouterr().out
+    assert "no problems found" in out and "loaded vintage 2023" in out and "grids 900" in out
+    bad = write_layers(tmp_path / "bad", demo.towns, demo.villages, overlapping_layers(demo))
+    assert geodata_load_main(settings, bad, "2024", None, True) == 1
+    captured = capsys.readouterr()
+    assert "overlap (error)" in captured.out and "--strict" in captured.err
+    assert geodata_load_main(settings, tmp_path / "missing", "2024", None, False) == 2
+    assert "geodata load:" in capsys.readouterr().err
+    assert geodata_load_main(settings, good, None, None, False) == 2  # these files do not say their vintage
+    assert "--vintage" in capsys.readouterr().err
