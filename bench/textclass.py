@@ -122,7 +122,7 @@ def confidence_table(y: np.ndarray, classes: np.ndarray, proba: np.ndarray) -> t
         keep = conf >= thr
         rows.append(
             {
-                "confidence ≥": thr,
+                "confidence ≥": f"{thr:.1f}",
                 "coverage": keep.mean(),
                 "accuracy on kept": correct[keep].mean() if keep.any() else float("nan"),
             }

@@ -12,7 +12,7 @@ from dash import Input, Output, State, dcc, html
 from flask import Response
 
 from dashboard.data import DashboardData
-from dashboard.figures import hex_map
+from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import STRIP, format_value, kpi
@@ -53,6 +53,10 @@ def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
             id="sources", options=[{"label": SOURCE_LABELS.get(s, s), "value": s}
                                    for s in queries.sources_present(con)],
             value=[], inline=True)], className="control"),
+        html.Div([html.Label("图层"), dcc.RadioItems(
+            id="layer", options=[{"label": "事件数", "value": "counts"},
+                                 {"label": "新兴热点（近26周 Gi*）", "value": "hotspots"}],
+            value="counts", inline=True)], className="control"),
         html.Div([html.Label("六边形级别"), dcc.RadioItems(
             id="resolution", options=[{"label": f"H3-{r}", "value": r} for r in data.settings.h3_resolutions],
             value=res_default, inline=True)], className="control"),
@@ -79,14 +83,20 @@ def register_callbacks(app: dash.Dash, data: DashboardData) -> None:
     @app.callback(
         Output("map", "figure"), *[Output(f"kpi-{k}", "children") for k in STRIP], Output("asof", "children"),
         Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
-        Input("sources", "value"), Input("resolution", "value"), Input("refresh", "n_intervals"),
+        Input("sources", "value"), Input("resolution", "value"), Input("layer", "value"),
+        Input("refresh", "n_intervals"),
     )
-    def update(start, end, categories, sources, resolution, _tick):
+    def update(start, end, categories, sources, resolution, layer, _tick):
         con = data.con()
         flt = _filter(start, end, categories, sources)
         values = queries.kpis(con, flt)
-        counts = queries.hex_counts(con, flt, int(resolution))
-        fig = hex_map(counts, data.boundaries, data.town_labels, data.center)
+        if layer == "hotspots":
+            available = queries.hotspot_resolutions(con) or [int(resolution)]
+            res = int(resolution) if int(resolution) in available else available[0]
+            fig = hotspot_map(queries.hotspot_cells(con, res), data.boundaries, data.town_labels, data.center)
+        else:
+            counts = queries.hex_counts(con, flt, int(resolution))
+            fig = hex_map(counts, data.boundaries, data.town_labels, data.center)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")

@@ -16,41 +16,76 @@ SCALE = [[0.0, "#1d3b5a"], [0.25, "#2f7f8f"], [0.5, "#f2c14e"], [0.75, "#f08a3c"
 def offline_style(theme: str = "dark") -> dict:
     return {
         "version": 8,
-        "sources": {},
+        # a non-empty sources object: an empty one is dropped on the way to the browser, and MapLibre's
+        # style diff on the next update then fails with 'missing required property "sources"'
+        "sources": {"none": {"type": "geojson", "data": {"type": "FeatureCollection", "features": []}}},
         "layers": [{"id": "background", "type": "background", "paint": {"background-color": BACKGROUND[theme]}}],
         "glyphs": "/glyphs/{fontstack}/{range}.pbf",
     }
 
 
-def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
-            theme: str = "dark", zoom: float = 10.3, uirevision: str = "map") -> go.Figure:
-    """H3 hex choropleth with county/town/grid outlines and town names, on the offline style.
-
-    ``counts`` has columns cell (hex string) and n; ``boundaries`` maps level -> GeoJSON.
-    """
+def base_map(boundaries: dict[str, dict], labels: pd.DataFrame, center: dict, theme: str = "dark",
+             zoom: float = 10.3, uirevision: str = "map") -> go.Figure:
+    """An empty map on the offline style with county/town/grid outlines and town names."""
     fig = go.Figure()
-    if len(counts):
-        geojson = cell_boundaries_geojson([int(c, 16) for c in counts["cell"]])
-        fig.add_trace(go.Choroplethmap(
-            geojson=geojson, locations=counts["cell"], z=counts["n"], featureidkey="id",
-            colorscale=SCALE, zmin=0, zmax=float(counts["n"].quantile(0.99)) or 1.0,
-            marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
-            colorbar={"title": {"text": "事件数"}, "thickness": 12, "x": 0.99,
-                      "tickfont": {"color": "#dfe7f1" if theme == "dark" else "#223"}},
-            hovertemplate="H3 %{location}<br>事件数 %{z}<extra></extra>", name="hex",
-        ))
     if len(labels):
         fig.add_trace(go.Scattermap(
             lon=labels["lng"], lat=labels["lat"], mode="text", text=labels["name"], hoverinfo="skip",
             textfont={"size": 13, "color": "#ffffff" if theme == "dark" else "#1b2a3a"}, name="towns",
+            showlegend=False,
         ))
     widths = {"grid": 0.4, "town": 1.4, "county": 2.4}
     layers = [{"source": boundaries[level], "type": "line", "color": LINE[theme], "line": {"width": widths[level]},
-               "opacity": 0.45 if level == "grid" else 0.9, "below": ""}
+               "opacity": 0.45 if level == "grid" else 0.9}
               for level in ("grid", "town", "county") if level in boundaries]
     fig.update_layout(
         map={"style": offline_style(theme), "center": center, "zoom": zoom, "layers": layers},
         margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor=BACKGROUND[theme], showlegend=False,
         uirevision=uirevision,
     )
+    return fig
+
+
+def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
+            theme: str = "dark", zoom: float = 10.3) -> go.Figure:
+    """H3 hex choropleth of event counts; ``counts`` has columns cell (hex string) and n."""
+    fig = base_map(boundaries, labels, center, theme, zoom)
+    if len(counts):
+        fig.add_trace(go.Choroplethmap(
+            geojson=cell_boundaries_geojson([int(c, 16) for c in counts["cell"]]), locations=counts["cell"],
+            z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0,
+            zmax=float(counts["n"].quantile(0.99)) or 1.0,
+            marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
+            colorbar={"title": {"text": "事件数"}, "thickness": 12, "x": 0.99,
+                      "tickfont": {"color": "#dfe7f1" if theme == "dark" else "#223"}},
+            hovertemplate="H3 %{location}<br>事件数 %{z}<extra></extra>", name="hex",
+        ))
+    return fig
+
+
+# emerging hot spot classes: warm colours for hot, cool for cold; stronger for newer / intensifying
+PATTERN_COLOURS = {
+    "new_hot": "#ff2d55", "consecutive_hot": "#ff6b3d", "intensifying_hot": "#d7263d", "persistent_hot": "#b3122e",
+    "diminishing_hot": "#f5a25d", "sporadic_hot": "#f2c14e", "oscillating_hot": "#e08fd0", "historical_hot": "#a47551",
+    "new_cold": "#3ddbff", "consecutive_cold": "#3da5ff", "intensifying_cold": "#2f5fd7", "persistent_cold": "#1d3bb3",
+    "diminishing_cold": "#7fb7e6", "sporadic_cold": "#8fd3c7", "oscillating_cold": "#9f8fe0", "historical_cold": "#6b7d99",
+}
+
+
+def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
+                theme: str = "dark", zoom: float = 10.3) -> go.Figure:
+    """Emerging hot spot classes (Gi* per week + Mann–Kendall), one colour per class, with a legend."""
+    fig = base_map(boundaries, labels, center, theme, zoom)
+    for pattern, group in cells.groupby("pattern", sort=False):
+        colour = PATTERN_COLOURS.get(pattern, "#888888")
+        fig.add_trace(go.Choroplethmap(
+            geojson=cell_boundaries_geojson([int(c, 16) for c in group["cell"]]), locations=group["cell"],
+            z=[1] * len(group), featureidkey="id", colorscale=[[0, colour], [1, colour]], showscale=False,
+            marker={"opacity": 0.8, "line": {"width": 0.3, "color": "rgba(255,255,255,0.3)"}},
+            name=str(group["pattern_zh"].iloc[0]), showlegend=True,
+            customdata=group[["pattern_zh", "z", "count"]].to_numpy(),
+            hovertemplate="%{customdata[0]}<br>Gi* z = %{customdata[1]:.2f}<br>本周事件 %{customdata[2]}<extra></extra>",
+        ))
+    fig.update_layout(showlegend=True, legend={"bgcolor": "rgba(16,38,64,0.8)", "font": {"color": "#dfe7f1"},
+                                               "x": 0.01, "y": 0.99})
     return fig

@@ -194,10 +194,12 @@ def _merge_duplicates(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 
 
 def repair_area_set(area_set: AreaSet) -> AreaSet:
-    """What gets stored: valid polygonal geometries (missing ones become empty), duplicate codes merged."""
+    """What gets stored: valid polygonal geometries (missing ones become empty), duplicate codes merged,
+    rows without a code left out."""
     layers = {}
     for key in LEVELS:
-        gdf = repair_geometries(getattr(area_set, key))
+        gdf = getattr(area_set, key)
+        gdf = repair_geometries(gdf[gdf["code"].notna() & gdf["code"].astype(str).str.strip().ne("")])
         geoms = np.asarray(gdf.geometry.values, dtype=object)
         missing = shapely.is_missing(geoms)
         if missing.any():
@@ -268,7 +270,10 @@ def _check_codes(key: str, gdf: gpd.GeoDataFrame, parent_codes: set[str] | None,
             issues.append(Issue(level, code, DUPLICATE_CODE,
                                 f"{k} rows share this code (names: {', '.join(dup_names)}); stored as one area"))
     for i, code in enumerate(codes):
-        if code is None or len(code) != n or not code.isdigit():
+        if code is None or not code.strip():
+            issues.append(Issue(level, None, BAD_CODE, f"a {level} row without a code (row {i + 1}); it is not stored"))
+            continue
+        if len(code) != n or not code.isdigit():
             issues.append(Issue(level, code, BAD_CODE, f"{level} codes have {n} digits, got {code!r}"))
             continue
         if key == "county":

@@ -159,7 +159,7 @@ def _join_drivers(drivers: Sequence[dict]) -> str:
 def _sentence(kind: str, hex_id: str, start: dt.date, end: dt.date, days: int, observed: int, expected: float,
               drivers: Sequence[dict], n_cells: int = 1, n_rising: int = 0, label: str | None = None) -> str:
     when = _fmt_dates(start, end, days)
-    if kind == "neighbourhood":
+    if kind == "neighbourhood" or n_cells > 1:
         place = f"以 H3 {hex_id} 为中心的 {n_cells} 个相邻六边形区域合计"
     else:
         place = f"该区域（H3 {hex_id}）"
@@ -191,8 +191,8 @@ class ScoredWindow:
     observed: np.ndarray              # per cell
     expected: np.ndarray              # per cell
     W: sp.csr_matrix                  # disk (self included) among ``cells``
-    alpha_cell: float = 0.0
-    alpha_ring: float = 0.0
+    alpha_cell: float | np.ndarray = 0.0   # NB dispersion per cell (or one value)
+    alpha_ring: float | np.ndarray = 0.0   # NB dispersion per disk centre (or one value)
     uncertainty: np.ndarray | None = None  # per-cell extra NB dispersion (1/posterior shape)
     categories: np.ndarray | None = None
     observed_cat: sp.csr_matrix | None = None  # cells × categories
@@ -249,9 +249,76 @@ class ScoredWindow:
             y, mu, u = y * keep, mu * keep, u * keep
         ry = np.asarray(W @ y).ravel()
         rm = np.maximum(np.asarray(W @ mu).ravel(), 1e-9)
-        ra = self.alpha_ring + np.asarray(W @ (mu ** 2 * u)).ravel() / rm ** 2
+        a0 = np.asarray(self.alpha_ring, dtype=np.float64)
+        if a0.ndim and rows is not None:
+            a0 = a0[rows]
+        ra = a0 + np.asarray(W @ (mu ** 2 * u)).ravel() / rm ** 2
         p, score = self._test(ry, rm, ra)
         return ry, rm, p, score
+
+    # ---------------------------------------------------------------- categories
+    @property
+    def has_categories(self) -> bool:
+        return self.observed_cat is not None and self.expected_cat is not None and self.categories is not None
+
+    def category_tests(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, observed, expected, p, score) of the cell × category pairs holding events."""
+        if not hasattr(self, "_cat_cache"):
+            oc = self.observed_cat.tocoo()
+            self._cat_cache = (oc.row.astype(np.int64), oc.col.astype(np.int64), *self._pair_tests(
+                oc.row, oc.col, oc.data.astype(np.float64), self.expected_cat[oc.row, oc.col],
+                self._alpha(self.alpha_cell, oc.row) + self.uncertainty[oc.row]))
+        return self._cat_cache
+
+    def ring_category_tests(self, exclude: np.ndarray | None = None, pairs: tuple[np.ndarray, np.ndarray] | None = None):
+        """(rows, cols, observed, expected, p, score) of disk × category sums: centre ``rows``, category
+        ``cols`` (default: every pair whose disk holds events of the category). ``exclude`` (cells ×
+        categories, bool) drops those cell × category entries from every disk."""
+        obs = self.observed_cat
+        exp = self.expected_cat
+        if exclude is not None:
+            obs = sp.csr_matrix(obs.multiply(~exclude))
+            exp = exp * ~exclude
+        ring_obs = sp.csr_matrix(self.W @ obs)
+        if pairs is None:
+            rc = ring_obs.tocoo()
+            keep = rc.data > 0
+            rows, cols, y = rc.row[keep].astype(np.int64), rc.col[keep].astype(np.int64), rc.data[keep]
+        else:
+            rows, cols = np.asarray(pairs[0], dtype=np.int64), np.asarray(pairs[1], dtype=np.int64)
+            y = np.asarray(ring_obs[rows, cols]).ravel() if rows.size else np.zeros(0)
+        mu = np.maximum(np.asarray(self.W @ exp)[rows, cols], 1e-9)
+        u = np.asarray(self.W @ (exp ** 2 * self.uncertainty[:, None]))[rows, cols]
+        a = self._alpha(self.alpha_ring, rows) + u / mu ** 2
+        return (rows, cols, *self._pair_tests(rows, cols, y.astype(np.float64), mu, a))
+
+    def ring_category_candidates(self):
+        """Disk × category pairs that are local maxima of their category's disk score (p < 1):
+        (rows, cols, observed, expected, p, score)."""
+        if hasattr(self, "_rcat_cache"):
+            return self._rcat_cache
+        rows, cols, y, mu, p, score = self.ring_category_tests()
+        sel = p < 1.0
+        rows, cols, y, mu, p, score = rows[sel], cols[sel], y[sel], mu[sel], p[sel], score[sel]
+        lm = np.zeros(rows.size, dtype=bool)
+        n = self.cells.size
+        for kk in np.unique(cols):
+            at = np.flatnonzero(cols == kk)
+            sc = np.zeros(n)
+            sc[rows[at]] = score[at] + 1e-9 * (y[at] - mu[at]) / (1.0 + np.abs(y[at] - mu[at]))
+            best = np.asarray(self.W.multiply(sc[None, :]).tocsr().max(axis=1).todense()).ravel()
+            lm[at] = sc[rows[at]] >= best[rows[at]]
+        self._rcat_cache = (rows[lm], cols[lm], y[lm], mu[lm], p[lm], score[lm])
+        return self._rcat_cache
+
+    @staticmethod
+    def _alpha(a, rows: np.ndarray) -> np.ndarray:
+        a = np.asarray(a, dtype=np.float64)
+        return a[rows] if a.ndim else np.full(rows.size, float(a))
+
+    def _pair_tests(self, rows, cols, y, mu, a) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        p, score = self._test(y, np.maximum(mu, 1e-9), a)
+        return y, mu, p, score
 
 
 def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_days: int = 7, k: int = 1,
@@ -291,7 +358,7 @@ def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_
     else:
         obs_cat, cats = None, None
     observed = np.bincount(ci, weights=n, minlength=universe.size)
-    a_cell, a_ring = model.dispersion(window_days, k)
+    a_cell, a_ring = model.dispersion_per_cell(window_days, k, universe)
     W = kring_weights(universe, k, include_self=True)
     s_date = (np.datetime64(start, "D")).astype(dt.date)
     e_date = (np.datetime64(end, "D")).astype(dt.date)
@@ -310,7 +377,8 @@ def _drivers(sw: ScoredWindow, rows: np.ndarray, top: int) -> list[dict]:
     order = np.lexsort((-o, -excess))
     out = []
     for j in order:
-        if o[j] <= 0 or excess[j] <= 0 or len(out) >= top:
+        # the first driver needs a positive excess, the others at least one event more than expected
+        if o[j] <= 0 or excess[j] <= (0 if not out else 1.0) or len(out) >= top:
             break
         out.append({"category_code": str(sw.categories[j]), "name_zh": category_label(str(sw.categories[j])),
                     "observed": int(round(o[j])), "expected": round(float(e[j]), 1)})
@@ -359,32 +427,58 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
                                               sw.window_days, y, mu, drv, n_cells=int(members.size),
                                               n_rising=n_rising)})
 
-    if by_category and sw.observed_cat is not None and sw.expected_cat is not None:
-        oc = sw.observed_cat.tocoo()
-        y = oc.data.astype(np.float64)
-        mu = sw.expected_cat[oc.row, oc.col]
-        unc = sw.uncertainty[oc.row]
-        p, score = surprise(y, mu, sw.alpha_cell + unc)
-        p = np.where(y < sw.min_observed, 1.0, p)
-        m = sw.observed_cat.shape[0] * sw.observed_cat.shape[1]
-        full = np.ones(m)  # the family is every cell × category pair; pairs without events have p = 1
-        flat = oc.row.astype(np.int64) * sw.observed_cat.shape[1] + oc.col
+    if by_category and sw.has_categories:
+        K = sw.observed_cat.shape[1]
+        m = sw.cells.size * K  # the family is every cell × category pair; pairs without events have p = 1
+        r, c, y, mu, p, score = sw.category_tests()
+        flat = r * K + c
+        full = np.ones(m)
         full[flat] = p
         q_full = bh_qvalues(full)
         hit = fdr_bh(full, alpha)[flat]
+        cat_alert = np.zeros((sw.cells.size, K), dtype=bool)
+        cat_alert[r[hit], c[hit]] = True
         if dedupe:
-            hit &= ~cell_hit[oc.row]
+            hit &= ~cell_hit[r]
         for j in np.flatnonzero(hit):
-            i, kk = int(oc.row[j]), int(oc.col[j])
-            code = str(sw.categories[kk])
+            i, code = int(r[j]), str(sw.categories[c[j]])
             yy, mm = int(round(y[j])), float(mu[j])
-            drv = [{"category_code": code, "name_zh": category_label(code), "observed": yy,
-                    "expected": round(mm, 1)}]
             rows.append({"kind": "category", "cell": hexes[i], **base, "observed": yy, "expected": mm,
                          "score": float(score[j]), "p_value": float(p[j]), "q_value": float(q_full[flat[j]]),
-                         "category_code": code, "n_cells": 1, "drivers": drv,
+                         "category_code": code, "n_cells": 1,
+                         "drivers": [{"category_code": code, "name_zh": category_label(code), "observed": yy,
+                                      "expected": round(mm, 1)}],
                          "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
                                                   sw.window_days, yy, mm, [], label=category_label(code))})
+
+        # disk × category: a spread rise of one kind of matter over neighbouring cells
+        r2, c2, y2, mu2, p2, score2 = sw.ring_category_tests()
+        full = np.ones(m)
+        full[r2 * K + c2] = p2
+        q2 = bh_qvalues(full)
+        pass2 = fdr_bh(full, alpha)
+        cut2 = _bh_cut(full, pass2)
+        cr, cc, cy, cmu, cp, cs = sw.ring_category_candidates()
+        keep = pass2[cr * K + cc]
+        if dedupe and keep.any():
+            excl = cat_alert | cell_hit[:, None]
+            if excl.any():
+                p_ex = sw.ring_category_tests(exclude=excl, pairs=(cr[keep], cc[keep]))[4]
+                keep[np.flatnonzero(keep)[p_ex > cut2]] = False
+            ring_centres = {r_["cell"] for r_ in rows if r_["kind"] == "neighbourhood"}
+            keep &= np.array([hexes[i] not in ring_centres for i in cr], dtype=bool)
+        for j in np.flatnonzero(keep):
+            i, code = int(cr[j]), str(sw.categories[cc[j]])
+            yy, mm = int(round(cy[j])), float(cmu[j])
+            members = sw.W[i].indices
+            rows.append({"kind": "category", "cell": hexes[i], **base, "observed": yy, "expected": mm,
+                         "score": float(cs[j]), "p_value": float(cp[j]), "q_value": float(q2[i * K + cc[j]]),
+                         "category_code": code, "n_cells": int(members.size),
+                         "drivers": [{"category_code": code, "name_zh": category_label(code), "observed": yy,
+                                      "expected": round(mm, 1)}],
+                         "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
+                                                  sw.window_days, yy, mm, [], n_cells=int(members.size),
+                                                  label=category_label(code))})
 
     out = pd.DataFrame(rows, columns=[c for c in ALERT_COLUMNS if c != "ratio"])
     out.insert(ALERT_COLUMNS.index("ratio"), "ratio", out["observed"] / out["expected"].clip(lower=1e-9))
@@ -431,14 +525,26 @@ def score_window(panel: pd.DataFrame, window_end, window_days: int = 7, k: int =
 @dataclass
 class _WindowEval:
     n_days: int
-    cell_scores: np.ndarray       # candidate cell alarms
+    cell_scores: np.ndarray       # candidate cell alarms (p < 1)
     cell_idx: np.ndarray
-    cell_fa: np.ndarray           # bool
-    cell_hits: list               # anomaly ids hit, per candidate
-    ring_idx: np.ndarray          # local-max centres
+    cell_fa: np.ndarray           # bool: touches no injected cell
+    cell_hits: list               # anomaly ids detected, per candidate
+    ring_idx: np.ndarray          # local-max centres (p < 1)
     ring_fa: np.ndarray
     ring_hits: list
+    cat_scores: np.ndarray        # (cell, category) pairs (p < 1)
+    cat_cell: np.ndarray
+    cat_col: np.ndarray
+    cat_fa: np.ndarray
+    cat_hits: list
+    rcat_rows: np.ndarray         # (disk, category) local maxima (p < 1)
+    rcat_cols: np.ndarray
+    rcat_scores: np.ndarray
+    rcat_fa: np.ndarray
+    rcat_hits: list
     sw: ScoredWindow
+    anom_of_cell: dict
+    spike_ids: set
 
 
 def _prepare(sw: ScoredWindow, truth: pd.DataFrame) -> _WindowEval:
@@ -449,39 +555,54 @@ def _prepare(sw: ScoredWindow, truth: pd.DataFrame) -> _WindowEval:
         anom_of_cell.setdefault(int(c), set()).add(aid)
         if kind == "spike":
             spike_ids.add(aid)
-    truth_cells = np.array(sorted(anom_of_cell), dtype=np.uint64)
-    in_truth = np.isin(cells, truth_cells)
+    in_truth = np.isin(cells, np.array(sorted(anom_of_cell), dtype=np.uint64))
 
     ci = np.flatnonzero(sw.p_cell < 1.0)
     c_hits = [anom_of_cell.get(int(cells[i]), set()) for i in ci]
-    c_fa = ~in_truth[ci]
 
     ri = np.flatnonzero(sw.local_max & (sw.p_ring < 1.0))
-    r_hits, r_fa = [], np.zeros(ri.size, dtype=bool)
-    for j, i in enumerate(ri):
-        members = sw.W[i].indices
-        touch = in_truth[members]
-        if not touch.any():
-            r_fa[j] = True
-            r_hits.append(set())
-            continue
-        hits = set(anom_of_cell.get(int(cells[i]), set()))  # centre inside the anomaly
-        for m in members[touch]:  # a spike inside the disk
-            hits |= {a for a in anom_of_cell[int(cells[m])] if a in spike_ids}
-        r_hits.append(hits)
-    return _WindowEval(sw.window_days, sw.score_cell[ci], ci, c_fa, c_hits, ri, r_fa, r_hits, sw)
+    r_hits = [_disk_hits(sw, i, in_truth, anom_of_cell, spike_ids) for i in ri]
+    r_fa = np.array([h is None for h in r_hits], dtype=bool)
+    r_hits = [h or set() for h in r_hits]
+
+    empty = np.zeros(0, dtype=np.int64)
+    k_cell, k_col, k_score = empty, empty, np.zeros(0)
+    rc_rows, rc_cols, rc_score = empty, empty, np.zeros(0)
+    if sw.has_categories:
+        r, c, _, _, p, score = sw.category_tests()
+        keep = p < 1.0
+        k_cell, k_col, k_score = r[keep], c[keep], score[keep]
+        rc_rows, rc_cols, _, _, _, rc_score = sw.ring_category_candidates()
+    k_hits = [anom_of_cell.get(int(cells[i]), set()) for i in k_cell]
+    rc = [_disk_hits(sw, int(i), in_truth, anom_of_cell, spike_ids) for i in rc_rows]
+    return _WindowEval(sw.window_days, sw.score_cell[ci], ci, ~in_truth[ci], c_hits, ri, r_fa, r_hits,
+                       k_score, k_cell, k_col, ~in_truth[k_cell], k_hits, rc_rows, rc_cols, rc_score,
+                       np.array([h is None for h in rc], dtype=bool), [h or set() for h in rc],
+                       sw, anom_of_cell, spike_ids)
+
+
+def _disk_hits(sw: ScoredWindow, i: int, in_truth: np.ndarray, anom_of_cell: dict, spike_ids: set) -> set | None:
+    """Anomalies a disk alarm centred on cell ``i`` detects; ``None`` = a false alarm (touches nothing)."""
+    members = sw.W[i].indices
+    touch = in_truth[members]
+    if not touch.any():
+        return None
+    hits = set(anom_of_cell.get(int(sw.cells[i]), set()))  # centred inside the anomaly
+    for m in members[touch]:  # or a spike inside the disk
+        hits |= {a for a in anom_of_cell[int(sw.cells[m])] if a in spike_ids}
+    return hits
 
 
 def _alarms(ev: _WindowEval, mode: str, t: float) -> tuple[int, set]:
     """(false alarms, detected anomaly ids) of one window at score threshold ``t`` (alarm: score > t)."""
     fa, det = 0, set()
     cell_on = ev.cell_scores > t
-    if mode in ("cell", "combined"):
+    if mode in ("cell", "combined", "all"):
         fa += int((cell_on & ev.cell_fa).sum())
         for j in np.flatnonzero(cell_on & ~ev.cell_fa):
             det |= ev.cell_hits[j]
-    if mode in ("neighbourhood", "combined") and ev.ring_idx.size:
-        if mode == "combined" and cell_on.any():
+    if mode in ("neighbourhood", "combined", "all") and ev.ring_idx.size:
+        if mode != "neighbourhood" and cell_on.any():
             keep = np.ones(ev.sw.cells.size, dtype=bool)
             keep[ev.cell_idx[cell_on]] = False
             scores = ev.sw.ring_tests(keep=keep, rows=ev.ring_idx)[3]
@@ -491,27 +612,71 @@ def _alarms(ev: _WindowEval, mode: str, t: float) -> tuple[int, set]:
         fa += int((on & ev.ring_fa).sum())
         for j in np.flatnonzero(on & ~ev.ring_fa):
             det |= ev.ring_hits[j]
+    cat_on = ev.cat_scores > t
+    if mode in ("category", "all") and ev.cat_scores.size:
+        on = cat_on.copy()
+        if mode == "all" and cell_on.any():  # a category alarm in a cell that alarms anyway is not another alarm
+            on &= ~np.isin(ev.cat_cell, ev.cell_idx[cell_on])
+        fa += int((on & ev.cat_fa).sum())
+        for j in np.flatnonzero(on & ~ev.cat_fa):
+            det |= ev.cat_hits[j]
+    if mode == "all" and ev.rcat_scores.size:
+        on = ev.rcat_scores > t
+        if on.any() and (cell_on.any() or cat_on.any()):
+            # a disk × category alarm must stay above t without the cells / pairs that alarm alone
+            excl = np.zeros(ev.sw.expected_cat.shape, dtype=bool)
+            excl[ev.cell_idx[cell_on], :] = True
+            excl[ev.cat_cell[cat_on], ev.cat_col[cat_on]] = True
+            idx = np.flatnonzero(on)
+            sc = ev.sw.ring_category_tests(exclude=excl, pairs=(ev.rcat_rows[idx], ev.rcat_cols[idx]))[5]
+            on[idx[sc <= t]] = False
+        fa += int((on & ev.rcat_fa).sum())
+        for j in np.flatnonzero(on & ~ev.rcat_fa):
+            det |= ev.rcat_hits[j]
+    return fa, det
+
+
+def _bh_alarms(ev: _WindowEval, alpha: float) -> tuple[int, set]:
+    """(false alarms, detected ids) of exactly what :func:`select_alerts` emits for this window."""
+    sw = ev.sw
+    alerts = select_alerts(sw, alpha=alpha, by_category=sw.observed_cat is not None, top_drivers=0)
+    if alerts.empty:
+        return 0, set()
+    in_truth = np.isin(sw.cells, np.array(sorted(ev.anom_of_cell), dtype=np.uint64))
+    idx = np.searchsorted(sw.cells, as_cells(alerts["cell"].to_numpy()))
+    fa, det = 0, set()
+    for kind, i, n_cells in zip(alerts["kind"], idx, alerts["n_cells"], strict=True):
+        if kind == "neighbourhood" or n_cells > 1:
+            hits = _disk_hits(sw, int(i), in_truth, ev.anom_of_cell, ev.spike_ids)
+        else:
+            hits = ev.anom_of_cell.get(int(sw.cells[i])) if in_truth[i] else None
+        if hits is None:
+            fa += 1
+        else:
+            det |= hits
     return fa, det
 
 
 def evaluate_detection(windows: Iterable[ScoredWindow], truth: pd.DataFrame,
                        fa_per_day: Sequence[float] = (1, 5, 20),
-                       modes: Sequence[str] = ("cell", "neighbourhood", "combined"),
+                       modes: Sequence[str] = ("cell", "neighbourhood", "combined", "all"),
                        bh_alpha: float | None = 0.05) -> pd.DataFrame:
     """Recall of injected anomalies at fixed false alarms per day (city-wide), per detector mode.
 
-    ``truth``: one row per anomalous cell with ``anomaly_id``, ``kind`` (``spike`` | ``cluster``),
-    ``cell`` (uint64 or hex) and ``window_end`` (the end date of the window it was injected in; one
-    ``ScoredWindow`` per window end — replicate windows of the same date need distinct ``window_id``
-    columns: pass ``truth['window_id']`` equal to the index of the window in ``windows``).
+    ``windows``: scored windows (:func:`score_cells`). ``truth``: one row per anomalous cell with
+    ``anomaly_id``, ``kind`` (``spike`` | ``cluster``), ``cell`` (uint64 or hex) and either
+    ``window_end`` (the end date of its window; one window per date) or ``window_id`` (the index of its
+    window in ``windows``, for replicate windows of the same date).
 
-    Alarms: ``cell`` = cells with score > t; ``neighbourhood`` = local maxima of the disk score > t;
-    ``combined`` = both, a disk counting only if it stays above t without the cells that alarm alone.
-    An alarm is a *false alarm* when its footprint (cell, or disk) touches no injected cell of its
-    window; it *detects* an anomaly when the cell is one of the anomaly's cells, or the disk is
-    centred on one of them (or, for a spike, contains it). The threshold t is the smallest that keeps
-    false alarms ≤ ``fa_per_day`` × total window days. With ``bh_alpha`` the BH operating point of
-    :func:`select_alerts` (cells + neighbourhoods, per-family BH) is reported too (``mode='bh'``).
+    Alarms at threshold t (score > t): ``cell`` — cells; ``neighbourhood`` — local maxima of the disk
+    score; ``combined`` — both, a disk counting only if it stays above t without the cells that alarm
+    alone; ``all`` — combined + (cell, category) pairs in cells without a cell alarm; ``category`` —
+    pairs alone. An alarm is *false* when its footprint (cell, or disk) touches no injected cell of its
+    window; it *detects* an anomaly when the cell is one of the anomaly's cells, or the disk is centred
+    on one of them (or, for a spike, contains it); alarms touching an anomaly otherwise are neither.
+    For each budget the threshold is the smallest keeping false alarms ≤ ``fa_per_day`` × the total
+    number of window days. With ``bh_alpha`` the operational point — exactly the alerts of
+    :func:`select_alerts` at that alpha — is reported as ``mode='bh'``.
 
     Returns rows (mode, fa_target, threshold, fa_per_day, kind, n, detected, recall).
     """
@@ -529,6 +694,7 @@ def evaluate_detection(windows: Iterable[ScoredWindow], truth: pd.DataFrame,
     days = float(sum(ev.n_days for ev in evs))
     kinds = truth.drop_duplicates("anomaly_id").set_index("anomaly_id")["kind"]
     ids_by_kind = {k: set(kinds.index[kinds == k]) for k in sorted(kinds.unique())}
+    has_cat = any(ev.cat_scores.size for ev in evs)
 
     def run(mode: str, t: float) -> tuple[int, set]:
         fa, det = 0, set()
@@ -538,23 +704,28 @@ def evaluate_detection(windows: Iterable[ScoredWindow], truth: pd.DataFrame,
             det |= d
         return fa, det
 
-    out = []
+    def emit(mode, f, t, fa, det):
+        for kind, ids in ids_by_kind.items():
+            out.append({"mode": mode, "fa_target": f, "threshold": t, "fa_per_day": fa / days, "kind": kind,
+                        "n": len(ids), "detected": len(ids & det), "recall": len(ids & det) / max(len(ids), 1)})
+
+    out: list[dict] = []
     for mode in modes:
-        top = max([float(np.max(ev.cell_scores, initial=0.0)) for ev in evs]
-                  + [float(np.max(ev.sw.score_ring, initial=0.0)) for ev in evs] + [1.0])
+        if mode in ("all", "category") and not has_cat:
+            continue
+        pools = {"cell": [ev.cell_scores[ev.cell_fa] for ev in evs],
+                 "neighbourhood": [ev.sw.score_ring[ev.ring_idx[ev.ring_fa]] for ev in evs],
+                 "category": [ev.cat_scores[ev.cat_fa] for ev in evs]}
+        pools_all = pools["cell"] + pools["neighbourhood"] + pools["category"] + [ev.rcat_scores for ev in evs]
+        top = max(float(np.max(np.concatenate(pools_all + [np.zeros(1)]))), 1.0)
         for f in fa_per_day:
             allowed = f * days
-            if mode in ("cell", "neighbourhood"):
-                fa_scores = np.concatenate(
-                    [ev.cell_scores[ev.cell_fa] if mode == "cell" else ev.sw.score_ring[ev.ring_idx[ev.ring_fa]]
-                     for ev in evs] + [np.zeros(0)])
-                fa_scores = np.sort(fa_scores)[::-1]
+            if mode in pools:  # no interaction: the threshold is an order statistic of the false-alarm scores
+                fa_scores = np.sort(np.concatenate(pools[mode] + [np.zeros(0)]))[::-1]
                 n_allowed = int(np.floor(allowed))
                 t = float(fa_scores[n_allowed]) if fa_scores.size > n_allowed else -np.inf
             else:  # bisection (false alarms are non-increasing in t up to the disk recomputation)
                 lo, hi = -50.0, top + 1.0
-                if run(mode, lo)[0] <= allowed:
-                    hi = lo
                 for _ in range(40):
                     if hi - lo < 1e-4:
                         break
@@ -565,33 +736,12 @@ def evaluate_detection(windows: Iterable[ScoredWindow], truth: pd.DataFrame,
                         lo = mid
                 t = hi
             fa, det = run(mode, t)
-            for kind, ids in ids_by_kind.items():
-                out.append({"mode": mode, "fa_target": f, "threshold": t, "fa_per_day": fa / days, "kind": kind,
-                            "n": len(ids), "detected": len(ids & det), "recall": len(ids & det) / max(len(ids), 1)})
+            emit(mode, f, t, fa, det)
     if bh_alpha is not None:
         fa, det = 0, set()
         for ev in evs:
-            sw = ev.sw
-            cell_hit = fdr_bh(sw.p_cell, bh_alpha)
-            ring_hit = fdr_bh(sw.p_ring, bh_alpha) & sw.local_max
-            cand = np.flatnonzero(ring_hit)
-            if cand.size and cell_hit.any():
-                cut = _bh_cut(sw.p_ring, fdr_bh(sw.p_ring, bh_alpha))
-                p_ex = sw.ring_tests(keep=~cell_hit, rows=cand)[2]
-                cand = cand[p_ex <= cut]
-            for j, i in enumerate(ev.cell_idx):
-                if cell_hit[i]:
-                    fa += int(ev.cell_fa[j])
-                    det |= ev.cell_hits[j]
-            pos = {int(i): j for j, i in enumerate(ev.ring_idx)}
-            for i in cand:
-                j = pos.get(int(i))
-                if j is None:
-                    continue
-                fa += int(ev.ring_fa[j])
-                det |= ev.ring_hits[j]
-        for kind, ids in ids_by_kind.items():
-            out.append({"mode": "bh", "fa_target": np.nan, "threshold": np.nan, "fa_per_day": fa / days,
-                        "kind": kind, "n": len(ids), "detected": len(ids & det),
-                        "recall": len(ids & det) / max(len(ids), 1)})
+            f, d = _bh_alarms(ev, bh_alpha)
+            fa += f
+            det |= d
+        emit("bh", np.nan, np.nan, fa, det)
     return pd.DataFrame(out)

@@ -22,8 +22,10 @@
   A cell with no history (or a new cell) still gets a small expected count from its surroundings.
 * Overdispersion: :meth:`ExpectedCounts.dispersion` estimates a global negative-binomial ``alpha``
   (``Var = mu + alpha mu^2``) by moments on the history cut into blocks as long as the scoring window,
-  for cells and for k-ring sums; :meth:`ExpectedCounts.cell_uncertainty` adds each cell's parameter
-  uncertainty (``1/shape`` of its gamma posterior) for the predictive p-values.
+  for cells and for k-ring sums, and :meth:`ExpectedCounts.dispersion_per_cell` pools each cell's own
+  moment estimate with it (cells with a history of bursts get a larger alpha);
+  :meth:`ExpectedCounts.cell_uncertainty` adds each cell's parameter uncertainty (``1/shape`` of its
+  gamma posterior) for the predictive p-values.
 
 Input is a long panel ``[cell (uint64 H3), day (date), n, optional category_code]`` with one row per
 (cell, day[, category]) holding events; absent rows are zeros. Days inside a run of at least ``gap_days``
@@ -132,6 +134,29 @@ def _poisson_irls(X: np.ndarray, y: np.ndarray, prior_mean: np.ndarray, prior_pr
     return beta
 
 
+def _factorize_sorted(values) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique values, index of each value) by hashing — much faster than ``np.unique`` on
+    millions of strings. Missing categories become ``"__unknown__"``; uint64 stays uint64."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy().astype(np.int64)
+        uniq = values.cat.categories.astype(str).to_numpy()
+    else:
+        codes, uniq = pd.factorize(np.asarray(values), use_na_sentinel=True)
+        codes = codes.astype(np.int64)
+        uniq = np.asarray(uniq)
+    if (codes < 0).any():
+        uniq = np.concatenate([uniq.astype(object), np.array(["__unknown__"], dtype=object)])
+        codes = np.where(codes < 0, uniq.size - 1, codes)
+    if uniq.dtype.kind in ("O", "U", "S"):
+        uniq = uniq.astype(str)
+    used = np.bincount(codes, minlength=uniq.size) > 0
+    order = np.argsort(uniq, kind="stable")
+    order = order[used[order]]
+    remap = np.full(uniq.size, -1, dtype=np.int64)
+    remap[order] = np.arange(order.size)
+    return uniq[order], remap[codes]
+
+
 class ExpectedCounts(BaseEstimator):
     """Expected counts per cell (and category) for a day or a window; see the module docstring.
 
@@ -150,13 +175,16 @@ class ExpectedCounts(BaseEstimator):
     fourier_order : yearly harmonics (when ≥ ``min_season_weeks`` of history).
     min_season_weeks, min_trend_weeks : history needed before season / trend terms enter.
     gap_days : runs of at least this many days with no event city-wide are unobserved (a data gap).
+    dispersion_prior_strength : weight (in units of Σ mu² over history blocks) of the global NB alpha
+        in each cell's own dispersion (:meth:`dispersion_per_cell`).
     """
 
     def __init__(self, history_weeks: int = 104, random_state: int | None = 0, *, k: int = 1,
                  parent_levels: int = 2, level_halflife_weeks: float | None = 26.0, by_category: bool = True,
                  min_category_events: int = 30, profile_prior_strength: float = 20.0,
                  mix_prior_strength: float = 10.0, parent_pseudo_cells: float = 2.0, fourier_order: int = 2,
-                 min_season_weeks: int = 52, min_trend_weeks: int = 26, gap_days: int = 7):
+                 min_season_weeks: int = 52, min_trend_weeks: int = 26, gap_days: int = 7,
+                 dispersion_prior_strength: float = 20.0):
         self.history_weeks = history_weeks
         self.random_state = random_state
         self.k = k
@@ -171,6 +199,7 @@ class ExpectedCounts(BaseEstimator):
         self.min_season_weeks = min_season_weeks
         self.min_trend_weeks = min_trend_weeks
         self.gap_days = gap_days
+        self.dispersion_prior_strength = dispersion_prior_strength
 
     # ------------------------------------------------------------------------------------ design
     def _design(self, d: np.ndarray) -> np.ndarray:
@@ -236,9 +265,7 @@ class ExpectedCounts(BaseEstimator):
 
         use_cat = bool(self.by_category) and "category_code" in panel.columns
         if use_cat:
-            cat_raw = panel["category_code"].to_numpy()[keep]
-            cat_codes, cat_idx = np.unique(np.asarray(pd.Series(cat_raw).fillna("__unknown__").astype(str)),
-                                           return_inverse=True)
+            cat_codes, cat_idx = _factorize_sorted(panel["category_code"][keep])
             if categories is not None:
                 extra = np.setdiff1d(np.asarray([str(c) for c in categories]), cat_codes)
                 if extra.size:
@@ -253,7 +280,7 @@ class ExpectedCounts(BaseEstimator):
             cat_idx = np.zeros(day.size, dtype=np.int64)
         K = cat_codes.size
 
-        universe = np.unique(cell_raw)
+        universe, _ = _factorize_sorted(cell_raw)
         if cells is not None:
             universe = np.union1d(universe, as_cells(cells))
         universe = universe[universe != 0]
@@ -328,7 +355,7 @@ class ExpectedCounts(BaseEstimator):
 
         # rows kept for the dispersion estimate (summed over categories later by bincount)
         self._hist = (cell_idx.astype(np.int64), day.astype(np.int64), n)
-        self._disp_cache: dict[tuple[int, int], tuple[float, float]] = {}
+        self._disp_cache: dict[tuple[int, int], tuple] = {}
         return self
 
     # ------------------------------------------------------------------------------------ levels
@@ -427,22 +454,40 @@ class ExpectedCounts(BaseEstimator):
         return 1.0 / shape
 
     # ------------------------------------------------------------------------------------ dispersion
-    def dispersion(self, window_days: int = 7, k: int | None = None, max_cells_blocks: int = 4_000_000) -> tuple[float, float]:
+    def dispersion(self, window_days: int = 7, k: int | None = None) -> tuple[float, float]:
         """Global NB ``alpha`` for window sums of one cell and of one k-ring disk (moments, history blocks).
 
         The history is cut into consecutive blocks of ``window_days`` ending at the last history day;
-        blocks touching an unobserved day are skipped, and at most ``max_cells_blocks / n_cells`` of
-        the most recent blocks are used. ``alpha = max(0, Σ[(y − mu)² − y] / Σ mu²)``.
+        blocks touching an unobserved day are skipped, and at most 4M / n_cells (≥ 4) of the most
+        recent blocks are used. ``alpha = max(0, Σ[(y − mu)² − y] / Σ mu²)``.
         """
-        k = int(self.k if k is None else k)
-        L = int(window_days)
+        g = self._dispersion(int(window_days), int(self.k if k is None else k))
+        return g[0], g[1]
+
+    def dispersion_per_cell(self, window_days: int = 7, k: int | None = None, cells=None) -> tuple[np.ndarray, np.ndarray]:
+        """Per-cell NB ``alpha`` of window sums, for the cell and for the disk centred on it: each cell's
+        own moment estimate pooled with the global one, ``(S_c + κ α) / (M_c + κ)`` with
+        ``S_c = Σ_b[(y − mu)² − y]``, ``M_c = Σ_b mu²`` over its history blocks and
+        ``κ = dispersion_prior_strength`` — so a corner with a history of bursts (say, enforcement
+        operations) is less surprising when it bursts again, while quiet cells keep the global value.
+        Cells unknown to the model get the global values."""
+        a_g, r_g, a_c, r_c = self._dispersion(int(window_days), int(self.k if k is None else k))
+        if cells is None:
+            return a_c, r_c
+        c = as_cells(cells)
+        pos = np.minimum(np.searchsorted(self.cells_, c), self.cells_.size - 1)
+        known = self.cells_[pos] == c
+        return np.where(known, a_c[pos], a_g), np.where(known, r_c[pos], r_g)
+
+    def _dispersion(self, L: int, k: int, max_cells_blocks: int = 4_000_000):
         key = (L, k)
         if key in self._disp_cache:
             return self._disp_cache[key]
+        ncell = self.cells_.size
         obs = np.zeros(self.end_ - self.first_ + 1, dtype=bool)
         obs[self.observed_days_ - self.first_] = True
         n_blocks = obs.size // L
-        B_cap = max(4, int(max_cells_blocks // max(self.cells_.size, 1)))
+        B_cap = max(4, int(max_cells_blocks // max(ncell, 1)))
         blocks = []
         for b in range(n_blocks):
             hi = obs.size - b * L
@@ -451,8 +496,9 @@ class ExpectedCounts(BaseEstimator):
             if len(blocks) >= B_cap:
                 break
         if len(blocks) < 2:
-            self._disp_cache[key] = (0.0, 0.0)
-            return 0.0, 0.0
+            out = (0.0, 0.0, np.zeros(ncell), np.zeros(ncell))
+            self._disp_cache[key] = out
+            return out
         blocks = np.asarray(blocks)
         cidx, day, n = self._hist
         b_of_day = (self.end_ - day) // L
@@ -460,22 +506,27 @@ class ExpectedCounts(BaseEstimator):
         col[blocks] = np.arange(blocks.size)
         bc = col[np.minimum(b_of_day, n_blocks)]
         sel = bc >= 0
-        ncell, B = self.cells_.size, blocks.size
+        B = blocks.size
         Y = np.bincount(cidx[sel] * B + bc[sel], weights=n[sel], minlength=ncell * B).reshape(ncell, B)
         Tb = np.empty((self.beta_.shape[0], B))
         for i, b in enumerate(blocks):
             d = np.arange(self.end_ - (b + 1) * L + 1, self.end_ - b * L + 1)
             Tb[:, i] = np.exp(self._design(d) @ self.beta_.T - self.logc_[None, :]).sum(axis=0)
         mu = self.lam_ @ Tb
+        kappa = float(self.dispersion_prior_strength)
 
-        def mom(y: np.ndarray, m: np.ndarray) -> float:
-            return float(max(0.0, (((y - m) ** 2 - y).sum()) / max((m ** 2).sum(), 1e-12)))
+        def mom(y: np.ndarray, m: np.ndarray) -> tuple[float, np.ndarray]:
+            S = ((y - m) ** 2 - y).sum(axis=1)
+            M = (m ** 2).sum(axis=1)
+            a = float(max(0.0, S.sum() / max(M.sum(), 1e-12)))
+            return a, np.maximum(0.0, (S + kappa * a) / (M + kappa))
 
-        a_cell = mom(Y, mu)
+        a_cell, a_c = mom(Y, mu)
         Wd = kring_weights(self.cells_, k, include_self=True)
-        a_ring = mom(np.asarray(Wd @ Y), np.asarray(Wd @ mu))
-        self._disp_cache[key] = (a_cell, a_ring)
-        return a_cell, a_ring
+        a_ring, a_r = mom(np.asarray(Wd @ Y), np.asarray(Wd @ mu))
+        out = (a_cell, a_ring, a_c, a_r)
+        self._disp_cache[key] = out
+        return out
 
     # ------------------------------------------------------------------------------------ reporting
     def season_effects(self) -> pd.DataFrame:

@@ -80,7 +80,7 @@ def build_grid(panel: pd.DataFrame, *, cells=None, exposure: pd.Series | None = 
     """Dense grid of ``panel`` rows with ``week < end`` (all rows if ``end`` is None).
 
     The period axis runs from the first period in the panel (or in ``exposure``) to the last one before
-    ``end``. ``cells`` is the universe; panel cells outside it are added (they hold events)."""
+    ``end`` (without ``end``: to the last period present in the panel). ``cells`` is the universe; panel cells outside it are added (they hold events)."""
     weeks = pd.DatetimeIndex(pd.to_datetime(panel["week"]))
     step = _infer_step(weeks, period)
     keep = np.ones(len(panel), dtype=bool)
@@ -96,9 +96,8 @@ def build_grid(panel: pd.DataFrame, *, cells=None, exposure: pd.Series | None = 
         raise ValueError("no history before the origin")
     t0 = min(starts)
     if end is None:
+        # the panel's last period ends the grid: exposure entries after it are not evidence of zeros
         t_end = pw.max() + step
-        if exposure is not None and len(exposure):
-            t_end = max(t_end, pd.DatetimeIndex(exposure.index).max() + step)
     else:
         t_end = end
     T = int((t_end - t0) // step)
@@ -164,7 +163,7 @@ class _PanelModel(BaseEstimator):
     horizon_weeks: int = 1
     period = None
 
-    def fit(self, panel: pd.DataFrame, cells=None, exposure=None):  # noqa: ARG002 - interface
+    def fit(self, panel: pd.DataFrame, cells=None, exposure=None, origin=None):  # noqa: ARG002
         return self
 
     def predict(self, panel: pd.DataFrame, origin, cells=None, exposure=None) -> pd.Series:
@@ -274,35 +273,47 @@ class KDEBaseline(_PanelModel):
 # the forecaster
 # --------------------------------------------------------------------------------------------------
 class CellRiskForecaster(_PanelModel):
-    """Next-period expected count per cell: Poisson gradient boosting on lagged own / ring / category
-    features, blended with an exponentially weighted long-history rate. See the module docstring."""
+    """Next-period expected count per cell. See the module docstring for the features.
+
+    Two learners share one feature set, fitted on every (cell, fully observed target period) before the
+    origin (the last ``max_train_periods`` of them):
+
+    * an *additive* Poisson model ``mu = sum_j w_j x_j`` with non-negative weights ``w`` on non-negative
+      rate features (own rates over the windows, exponentially weighted rates, ring rates, category
+      rates, a constant), fitted by maximum Poisson likelihood (L-BFGS-B, small ridge). This is a learned
+      mixture of temporal windows and spatial kernels - a KDE whose bandwidth and memory are fitted;
+    * ``HistGradientBoostingRegressor(loss="poisson")`` on the same features (missing values allowed)
+      plus the additive prediction.
+
+    ``estimator="blend"`` (default) returns the weighted geometric mean of the two (weight ``blend`` on
+    the additive model); ``"additive"`` or ``"hgb"`` use one. Target rows with zero events are sampled
+    at rate ``zero_sample`` and re-weighted by ``1/zero_sample`` (an unbiased likelihood, much faster on
+    sparse series)."""
 
     def __init__(self, horizon_weeks: int = 1, lags=(1, 2, 4, 8, 13, 26, 52), random_state=0, *,
-                 period=None, rings=(1, 2), halflives=(2, 8, 52), base_halflife: float = 52.0,
+                 period=None, rings=(1, 2), halflives=(4, 13, 52), estimator: str = "blend",
                  blend: float = 0.5, season_cycle: int | None = None, min_history: int = 1,
-                 max_train_periods: int = 52, max_train_rows: int = 400_000, drop_empty_rows: bool = True,
-                 learning_rate: float = 0.05, max_iter: int = 300, max_leaf_nodes: int = 15,
-                 min_samples_leaf: int = 100, l2_regularization: float = 1.0,
-                 early_stopping: bool = False):
+                 max_train_periods: int = 104, zero_sample: float = 0.25, ridge: float = 1e-3,
+                 learning_rate: float = 0.05, max_iter: int = 200, max_leaf_nodes: int = 15,
+                 min_samples_leaf: int = 200, l2_regularization: float = 1.0):
         self.horizon_weeks = horizon_weeks
         self.lags = lags
         self.random_state = random_state
         self.period = period
         self.rings = rings
         self.halflives = halflives
-        self.base_halflife = base_halflife
+        self.estimator = estimator
         self.blend = blend
         self.season_cycle = season_cycle
         self.min_history = min_history
         self.max_train_periods = max_train_periods
-        self.max_train_rows = max_train_rows
-        self.drop_empty_rows = drop_empty_rows
+        self.zero_sample = zero_sample
+        self.ridge = ridge
         self.learning_rate = learning_rate
         self.max_iter = max_iter
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
-        self.early_stopping = early_stopping
 
     # ---- features ---------------------------------------------------------------------------------
     def _cycle(self, step: pd.Timedelta) -> int:
@@ -312,72 +323,82 @@ class CellRiskForecaster(_PanelModel):
             return int(pd.Timedelta("7D") // step)      # same weekday
         return int(round(pd.Timedelta("364D") / step))  # same week last year
 
-    def _features(self, g: PanelGrid, targets: np.ndarray, rings: dict, use_phase: bool
-                  ) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Feature matrix for every (cell, target period index t); rows ordered target-major."""
+    def _features(self, g: PanelGrid, targets: np.ndarray, rings: dict, use_phase: bool):
+        """Features for every (cell, target period index t), using periods < t only.
+
+        Returns ``(X, names, additive)``: ``X`` (rows target-major, NaN = no observed period in the
+        window) and the list of names; ``additive`` is the boolean mask of the non-negative rate columns
+        used by the additive model (their NaNs are filled with the matching all-history rate)."""
         U = g.cells.size
+        nt = targets.size
         lags = sorted({int(w) for w in self.lags})
-        cumY = _cum(g.Y)
         cumE = _cum(g.exposure[None, :])[0]
+        hist = cumE[targets]
         cols: list[np.ndarray] = []
         names: list[str] = []
+        addv: list[bool] = []
+        fill: list[np.ndarray | None] = []
 
-        def add(name, mat):  # mat (U, len(targets))
+        def add(name, mat, additive=True, fallback=None):
             names.append(name)
-            cols.append(mat)
+            cols.append(np.broadcast_to(mat, (U, nt)).astype(float))
+            addv.append(additive)
+            fill.append(fallback)
 
-        hist = cumE[targets]
-        add("history_periods", np.broadcast_to(np.minimum(hist, max(lags)), (U, targets.size)))
-        own: dict[int, np.ndarray] = {}
-        for w in lags:
-            den = _window_sums(cumE, targets, w)
-            own[w] = _rate(_window_sums(cumY, targets, w), np.broadcast_to(den, (U, targets.size)))
-            add(f"own_w{w}", own[w])
-        add("own_all", _rate(cumY[:, targets], np.broadcast_to(hist, (U, targets.size))))
-        ew_cache = {}
-        for h in sorted(set(self.halflives) | {self.base_halflife}):
-            num, den = _ewm(g.Y, g.exposure, h)
-            ew_cache[h] = _rate(num[:, targets], np.broadcast_to(den[targets], (U, targets.size)))
-            if h in self.halflives:
-                add(f"own_ewm{h:g}", ew_cache[h])
+        def window_block(prefix, M, windows, per=1.0):
+            """Rates of count matrix M over each window, plus all history and exp. weighted."""
+            cm = _cum(M)
+            allr = _rate(cm[:, targets], np.broadcast_to(hist, (U, nt))) / per
+            for w in windows:
+                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, nt))
+                add(f"{prefix}_w{w}", _rate(_window_sums(cm, targets, w), den) / per, fallback=allr)
+            add(f"{prefix}_all", allr)
+            for h in self.halflives:
+                num, den = _ewm(M, g.exposure, h)
+                add(f"{prefix}_ewm{h:g}", _rate(num[:, targets], np.broadcast_to(den[targets], (U, nt))) / per,
+                    fallback=allr)
+
+        add("history_periods", np.minimum(hist, max(lags))[None, :], additive=False)
+        window_block("own", g.Y, lags)
         for k, R in rings.items():
             nk = np.asarray(R.sum(axis=1)).ravel()
-            nk = np.where(nk > 0, nk, 1.0)
-            cumR = R @ cumY
-            for w in lags:
-                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, targets.size))
-                add(f"ring{k}_w{w}", _rate(_window_sums(cumR, targets, w), den) / nk[:, None])
-            num, den = _ewm(R @ g.Y, g.exposure, max(self.halflives))
-            add(f"ring{k}_ewm", _rate(num[:, targets], np.broadcast_to(den[targets], (U, targets.size))) / nk[:, None])
+            window_block(f"ring{k}", R @ g.Y, [w for w in lags if w >= 4] or lags, per=np.where(nk > 0, nk, 1.0)[:, None])
         # season: same phase of the cycle (weekday for daily data, week of year for weekly data)
         cyc = self._cycle(g.step)
         if cyc > 1:
-            num = np.zeros((U, targets.size))
-            den = np.zeros(targets.size)
+            num = np.zeros((U, nt))
+            den = np.zeros(nt)
             for j, t in enumerate(targets):
                 ph = np.arange(t - cyc, -1, -cyc)
                 if ph.size:
                     num[:, j] = g.Y[:, ph].sum(axis=1)
                     den[j] = g.exposure[ph].sum()
-            add("season_same_phase", _rate(num, np.broadcast_to(den, (U, targets.size))))
-            phase = ((g.periods[0] - pd.Timestamp("2001-01-01")) // g.step + targets) % cyc
+            add("season_same_phase", _rate(num, np.broadcast_to(den, (U, nt))), additive=False)
             if use_phase:
-                add("season_phase", np.broadcast_to(phase.astype(float), (U, targets.size)))
-        # category mix over a short and a long window, as rates (counts per observed period)
+                phase = ((g.periods[0] - pd.Timestamp("2001-01-01")) // g.step + targets) % cyc
+                add("season_phase", phase.astype(float)[None, :], additive=False)
+        # category mix: category rates over a short and a long window and all history
         short = min(lags, key=lambda w: abs(w - 4))
         for name, M in g.cats.items():
             cm = _cum(M)
-            for w in (short, max(lags)):
-                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, targets.size))
-                add(f"cat_{name}_w{w}", _rate(_window_sums(cm, targets, w), den))
+            allr = _rate(cm[:, targets], np.broadcast_to(hist, (U, nt)))
+            for w in sorted({short, max(lags)}):
+                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, nt))
+                add(f"cat_{name}_w{w}", _rate(_window_sums(cm, targets, w), den), fallback=allr)
+            add(f"cat_{name}_all", allr)
         if g.open is not None:
             co = _cum(g.open)
-            for w in (1, short, max(lags)):
-                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, targets.size))
-                add(f"open_w{w}", _rate(_window_sums(co, targets, w), den))
-        base = ew_cache[self.base_halflife]
-        X = np.stack([c.T.reshape(-1) for c in cols], axis=1)  # target-major rows
-        return X, names, base.T.reshape(-1)
+            for w in sorted({1, short}):
+                den = np.broadcast_to(_window_sums(cumE, targets, w), (U, nt))
+                add(f"open_w{w}", _rate(_window_sums(co, targets, w), den), additive=False)
+        add("const", np.ones((1, 1)))
+        X = np.empty((U * nt, len(cols)))
+        for j, c in enumerate(cols):
+            if addv[j]:
+                c = np.where(np.isnan(c), np.nan_to_num(fill[j], nan=0.0) if fill[j] is not None else 0.0, c)
+                c = np.nan_to_num(c, nan=0.0)
+            X[:, j] = c.T.reshape(-1)
+        return X, names, np.array(addv)
 
     def _rings(self, g: PanelGrid) -> dict:
         return {k: ring_matrix(g.cells, k) for k in self.rings}
@@ -390,59 +411,91 @@ class CellRiskForecaster(_PanelModel):
         ts = [t for t in range(1, T - h + 1)
               if np.all(g.exposure[t:t + h] >= 1.0 - 1e-9) and cumE[t] >= self.min_history]
         ts = np.array(ts[-int(self.max_train_periods):], dtype=int)
-        if ts.size:
-            cumY = _cum(g.Y)
-            y = (cumY[:, ts + h] - cumY[:, ts]).T.reshape(-1)
-        else:
-            y = np.zeros(0)
+        cumY = _cum(g.Y)
+        y = (cumY[:, ts + h] - cumY[:, ts]).T.reshape(-1) if ts.size else np.zeros(0)
         return ts, y
 
-    # ---- fit / predict ----------------------------------------------------------------------------
-    def fit(self, panel: pd.DataFrame, cells=None, exposure=None):
+    # ---- learners ---------------------------------------------------------------------------------
+    @staticmethod
+    def _fit_additive(A: np.ndarray, y: np.ndarray, sw: np.ndarray, ridge: float) -> np.ndarray:
+        """Non-negative weights maximising the weighted Poisson likelihood of ``mu = A @ w``."""
+        from scipy.optimize import minimize
+
+        scale = A.mean(axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        Z = A / scale
+        tot = float((sw * y).sum())
+        n = float(sw.sum())
+        eps = 1e-9
+
+        def f(w):
+            mu = Z @ w + eps
+            val = (sw * (mu - y * np.log(mu))).sum() / n + ridge * (w @ w)
+            grad = Z.T @ (sw * (1.0 - y / mu)) / n + 2 * ridge * w
+            return val, grad
+
+        w0 = np.full(Z.shape[1], tot / n / max(Z.sum(axis=1).mean(), eps) if n else 0.0)
+        r = minimize(f, w0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * Z.shape[1],
+                     options={"maxiter": 500})
+        return r.x / scale
+
+    def fit(self, panel: pd.DataFrame, cells=None, exposure=None, origin=None):
+        """Fit on the panel rows before ``origin`` (all rows if None; the grid then ends with the last
+        period present in the panel)."""
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        g = build_grid(panel, cells=cells, exposure=exposure, period=self.period)
+        if self.estimator not in ("blend", "additive", "hgb"):
+            raise ValueError(f"estimator must be 'blend', 'additive' or 'hgb', got {self.estimator!r}")
+        g = build_grid(panel, cells=cells, exposure=exposure, end=origin, period=self.period)
         ts, y = self._targets(g)
         self.n_train_periods_ = int(ts.size)
+        self.weights_ = None
         self.model_ = None
-        if ts.size == 0:
+        if ts.size == 0 or y.sum() <= 0:
             return self
-        self.use_phase_ = bool(cumE_last := g.exposure.sum()) and cumE_last >= 2 * self._cycle(g.step)
-        X, names, _ = self._features(g, ts, self._rings(g), self.use_phase_)
-        if self.drop_empty_rows:
-            # cells with no event anywhere in their own or ring history carry no information
-            keep = np.nansum(np.abs(X[:, 1:]), axis=1) > 0
-            X, y = X[keep], y[keep]
+        self.use_phase_ = bool(g.exposure.sum() >= 2 * self._cycle(g.step))
+        X, names, addv = self._features(g, ts, self._rings(g), self.use_phase_)
         rng = np.random.default_rng(self.random_state)
-        if X.shape[0] > self.max_train_rows:
-            pick = rng.choice(X.shape[0], self.max_train_rows, replace=False)
-            X, y = X[pick], y[pick]
-        # a feature with no finite value in training (e.g. same-week-last-year before a year of history)
-        # carries nothing; it is dropped, and dropped again at prediction
-        self.keep_cols_ = np.isfinite(X).any(axis=0)
-        X = X[:, self.keep_cols_]
+        q = float(self.zero_sample)
+        keep = (y > 0) | (rng.random(y.size) < q)
+        X, y = X[keep], y[keep]
+        sw = np.where(y > 0, 1.0, 1.0 / q)
         self.feature_names_ = names
-        if y.sum() <= 0:
+        self.additive_mask_ = addv
+        self.weights_ = self._fit_additive(X[:, addv], y, sw, self.ridge)
+        self.n_train_rows_ = int(X.shape[0])
+        if self.estimator == "additive":
             return self
+        mu = X[:, addv] @ self.weights_
+        Xh = np.column_stack([X, np.log(mu + 1e-6)])
+        self.keep_cols_ = np.isfinite(Xh).any(axis=0)  # e.g. same-week-last-year before a year of data
         self.model_ = HistGradientBoostingRegressor(
             loss="poisson", learning_rate=self.learning_rate, max_iter=self.max_iter,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
-            l2_regularization=self.l2_regularization, early_stopping=self.early_stopping,
-            random_state=self.random_state,
-        ).fit(X, y)
-        self.n_train_rows_ = int(X.shape[0])
+            l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.random_state,
+        ).fit(Xh[:, self.keep_cols_], y, sample_weight=sw)
         return self
+
+    @property
+    def additive_weights_(self) -> pd.Series:
+        """Fitted additive-model weights by feature name (per unit of feature)."""
+        names = [n for n, a in zip(self.feature_names_, self.additive_mask_, strict=True) if a]
+        return pd.Series(self.weights_, index=names)
 
     def _score(self, g: PanelGrid) -> np.ndarray:
         T = g.Y.shape[1]
-        X, names, base = self._features(g, np.array([T]), self._rings(g), getattr(self, "use_phase_", False))
-        base = np.nan_to_num(base, nan=0.0) * float(self.horizon_weeks)
-        if getattr(self, "model_", None) is None or names != self.feature_names_:
-            out = base
-        else:
-            pred = self.model_.predict(X[:, self.keep_cols_])
-            b = float(self.blend)
-            eps = 1e-3
-            out = np.exp((1 - b) * np.log(pred + eps) + b * np.log(base + eps)) if b > 0 else pred
-        # tiny ring-smoothed base as a deterministic tie-break among otherwise equal cells
-        return out / float(self.horizon_weeks)
+        h = float(self.horizon_weeks)
+        if getattr(self, "weights_", None) is None:
+            # nothing to learn from (no complete target period before the origin): all-history rate
+            return AllHistory()._score(g)
+        X, names, addv = self._features(g, np.array([T]), self._rings(g), self.use_phase_)
+        mu = np.maximum(X[:, addv] @ self.weights_, 0.0)
+        if self.estimator == "additive" or self.model_ is None:
+            return mu / h
+        Xh = np.column_stack([X, np.log(mu + 1e-6)])[:, self.keep_cols_]
+        pred = self.model_.predict(Xh)
+        if self.estimator == "hgb":
+            return pred / h
+        b = float(self.blend)
+        eps = 1e-6
+        return np.exp((1 - b) * np.log(pred + eps) + b * np.log(mu + eps)) / h

@@ -186,7 +186,8 @@ class TextCategoryClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X: Iterable[object]) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""
-        return self.classifier_.predict_proba(self._features(X))
+        features = self._features(X)
+        return self.classifier_.predict_proba(features)
 
     def predict(self, X: Iterable[object]) -> np.ndarray:
         """Most probable label for each text."""

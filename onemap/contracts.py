@@ -275,7 +275,7 @@ HOTSPOTS = Table(
         C("mk_tau", "DOUBLE"),
         C("mk_p", "DOUBLE"),
         C("trend", "VARCHAR"),
-        C("pattern", "VARCHAR", False, "emerging hot spot class (Esri names)"),
+        C("pattern", "VARCHAR", False, "emerging hot spot class code (models.hotspots.EHSA_CLASSES)"),
         C("pattern_zh", "VARCHAR", False),
     ),
     ("run_id", "resolution", "cell"),

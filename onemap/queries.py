@@ -120,3 +120,16 @@ def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit:
 
 def sources_present(con) -> Sequence[str]:
     return [r[0] for r in con.execute("SELECT DISTINCT source FROM core.events ORDER BY 1").fetchall()]
+
+
+def hotspot_cells(con, resolution: int) -> pd.DataFrame:
+    """Latest emerging-hotspot classes per cell (cells with no pattern are left out)."""
+    frame = con.execute(
+        "SELECT cell, pattern, pattern_zh, z, p, significant, count FROM scores.hotspots "
+        "WHERE resolution = ? AND pattern <> 'no_pattern' ORDER BY z DESC", [int(resolution)]).df()
+    frame["cell"] = frame["cell"].map(lambda c: format(int(c), "x"))
+    return frame
+
+
+def hotspot_resolutions(con) -> list[int]:
+    return [r[0] for r in con.execute("SELECT DISTINCT resolution FROM scores.hotspots ORDER BY 1").fetchall()]

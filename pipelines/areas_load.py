@@ -118,13 +118,17 @@ def geodata_load_main(settings: Settings, directory: str | Path, vintage: str | 
 
 # ------------------------------------------------------------------------------------------ reading back
 
+def _frame(cursor) -> pd.DataFrame:
+    return pd.DataFrame(cursor.fetchall(), columns=[d[0] for d in cursor.description])
+
+
 def vintages(settings: Settings) -> pd.DataFrame:
     """meta.area_vintages, newest load first (empty when none was loaded)."""
     if not settings.warehouse_path.is_file():
         return pd.DataFrame(columns=["vintage", "loaded_at"])
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:
-        return con.execute("SELECT * FROM meta.area_vintages ORDER BY loaded_at DESC").df()
+        return _frame(con.execute("SELECT * FROM meta.area_vintages ORDER BY loaded_at DESC"))
     finally:
         con.close()
 
@@ -136,8 +140,8 @@ def read_area_set(con, vintage: str | None = None) -> AreaSet:
         if not row:
             raise LookupError("no boundary vintage loaded: run `onemap geodata load DIR --vintage V`")
         vintage = row[0][0]
-    df = con.execute("SELECT code, name, level, parent_code, synthetic, vintage, geometry_wkb FROM core.areas "
-                     "WHERE vintage = ? ORDER BY level, code", [vintage]).df()
+    df = _frame(con.execute("SELECT code, name, level, parent_code, synthetic, vintage, geometry_wkb "
+                            "FROM core.areas WHERE vintage = ? ORDER BY level, code", [vintage]))
     if df.empty:
         raise LookupError(f"no areas stored for vintage {vintage!r}")
     layers = {}

@@ -79,7 +79,7 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
             "slice_end": slice_end.date(), "n_slices": weeks, "count": out["count"].astype("int64"),
             "z": out["z"].astype(float), "p": out["p"].astype(float), "significant": out["significant"].astype(bool),
             "spot": out["spot"].replace("", "none"), "mk_tau": out["mk_tau"], "mk_p": out["mk_p"],
-            "trend": out["trend"], "pattern": out["pattern_en"], "pattern_zh": out["pattern_zh"]})
+            "trend": out["trend"], "pattern": out["pattern"], "pattern_zh": out["pattern_zh"]})
         con.register("hot_frame", out)
         try:
             con.execute("INSERT INTO scores.hotspots SELECT * FROM hot_frame")

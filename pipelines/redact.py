@@ -17,7 +17,7 @@ type            rule                                                            
 ``mobile``      ``1[3-9]\\d{9}``, also written 3-4-4 with spaces/dashes, with an     ``[手机号]``
                 optional ``+86``/``0086``/``86``/``(+86)`` prefix
 ``landline``    area code ``010``/``02x``/``0xxx`` (optionally in brackets) and a 7-8   ``[电话]``
-                digit local number starting 2-9, optional ``-``/``转`` extension
+                digit local number (not starting with 0), optional ``-``/``转`` extension
 ``plate``       province + letter + 5 (ordinary, ≤2 letters) or 6 (new-energy,        ``[车牌]``
                 D/F rule) characters, or 4 + 挂/学/警/港/澳/领/使
 ``name``        Chinese names (common-surname list, :data:`SURNAMES`) in context,      ``[姓名]``
@@ -33,12 +33,15 @@ A name (surname from :data:`SURNAMES` + 1-2 characters) is redacted only *in con
 
 * after a cue word — 当事人/报警人/来电人/业主/租客/工人/老板/村民/丈夫/妻子/网格员/姓名/名叫, or a title
   written before the name (物业经理刘建国, 主任罗某某) … (:data:`CUES`);
+* as the subject of a reporting verb at the start of a sentence (``王伟报称…``, ``，李娜反映…``: 报称/
+  报警/来电/反映/投诉/举报/诉称/称/说), the usual opening of a 110 接警 text;
 * before an honorific or title — 先生/女士/阿姨/师傅/老师/经理/书记/(副)主任 … (:data:`HONORIFICS`;
   the title is kept: ``王先生`` → ``[姓名]先生``);
 * ``X某``, ``X某某``, ``X某甲`` (unless followed by 日/天/些/单位/公司 …: ``于某日``, ``向某部门``);
 * ``姓X`` and ``X姓`` (not 百姓/贵姓/同姓/姓名/姓氏): only the surname is replaced, ``姓[姓名]的男子``,
   ``[姓名]姓男子``;
-* a list after a redacted name, joined by 、/与/和/及/同/跟/或 (``当事人张三、李四与王五`` → all three).
+* a list around a redacted name, joined by 、/与/和/及/同/跟/或 (``当事人张三、李四与王五`` → all three;
+  ``刘金祖、何军建、张海德同志`` → all three).
 
 Every pass runs again until nothing changes (at most a few rounds), so ``redact`` is idempotent:
 redacting already-redacted text changes nothing.
@@ -164,7 +167,7 @@ _RE_MOBILE = re.compile(
 )
 _AREA = r"0(?:10|2[0-9]|[3-9][0-9]{2})"
 _RE_LANDLINE = re.compile(
-    rf"(?<![0-9])(?:\({_AREA}\)[ -]?|{_AREA}[ -]?)[2-9][0-9]{{6,7}}(?:(?:-|转)[0-9]{{1,5}})?(?![0-9])"
+    rf"(?<![0-9])(?:\({_AREA}\)[ -]?|{_AREA}[ -]?)[1-9][0-9]{{6,7}}(?:(?:-|转)[0-9]{{1,5}})?(?![0-9])"
 )
 
 # ----------------------------------------------------------------------------------------- plates
@@ -197,12 +200,13 @@ _COMPOUND_SURNAMES = (
     "独孤 呼延 澹台 申屠 西门 百里 赫连 拓跋 万俟 闻人 左丘 单于"
 ).split()
 _SINGLE_SURNAMES = (
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
-    "姚卢姜崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫阎段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔"
-    "向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕"
-    "单季裴霍涂成苗谷盛曲翁冉骆蓝游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆卓古吉缪简项芦麦褚娄窦戚岑景宫"
-    "费卜冷晏席卫米柏宗瞿桂佟臧闵苟邬边卞姬仇栾隋刁沙荣巫寇桑郎甄丛仲虞敖巩佘池查麻苑迟邝官封谈匡鞠惠荆乐"
-    "冀郁胥南储栗燕楚鄢谌奚皮粟冼蔺闻厉伊仝郜阚帅屠禹漆晁芮邸辜裘邰赫杭宿茅路郦谯逄钮郗亓濮隗邴茆糜蹇庹"
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖萧田董袁潘于蒋蔡余杜叶程苏魏吕丁任"
+    "沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱洪赖江尹薛闫阎段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武"
+    "戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅"
+    "童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆卓古吉缪简项芦麦褚娄窦戚"
+    "岑景宫费卜冷晏席卫米柏宗瞿桂佟臧闵苟邬边卞姬仇栾隋刁沙荣巫寇桑郎甄丛仲虞敖巩佘池查麻苑迟邝官封谈匡鞠"
+    "惠荆乐冀郁胥南储栗燕楚鄢谌奚皮粟冼蔺闻厉伊仝郜阚帅屠禹漆晁芮邸辜裘邰赫杭宿茅路郦谯逄钮郗亓濮隗邴茆糜"
+    "蹇庹"
 )
 SURNAMES: frozenset[str] = frozenset(_COMPOUND_SURNAMES) | frozenset(_SINGLE_SURNAMES)
 
@@ -223,7 +227,7 @@ HONORIFICS: tuple[str, ...] = tuple(sorted(set(
 _CJK = "\u4e00-\u9fff"
 # Characters that cannot be the 1st / 2nd character of a given name in running text (function words and
 # the verbs that usually follow a name). Kept short for the 1st character: a stop there means "no name".
-_STOP1 = "的了着过们和与及或在于称说等是被把将对向从到给让也都就还又再不没很去请局厅处所委办院站队科部室组司姓副"
+_STOP1 = "的了着过们和与及或在于称说等是被把将对向从到给让也都就还又再不没很去请局厅处所委办院站队科部室组司姓副村镇乡县市省街"
 _STOP2 = _STOP1 + "讲道问答告诉因跟同为有地得已曾太最啊吧呢吗呀哦家父母妻夫儿哥弟姐妹来去报投举反要表拒找打骂欠拖占住之其这那此每各该多人发"
 
 # Common words that start with a surname character: a "name" equal to or starting with one is not a name.
@@ -245,8 +249,9 @@ _NOT_NAMES = frozenset((
     "陶瓷 顾客 顾及 顾虑 武器 武警 孔洞 向前 向上 向下 莫名 于是 于今 于此 杜绝 叶子 苏醒 陆续 陆地 "
     "范围 范畴 付款 付费 付出 段落 雷电 雷雨 马路 马上 马桶 胡同 胡乱 何时 何处 何况 何必 罗列 谢谢 "
     "谢绝 董事 黄色 黄昏 燕子 杨树 杨柳 钟表 钟点 汪洋 戴上 左手 右手 安居 蒙受 高发 包围 包含 包庇 房中 "
-    "房内 房顶 房前 房后 房源 "
-    # place names that can follow a cue (业主苏州人 …)
+    "房内 房顶 房前 房后 房源 洪水 洪涝 洪峰 赖账 赖皮 "
+    # brands and place names that can follow a cue or open a sentence (万科称…, 业主苏州人 …)
+    "华为 苏宁 万达 万科 华润 金地 龙湖 古话 古人 古代 古城 "
     "苏州 常州 温州 柳州 杭州 郑州 兰州 徐州 金华 江西 江苏 南京 沈阳 成都 武汉 桂林 吉林 甘肃 包头"
 ).split())
 
@@ -272,11 +277,16 @@ _MOU_NOT_AFTER = (
 )
 _RE_MOU = re.compile(rf"(?:{_SUR})某{{1,2}}+[甲乙丙丁]?(?!{_MOU_NOT_AFTER})")
 _RE_CUE = re.compile(rf"(?<!\[)(?P<cue>{'|'.join(CUES)})(?P<sep>[:：]? ?)(?P<name>{_NAME})")
+# A name as the subject of a reporting verb, at the start of a sentence: "王伟报称…", "，李娜反映…".
+_REPORT_VERBS = "报称|报警|来电|反映|投诉|举报|诉称|自述|称|说"
+_RE_SUBJECT = re.compile(rf"(?<![{_CJK}\]])(?P<name>{_NAME})(?={_REPORT_VERBS})")
 _RE_TITLE = re.compile(rf"(?P<name>(?:{_SUR})(?:{_G1})?(?:{_G2})?)(?P<title>副?(?:{_HON}))")
 # 姓王的男子 → 姓[姓名]的男子; 刘姓男子 → [姓名]姓男子 (not 百姓/贵姓/同姓/姓名/姓氏)
 _RE_XING = re.compile(rf"(?<![百贵同])姓[是为叫]?(?P<name>{_SUR})|(?P<name2>{_SUR})姓(?![名氏])")
 _CHAIN_ITEM = rf"(?:[、/]|与|和|及|同|跟|或|以及)(?:{_NAME}|(?:{_SUR})某{{1,2}}+)"
 _RE_CHAIN = re.compile(rf"\[姓名\](?:{_CHAIN_ITEM})+")
+# ... and the names before one: 刘金祖、何军建、[姓名] (one more per round of the fixed point).
+_RE_BACKCHAIN = re.compile(rf"(?P<name>{_NAME}|(?:{_SUR})某{{1,2}}+)(?=(?:[、/]|与|和|及|或|以及)\[姓名\])")
 _RE_CHAIN_ITEM = re.compile(rf"(?P<sep>[、/]|与|和|及|同|跟|或|以及)(?P<name>{_NAME}|(?:{_SUR})某{{1,2}}+)")
 # Surnames that are also prepositions or verbs before a title: "向王先生", "祝陈书记" — prefer the match one
 # character later.
@@ -347,7 +357,8 @@ def _plate(m: re.Match[str]) -> Spans | None:
     return [m.span()] if _plate_ok(m.group(1), m.group(2)) else None
 
 
-def _cue(m: re.Match[str]) -> Spans | None:
+def _cue_like(m: re.Match[str]) -> Spans | None:
+    """A name found next to a cue: skipped if it starts with a preposition or is a common word."""
     name = m.group("name")
     if name[0] in _CUE_SKIP_FIRST or _is_common_word(name):
         return None
@@ -397,10 +408,12 @@ _NUMBER_PASSES: tuple[_Pass, ...] = (
 )
 _NAME_PASSES: tuple[_Pass, ...] = (
     (_RE_MOU, "name", _whole),
-    (_RE_CUE, "name", _cue),
+    (_RE_CUE, "name", _cue_like),
+    (_RE_SUBJECT, "name", _cue_like),
     (_RE_TITLE, "name", _title),
     (_RE_XING, "name", _xing),
     (_RE_CHAIN, "name", _chain),
+    (_RE_BACKCHAIN, "name", _cue_like),
 )
 _HAS_DIGIT_OR_LETTER = re.compile(r"[0-9A-Za-z]")
 _HAS_SURNAME = re.compile(rf"(?:{_SUR})")

@@ -39,13 +39,15 @@ def _kpis(page) -> dict[str, str]:
 
 def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1600, "height": 900})
-    requests = []
+    requests, errors = [], []
     page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(server)
     page.wait_for_selector("#map .maplibregl-canvas", timeout=60_000)
     page.wait_for_function("document.querySelector('#kpi-registered').innerText !== '—'", timeout=30_000)
     # the hex layer is drawn: the choropleth trace holds cells, and MapLibre has painted its canvas
-    n_cells = page.evaluate("document.querySelector('#map .js-plotly-plot').data[0].locations.length")
+    n_cells = page.evaluate("document.querySelector('#map .js-plotly-plot').data"
+                            ".find(t => t.type === 'choroplethmap').locations.length")
     assert n_cells > 20
     page.wait_for_timeout(1500)
     page.screenshot(path=str(tmp_path / "map.png"))
@@ -59,7 +61,16 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     after = _kpis(page)
     assert int(after["registered"].replace(",", "")) < int(before["registered"].replace(",", ""))
 
-    # clicking a hex lists its events (redacted)
+    # the map redraws after the filter (a failed MapLibre update would leave the old figure up)
+    assert errors == []
+
+    # the emerging-hotspot layer draws classes with a legend
+    page.get_by_label("新兴热点（近26周 Gi*）").check()
+    page.wait_for_function("document.querySelectorAll('#map .legendtext').length > 0", timeout=30_000)
+    legend = page.evaluate("Array.from(document.querySelectorAll('#map .legendtext')).map(e => e.textContent)")
+    assert legend and all("热点" in t or "冷点" in t for t in legend)
+
+    assert errors == []
     hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
     assert hosts == {"127.0.0.1"}, f"requests left 127.0.0.1: {sorted(hosts)}"
     assert not [u for u in requests if not (u.startswith("http://127.0.0.1") or u.startswith("blob:http://127.0.0.1")

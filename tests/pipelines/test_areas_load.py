@@ -94,27 +94,34 @@ def test_strict_refuses_and_writes_nothing(settings, tmp_path):
     assert errors == len(report.errors) > 0 and issues >= errors
 
 
+def spiked(poly):
+    """The same polygon drawn with a zero-width spike out of its first vertex: invalid, repairs to itself."""
+    ring = list(poly.exterior.coords)
+    x, y = ring[0]
+    return shapely.Polygon([(x, y), (x + 0.002, y + 0.002), *ring])
+
+
 def test_strict_accepts_repaired_geometry_and_duplicates_are_merged(settings, tmp_path):
     demo = demo_area_set()
-    g = demo.grids.copy()
-    a = g.geometry.iloc[5]
-    minx, miny, maxx, maxy = a.bounds
-    # the same grid drawn again as a bow-tie over its own bounding box: a repaired geometry and a duplicate code
-    bow = shapely.Polygon([(minx, miny), (maxx, maxy), (maxx, miny), (minx, maxy), (minx, miny)])
-    g2 = pd.concat([g, g.iloc[[5]].assign(geometry=[bow])], ignore_index=True)
-    folder = write_layers(tmp_path / "dup", demo.towns, demo.villages, gpd.GeoDataFrame(g2, crs="EPSG:4326"))
+    g = demo.grids
+    # grid 5 again, as a second row with the same code: a duplicate (merged on load, refused by --strict)
+    g2 = gpd.GeoDataFrame(pd.concat([g, g.iloc[[5]]], ignore_index=True), crs="EPSG:4326")
+    folder = write_layers(tmp_path / "dup", demo.towns, demo.villages, g2)
     with pytest.raises(GeographyRejected, match="duplicate_code"):
         load_geography(settings, folder, "2025", strict=True)
     areas, report = load_geography(settings, folder, "2025")
-    assert report.by_kind()["invalid_geometry_repaired"] == 1 and report.by_kind()["duplicate_code"] == 1
-    assert areas.grids["code"].is_unique and areas.grids.geometry.is_valid.all()
+    assert [i.kind for i in report.issues] == ["duplicate_code"]
+    assert areas.grids["code"].is_unique and len(areas.grids) == 900
 
-    # a repaired bow-tie alone does not stop a strict load
-    g3 = demo.grids.copy()
-    g3.loc[5, "geometry"] = shapely.Polygon([(minx, miny), (maxx, maxy), (maxx, miny), (minx, maxy), (minx, miny)])
-    folder = write_layers(tmp_path / "bow", demo.towns, demo.villages, g3)
-    _, report = load_geography(settings, folder, "2026", strict=True)
-    assert report.ok and report.by_kind()["invalid_geometry_repaired"] == 1
+    # a self-intersecting ring that repairs to the right shape does not stop a strict load
+    g3 = g.copy()
+    g3.loc[5, "geometry"] = spiked(g.geometry.iloc[5])
+    assert not g3.geometry.iloc[5].is_valid
+    folder = write_layers(tmp_path / "spike", demo.towns, demo.villages, g3)
+    areas, report = load_geography(settings, folder, "2026", strict=True)
+    assert report.ok and [i.kind for i in report.issues] == ["invalid_geometry_repaired"]
+    assert "Self-intersection" in report.issues[0].detail
+    assert areas.grids.geometry.iloc[5].equals(g.geometry.iloc[5])
 
 
 def test_main_prints_summary_and_exit_codes(settings, tmp_path, capsys):
