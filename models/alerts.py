@@ -385,6 +385,16 @@ def _drivers(sw: ScoredWindow, rows: np.ndarray, top: int) -> list[dict]:
     return out
 
 
+class _HexNames:
+    """``names[i]`` = hex string of ``cells[i]``, converted on demand (only alert rows need it)."""
+
+    def __init__(self, cells: np.ndarray):
+        self.cells = cells
+
+    def __getitem__(self, i) -> str:
+        return h3.int_to_str(int(self.cells[int(i)]))
+
+
 def _bh_cut(p: np.ndarray, mask: np.ndarray) -> float:
     return float(p[mask].max()) if mask.any() else -np.inf
 
@@ -393,7 +403,7 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
                   max_alerts: int | None = None, top_drivers: int = 3) -> pd.DataFrame:
     """Alerts of one scored window after BH per family (see the module docstring), sorted by score."""
     rows: list[dict] = []
-    hexes = [h3.int_to_str(int(c)) for c in sw.cells]
+    hexes = _HexNames(sw.cells)
     res = sw.resolution
     base = {"resolution": res, "window_start": sw.window_start, "window_end": sw.window_end}
 
@@ -465,8 +475,7 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
             if excl.any():
                 p_ex = sw.ring_category_tests(exclude=excl, pairs=(cr[keep], cc[keep]))[4]
                 keep[np.flatnonzero(keep)[p_ex > cut2]] = False
-            ring_centres = {r_["cell"] for r_ in rows if r_["kind"] == "neighbourhood"}
-            keep &= np.array([hexes[i] not in ring_centres for i in cr], dtype=bool)
+            keep &= ~np.isin(cr, cand)  # the centre's neighbourhood alert already names its drivers
         for j in np.flatnonzero(keep):
             i, code = int(cr[j]), str(sw.categories[cc[j]])
             yy, mm = int(round(cy[j])), float(cmu[j])

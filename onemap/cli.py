@@ -36,12 +36,12 @@ def _ensure_demo_key(settings: Settings) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.build import build
     from pipelines.demo_generator import DemoGenerator
-    from pipelines.ingest import area_set_for, ingest
+    from pipelines.ingest import area_set_from_files, ingest
 
     settings = _settings(args)
     out = Path(args.out) if args.out else settings.home / "demo_exports"
     t0 = time.perf_counter()
-    gen = DemoGenerator(area_set_for(settings), n_events=args.events or settings.demo_events,
+    gen = DemoGenerator(area_set_from_files(settings), n_events=args.events or settings.demo_events,
                         years=settings.demo_years, end_date=args.end_date or settings.demo_end_date or None,
                         seed=args.seed if args.seed is not None else settings.demo_seed)
     result = gen.generate(out)
@@ -75,6 +75,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     stats = build(settings)
     print(f"built {settings.warehouse_path}: {stats['events']:,} events, {stats['cell_day_rows']:,} cell-day rows")
     return 0
+
+
+def cmd_geodata_load(args: argparse.Namespace) -> int:
+    from pipelines.areas_load import geodata_load_main
+
+    settings = _settings(args)
+    return geodata_load_main(settings, args.directory, args.vintage, declared_crs=args.crs, strict=args.strict)
 
 
 def _serve(settings: Settings, host: str, port: int, kiosk: bool) -> int:
@@ -124,6 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Rebuild hex and area aggregates from core.events, run contract checks and "
                                    "publish the warehouse atomically.")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("geodata", help="manage the deployment's own boundaries (county, towns, villages, grids)")
+    geo = p.add_subparsers(dest="geodata_command", required=True)
+    p = geo.add_parser("load", help="load, check and store one vintage of boundary files",
+                       description="Read county/towns/villages/grids from GeoJSON, Shapefile or GeoPackage in any "
+                                   "CRS, check them (invalid rings, overlaps and gaps between siblings, codes "
+                                   "against parents) and store them under a vintage; earlier vintages are kept.")
+    p.add_argument("directory", help="folder with county/towns/villages/grids files (or one GeoPackage)")
+    p.add_argument("--vintage", help="boundary vintage label, e.g. 2024 (or from areas.toml)")
+    p.add_argument("--crs", help="declare the files' CRS when missing or wrong: gcj02, bd09, EPSG:4549 ...")
+    p.add_argument("--strict", action="store_true", help="refuse to load when the checks find errors")
+    p.set_defaults(func=cmd_geodata_load)
 
     p = sub.add_parser("serve", help="serve the map (Dash) on 127.0.0.1",
                        description="Serve the 民情地图 dashboard from the published warehouse.")

@@ -14,6 +14,9 @@ import pandas as pd
 from onemap.h3sql import h3_parent_sql
 from onemap.metrics import KPIS
 
+# the boundary vintage shown and counted: the one loaded last (`onemap geodata load` or the first build)
+CURRENT_VINTAGE = "(SELECT vintage FROM meta.area_vintages ORDER BY loaded_at DESC LIMIT 1)"
+
 
 @dataclass(frozen=True)
 class EventFilter:
@@ -77,7 +80,7 @@ def area_counts(con, flt: EventFilter, level: str) -> pd.DataFrame:
     where, params = flt.where(day_expr="day", town_col=None)
     params["level"] = level
     return con.execute(f"SELECT d.code, a.name, sum(d.n)::BIGINT AS n FROM hex.area_day d "
-                       f"LEFT JOIN core.areas a ON a.code = d.code AND a.level = d.level "
+                       f"LEFT JOIN core.areas a ON a.code = d.code AND a.level = d.level AND a.vintage = {CURRENT_VINTAGE} "
                        f"WHERE d.level = $level AND {where} GROUP BY ALL ORDER BY n DESC", params).df()
 
 
@@ -87,8 +90,8 @@ def area_geojson(con, level: str) -> dict:
 
     if level not in ("county", "town", "village", "grid"):
         raise ValueError(f"unknown area level {level!r}")
-    rows = con.execute("SELECT code, name, synthetic, geometry_wkb FROM core.areas WHERE level = ? ORDER BY code",
-                       [level]).fetchall()
+    rows = con.execute("SELECT code, name, synthetic, geometry_wkb FROM core.areas WHERE level = ? "
+                       f"AND vintage = {CURRENT_VINTAGE} ORDER BY code", [level]).fetchall()
     features = []
     for code, name, synthetic, wkb in rows:
         geom = shapely.from_wkb(bytes(wkb))
@@ -101,7 +104,8 @@ def area_geojson(con, level: str) -> dict:
 def area_labels(con, level: str) -> pd.DataFrame:
     import shapely
 
-    rows = con.execute("SELECT code, name, geometry_wkb FROM core.areas WHERE level = ?", [level]).fetchall()
+    rows = con.execute("SELECT code, name, geometry_wkb FROM core.areas WHERE level = ? "
+                       f"AND vintage = {CURRENT_VINTAGE} ORDER BY code", [level]).fetchall()
     pts = [shapely.point_on_surface(shapely.from_wkb(bytes(w))) for _, _, w in rows]
     return pd.DataFrame({"code": [r[0] for r in rows], "name": [r[1] for r in rows],
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})

@@ -16,7 +16,7 @@ def build(settings: Settings, as_of: pd.Timestamp | None = None) -> dict[str, in
     as_of = as_of or pd.Timestamp.now(tz=settings.timezone)
     areas = area_set_for(settings)
     with write_session(settings.warehouse_path, settings.timezone) as con:
-        _load_areas(con, areas)
+        _ensure_areas(con, areas, settings, as_of)
         con.execute("DELETE FROM hex.cell_day")
         for res in settings.h3_resolutions:
             cell = "h3_cell" if res == settings.h3_finest else h3_parent_sql("h3_cell", res)
@@ -93,22 +93,15 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
     return run_id
 
 
-def _load_areas(con, areas) -> None:
-    con.execute("DELETE FROM core.areas WHERE vintage = ?", [areas.vintage])
-    frames = []
-    for level, gdf in (("county", areas.county), ("town", areas.towns), ("village", areas.villages),
-                       ("grid", areas.grids)):
-        frames.append(pd.DataFrame({
-            "code": gdf["code"].astype(str), "name": gdf["name"].astype(str), "level": level,
-            "parent_code": gdf["parent_code"].astype(object) if "parent_code" in gdf else None,
-            "synthetic": gdf["synthetic"].astype(bool) if "synthetic" in gdf else False,
-            "vintage": areas.vintage, "geometry_wkb": shapely.to_wkb(gdf.geometry.to_numpy()),
-        }))
-    con.register("areas_frame", pd.concat(frames, ignore_index=True))
-    try:
-        con.execute("INSERT INTO core.areas SELECT * FROM areas_frame")
-    finally:
-        con.unregister("areas_frame")
+def _ensure_areas(con, areas, settings: Settings, as_of: pd.Timestamp) -> None:
+    """Store the configured boundary files as the first vintage when none was loaded explicitly."""
+    from geodata.validate import validate_area_set
+    from pipelines.areas_load import write_areas
+
+    if con.execute("SELECT count(*) FROM meta.area_vintages").fetchall()[0][0]:
+        return
+    report = validate_area_set(areas, county_code=settings.county_code)
+    write_areas(con, areas, report, areas.source or "bundled demo geography", None, as_of)
 
 
 def _version() -> str:

@@ -10,12 +10,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 from tqdm import tqdm
 
 from geodata.areas import AreaSet, demo_area_set, load_area_set
 from onemap.settings import Settings
-from onemap.warehouse import write_session
+from onemap.warehouse import connect_readonly, write_session
 from pipelines.load import link_matters, quarantine, upsert_events
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
@@ -57,8 +58,26 @@ class BatchSummary:
         return text
 
 
-def area_set_for(settings: Settings) -> AreaSet:
+def area_set_from_files(settings: Settings) -> AreaSet:
+    """The configured boundary files (geo.areas_dir), or the bundled demo county when none are set."""
     return load_area_set(settings.areas_dir) if settings.areas_dir else demo_area_set()
+
+
+def area_set_for(settings: Settings) -> AreaSet:
+    """The boundaries events are placed in: the latest vintage loaded with `onemap geodata load`, if any;
+    otherwise the configured files (which `onemap build` then stores as the first vintage)."""
+    from pipelines.areas_load import read_area_set
+
+    if settings.warehouse_path.is_file():
+        con = connect_readonly(settings.warehouse_path, settings.timezone)
+        try:
+            if con.execute("SELECT count(*) FROM meta.area_vintages").fetchall()[0][0]:
+                return read_area_set(con)
+        except duckdb.CatalogException:
+            pass
+        finally:
+            con.close()
+    return area_set_from_files(settings)
 
 
 def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path:
