@@ -213,6 +213,7 @@ Expected calibration error (10 bins): {ece:.3f}.
   settings on these same folds, so their row is slightly optimistic; the nested-CV row picks `model`/`C`
   inside each training fold only and is the unbiased figure.
 - 495 texts are few: one fold holds ~99 messages, so ±0.02–0.03 between rows is within noise.
+- Timings are wall-clock on a shared 2-CPU machine and vary with its load; compare rows, not runs.
 - The classes are the message board's 一级分类 (城乡建设, 劳动和社会保障 …), not our MD/grid codes: this
   measures the method on real Chinese complaint text; a deployment retrains on its own labelled records.
 """

@@ -118,7 +118,11 @@ def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
 
 def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """A stable digest of the fields a later export may change; equal digest = nothing to update."""
-    values = frame[columns].astype("string").fillna("\x00")
+    values = frame[columns].copy()
+    for c in columns:  # timestamps hash as integers: formatting them as text is slow
+        if isinstance(values[c].dtype, pd.DatetimeTZDtype):
+            values[c] = values[c].dt.tz_convert("UTC").dt.tz_localize(None).astype("int64").where(values[c].notna(), -1)
+    values = values.astype("string").fillna("\x00")
     digest = pd.util.hash_pandas_object(values, index=False).to_numpy()
     return pd.Series(np.char.mod("%016x", digest.astype(np.uint64)), index=frame.index)
 
