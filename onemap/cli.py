@@ -72,8 +72,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     from pipelines.build import build
 
     settings = _settings(args)
-    stats = build(settings)
-    print(f"built {settings.warehouse_path}: {stats['events']:,} events, {stats['cell_day_rows']:,} cell-day rows")
+    stats = build(settings, full=args.full)
+    scope = "all days" if stats["days_rebuilt"] < 0 else f"{stats['days_rebuilt']} changed days"
+    print(f"built {settings.warehouse_path}: {stats['events']:,} events, {stats['cell_day_rows']:,} cell-day rows "
+          f"(re-aggregated {scope})")
     return 0
 
 
@@ -129,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="rebuild aggregates and scores from core.events and publish",
                        description="Rebuild hex and area aggregates from core.events, run contract checks and "
-                                   "publish the warehouse atomically.")
+                                   "publish the warehouse atomically. Only days touched by loads since the "
+                                   "last build are re-aggregated unless --full.")
+    p.add_argument("--full", action="store_true", help="re-aggregate every day, not only the changed ones")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("geodata", help="manage the deployment's own boundaries (county, towns, villages, grids)")

@@ -284,8 +284,24 @@ HOTSPOTS = Table(
             ("p-values are probabilities", "SELECT cell FROM scores.hotspots WHERE p < 0 OR p > 1")),
 )
 
+OUTLIERS = Table(
+    "scores", "outliers",
+    (
+        C("run_id", "VARCHAR", False),
+        C("resolution", "TINYINT", False),
+        C("cell", "UBIGINT", False),
+        C("outlier_score", "DOUBLE", False, "IsolationForest isolation, scaled to 0..1 across cells"),
+        C("signal", "VARCHAR", False, "always 'secondary': no p-value, not an alert"),
+        C("growth", "DOUBLE"),
+        C("unresolved_share", "DOUBLE"),
+        C("n", "BIGINT", False),
+    ),
+    ("run_id", "resolution", "cell"),
+    checks=(("outlier rows are labelled secondary", "SELECT cell FROM scores.outliers WHERE signal <> 'secondary'"),),
+)
+
 TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, AREA_VINTAGES,
-                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS)
+                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS)
 
 
 def table(qualified: str) -> Table:

@@ -7,36 +7,66 @@ import pandas as pd
 import shapely
 
 from onemap.h3sql import h3_parent_sql
+from pipelines.aggregate import refresh_aggregates
 from onemap.settings import Settings
 from onemap.warehouse import write_session
 from pipelines.ingest import area_set_for
 
 
-def build(settings: Settings, as_of: pd.Timestamp | None = None) -> dict[str, int]:
+def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = False) -> dict[str, int]:
+    """Aggregate and score, then publish. Incremental unless ``full``: only the days that loads since the
+    last build touched are re-aggregated (a consistency check falls back to a full rebuild)."""
     as_of = as_of or pd.Timestamp.now(tz=settings.timezone)
     areas = area_set_for(settings)
     with write_session(settings.warehouse_path, settings.timezone) as con:
         _ensure_areas(con, areas, settings, as_of)
-        con.execute("DELETE FROM hex.cell_day")
-        for res in settings.h3_resolutions:
-            cell = "h3_cell" if res == settings.h3_finest else h3_parent_sql("h3_cell", res)
-            con.execute(f"""
-                INSERT INTO hex.cell_day
-                SELECT {res}, {cell} AS cell, CAST(reported_at AS DATE) AS day, category_code, source, count(*)
-                FROM core.events WHERE h3_cell IS NOT NULL
-                GROUP BY ALL""")
-        con.execute("DELETE FROM hex.area_day")
-        for level in ("town", "village", "grid"):
-            con.execute(f"""
-                INSERT INTO hex.area_day
-                SELECT '{level}', {level}_code, CAST(reported_at AS DATE), category_code, source, count(*)
-                FROM core.events WHERE {level}_code IS NOT NULL GROUP BY ALL""")
+        last = con.execute("SELECT max(built_at) FROM meta.builds").fetchall()[0][0]
+        days = None if (full or last is None) else [r[0] for r in con.execute(
+            "SELECT DISTINCT CAST(reported_at AS DATE) FROM core.events WHERE updated_at > ?", [last]).fetchall()]
+        days = refresh_aggregates(con, settings, days)
         score_hotspots(con, areas, settings, as_of)
+        score_outliers(con, as_of)
         n = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
         con.execute("INSERT INTO meta.builds VALUES (?, now(), ?, ?, ?)",
                     [uuid.uuid4().hex[:12], as_of, n, _version()])
         cells = con.execute("SELECT count(*) FROM hex.cell_day").fetchall()[0][0]
-    return {"events": n, "cell_day_rows": cells}
+    return {"events": n, "cell_day_rows": cells, "days_rebuilt": -1 if days is None else len(days)}
+
+
+def score_outliers(con, as_of: pd.Timestamp, resolution: int = 9) -> str:
+    """IsolationForest over each res-9 cell's recent profile: a secondary signal (models.outliers)."""
+    import json
+
+    from models.outliers import CellProfileOutliers
+
+    model = CellProfileOutliers()
+    events = con.execute(
+        f"SELECT {h3_parent_sql('h3_cell', resolution)} AS cell, CAST(reported_at AS DATE) AS day, category_code, "
+        "(status = '已办结' AND closed_at <= $as_of) AS closed FROM core.events "
+        "WHERE h3_cell IS NOT NULL AND reported_at > $as_of - INTERVAL 16 WEEK AND reported_at <= $as_of",
+        {"as_of": as_of}).df()
+    scored = model.fit_score(events, as_of) if len(events) else pd.DataFrame({"outlier_score": []})
+    scored = scored[scored["outlier_score"].notna()]  # too few cells to compare: no score
+    run_id = uuid.uuid4().hex[:12]
+    con.execute("DELETE FROM scores.outliers")
+    con.execute("DELETE FROM meta.model_runs WHERE model = 'cell_profile_outliers'")
+    if len(scored):
+        frame = pd.DataFrame({"run_id": run_id, "resolution": resolution,
+                              "cell": scored.index.to_numpy().astype("uint64"),
+                              "outlier_score": scored["outlier_score"].to_numpy(), "signal": scored["signal"],
+                              "growth": scored["growth"].to_numpy(),
+                              "unresolved_share": scored["unresolved_share"].to_numpy(),
+                              "n": scored["n"].to_numpy().astype("int64")})
+        con.register("outlier_frame", frame)
+        try:
+            con.execute("INSERT INTO scores.outliers SELECT * FROM outlier_frame")
+        finally:
+            con.unregister("outlier_frame")
+    params = {k: getattr(model, k) for k in ("recent_weeks", "baseline_weeks", "min_events", "n_estimators",
+                                             "random_state")}
+    con.execute("INSERT INTO meta.model_runs VALUES (?, 'cell_profile_outliers', ?, ?, now(), ?)",
+                [run_id, _version(), json.dumps(params), len(scored)])
+    return run_id
 
 
 HOTSPOT_WEEKS = 26

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from geodata.areas import AreaSet, demo_area_set, load_area_set
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly, write_session
+from pipelines.aggregate import refresh_aggregates
 from pipelines.load import link_matters, quarantine, upsert_events
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
@@ -143,5 +144,9 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                          s.unchanged, s.linked, s.quarantined])
             summaries.append(s)
             bar.update()
+        touched = [r[0] for r in con.execute(
+            "SELECT DISTINCT CAST(reported_at AS DATE) FROM core.events WHERE updated_at = ?", [now]).fetchall()]
+        if con.execute("SELECT count(*) FROM hex.cell_day").fetchall()[0][0]:  # keep built aggregates current
+            refresh_aggregates(con, settings, touched)
     bar.close()
     return summaries

@@ -1,0 +1,61 @@
+"""Secondary signal: multivariate outlier score per cell over its recent profile (IsolationForest).
+
+A cell's profile is its category mix (shares of the top-level categories), its growth (the last weeks
+against the weeks before) and its unresolved share. IsolationForest ranks cells whose combination is
+rare among all cells. It is *secondary*: it says "this cell looks unlike the others", not "this is
+unusual against its own history" (that is models.alerts) and it carries no p-value, so the UI and the
+data label it as such.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import IsolationForest
+
+SIGNAL = "secondary"
+
+
+@dataclass
+class CellProfileOutliers:
+    """sklearn-style wrapper: ``fit_score(events)`` -> one row per cell with ``outlier_score`` in [0, 1]."""
+
+    recent_weeks: int = 4
+    baseline_weeks: int = 12
+    min_events: int = 5
+    n_estimators: int = 200
+    contamination: float | str = "auto"
+    random_state: int = 0
+
+    def profile(self, events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+        """events: columns cell, day (date), category_code, closed (bool)."""
+        day = pd.to_datetime(events["day"])
+        as_of = pd.Timestamp(as_of).tz_localize(None).normalize()
+        recent = day > as_of - pd.Timedelta(weeks=self.recent_weeks)
+        base = (day <= as_of - pd.Timedelta(weeks=self.recent_weeks)) & (
+            day > as_of - pd.Timedelta(weeks=self.recent_weeks + self.baseline_weeks))
+        window = events[recent | base].assign(recent=recent[recent | base].to_numpy())
+        top = window["category_code"].str.slice(0, 2).where(~window["category_code"].str.startswith("MD"),
+                                                            window["category_code"].str.slice(0, 4))
+        mix = pd.crosstab(window["cell"], top, normalize="index").add_prefix("share_")
+        n_recent = window[window["recent"]].groupby("cell").size()
+        n_base = window[~window["recent"]].groupby("cell").size()
+        rate_recent = n_recent.reindex(mix.index, fill_value=0) / self.recent_weeks
+        rate_base = n_base.reindex(mix.index, fill_value=0) / self.baseline_weeks
+        growth = np.log1p(rate_recent) - np.log1p(rate_base)
+        unresolved = 1 - window.groupby("cell")["closed"].mean().reindex(mix.index)
+        out = mix.assign(growth=growth, unresolved_share=unresolved,
+                         n=window.groupby("cell").size().reindex(mix.index))
+        return out[out["n"] >= self.min_events]
+
+    def fit_score(self, events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+        prof = self.profile(events, as_of)
+        if len(prof) < 10:
+            return prof.assign(outlier_score=np.nan, signal=SIGNAL)
+        X = prof.drop(columns="n").fillna(0.0).to_numpy()
+        self.model_ = IsolationForest(n_estimators=self.n_estimators, contamination=self.contamination,
+                                      random_state=self.random_state).fit(X)
+        raw = -self.model_.score_samples(X)  # higher = more isolated
+        score = (raw - raw.min()) / (raw.max() - raw.min() or 1.0)
+        return prof.assign(outlier_score=score, signal=SIGNAL).sort_values("outlier_score", ascending=False)

@@ -1,0 +1,38 @@
+import numpy as np
+import pandas as pd
+
+from models.outliers import SIGNAL, CellProfileOutliers
+
+
+def _events(seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    days = pd.date_range("2026-07-01", "2026-09-30")
+    for cell in range(60):
+        for _ in range(80):
+            rows.append((cell, rng.choice(days), rng.choice(["MD02", "CG", "MD9902", "AQ"]), rng.random() < 0.9))
+    # cell 999: an unusual profile — wage arrears only, rising fast, mostly unresolved
+    for _ in range(60):
+        rows.append((999, rng.choice(days[-20:]), "MD1001", rng.random() < 0.2))
+    return pd.DataFrame(rows, columns=["cell", "day", "category_code", "closed"])
+
+
+def test_the_odd_cell_ranks_first_and_is_labelled_secondary():
+    out = CellProfileOutliers(random_state=1).fit_score(_events(), as_of=pd.Timestamp("2026-09-30"))
+    assert out.index[0] == 999
+    assert out["outlier_score"].between(0, 1).all()
+    assert (out["signal"] == SIGNAL).all()
+    assert out.loc[999, "unresolved_share"] > 0.5 and out.loc[999, "growth"] > 0
+
+
+def test_deterministic_with_random_state():
+    a = CellProfileOutliers(random_state=3).fit_score(_events(1), as_of=pd.Timestamp("2026-09-30"))
+    b = CellProfileOutliers(random_state=3).fit_score(_events(1), as_of=pd.Timestamp("2026-09-30"))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_sparse_cells_are_left_out():
+    ev = _events()
+    ev = pd.concat([ev, pd.DataFrame([(5000, pd.Timestamp("2026-09-29"), "CG", True)], columns=ev.columns)])
+    out = CellProfileOutliers().fit_score(ev, as_of=pd.Timestamp("2026-09-30"))
+    assert 5000 not in out.index
