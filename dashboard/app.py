@@ -79,7 +79,12 @@ def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
     ])
 
 
-def register_callbacks(app: dash.Dash, data: DashboardData) -> None:
+def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False) -> None:
+    if kiosk:
+        @app.callback(Output("layer", "value"), Input("refresh", "n_intervals"), prevent_initial_call=True)
+        def rotate(n):  # the wall screen alternates between event counts and emerging hotspots
+            return "hotspots" if (n or 0) % 2 else "counts"
+
     @app.callback(
         Output("map", "figure"), *[Output(f"kpi-{k}", "children") for k in STRIP], Output("asof", "children"),
         Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
@@ -129,5 +134,5 @@ def create_app(settings: Settings, kiosk: bool = False) -> dash.Dash:
     def glyphs(fontstack: str, glyph_range: str):  # noqa: ARG001 - MapLibre asks; an empty PBF means "no glyphs"
         return Response(b"", mimetype="application/x-protobuf")
 
-    register_callbacks(app, data)
+    register_callbacks(app, data, kiosk)
     return app

@@ -122,3 +122,34 @@ def test_reloading_the_same_file_changes_nothing(demo_home, demo_settings):
     n_hist = con.execute("SELECT count(*) FROM core.event_status_history").fetchall()[0][0]
     n_events = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
     assert n_hist == n_events  # ... but no status changed, so no history was added
+
+
+def test_events_behind_a_hex_are_redacted_and_exclude_confidential(con, demo_settings):
+    flt = queries.EventFilter(start=dt.date(2000, 1, 1), end=dt.date(2100, 1, 1))
+    top = queries.hex_counts(con, flt, 9).sort_values("n").iloc[-1]
+    rows = queries.events_in_cell(con, flt, top["cell"], 9, limit=10_000)
+    confidential = con.execute(
+        f"SELECT count(*) FROM core.events WHERE confidential AND h3_cell IS NOT NULL AND "
+        f"{__import__('onemap.h3sql', fromlist=['x']).h3_parent_sql('h3_cell', 9)} = ?", [int(top['cell'], 16)]
+    ).fetchall()[0][0]
+    assert len(rows) == top["n"] - confidential
+    assert not rows["summary_redacted"].fillna("").str.contains(r"1[3-9]\d{9}").any()
+
+
+def test_kiosk_layout_hides_controls_and_refreshes(demo_settings):
+    from dashboard.app import build_layout
+    from dashboard.data import DashboardData
+
+    layout = build_layout(DashboardData(demo_settings), kiosk=True)
+    found = {}
+
+    def walk(node):
+        if getattr(node, "id", None):
+            found[node.id] = node
+        for child in getattr(node, "children", None) or []:
+            if hasattr(child, "children") or getattr(child, "id", None):
+                walk(child)
+
+    walk(layout)
+    assert "hidden" in found["controls"].className
+    assert found["refresh"].disabled is False
