@@ -19,20 +19,26 @@ def aggregate(con, settings: Settings, days: list | None) -> None:
         con.executemany("INSERT INTO touched VALUES (?)", [[d] for d in days])
     scope = "" if days is None else " AND CAST(reported_at AS DATE) IN (SELECT day FROM touched)"
     day_scope = "" if days is None else " WHERE day IN (SELECT day FROM touched)"
+    # one pass over the events, at the finest grain; every resolution and area level rolls up from it
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE agg_base AS
+        SELECT h3_cell, CAST(reported_at AS DATE) AS day, category_code, source, town_code, village_code,
+               grid_code, count(*)::INTEGER AS n
+        FROM core.events WHERE TRUE{scope} GROUP BY ALL""")
     con.execute("DELETE FROM hex.cell_day" + day_scope)
     for res in settings.h3_resolutions:
         cell = "h3_cell" if res == settings.h3_finest else h3_parent_sql("h3_cell", res)
         con.execute(f"""
             INSERT INTO hex.cell_day
-            SELECT {res}, {cell} AS cell, CAST(reported_at AS DATE) AS day, category_code, source, count(*)
-            FROM core.events WHERE h3_cell IS NOT NULL{scope}
-            GROUP BY ALL""")
+            SELECT {res}, {cell} AS cell, day, category_code, source, sum(n)
+            FROM agg_base WHERE h3_cell IS NOT NULL GROUP BY ALL""")
     con.execute("DELETE FROM hex.area_day" + day_scope)
     for level in ("town", "village", "grid"):
         con.execute(f"""
             INSERT INTO hex.area_day
-            SELECT '{level}', {level}_code, CAST(reported_at AS DATE), category_code, source, count(*)
-            FROM core.events WHERE {level}_code IS NOT NULL{scope} GROUP BY ALL""")
+            SELECT '{level}', {level}_code, day, category_code, source, sum(n)
+            FROM agg_base WHERE {level}_code IS NOT NULL GROUP BY ALL""")
+    con.execute("DROP TABLE agg_base")
 
 
 def _aggregates_consistent(con) -> bool:
