@@ -37,6 +37,16 @@ def _kpi_card(key: str) -> html.Div:
         html.Div(k.label, className="kpi-label"), html.Div("—", id=f"kpi-{key}", className="kpi-value")])
 
 
+def _alert_list(data: DashboardData, limit: int = 8) -> html.Ul | html.P:
+    frame = queries.alerts(data.con(), window_days=7, limit=200)
+    if frame.empty:
+        return html.P("暂无经检验的异常（假发现率 5%）")
+    latest = frame[frame["window_end"] == frame["window_end"].iloc[0]].head(limit)
+    return html.Ul(className="alerts", children=[
+        html.Li([html.B(f"{r.place or r.cell} · 实际 {r.observed} / 预计 {r.expected:.1f}"),
+                 html.Div(r.sentence_zh, className="summary")]) for r in latest.itertuples()])
+
+
 def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
     con = data.con()
     bounds = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
@@ -73,6 +83,7 @@ def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
             dcc.Graph(id="map", className="map", config={"displaylogo": False, "scrollZoom": True},
                       style={"height": "100%"}),
             html.Aside(id="detail", className="detail", children=[
+                html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data)),
                 html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
         ]),
         dcc.Interval(id="refresh", interval=data.settings.refresh_seconds * 1000, disabled=not kiosk),

@@ -141,17 +141,15 @@ def _rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _ewm(Y: np.ndarray, expo: np.ndarray, halflife: float) -> tuple[np.ndarray, np.ndarray]:
-    """Exponentially weighted sums of counts and exposure over periods < t, for every t in 0..T:
-    returns (num (U, T+1), den (T+1,))."""
-    U, T = Y.shape
-    d = 0.5 ** (1.0 / halflife)
-    num = np.zeros((U, T + 1))
-    den = np.zeros(T + 1)
-    for t in range(1, T + 1):
-        num[:, t] = d * num[:, t - 1] + Y[:, t - 1]
-        den[t] = d * den[t - 1] + expo[t - 1]
-    return num, den
+def _ewm(Y: np.ndarray, expo: np.ndarray, halflife: float, targets=None) -> tuple[np.ndarray, np.ndarray]:
+    """Exponentially weighted sums of counts and of exposure over the periods before each target ``t``
+    (weight ``0.5 ** ((t - 1 - p) / halflife)`` for period ``p < t``). ``targets`` defaults to every
+    ``t`` in 0..T. Returns (num (U, len(targets)), den (len(targets),))."""
+    T = Y.shape[1]
+    t = np.arange(T + 1) if targets is None else np.asarray(targets, dtype=int)
+    lag = t[None, :] - 1 - np.arange(T)[:, None]            # (T, nt)
+    W = np.where(lag >= 0, 0.5 ** (np.maximum(lag, 0) / float(halflife)), 0.0)
+    return Y @ W, expo @ W
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,8 +225,8 @@ class EWMAHistory(_PanelModel):
         self.period = period
 
     def _score(self, g: PanelGrid) -> np.ndarray:
-        num, den = _ewm(g.Y, g.exposure, self.halflife)
-        return _rate(num[:, -1], np.full(g.Y.shape[0], den[-1]))
+        num, den = _ewm(g.Y, g.exposure, self.halflife, [g.Y.shape[1]])
+        return _rate(num[:, 0], np.full(g.Y.shape[0], den[0]))
 
 
 class KDEBaseline(_PanelModel):
@@ -354,9 +352,8 @@ class CellRiskForecaster(_PanelModel):
                 add(f"{prefix}_w{w}", _rate(_window_sums(cm, targets, w), den) / per, fallback=allr)
             add(f"{prefix}_all", allr)
             for h in self.halflives:
-                num, den = _ewm(M, g.exposure, h)
-                add(f"{prefix}_ewm{h:g}", _rate(num[:, targets], np.broadcast_to(den[targets], (U, nt))) / per,
-                    fallback=allr)
+                num, den = _ewm(M, g.exposure, h, targets)
+                add(f"{prefix}_ewm{h:g}", _rate(num, np.broadcast_to(den, (U, nt))) / per, fallback=allr)
 
         add("history_periods", np.minimum(hist, max(lags))[None, :], additive=False)
         window_block("own", g.Y, lags)

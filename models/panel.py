@@ -96,6 +96,9 @@ def cell_centres(cells) -> tuple[np.ndarray, np.ndarray]:
     return ll[:, 1], ll[:, 0]
 
 
+_RING_CACHE: dict = {}
+
+
 def ring_matrix(cells, k: int, *, disk: bool = False):
     """Sparse 0/1 matrix ``R[i, j] = 1`` if cell j is on the hollow ring at grid distance ``k`` of cell i
     (``disk=True``: within distance ``k``, excluding i itself), restricted to ``cells``.
@@ -103,6 +106,10 @@ def ring_matrix(cells, k: int, *, disk: bool = False):
     from scipy import sparse
 
     cells = np.asarray(cells, dtype=np.uint64)
+    key = (hash(cells.tobytes()), cells.size, int(k), bool(disk))
+    hit = _RING_CACHE.get(key)
+    if hit is not None:
+        return hit
     order = np.argsort(cells)
     sorted_cells = cells[order]
     rows: list[np.ndarray] = []
@@ -121,7 +128,11 @@ def ring_matrix(cells, k: int, *, disk: bool = False):
         cols.append(j)
     r = np.concatenate(rows) if rows else np.zeros(0, int)
     c = np.concatenate(cols) if cols else np.zeros(0, int)
-    return sparse.csr_matrix((np.ones(r.size), (r, c)), shape=(cells.size, cells.size))
+    R = sparse.csr_matrix((np.ones(r.size), (r, c)), shape=(cells.size, cells.size))
+    if len(_RING_CACHE) > 16:
+        _RING_CACHE.clear()
+    _RING_CACHE[key] = R
+    return R
 
 
 def observed_days(times, *, gap_days: int = 7) -> pd.DatetimeIndex:

@@ -79,6 +79,32 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from onemap import queries
+    from onemap.warehouse import connect_readonly
+
+    settings = _settings(args)
+    since = dt.date.fromisoformat(args.since) if args.since else None
+    con = connect_readonly(settings.warehouse_path, settings.timezone)
+    try:
+        frame = queries.alerts(con, since=since, window_days=args.window)
+    finally:
+        con.close()
+    if args.format == "json":
+        print(frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1))
+    elif args.format == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    elif frame.empty:
+        print("no alerts" + (f" since {since}" if since else ""))
+    else:
+        for r in frame.itertuples():
+            print(f"{r.window_end} [{r.window_days}天 {r.kind}] score {r.score:5.1f}  q {r.q_value:.3g}  {r.sentence_zh}")
+        print(f"{len(frame)} alerts (Benjamini-Hochberg false-discovery rate 0.05 within each window)")
+    return 0
+
+
 def cmd_geodata_load(args: argparse.Namespace) -> int:
     from pipelines.areas_load import geodata_load_main
 
@@ -136,6 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="re-aggregate every day, not only the changed ones")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("alerts", help="list 'unusual now' alerts from the last build",
+                       description="Cells and neighbourhoods whose counts in a 7-day or 1-day window are far above "
+                                   "the expected counts (history, day of week, season, trend), after "
+                                   "Benjamini-Hochberg false-discovery control, each with a Chinese sentence.")
+    p.add_argument("--since", help="only windows ending on or after this date (YYYY-MM-DD)")
+    p.add_argument("--window", type=int, choices=[1, 7], help="only 1-day or 7-day windows")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.set_defaults(func=cmd_alerts)
+
     p = sub.add_parser("geodata", help="manage the deployment's own boundaries (county, towns, villages, grids)")
     geo = p.add_subparsers(dest="geodata_command", required=True)
     p = geo.add_parser("load", help="load, check and store one vintage of boundary files",
@@ -162,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into head/less that stopped reading
+        sys.stderr.close()
+        return 0
     except (SettingsError, FileNotFoundError, ValueError) as exc:
         print(f"onemap: error: {exc}", file=sys.stderr)
         return 2

@@ -305,8 +305,36 @@ OUTLIERS = Table(
     checks=(("outlier rows are labelled secondary", "SELECT cell FROM scores.outliers WHERE signal <> 'secondary'"),),
 )
 
+ALERTS = Table(
+    "scores", "alerts",
+    (
+        C("run_id", "VARCHAR", False),
+        C("kind", "VARCHAR", False, "cell / neighbourhood / category"),
+        C("resolution", "TINYINT", False),
+        C("cell", "UBIGINT", False, "the cell, or the centre of the k-ring neighbourhood"),
+        C("place", "VARCHAR", doc="town and village names at the cell centre"),
+        C("window_days", "INTEGER", False),
+        C("window_start", "DATE", False),
+        C("window_end", "DATE", False),
+        C("observed", "INTEGER", False),
+        C("expected", "DOUBLE", False),
+        C("ratio", "DOUBLE"),
+        C("score", "DOUBLE", False, "-log10 p"),
+        C("p_value", "DOUBLE", False),
+        C("q_value", "DOUBLE", False, "Benjamini-Hochberg within the family and window"),
+        C("category_code", "VARCHAR"),
+        C("n_cells", "INTEGER", False),
+        C("drivers", "JSON", doc="categories driving the alert, with observed and expected counts"),
+        C("sentence_zh", "VARCHAR", False),
+    ),
+    checks=(("alerts pass the false-discovery threshold they were selected at",
+             "SELECT cell FROM scores.alerts WHERE q_value > 0.05"),
+            ("alerts belong to a recorded model run",
+             "SELECT a.run_id FROM scores.alerts a ANTI JOIN meta.model_runs r USING (run_id)")),
+)
+
 TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, AREA_VINTAGES,
-                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS)
+                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS, ALERTS)
 
 
 def table(qualified: str) -> Table:

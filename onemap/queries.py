@@ -137,3 +137,27 @@ def hotspot_cells(con, resolution: int) -> pd.DataFrame:
 
 def hotspot_resolutions(con) -> list[int]:
     return [r[0] for r in con.execute("SELECT DISTINCT resolution FROM scores.hotspots ORDER BY 1").fetchall()]
+
+
+ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "category_code", "observed", "expected",
+                "ratio", "score", "q_value", "sentence_zh")
+
+
+def alerts(con, since: dt.date | None = None, window_days: int | None = None, limit: int | None = None) -> pd.DataFrame:
+    """Stored "unusual now" alerts, newest window first, strongest first within a window."""
+    clauses, params = ["TRUE"], {}
+    if since is not None:
+        clauses.append("window_end >= $since")
+        params["since"] = since
+    if window_days is not None:
+        clauses.append("window_days = $days")
+        params["days"] = int(window_days)
+    sql = (f"SELECT {', '.join(ALERT_FIELDS)} FROM scores.alerts WHERE {' AND '.join(clauses)} "
+           "ORDER BY window_end DESC, score DESC")
+    if limit is not None:
+        sql += " LIMIT $limit"
+        params["limit"] = int(limit)
+    frame = con.execute(sql, params).df()
+    frame["cell"] = frame["cell"].map(lambda c: format(int(c), "x"))
+    frame["window_end"] = pd.to_datetime(frame["window_end"]).dt.strftime("%Y-%m-%d")
+    return frame

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import pandas as pd
-import shapely
 
 from onemap.h3sql import h3_parent_sql
-from pipelines.aggregate import refresh_aggregates
 from onemap.settings import Settings
 from onemap.warehouse import write_session
+from pipelines.aggregate import refresh_aggregates
 from pipelines.ingest import area_set_for
 
 
@@ -26,11 +26,79 @@ def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = Fa
         days = refresh_aggregates(con, settings, days)
         score_hotspots(con, areas, settings, as_of)
         score_outliers(con, as_of)
+        score_alerts(con, areas)
         n = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
         con.execute("INSERT INTO meta.builds VALUES (?, now(), ?, ?, ?)",
                     [uuid.uuid4().hex[:12], as_of, n, _version()])
         cells = con.execute("SELECT count(*) FROM hex.cell_day").fetchall()[0][0]
     return {"events": n, "cell_day_rows": cells, "days_rebuilt": -1 if days is None else len(days)}
+
+
+ALERT_RESOLUTION = 8
+ALERT_ALPHA = 0.05
+ALERT_DAYS_BACK = 14          # alerts are kept for windows ending on each of the last 14 days
+ALERT_WINDOWS = (7, 1)        # a week and a day
+
+
+def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int = ALERT_DAYS_BACK) -> str | None:
+    """"Unusual now": models.alerts.score_window for 7-day and 1-day windows ending on each recent day."""
+    import json
+
+    from geodata.areas import assign_areas
+    from geodata.h3cells import cells_covering
+    from models.alerts import score_window
+
+    panel = con.execute("SELECT cell, day, category_code, sum(n)::INTEGER AS n FROM hex.cell_day "
+                        "WHERE resolution = ? GROUP BY ALL", [resolution]).df()
+    con.execute("DELETE FROM scores.alerts")
+    con.execute("DELETE FROM meta.model_runs WHERE model = 'unusual_now'")
+    if panel.empty:
+        return None
+    last = pd.Timestamp(panel["day"].max())
+    first = pd.Timestamp(panel["day"].min())
+    study = cells_covering(areas.county.geometry.union_all(), resolution)
+    run_id = uuid.uuid4().hex[:12]
+    frames = []
+    for back in range(days_back):
+        end = last - pd.Timedelta(days=back)
+        for days in ALERT_WINDOWS:
+            if end - pd.Timedelta(days=days + 28) < first:
+                continue  # less than four weeks of history before the window: no baseline
+            found = score_window(panel, end.date(), window_days=days, k=1, alpha=ALERT_ALPHA, cells=study)
+            if len(found):
+                frames.append(found.assign(window_days=days))
+    alerts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if len(alerts):
+        cells = alerts["cell"].map(lambda c: int(c, 16) if isinstance(c, str) else int(c)).astype("uint64")
+        import h3
+
+        centres = [h3.cell_to_latlng(h3.int_to_str(int(c))) for c in cells]
+        codes = assign_areas(areas, lng=[c[1] for c in centres], lat=[c[0] for c in centres])
+        names = pd.concat([areas.towns[["code", "name"]], areas.villages[["code", "name"]]]).set_index("code")["name"]
+        place = (codes["town_code"].map(names).fillna("") + codes["village_code"].map(names).fillna("")).to_numpy()
+        frame = pd.DataFrame({
+            "run_id": run_id, "kind": alerts["kind"], "resolution": resolution, "cell": cells.to_numpy(),
+            "place": np.where(place == "", None, place), "window_days": alerts["window_days"].astype(int),
+            "window_start": pd.to_datetime(alerts["window_start"]).dt.date,
+            "window_end": pd.to_datetime(alerts["window_end"]).dt.date,
+            "observed": alerts["observed"].astype(int), "expected": alerts["expected"].astype(float),
+            "ratio": alerts["ratio"].astype(float), "score": alerts["score"].astype(float),
+            "p_value": alerts["p_value"].astype(float), "q_value": alerts["q_value"].astype(float),
+            "category_code": alerts["category_code"].where(alerts["category_code"].notna(), None),
+            "n_cells": alerts["n_cells"].astype(int),
+            "drivers": [json.dumps(d, ensure_ascii=False, default=float) for d in alerts["drivers"]],
+            "sentence_zh": [f"【{p}】{t}" if p else t for p, t in zip(place, alerts["sentence_zh"], strict=True)],
+        })
+        con.register("alert_frame", frame)
+        try:
+            con.execute("INSERT INTO scores.alerts SELECT * FROM alert_frame")
+        finally:
+            con.unregister("alert_frame")
+    params = {"resolution": resolution, "alpha": ALERT_ALPHA, "windows": list(ALERT_WINDOWS), "days_back": days_back,
+              "k": 1}
+    con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
+                [run_id, _version(), json.dumps(params), len(alerts)])
+    return run_id
 
 
 def score_outliers(con, as_of: pd.Timestamp, resolution: int = 9) -> str:

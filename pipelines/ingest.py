@@ -40,6 +40,7 @@ class BatchSummary:
     skipped: bool = False
     reasons: dict[str, int] | None = None
     redactions: dict[str, int] | None = None
+    unmapped: dict[str, int] | None = None  # source category code -> rows quarantined as unknown_category
 
     @property
     def reconciles(self) -> bool:
@@ -53,6 +54,10 @@ class BatchSummary:
                 f"unchanged {self.unchanged:,} / linked {self.linked:,} / quarantined {self.quarantined:,}  [{ok}]")
         if self.reasons:
             text += "\n    quarantine reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items()))
+        if self.unmapped:
+            codes = sorted(self.unmapped.items(), key=lambda kv: (-kv[1], kv[0]))
+            text += (f"\n    unmapped {self.profile} codes ({len(codes)}, quarantined as unknown_category): "
+                     + ", ".join(f"{k} {v:,}" for k, v in codes))
         redacted = {k: v for k, v in (self.redactions or {}).items() if v and k != "rows_changed"}
         if redacted:
             text += "\n    redacted: " + ", ".join(f"{k} {v:,}" for k, v in sorted(redacted.items()))
@@ -115,7 +120,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
             read, staged = stage_file(path, "dry-run")
             s = BatchSummary("dry-run", source, path.name, profile.name, read.rows_read, inserted=len(staged.events),
                              quarantined=len(staged.rejects),
-                             reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions)
+                             reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions,
+                             unmapped=staged.unmapped)
             summaries.append(s)
             bar.update()
         bar.close()
@@ -138,7 +144,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
             quarantine(con, staged.rejects)
             s = BatchSummary(batch_id, source, path.name, profile.name, read.rows_read, linked=linked,
                              quarantined=len(staged.rejects), reasons=staged.rejects["reason"].value_counts().to_dict(),
-                             redactions=staged.redactions, **counts)
+                             redactions=staged.redactions, unmapped=staged.unmapped, **counts)
             con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [batch_id, source, path.name, sha, profile.name, now, s.rows_read, s.inserted, s.updated,
                          s.unchanged, s.linked, s.quarantined])

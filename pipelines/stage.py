@@ -73,6 +73,7 @@ class Staged:
     events: pd.DataFrame
     rejects: pd.DataFrame
     redactions: dict[str, int] = field(default_factory=dict)
+    unmapped: dict[str, int] = field(default_factory=dict)  # source code -> rows quarantined as unknown_category
 
 
 class MissingColumnError(ValueError):
@@ -97,16 +98,54 @@ class _Rejects:
         return self.reason != None  # noqa: E711
 
 
-def _parse_times(values: pd.Series, tz: str) -> pd.Series:
-    """Parse local wall-clock timestamps (the common export formats first, fast), then localise."""
+def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), store_tz: str | None = None) -> pd.Series:
+    """Parse wall-clock timestamps that are local time in ``tz`` and express them in ``store_tz``.
+
+    The profile's ``formats`` are tried first, then the common export format, both fast; the rest is
+    parsed by pandas' format inference. Text that carries its own UTC offset (``...Z``, ``+08:00``)
+    keeps that offset instead of being read as local time. Where summer time ends, an ambiguous wall
+    clock time is read as its first (summer-time) occurrence; a time that does not exist where summer
+    time starts is moved forward to the first valid time.
+    """
     s = values.astype("string").str.strip().replace("", pd.NA)
-    parsed = pd.to_datetime(s, format="%Y-%m-%d %H:%M:%S", errors="coerce")
-    todo = parsed.isna() & s.notna()
+    parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    for fmt in (*formats, "%Y-%m-%d %H:%M:%S"):
+        todo = (parsed.isna() & s.notna()).to_numpy()
+        if not todo.any():
+            break
+        parsed[todo] = pd.to_datetime(s[todo], format=fmt, errors="coerce")
+    local = _localise(parsed, tz)
+    todo = (parsed.isna() & s.notna()).to_numpy()
     if todo.any():
-        parsed[todo] = pd.to_datetime(s[todo], format="mixed", errors="coerce", dayfirst=False)
-    if getattr(parsed.dt, "tz", None) is not None:
-        return parsed.dt.tz_convert(tz)
-    return parsed.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+        rest = s[todo]
+        aware = rest.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False).to_numpy(dtype=bool)
+        if (~aware).any():
+            try:
+                wall = pd.to_datetime(rest[~aware], format="mixed", errors="coerce", dayfirst=False)
+                wall = wall.dt.tz_convert(tz) if wall.dt.tz is not None else _localise(wall, tz)
+            except (ValueError, TypeError, AttributeError):  # zone names / offsets the regex did not see: rare, slow
+                wall = rest[~aware].map(lambda v: _one_time(v, tz)).astype(local.dtype)
+            local[wall.index] = wall
+        if aware.any():
+            local[rest.index[aware]] = pd.to_datetime(rest[aware], format="mixed", errors="coerce",
+                                                      utc=True).dt.tz_convert(tz)
+    return local.dt.tz_convert(store_tz) if store_tz and store_tz != tz else local
+
+
+def _one_time(text: str, tz: str) -> pd.Timestamp:
+    try:
+        t = pd.Timestamp(text)
+    except (ValueError, TypeError):
+        return pd.NaT
+    if t is pd.NaT:
+        return pd.NaT
+    if t.tzinfo is not None:
+        return t.tz_convert(tz)
+    return t.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+
+
+def _localise(naive: pd.Series, tz: str) -> pd.Series:
+    return naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
 
 
 def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -127,6 +166,48 @@ def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.Series(np.char.mod("%016x", digest.astype(np.uint64)), index=frame.index)
 
 
+def _row_hash_ids(raw: pd.DataFrame, profile: Profile, found: dict[str, str]) -> pd.Series:
+    """Record ids for an export without one: SHA-1 of the row's trimmed values + occurrence number.
+
+    ``<16 hex>-<n>``: n = 1, 2, … numbers rows with identical values in file order, so genuinely repeated
+    rows (two calls of the same type on the same day and block) stay separate records, and loading the
+    same file again yields the same ids. The hashed columns are the profile's ``[record_id] columns``
+    (canonical fields or headers), else every column ordered by header name except party identifiers
+    and dropped columns.
+    """
+    if profile.record_id_columns:
+        cols = [found.get(c, c) for c in profile.record_id_columns]
+        missing = [c for c in cols if c not in raw.columns]
+        if missing:
+            raise MissingColumnError(f"[record_id] columns not in the file: {missing}")
+    else:
+        skip = {ROW, *profile.party_columns, *profile.drop_columns}
+        cols = sorted((c for c in raw.columns if c not in skip), key=lambda c: c.strip().lower())
+    vals = raw[cols].astype("string")
+    joined = vals.iloc[:, 0].str.strip().fillna("\x00")
+    for c in cols[1:]:
+        joined = joined + "\x1f" + vals[c].str.strip().fillna("\x00")
+    digest = pd.Series([hashlib.sha1(t.encode("utf-8")).hexdigest()[:16] for t in joined], index=raw.index)
+    occurrence = digest.groupby(digest, sort=False).cumcount() + 1
+    return digest + "-" + occurrence.astype(str)
+
+
+def _latest_time(raw: pd.DataFrame, out: pd.DataFrame, names: tuple[str, ...], local_tz: str,
+                 formats: tuple[str, ...], store_tz: str) -> pd.Series:
+    """Per row, the latest of the named times that the row has: canonical time fields already parsed in
+    ``out``, or headers of ``raw`` parsed here (an unparseable auxiliary time is ignored, not rejected)."""
+    lower = {c.strip().lower(): c for c in raw.columns if c != ROW}
+    series = []
+    for name in names:
+        if name in TIME_FIELDS:
+            series.append(out[name])
+        elif name.strip().lower() in lower:
+            series.append(_parse_times(raw[lower[name.strip().lower()]], local_tz, formats).dt.tz_convert(store_tz))
+    if not series:
+        return pd.Series(pd.NaT, index=raw.index, dtype=f"datetime64[ns, {store_tz}]")
+    return pd.concat(series, axis=1).max(axis=1)
+
+
 HASHED_FIELDS = ["status", "closed_at", "due_at", "outcome", "on_site_closed", "satisfaction", "category_code",
                  "summary_redacted", "lng", "lat", "grid_code", "confidential", "department"]
 
@@ -144,6 +225,13 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     col = {f: raw[h] for f, h in found.items()}
     if profile.crs_column and profile.crs_column in raw.columns:
         col["__crs__"] = raw[profile.crs_column]
+    for f, mapping in profile.values.items():  # [values.<field>]: raw value -> canonical value
+        if f in col:
+            key = col[f].astype("string").str.strip().str.casefold()
+            col[f] = key.map(mapping).astype(object).where(key.isin(mapping.keys()), col[f])
+    if profile.record_id == "row_hash":
+        col["source_record_id"] = _row_hash_ids(raw, profile, found)
+        found["source_record_id"] = "(row hash)"
 
     def get(name: str) -> pd.Series:
         return col[name] if name in col else pd.Series([None] * n, index=raw.index, dtype=object)
@@ -160,9 +248,13 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
         rej.add(empty, found.get(f, f), MISSING_REQUIRED, f"required field {f} is empty")
 
     # ---------------------------------------------------------------- times
+    local_tz = profile.timezone or ctx.timezone  # the zone the export's wall-clock times are in
     for f in TIME_FIELDS:
         values = get(f)
-        parsed = _parse_times(values, ctx.timezone)
+        parsed = _parse_times(values, local_tz, profile.time_formats)
+        if f in profile.date_only:  # a date and no time of day: local midnight, precision kept in ext
+            parsed = _localise(parsed.dt.tz_localize(None).dt.normalize(), local_tz)
+        parsed = parsed.dt.tz_convert(ctx.timezone)
         given = values.astype("string").str.strip().fillna("").ne("").to_numpy()
         rej.add(given & parsed.isna().to_numpy(), found.get(f, f), BAD_TIME,
                 np.char.add(f"unparseable {f}: ", values.fillna("").astype(str).to_numpy().astype(str)))
@@ -176,14 +268,20 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             "closed before it was reported")
 
     # ---------------------------------------------------------------- category and status
-    cat = ctx.categories.map(profile.category_system, get("category_raw_code"))
-    rej.add(cat["category_code"].isna().to_numpy() & get("category_raw_code").notna().to_numpy(),
-            found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
-            np.char.add(f"code not in the {profile.category_system} mapping table: ",
-                        get("category_raw_code").fillna("").astype(str).to_numpy().astype(str)))
+    raw_code = get("category_raw_code").astype("string").str.strip()
+    cat = ctx.categories.map(profile.category_system, raw_code)
+    code_text = raw_code.fillna("").to_numpy().astype(str)
+    deliberate = np.isin(code_text, list(profile.unmapped_codes))
+    unmapped = cat["category_code"].isna().to_numpy() & raw_code.notna().to_numpy()
+    rej.add(unmapped & deliberate, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
+            np.char.add(f"code deliberately not mapped by profile {profile.name} "
+                        f"(listed in its [categories] unmapped): ", code_text))
+    rej.add(unmapped, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
+            np.char.add(f"code not in the {profile.category_system} mapping table: ", code_text))
     out["category_code"] = cat["category_code"]
-    out["category_raw_code"] = get("category_raw_code")
-    out["category_raw_name"] = get("category_raw_name")
+    out["category_raw_code"] = raw_code.astype(object).where(raw_code.notna(), None)
+    raw_name = get("category_raw_name").astype("string").str.strip()
+    out["category_raw_name"] = raw_name.astype(object).where(raw_name.notna(), None)
     out["category_method"] = "map"
     out["category_confidence"] = 1.0
     out["flags"] = cat["flags"]
@@ -196,6 +294,16 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     rej.add(status.isna().to_numpy(), found.get("status", "status"), UNKNOWN_STATUS,
             np.char.add("status not recognised: ", raw_status.to_numpy().astype(str)))
     out["status"] = status
+    closed_rule = pd.Series(False, index=raw.index)
+    if profile.closed_at_from:  # [status] closed_at_from: a disposition without a close time
+        need = status.eq(STATUS_CLOSED) & ~closed_given
+        if need.any():
+            latest = _latest_time(raw, out, profile.closed_at_from, local_tz, profile.time_formats, ctx.timezone)
+            closed_rule = need & latest.notna()
+            out.loc[closed_rule, "closed_at"] = latest[closed_rule]
+            closed_given = out["closed_at"].notna()
+            rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"),
+                    CLOSED_BEFORE_REPORTED, "closed (by the profile's closed_at_from rule) before it was reported")
     # a closed case without a close time is closed "some time before this export": keep it honest, reject
     rej.add((status.eq(STATUS_CLOSED) & ~closed_given).to_numpy(), found.get("closed_at", "closed_at"),
             MISSING_REQUIRED, "status is closed but the close time is empty")
@@ -232,11 +340,23 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
         out["party_keys"] = [[k for k in ks if k is not None] or None for ks in zip(*keys, strict=True)]
     else:
         out["party_keys"] = None
-    mapped_headers = set(found.values()) | set(profile.party_columns) | set(profile.drop_columns) | {ROW}
+    # headers not mapped to a field, and the raw text of value-mapped fields (e.g. a US disposition), go to ext
+    value_mapped = {found[f] for f in profile.values if f in found}
+    mapped_headers = ((set(found.values()) - value_mapped) | set(profile.party_columns) | set(profile.drop_columns)
+                      | {ROW})
     extra = [c for c in raw.columns if c not in mapped_headers]
-    out["ext"] = (raw[extra].astype(object).where(raw[extra].notna(), None).to_dict("records") if extra
-                  else [{}] * n)
-    out["ext"] = [json.dumps(e, ensure_ascii=False) for e in out["ext"]]
+    # whatever lands in ext is redacted like the summary: a free-text column the profile did not name
+    # (a disposition note, a resolution description) must not smuggle names or phone numbers in
+    ext_frame = pd.DataFrame({c: redact(raw[c])[0] for c in extra}, index=raw.index) if extra else None
+    ext = (ext_frame.astype(object).where(ext_frame.notna(), None).to_dict("records") if extra
+           else [{} for _ in range(n)])
+    if profile.date_only:
+        for e in ext:
+            e["time_precision"] = "day"
+    rule = f"latest of {', '.join(profile.closed_at_from)} (status closed, no close time given)"
+    for i in np.flatnonzero(closed_rule.to_numpy()):
+        ext[i] = {**ext[i], "closed_at_rule": rule}
+    out["ext"] = [json.dumps(e, ensure_ascii=False) for e in ext]
 
     # ---------------------------------------------------------------- lineage
     out["linked_event_id"] = None
@@ -251,6 +371,9 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             "the same record id appears again later in this file; the later row was loaded")
 
     keep = ~rej.rejected
+    unknown = rej.reason == UNKNOWN_CATEGORY
+    unmapped_counts = pd.Series(code_text[unknown]).value_counts()
+    unmapped_counts = {str(k): int(v) for k, v in unmapped_counts.items()}
     events = out[keep].copy()
     events["content_hash"] = _content_hash(events, HASHED_FIELDS)
     rejects = _reject_frame(raw, rej, profile, ctx)
@@ -260,7 +383,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             "source_row": malformed["source_row"].astype("int64").to_numpy(), "field": "*",
             "reason": MALFORMED_ROW, "detail": malformed["detail"].to_numpy(),
             "raw": [json.dumps({"line": r}, ensure_ascii=False) for r in malformed["raw"]]})], ignore_index=True)
-    return Staged(events.reset_index(drop=True), rejects, redactions)
+    return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts)
 
 
 def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> None:
@@ -314,7 +437,14 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     if need.any():
         addr.loc[need] = resolve_address(ctx.areas, get("address")[need]).to_numpy()
     grid_given = get("grid_code").astype("string").str.strip().fillna("")
-    known_grid = grid_given.isin(set(ctx.areas.grids["code"].astype(str))).to_numpy()
+    grid_codes = ctx.areas.grids["code"].astype(str)
+    if profile.grid_match == "code_or_name":  # e.g. police beats PN1…PN13 that are grid NAMES of the deployment
+        names = ctx.areas.grids["name"].astype(str).str.strip().str.casefold()
+        unique = ~names.duplicated(keep=False)
+        by_name = dict(zip(names[unique], grid_codes[unique], strict=True))
+        named = grid_given.str.casefold().map(by_name)
+        grid_given = grid_given.where(grid_given.isin(set(grid_codes)) | named.isna(), named)
+    known_grid = grid_given.isin(set(grid_codes)).to_numpy()
     addr_ok = addr["precision"].ne("none").to_numpy()
 
     method = np.where(located, "gps", np.where(addr_ok, "address", np.where(known_grid, "grid-code", "none")))
@@ -341,12 +471,15 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     grid_code = np.where(pd.isna(grid_code), None, grid_code)
     village = np.where(located, areas["village_code"].to_numpy(dtype=object),
                        np.where(addr_ok, addr["village_code"].to_numpy(dtype=object), None))
-    village = np.where(pd.isna(village) & (grid_code != None), [g[:12] if g else None for g in grid_code],  # noqa: E711
-                       village)
+    # a grid known only by its code: parents from the deployment's layers (code prefixes as the fallback)
+    g2v = dict(zip(grid_codes, ctx.areas.grids["parent_code"].astype(str), strict=True))
+    v2t = dict(zip(ctx.areas.villages["code"].astype(str), ctx.areas.villages["parent_code"].astype(str), strict=True))
+    village = np.where(pd.isna(village) & (grid_code != None),  # noqa: E711
+                       [g2v.get(g, g[:12]) if isinstance(g, str) else None for g in grid_code], village)
     town = np.where(located, areas["town_code"].to_numpy(dtype=object),
                     np.where(addr_ok, addr["town_code"].to_numpy(dtype=object), None))
-    town = np.where(pd.isna(town) & (village != None), [v[:9] if isinstance(v, str) else None for v in village],  # noqa: E711
-                    town)
+    town = np.where(pd.isna(town) & (village != None),  # noqa: E711
+                    [v2t.get(v, v[:9]) if isinstance(v, str) else None for v in village], town)
     out["grid_code"] = [None if pd.isna(v) else v for v in grid_code]
     out["village_code"] = [None if pd.isna(v) else v for v in village]
     out["town_code"] = [None if pd.isna(v) else v for v in town]

@@ -4,7 +4,13 @@ import pytest
 
 from onemap.contracts import SCHEMAS, TABLES
 from onemap.h3sql import h3_parent_sql
-from onemap.warehouse import ContractViolation, PublishedWarehouse, check_contracts, connect_readonly, write_session
+from onemap.warehouse import (
+    ContractViolation,
+    PublishedWarehouse,
+    check_contracts,
+    connect_readonly,
+    write_session,
+)
 
 
 def _event_row(event_id="grid:1", **over):

@@ -155,7 +155,7 @@ def test_gb18030_and_bom_files_read_the_same(tmp_path):
     ("empty.csv", b"", "empty"),
     ("bad.xlsx", b"PK\x03\x04 not really a zip", "not a readable .xlsx"),
     ("x.parquet", b"PAR1", "unsupported file type"),
-    ("header.csv", "a,a\n1,2\n".encode(), "repeats column"),
+    ("header.csv", b"a,a\n1,2\n", "repeats column"),
     ("latin.csv", HEADER.encode() + b"J1,2026-11-01,200201,\x80\x80\xff\xfe\xff\n", "GB18030"),
 ])
 def test_unreadable_files_raise_a_clear_error(tmp_path, name, data, message):
@@ -204,3 +204,9 @@ def test_mixed_types_in_xlsx_are_text(tmp_path):
     r = read_export(p)
     assert list(r.frame["事件编号"]) == ["441502001001", "G2"]
     assert list(r.frame["经度"]) == ["115.37", "东经115度"]
+
+
+def test_unnamed_free_text_columns_are_redacted_in_ext(areas, inside):
+    staged = stage([police_row(inside, 处警反馈="已联系报警人王小明，电话13812345678")], areas)
+    ext = json.loads(staged.events.iloc[0]["ext"])
+    assert "13812345678" not in ext["处警反馈"] and "王小明" not in ext["处警反馈"]

@@ -1,0 +1,172 @@
+"""The generic profile features the real-data profiles use, on small synthetic exports (no ../shared needed):
+[values.*] maps, [status] closed_at_from, [record_id] row_hash, [times] formats/date_only, the profile's
+timezone, [place] grid_match, [categories] unmapped, and the validation of profile files."""
+import json
+
+import pandas as pd
+import pytest
+
+from geodata.areas import demo_area_set
+from pipelines import stage as S
+from pipelines.mappings import CategoryMap
+from pipelines.profiles import ProfileError, load_profile
+
+NOW = pd.Timestamp("2026-11-20 12:00", tz="Asia/Shanghai")
+
+BASE = """
+[profile]
+name = "t"
+source = "police"
+category_system = "police_110"
+crs = "wgs84"
+{profile_extra}
+
+[columns]
+source_record_id = ["id"]
+reported_at = ["time"]
+category_raw_code = ["code"]
+address = ["addr"]
+lng = ["lon"]
+lat = ["lat"]
+status = ["status"]
+grid_code = ["beat"]
+
+[required]
+fields = ["reported_at", "category_raw_code"]
+"""
+
+
+@pytest.fixture(scope="module")
+def areas():
+    return demo_area_set()
+
+
+@pytest.fixture(scope="module")
+def inside(areas):
+    p = areas.grids.geometry.iloc[100].representative_point()
+    return f"{p.x:.6f}", f"{p.y:.6f}"
+
+
+def profile(tmp_path, extra: str = "", profile_extra: str = ""):
+    path = tmp_path / "t.toml"
+    path.write_text(BASE.format(profile_extra=profile_extra) + extra, encoding="utf-8")
+    return load_profile(str(path))
+
+
+def stage(rows, prof, areas):
+    raw = pd.DataFrame(rows, dtype=object).replace({"": None})
+    raw.insert(0, "__row", range(1, len(raw) + 1))
+    ctx = S.StageContext(areas=areas, categories=CategoryMap.load(), hmac_key=b"k" * 32, batch_id="b",
+                         source_file="t.csv", now=NOW)
+    return S.stage_export(raw, prof, ctx)
+
+
+def row(inside, **over):
+    r = {"id": "A1", "time": "2026-11-01 10:00:00", "code": "200201", "addr": "", "lon": inside[0], "lat": inside[1],
+         "status": "", "beat": ""}
+    r.update(over)
+    return r
+
+
+def test_status_values_and_closed_at_rule(tmp_path, areas, inside):
+    prof = profile(tmp_path, """
+[values.status]
+"Advised" = "已办结"
+"Service in Progress" = "分类流转"
+[status]
+closed_at_from = ["reported_at", "arrived"]
+""")
+    rows = [row(inside, id="A1", status="advised ", arrived="2026-11-01 11:30:00"),
+            row(inside, id="A2", status="Advised", arrived=""),
+            row(inside, id="A3", status="Service in Progress", arrived="2026-11-01 11:00:00"),
+            row(inside, id="A4", status="Flew away", arrived="")]
+    staged = stage(rows, prof, areas)
+    ev = staged.events.set_index("source_record_id")
+    assert ev.loc["A1", "status"] == "已办结" and ev.loc["A1", "closed_at"] == pd.Timestamp("2026-11-01 11:30", tz="Asia/Shanghai")
+    assert ev.loc["A2", "closed_at"] == ev.loc["A2", "reported_at"]  # the latest time the row has
+    assert ev.loc["A3", "status"] == "分类流转" and pd.isna(ev.loc["A3", "closed_at"])
+    ext = {k: json.loads(v) for k, v in ev["ext"].items()}
+    assert ext["A1"]["status"] == "advised " and "closed_at_rule" in ext["A1"]  # raw disposition kept
+    assert "closed_at_rule" not in ext["A3"]
+    [rej] = staged.rejects.to_dict("records")
+    assert rej["reason"] == S.UNKNOWN_STATUS and rej["source_row"] == 4
+
+
+def test_row_hash_ids_keep_repeated_rows_and_are_stable(tmp_path, areas, inside):
+    prof = profile(tmp_path, '[record_id]\nfrom = "row_hash"\n')
+    rows = [row(inside, id=None), row(inside, id=None), row(inside, id=None, code="200202")]
+    for r in rows:
+        del r["id"]
+    first = stage(rows, prof, areas).events
+    assert len(first) == 3 and first["event_id"].is_unique
+    ids = first["source_record_id"].tolist()
+    assert ids[0].endswith("-1") and ids[1].endswith("-2") and ids[0][:16] == ids[1][:16] != ids[2][:16]
+    # the same rows again, columns in another order and with padding: the same ids
+    again = [{k: (f" {v} " if isinstance(v, str) and v else v) for k, v in reversed(list(r.items()))} for r in rows]
+    assert stage(again, prof, areas).events["source_record_id"].tolist() == ids
+
+
+def test_date_only_times_in_the_profiles_timezone(tmp_path, areas, inside):
+    prof = profile(tmp_path, '[times]\nformats = ["%m/%d/%y"]\ndate_only = ["reported_at"]\n',
+                   profile_extra='timezone = "America/Los_Angeles"')
+    staged = stage([row(inside, time="11/1/16"), row(inside, id="A2", time="2016-11-02 17:45:00")], prof, areas)
+    ev = staged.events.set_index("source_record_id")
+    assert ev.loc["A1", "reported_at"] == pd.Timestamp("2016-11-01 00:00", tz="America/Los_Angeles")
+    assert ev.loc["A2", "reported_at"] == pd.Timestamp("2016-11-02 00:00", tz="America/Los_Angeles")
+    assert str(ev["reported_at"].dt.tz) == "Asia/Shanghai"  # stored in the deployment's zone
+    assert json.loads(ev.loc["A1", "ext"])["time_precision"] == "day"
+
+
+def test_times_without_a_profile_timezone_are_the_deployments(tmp_path, areas, inside):
+    staged = stage([row(inside)], profile(tmp_path), areas)
+    assert staged.events["reported_at"].iloc[0] == pd.Timestamp("2026-11-01 10:00", tz="Asia/Shanghai")
+
+
+def test_grid_code_may_be_a_grid_name(tmp_path, areas):
+    g = areas.grids.iloc[7]
+    rows = [row(("", ""), beat=f" {g['name']} "), row(("", ""), id="A2", beat="no such beat")]
+    by_code = stage(rows, profile(tmp_path), areas)
+    assert by_code.events.empty and set(by_code.rejects["reason"]) == {S.NO_LOCATION}
+    by_name = stage(rows, profile(tmp_path, '[place]\ngrid_match = "code_or_name"\n'), areas)
+    [e] = by_name.events.to_dict("records")
+    assert (e["grid_code"], e["village_code"], e["geocode_method"], e["geocode_precision"]) == (
+        g["code"], g["parent_code"], "grid-code", "grid")
+    town = areas.villages.set_index("code").loc[g["parent_code"], "parent_code"]
+    assert e["town_code"] == town and pd.isna(e["lng"])
+    assert by_name.rejects["reason"].tolist() == [S.NO_LOCATION]
+
+
+def test_deliberately_unmapped_codes_are_reported(tmp_path, areas, inside):
+    prof = profile(tmp_path, '[categories]\nunmapped = ["999001"]\n')
+    staged = stage([row(inside, code="999001"), row(inside, id="A2", code="999001"), row(inside, id="A3", code="X")],
+                   prof, areas)
+    assert staged.events.empty and set(staged.rejects["reason"]) == {S.UNKNOWN_CATEGORY}
+    assert staged.unmapped == {"999001": 2, "X": 1}
+    detail = dict(zip(staged.rejects["source_row"], staged.rejects["detail"], strict=True))
+    assert "deliberately" in detail[1] and "deliberately" not in detail[3]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('[values.status]\n"Done" = "finished"\n', "not product statuses"),
+    ('[record_id]\nfrom = "uuid"\n', "record_id"),
+    ('[place]\ngrid_match = "fuzzy"\n', "grid_match"),
+    ('[times]\ndate_only = ["created"]\n', "date_only"),
+    ('[extras]\nx = 1\n', "unknown table"),
+])
+def test_bad_profiles_are_refused(tmp_path, extra, message):
+    with pytest.raises(ProfileError, match=message):
+        profile(tmp_path, extra)
+
+
+def test_unknown_timezone_is_refused(tmp_path):
+    with pytest.raises(ProfileError, match="timezone"):
+        profile(tmp_path, profile_extra='timezone = "Mars/Olympus"')
+
+
+def test_shipped_profiles_load():
+    for name in ("portland_nij", "milwaukee_cfs", "slo_calllog", "nyc311", "demo_grid", "demo_police"):
+        prof = load_profile(name)
+        systems = set(CategoryMap.load().systems())
+        assert prof.category_system in systems, name
+        assert not set(prof.unmapped_codes) & set(
+            CategoryMap.load().table.query("source_system == @prof.category_system")["source_code"]), name
