@@ -18,6 +18,7 @@ from geodata.areas import AreaSet, demo_area_set, load_area_set
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly, write_session
 from pipelines.aggregate import refresh_aggregates
+from pipelines.classify import classify_pending
 from pipelines.load import link_matters, quarantine, upsert_events
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
@@ -139,6 +140,10 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
             batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
             keep_raw_copy(settings, source, path, sha)
             read, staged = stage_file(path, batch_id)
+            staged.events, unclassified = classify_pending(
+                con, staged.events, {"batch_id": batch_id, "source": source, "source_file": path.name})
+            if len(unclassified):
+                staged.rejects = pd.concat([staged.rejects, unclassified], ignore_index=True)
             counts = upsert_events(con, staged.events)
             linked = link_matters(con, batch_id)
             quarantine(con, staged.rejects)

@@ -87,6 +87,7 @@ class Profile:
     record_id_columns: tuple[str, ...] = ()
     grid_match: str = "code"
     unmapped_codes: tuple[str, ...] = ()
+    classify_free_text: bool = False  # [categories] classify_free_text: rows with text and no code -> model
 
     def resolve_headers(self, headers: list[str]) -> dict[str, str]:
         """Map canonical field -> the header present in this file (first alias that matches)."""
@@ -159,6 +160,7 @@ def load_profile(name_or_path: str) -> Profile:
             record_id_columns=_strings(raw, "record_id", "columns", path),
             grid_match=raw.get("place", {}).get("grid_match", "code"),
             unmapped_codes=_strings(raw, "categories", "unmapped", path),
+            classify_free_text=bool(raw.get("categories", {}).get("classify_free_text", False)),
         )
     except KeyError as exc:
         raise ProfileError(f"{path}: missing key {exc.args[0]!r}") from exc

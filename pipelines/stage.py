@@ -283,6 +283,14 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     raw_name = get("category_raw_name").astype("string").str.strip()
     out["category_raw_name"] = raw_name.astype(object).where(raw_name.notna(), None)
     out["category_method"] = "map"
+    if profile.classify_free_text:
+        # no code but some text: left for the text model (pipelines.classify), which sets the category and
+        # its confidence or quarantines the row as unclassified
+        text_given = get("summary").astype("string").str.strip().fillna("").ne("").to_numpy()
+        pending = raw_code.isna().to_numpy() & text_given
+        out.loc[pending, "category_method"] = "model"
+        rej.add(raw_code.isna().to_numpy() & ~text_given, found.get("category_raw_code", "category_raw_code"),
+                MISSING_REQUIRED, "no category code and no text to classify")
     out["category_confidence"] = 1.0
     out["flags"] = cat["flags"]
 

@@ -7,7 +7,7 @@ from pipelines.build import build
 from pipelines.ingest import ingest
 
 from .test_quarantine import police_row
-from .test_upsert import _csv, inside, settings  # noqa: F401 - fixtures
+from .test_upsert import _csv
 
 
 def _table(settings, sql):
@@ -18,7 +18,7 @@ def _table(settings, sql):
         con.close()
 
 
-def test_incremental_build_touches_only_changed_days_and_equals_full(settings, inside, tmp_path):  # noqa: F811
+def test_incremental_build_touches_only_changed_days_and_equals_full(settings, inside, tmp_path):
     rows = [police_row(inside, 接警单编号=f"J{i}", 报警时间=f"2026-10-{1 + i % 20:02d} 10:00:00",
                        办理期限="2026-11-30 00:00:00") for i in range(60)]
     ingest(settings, "police", [_csv(tmp_path / "a.csv", rows)], progress=False)

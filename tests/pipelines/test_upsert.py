@@ -8,27 +8,10 @@ import time
 import pandas as pd
 import pytest
 
-from onemap.settings import load_settings
 from onemap.warehouse import connect_readonly
 from pipelines.ingest import ingest
 
 from .test_quarantine import police_row
-
-
-@pytest.fixture
-def settings(tmp_path, monkeypatch):
-    monkeypatch.setenv("ONEMAP_HMAC_KEY", "ab" * 16)
-    return load_settings(environ={"ONEMAP_HOME": str(tmp_path / "home"), "ONEMAP_HMAC_KEY": "ab" * 16},
-                         local_file=tmp_path / "none.toml")
-
-
-@pytest.fixture
-def inside():
-    from geodata.areas import demo_area_set
-
-    g = demo_area_set().grids
-    p = g.geometry.iloc[200].representative_point()
-    return p.x, p.y, str(g["code"].iloc[200])
 
 
 def _csv(path, rows):
