@@ -105,6 +105,22 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from models.backtest import DATASETS, run_backtest
+
+    if args.data_dir:
+        os.environ["ONEMAP_SHARED_DATA"] = args.data_dir
+    names = list(DATASETS) if args.dataset == "all" else [args.dataset]
+    for name in names:
+        for res in args.resolution:
+            results, text = run_backtest(name, res, max_origins=args.max_origins)
+            print(text)
+            if args.csv:
+                results.assign(dataset=name, resolution=res).to_csv(
+                    args.csv, mode="a", index=False, header=not Path(args.csv).exists())
+    return 0
+
+
 def cmd_geodata_load(args: argparse.Namespace) -> int:
     from pipelines.areas_load import geodata_load_main
 
@@ -170,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, choices=[1, 7], help="only 1-day or 7-day windows")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("backtest", help="rolling-origin backtest of the next-period forecast (PAI, PEI, ceiling)",
+                       description="Rolling-origin backtest of the cell risk forecaster beside the baselines "
+                                   "(last 4 weeks, all history, KDE) and the ceiling (the best possible cells), "
+                                   "printing PAI, PEI and hit rate at 1%% and 5%% of the study area, on the real "
+                                   "public datasets in ../shared/data.")
+    p.add_argument("--dataset", default="portland-cfs",
+                   choices=["portland-cfs", "portland-disorder", "portland-burglary-mvt", "portland-burglary",
+                            "milwaukee-cfs", "all"])
+    p.add_argument("--resolution", type=int, nargs="+", default=[9], help="H3 resolution(s), e.g. 9 10")
+    p.add_argument("--max-origins", type=int, help="score only the last N origins (faster)")
+    p.add_argument("--data-dir", help="folder with the public datasets (default ../shared/data)")
+    p.add_argument("--csv", help="append per-origin results to this CSV file")
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("geodata", help="manage the deployment's own boundaries (county, towns, villages, grids)")
     geo = p.add_subparsers(dest="geodata_command", required=True)
