@@ -47,6 +47,16 @@ def _alert_list(data: DashboardData, limit: int = 8) -> html.Ul | html.P:
                  html.Div(r.sentence_zh, className="summary")]) for r in latest.itertuples()])
 
 
+def _repeat_list(data: DashboardData, limit: int = 5) -> html.Ul | html.P:
+    frame = queries.repeat_places(data.con(), limit=limit)
+    if frame.empty:
+        return html.P("暂无重复警情地点")
+    return html.Ul(className="alerts", children=[
+        html.Li([html.B(f"{r.place or r.grid_code} · {r.n_events} 起"),
+                 html.Div(f"{r.first_day} 至 {r.last_day}，50 米内，{r.window_days} 天窗口；主要为"
+                          f"{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
+
+
 def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
     con = data.con()
     bounds = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
@@ -84,6 +94,7 @@ def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
                       style={"height": "100%"}),
             html.Aside(id="detail", className="detail", children=[
                 html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data)),
+                html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data)),
                 html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
         ]),
         dcc.Interval(id="refresh", interval=data.settings.refresh_seconds * 1000, disabled=not kiosk),

@@ -185,7 +185,7 @@ def format_table(summary: pd.DataFrame, meta: Mapping | None = None, title: str 
         cells += [f"{r['seconds']:.1f}"]
         lines.append(cells)
     widths = [max(len(x) for x in col) for col in zip(head, *lines, strict=True)]
-    fmt = "  ".join("{:<%d}" % widths[0] if i == 0 else "{:>%d}" % w for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
     out = []
     if title:
         out.append(title)

@@ -271,36 +271,52 @@ class KDEBaseline(_PanelModel):
 # the forecaster
 # --------------------------------------------------------------------------------------------------
 class CellRiskForecaster(_PanelModel):
-    """Next-period expected count per cell. See the module docstring for the features.
+    """Next-period expected count (risk score) per cell. See the module docstring for the features.
 
-    Two learners share one feature set, fitted on every (cell, fully observed target period) before the
-    origin (the last ``max_train_periods`` of them):
+    Learners (``estimator``), all fitted only on periods before the origin:
 
-    * an *additive* Poisson model ``mu = sum_j w_j x_j`` with non-negative weights ``w`` on non-negative
-      rate features (own rates over the windows, exponentially weighted rates, ring rates, category
-      rates, a constant), fitted by maximum Poisson likelihood (L-BFGS-B, small ridge). This is a learned
-      mixture of temporal windows and spatial kernels - a KDE whose bandwidth and memory are fitted;
-    * ``HistGradientBoostingRegressor(loss="poisson")`` on the same features (missing values allowed)
-      plus the additive prediction.
+    * ``"kernel"`` (default) -- a *ranking-tuned space-time kernel*: the exponentially weighted own rate
+      (half-life ``h``) plus ``a1`` x the ring-1 and ``a2`` x the ring-2 neighbour sums of that rate,
+      plus ``b`` x the rate of the last ``recent_window`` periods. ``(h, a1, a2, b)`` are chosen on a
+      small grid (``kernel_grid``) by the share of events captured in the top ``tune_fractions`` of
+      cells over the last ``max_train_periods`` fully observed periods before the origin, each scored
+      with only its own past -- i.e. the bandwidth and memory are tuned on exactly what is evaluated
+      (the top 1 % / 5 %), as the NIJ winners tuned theirs. A candidate replaces the plain all-history
+      rate only if it captures at least ``tune_margin`` (relative) more, so with little history the
+      model falls back to the long-run count instead of chasing noise.
+    * ``"additive"`` -- ``mu = sum_j w_j x_j`` with non-negative weights on the non-negative rate
+      features (own / EWM / ring / category rates, a constant), fitted by maximum Poisson likelihood
+      (L-BFGS-B, small ridge): a likelihood-fitted kernel mixture.
+    * ``"hgb"`` -- ``HistGradientBoostingRegressor(loss="poisson")`` on all features (own counts over the
+      ``lags`` windows, exponentially weighted rates, ring-1/ring-2 counts over the same windows,
+      same-season rate and phase, category rates, open-case rates, history length) plus the kernel score.
+    * ``"blend"`` -- weighted geometric mean of ``"hgb"`` and ``"kernel"`` (weight ``blend`` on the kernel).
 
-    ``estimator="blend"`` (default) returns the weighted geometric mean of the two (weight ``blend`` on
-    the additive model); ``"additive"`` or ``"hgb"`` use one. Target rows with zero events are sampled
-    at rate ``zero_sample`` and re-weighted by ``1/zero_sample`` (an unbiased likelihood, much faster on
-    sparse series)."""
+    Measured on the Portland backtests (bench/RESULTS_backtest.md): on the dense weekly series every
+    learner is within noise of the long-run count (all are near the Poisson noise floor); on sparse
+    burglary the kernel gains ~10 % PAI@5 % over the all-history count. ``"kernel"`` is the default
+    because it is never worse than the long-run count by more than noise and is ~20x cheaper than
+    boosting. Target rows with zero events are sampled at rate ``zero_sample`` and re-weighted by
+    ``1/zero_sample`` for the likelihood-based learners (unbiased, much faster on sparse series)."""
 
     def __init__(self, horizon_weeks: int = 1, lags=(1, 2, 4, 8, 13, 26, 52), random_state=0, *,
-                 period=None, rings=(1, 2), halflives=(4, 13, 52), estimator: str = "blend",
-                 blend: float = 0.5, season_cycle: int | None = None, min_history: int = 1,
-                 max_train_periods: int = 104, zero_sample: float = 0.25, ridge: float = 1e-3,
-                 learning_rate: float = 0.05, max_iter: int = 200, max_leaf_nodes: int = 15,
-                 min_samples_leaf: int = 200, l2_regularization: float = 1.0):
+                 period=None, estimator: str = "kernel", rings=(1, 2), halflives=(4, 13, 52),
+                 kernel_grid: dict | None = None, recent_window: int = 4, tune_fractions=(0.01, 0.05),
+                 tune_margin: float = 0.005, blend: float = 0.5, season_cycle: int | None = None,
+                 min_history: int = 1, max_train_periods: int = 52, zero_sample: float = 0.25,
+                 ridge: float = 1e-3, learning_rate: float = 0.05, max_iter: int = 150,
+                 max_leaf_nodes: int = 15, min_samples_leaf: int = 200, l2_regularization: float = 1.0):
         self.horizon_weeks = horizon_weeks
         self.lags = lags
         self.random_state = random_state
         self.period = period
+        self.estimator = estimator
         self.rings = rings
         self.halflives = halflives
-        self.estimator = estimator
+        self.kernel_grid = kernel_grid
+        self.recent_window = recent_window
+        self.tune_fractions = tune_fractions
+        self.tune_margin = tune_margin
         self.blend = blend
         self.season_cycle = season_cycle
         self.min_history = min_history
@@ -312,6 +328,13 @@ class CellRiskForecaster(_PanelModel):
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
+
+    DEFAULT_KERNEL_GRID = {
+        "halflife": (np.inf, 4, 13, 26, 52, 104),   # periods; inf = plain all-history rate
+        "a1": (0.0, 0.05, 0.1, 0.2, 0.35, 0.5),
+        "a2": (0.0, 0.03, 0.07, 0.15),
+        "b": (0.0, 0.5, 1.0),
+    }
 
     # ---- features ---------------------------------------------------------------------------------
     def _cycle(self, step: pd.Timedelta) -> int:
@@ -412,7 +435,65 @@ class CellRiskForecaster(_PanelModel):
         y = (cumY[:, ts + h] - cumY[:, ts]).T.reshape(-1) if ts.size else np.zeros(0)
         return ts, y
 
-    # ---- learners ---------------------------------------------------------------------------------
+    # ---- kernel learner ---------------------------------------------------------------------------
+    def _kernel_parts(self, g: PanelGrid, targets: np.ndarray, halflife: float):
+        """(EW own rate, ring-1 sum of it, ring-2 sum of it, recent rate), each (U, len(targets))."""
+        U = g.cells.size
+        nt = targets.size
+        if np.isinf(halflife):
+            num = _cum(g.Y)[:, targets]
+            den = _cum(g.exposure[None, :])[0][targets]
+        else:
+            num, den = _ewm(g.Y, g.exposure, halflife, targets)
+        E = np.nan_to_num(_rate(num, np.broadcast_to(den, (U, nt))))
+        cumE = _cum(g.exposure[None, :])[0]
+        d = np.broadcast_to(_window_sums(cumE, targets, int(self.recent_window)), (U, nt))
+        Rc = np.nan_to_num(_rate(_window_sums(_cum(g.Y), targets, int(self.recent_window)), d))
+        return E, ring_matrix(g.cells, 1) @ E, ring_matrix(g.cells, 2) @ E, Rc
+
+    def _tune_kernel(self, g: PanelGrid, ts: np.ndarray) -> None:
+        grid = {**self.DEFAULT_KERNEL_GRID, **(self.kernel_grid or {})}
+        default = (np.inf, 0.0, 0.0, 0.0)
+        self.kernel_params_ = dict(zip(("halflife", "a1", "a2", "b"), default, strict=True))
+        self.kernel_table_ = None
+        if ts.size == 0:
+            return
+        h = int(self.horizon_weeks)
+        cumY = _cum(g.Y)
+        Yt = cumY[:, ts + h] - cumY[:, ts]
+        total = max(float(Yt.sum()), 1.0)
+        U = g.cells.size
+        ks = [max(1, int(np.floor(f * U + 0.5))) for f in self.tune_fractions]
+
+        def captured(S: np.ndarray) -> float:
+            out = 0.0
+            for k in ks:
+                idx = np.argpartition(-S, k - 1, axis=0)[:k]
+                out += float(np.take_along_axis(Yt, idx, axis=0).sum())
+            return out / total / len(ks)
+
+        rows = []
+        for hl in grid["halflife"]:
+            E, R1E, R2E, Rc = self._kernel_parts(g, ts, float(hl))
+            for a1 in grid["a1"]:
+                for a2 in grid["a2"]:
+                    S12 = E + a1 * R1E + a2 * R2E
+                    for b in grid["b"]:
+                        rows.append((float(hl), a1, a2, b, captured(S12 + b * Rc)))
+        table = pd.DataFrame(rows, columns=["halflife", "a1", "a2", "b", "captured"])
+        base = table[(np.isinf(table.halflife)) & (table.a1 == 0) & (table.a2 == 0) & (table.b == 0)]
+        base_val = float(base["captured"].iloc[0]) if len(base) else -np.inf
+        best = table.loc[table["captured"].idxmax()]
+        if best["captured"] > base_val * (1 + float(self.tune_margin)):
+            self.kernel_params_ = {c: float(best[c]) for c in ("halflife", "a1", "a2", "b")}
+        self.kernel_table_ = table
+
+    def _kernel_score(self, g: PanelGrid, targets: np.ndarray) -> np.ndarray:
+        p = self.kernel_params_
+        E, R1E, R2E, Rc = self._kernel_parts(g, targets, p["halflife"])
+        return E + p["a1"] * R1E + p["a2"] * R2E + p["b"] * Rc
+
+    # ---- likelihood learners -----------------------------------------------------------------------
     @staticmethod
     def _fit_additive(A: np.ndarray, y: np.ndarray, sw: np.ndarray, ridge: float) -> np.ndarray:
         """Non-negative weights maximising the weighted Poisson likelihood of ``mu = A @ w``."""
@@ -421,7 +502,6 @@ class CellRiskForecaster(_PanelModel):
         scale = A.mean(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         Z = A / scale
-        tot = float((sw * y).sum())
         n = float(sw.sum())
         eps = 1e-9
 
@@ -431,7 +511,7 @@ class CellRiskForecaster(_PanelModel):
             grad = Z.T @ (sw * (1.0 - y / mu)) / n + 2 * ridge * w
             return val, grad
 
-        w0 = np.full(Z.shape[1], tot / n / max(Z.sum(axis=1).mean(), eps) if n else 0.0)
+        w0 = np.full(Z.shape[1], float((sw * y).sum()) / n / max(Z.sum(axis=1).mean(), eps))
         r = minimize(f, w0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * Z.shape[1],
                      options={"maxiter": 500})
         return r.x / scale
@@ -441,36 +521,36 @@ class CellRiskForecaster(_PanelModel):
         period present in the panel)."""
         from sklearn.ensemble import HistGradientBoostingRegressor
 
-        if self.estimator not in ("blend", "additive", "hgb"):
-            raise ValueError(f"estimator must be 'blend', 'additive' or 'hgb', got {self.estimator!r}")
+        if self.estimator not in ("kernel", "additive", "hgb", "blend"):
+            raise ValueError(f"estimator must be 'kernel', 'additive', 'hgb' or 'blend', got {self.estimator!r}")
         g = build_grid(panel, cells=cells, exposure=exposure, end=origin, period=self.period)
         ts, y = self._targets(g)
         self.n_train_periods_ = int(ts.size)
         self.weights_ = None
         self.model_ = None
-        if ts.size == 0 or y.sum() <= 0:
+        self._tune_kernel(g, ts)
+        if self.estimator == "kernel" or ts.size == 0 or y.sum() <= 0:
             return self
         self.use_phase_ = bool(g.exposure.sum() >= 2 * self._cycle(g.step))
         X, names, addv = self._features(g, ts, self._rings(g), self.use_phase_)
         rng = np.random.default_rng(self.random_state)
         q = float(self.zero_sample)
         keep = (y > 0) | (rng.random(y.size) < q)
-        X, y = X[keep], y[keep]
-        sw = np.where(y > 0, 1.0, 1.0 / q)
+        sw = np.where(y[keep] > 0, 1.0, 1.0 / q)
         self.feature_names_ = names
         self.additive_mask_ = addv
-        self.weights_ = self._fit_additive(X[:, addv], y, sw, self.ridge)
-        self.n_train_rows_ = int(X.shape[0])
+        self.n_train_rows_ = int(keep.sum())
         if self.estimator == "additive":
+            self.weights_ = self._fit_additive(X[keep][:, addv], y[keep], sw, self.ridge)
             return self
-        mu = X[:, addv] @ self.weights_
-        Xh = np.column_stack([X, np.log(mu + 1e-6)])
+        ker = self._kernel_score(g, ts).T.reshape(-1)
+        Xh = np.column_stack([X, np.log(ker + 1e-6)])[keep]
         self.keep_cols_ = np.isfinite(Xh).any(axis=0)  # e.g. same-week-last-year before a year of data
         self.model_ = HistGradientBoostingRegressor(
             loss="poisson", learning_rate=self.learning_rate, max_iter=self.max_iter,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.random_state,
-        ).fit(Xh[:, self.keep_cols_], y, sample_weight=sw)
+        ).fit(Xh[:, self.keep_cols_], y[keep], sample_weight=sw)
         return self
 
     @property
@@ -480,19 +560,20 @@ class CellRiskForecaster(_PanelModel):
         return pd.Series(self.weights_, index=names)
 
     def _score(self, g: PanelGrid) -> np.ndarray:
-        T = g.Y.shape[1]
+        T = np.array([g.Y.shape[1]])
         h = float(self.horizon_weeks)
-        if getattr(self, "weights_", None) is None:
-            # nothing to learn from (no complete target period before the origin): all-history rate
-            return AllHistory()._score(g)
-        X, names, addv = self._features(g, np.array([T]), self._rings(g), self.use_phase_)
-        mu = np.maximum(X[:, addv] @ self.weights_, 0.0)
-        if self.estimator == "additive" or self.model_ is None:
-            return mu / h
-        Xh = np.column_stack([X, np.log(mu + 1e-6)])[:, self.keep_cols_]
-        pred = self.model_.predict(Xh)
+        if not hasattr(self, "kernel_params_"):
+            raise RuntimeError("call fit() before predict()")
+        ker = self._kernel_score(g, T)[:, 0]
+        if self.estimator == "kernel" or (self.weights_ is None and self.model_ is None):
+            return ker
+        X, names, addv = self._features(g, T, self._rings(g), self.use_phase_)
+        if self.estimator == "additive":
+            return np.maximum(X[:, addv] @ self.weights_, 0.0) / h
+        Xh = np.column_stack([X, np.log(ker + 1e-6)])[:, self.keep_cols_]
+        pred = self.model_.predict(Xh) / h
         if self.estimator == "hgb":
-            return pred / h
+            return pred
         b = float(self.blend)
         eps = 1e-6
-        return np.exp((1 - b) * np.log(pred + eps) + b * np.log(mu + eps)) / h
+        return np.exp((1 - b) * np.log(pred + eps) + b * np.log(ker + eps))

@@ -333,8 +333,30 @@ ALERTS = Table(
              "SELECT a.run_id FROM scores.alerts a ANTI JOIN meta.model_runs r USING (run_id)")),
 )
 
+REPEAT_PLACES = Table(
+    "scores", "repeat_places",
+    (
+        C("run_id", "VARCHAR", False),
+        C("place_id", "INTEGER", False),
+        C("lng", "DOUBLE", False),
+        C("lat", "DOUBLE", False),
+        C("place", "VARCHAR", doc="town and village names"),
+        C("grid_code", "VARCHAR"),
+        C("n_events", "INTEGER", False),
+        C("first_at", "TIMESTAMPTZ", False),
+        C("last_at", "TIMESTAMPTZ", False),
+        C("window_days", "INTEGER", False, "the near-repeat window calibrated with the Knox test"),
+        C("radius_m", "DOUBLE", False),
+        C("top_category", "VARCHAR"),
+        C("categories", "JSON"),
+    ),
+    ("run_id", "place_id"),
+    checks=(("a repeat place has at least three incidents", "SELECT place_id FROM scores.repeat_places WHERE n_events < 3"),),
+    doc="Places (never people) with repeated incidents, for follow-up visits (回访).",
+)
+
 TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, AREA_VINTAGES,
-                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS, ALERTS)
+                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS, ALERTS, REPEAT_PLACES)
 
 
 def table(qualified: str) -> Table:

@@ -161,3 +161,11 @@ def alerts(con, since: dt.date | None = None, window_days: int | None = None, li
     frame["cell"] = frame["cell"].map(lambda c: format(int(c), "x"))
     frame["window_end"] = pd.to_datetime(frame["window_end"]).dt.strftime("%Y-%m-%d")
     return frame
+
+
+def repeat_places(con, limit: int = 20) -> pd.DataFrame:
+    """Places (never people) with repeated incidents in the calibrated window, for follow-up visits (回访)."""
+    return con.execute(
+        "SELECT place, grid_code, n_events, window_days, top_category, strftime(first_at, '%m-%d') AS first_day, "
+        "strftime(last_at, '%m-%d') AS last_day, lng, lat FROM scores.repeat_places "
+        "ORDER BY n_events DESC, last_at DESC LIMIT ?", [int(limit)]).df()

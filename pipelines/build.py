@@ -27,6 +27,7 @@ def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = Fa
         score_hotspots(con, areas, settings, as_of)
         score_outliers(con, as_of)
         score_alerts(con, areas)
+        score_repeat_places(con, areas, as_of)
         n = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
         con.execute("INSERT INTO meta.builds VALUES (?, now(), ?, ?, ?)",
                     [uuid.uuid4().hex[:12], as_of, n, _version()])
@@ -98,6 +99,57 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
               "k": 1}
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
                 [run_id, _version(), json.dumps(params), len(alerts)])
+    return run_id
+
+
+REPEAT_MIN_COUNT = 3
+REPEAT_RADIUS_M = 50.0
+REPEAT_DEFAULT_WINDOW = 28
+
+
+def score_repeat_places(con, areas, as_of: pd.Timestamp) -> str:
+    """一地多报: places within 50 m with >= 3 incidents in a window calibrated by the Knox near-repeat test."""
+    import json
+
+    from geodata.areas import assign_areas
+    from models.repeat_places import calibrate_near_repeat, repeat_places
+
+    events = con.execute(
+        "SELECT event_id, lng, lat, reported_at AS occurred_at, category_code FROM core.events "
+        "WHERE lng IS NOT NULL AND reported_at > $as_of - INTERVAL 90 DAY AND reported_at <= $as_of "
+        "AND NOT confidential", {"as_of": as_of}).df()
+    con.execute("DELETE FROM scores.repeat_places")
+    con.execute("DELETE FROM meta.model_runs WHERE model = 'repeat_places'")
+    window, knox_note = REPEAT_DEFAULT_WINDOW, "default"
+    if len(events) >= 50:
+        sample = events.sample(min(len(events), 4000), random_state=0)
+        t = (pd.to_datetime(sample["occurred_at"]) - pd.Timestamp("2000-01-01", tz="UTC")).dt.total_seconds() / 86400
+        cal = calibrate_near_repeat(sample["lng"].to_numpy(), sample["lat"].to_numpy(), t.to_numpy(),
+                                    space_bands_m=(50, 100, 200), time_bands_days=(3, 7, 14, 28), n_perm=49)
+        if cal.window_days:
+            window, knox_note = int(cal.window_days), "knox"
+    places = repeat_places(events, min_count=REPEAT_MIN_COUNT, window_days=window, radius_m=REPEAT_RADIUS_M,
+                           as_of=as_of, address_col=None) if len(events) else pd.DataFrame()
+    run_id = uuid.uuid4().hex[:12]
+    if len(places):
+        codes = assign_areas(areas, lng=places["lng"].to_numpy(), lat=places["lat"].to_numpy())
+        names = pd.concat([areas.towns[["code", "name"]], areas.villages[["code", "name"]]]).set_index("code")["name"]
+        place = codes["town_code"].map(names).fillna("") + codes["village_code"].map(names).fillna("")
+        frame = pd.DataFrame({
+            "run_id": run_id, "place_id": places["place_id"].astype(int), "lng": places["lng"], "lat": places["lat"],
+            "place": place.where(place != "", None).to_numpy(), "grid_code": codes["grid_code"].to_numpy(),
+            "n_events": places["n_events"].astype(int), "first_at": places["first_at"], "last_at": places["last_at"],
+            "window_days": window, "radius_m": REPEAT_RADIUS_M, "top_category": places["top_category"],
+            "categories": [json.dumps(c, ensure_ascii=False) for c in places["categories"]]})
+        con.register("repeat_frame", frame)
+        try:
+            con.execute("INSERT INTO scores.repeat_places SELECT * FROM repeat_frame")
+        finally:
+            con.unregister("repeat_frame")
+    params = {"min_count": REPEAT_MIN_COUNT, "radius_m": REPEAT_RADIUS_M, "window_days": window,
+              "window_from": knox_note}
+    con.execute("INSERT INTO meta.model_runs VALUES (?, 'repeat_places', ?, ?, now(), ?)",
+                [run_id, _version(), json.dumps(params), len(places)])
     return run_id
 
 

@@ -37,7 +37,7 @@ def test_incremental_build_touches_only_changed_days_and_equals_full(settings, i
     assert int(day["n"].iloc[0]) == 3 + 7
 
 
-@pytest.mark.parametrize("table", ["scores.hotspots", "scores.outliers"])
+@pytest.mark.parametrize("table", ["scores.hotspots", "scores.outliers", "scores.alerts", "scores.repeat_places"])
 def test_scores_carry_a_recorded_model_run(demo_settings, table):
     con = connect_readonly(demo_settings.warehouse_path)
     try:
