@@ -283,7 +283,9 @@ class CellRiskForecaster(_PanelModel):
       with only its own past -- i.e. the bandwidth and memory are tuned on exactly what is evaluated
       (the top 1 % / 5 %), as the NIJ winners tuned theirs. A candidate replaces the plain all-history
       rate only if it captures at least ``tune_margin`` (relative) more, so with little history the
-      model falls back to the long-run count instead of chasing noise.
+      model falls back to the long-run count instead of chasing noise. Only periods that had seen at least
+      ``tune_history_ratio`` of the history available at the origin are used for tuning (with less
+      history, smoothing and recency look better than they will be at the origin).
     * ``"additive"`` -- ``mu = sum_j w_j x_j`` with non-negative weights on the non-negative rate
       features (own / EWM / ring / category rates, a constant), fitted by maximum Poisson likelihood
       (L-BFGS-B, small ridge): a likelihood-fitted kernel mixture.
@@ -302,7 +304,7 @@ class CellRiskForecaster(_PanelModel):
     def __init__(self, horizon_weeks: int = 1, lags=(1, 2, 4, 8, 13, 26, 52), random_state=0, *,
                  period=None, estimator: str = "kernel", rings=(1, 2), halflives=(4, 13, 52),
                  kernel_grid: dict | None = None, recent_window: int = 4, tune_fractions=(0.01, 0.05),
-                 tune_margin: float = 0.005, blend: float = 0.5, season_cycle: int | None = None,
+                 tune_margin: float = 0.005, tune_history_ratio: float = 0.5, blend: float = 0.5, season_cycle: int | None = None,
                  min_history: int = 1, max_train_periods: int = 52, zero_sample: float = 0.25,
                  ridge: float = 1e-3, learning_rate: float = 0.05, max_iter: int = 150,
                  max_leaf_nodes: int = 15, min_samples_leaf: int = 200, l2_regularization: float = 1.0):
@@ -317,6 +319,7 @@ class CellRiskForecaster(_PanelModel):
         self.recent_window = recent_window
         self.tune_fractions = tune_fractions
         self.tune_margin = tune_margin
+        self.tune_history_ratio = tune_history_ratio
         self.blend = blend
         self.season_cycle = season_cycle
         self.min_history = min_history
@@ -429,7 +432,7 @@ class CellRiskForecaster(_PanelModel):
         h = int(self.horizon_weeks)
         cumE = _cum(g.exposure[None, :])[0]
         ts = [t for t in range(1, T - h + 1)
-              if np.all(g.exposure[t:t + h] >= 1.0 - 1e-9) and cumE[t] >= self.min_history]
+              if np.all(g.exposure[t:t + h] >= 1.0 - 1e-9) and cumE[t] >= self.min_history - 1e-9]
         ts = np.array(ts[-int(self.max_train_periods):], dtype=int)
         cumY = _cum(g.Y)
         y = (cumY[:, ts + h] - cumY[:, ts]).T.reshape(-1) if ts.size else np.zeros(0)
@@ -456,6 +459,10 @@ class CellRiskForecaster(_PanelModel):
         default = (np.inf, 0.0, 0.0, 0.0)
         self.kernel_params_ = dict(zip(("halflife", "a1", "a2", "b"), default, strict=True))
         self.kernel_table_ = None
+        # tune only on periods that had seen at least ``tune_history_ratio`` of the history available at
+        # the origin: with less history, smoothing and recency look better than they will at prediction
+        cumE = _cum(g.exposure[None, :])[0]
+        ts = ts[cumE[ts] >= float(self.tune_history_ratio) * cumE[-1] - 1e-9]
         if ts.size == 0:
             return
         h = int(self.horizon_weeks)

@@ -167,7 +167,7 @@ def exposure_from_days(days: Iterable, period: str | pd.Timedelta = "7D") -> pd.
         return pd.Series(dtype=float)
     per_day = min(step, pd.Timedelta("1D"))
     starts = period_floor(days, step)
-    frac = pd.Series(per_day / step, index=starts).groupby(level=0).sum().clip(upper=1.0)
+    frac = pd.Series(per_day / step, index=starts).groupby(level=0).sum().round(9).clip(upper=1.0)
     full = pd.date_range(starts.min(), starts.max(), freq=step)
     return frac.reindex(full, fill_value=0.0).rename("exposure")
 

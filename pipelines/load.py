@@ -11,10 +11,12 @@ from scipy.spatial import cKDTree
 from onemap.contracts import CORE_EVENTS, REJECTS
 
 # Linking the same matter across sources: a police incident and a grid report close in space and time
-# with compatible categories. Thresholds follow the generator-free reasoning in docs: grid workers arrive
-# within hours and report from the spot (GPS noise tens of metres).
-LINK_RADIUS_M = 120.0
-LINK_WINDOW_H = 12.0
+# with compatible categories. A grid worker reports from the spot within hours (GPS noise tens of
+# metres). Measured on the 200k-event demo against the generator's truth: precision 0.955, recall 0.956
+# (docs/analytics.md §8); wider thresholds gain little recall and lose precision in dense areas.
+LINK_RADIUS_M = 40.0
+LINK_WINDOW_H = 9.0
+LINK_BY_VILLAGE = True
 COMPATIBLE = {frozenset(p) for p in (("MD14", "MD06"), ("MD13", "MD06"), ("MD04", "MD0401"), ("MD10", "MD1001"))}
 
 
@@ -82,7 +84,8 @@ def link_matters(con, batch_id: str) -> int:
     if police.empty or grid.empty:
         return 0
     pi, gj, cost = _point_candidates(police, grid)
-    pi2, gj2, cost2 = _village_candidates(police, grid)
+    pi2, gj2, cost2 = (_village_candidates(police, grid) if LINK_BY_VILLAGE
+                       else (np.array([], dtype=int), np.array([], dtype=int), np.array([])))
     pi, gj, cost = np.concatenate([pi, pi2]), np.concatenate([gj, gj2]), np.concatenate([cost, cost2])
     order = np.argsort(cost, kind="stable")
     used_p, used_g, links = set(), set(), []
@@ -145,8 +148,17 @@ def _village_candidates(police: pd.DataFrame, grid: pd.DataFrame):
     d_time_h = (m["t_p"] - m["t_g"]).abs() / 3600
     ok = (d_time_h <= LINK_WINDOW_H).to_numpy() & categories_compatible(
         m["category_code_p"].to_numpy(), m["category_code_g"].to_numpy())
-    # no distance is known: rank after every point-based pair of the same time gap
-    return m["pi"].to_numpy()[ok], m["gj"].to_numpy()[ok], 1.0 + (d_time_h / LINK_WINDOW_H).to_numpy()[ok]
+    m = m[ok]
+    # the centre dispatches the grid worker after the police transfer (双派单), so an address-only police
+    # record is matched only to a report that follows it; ambiguity is judged on the whole window
+    after = (m["t_g"] >= m["t_p"]).to_numpy()
+    # no distance is known, so a village is a coarse key: link only when the pair is unambiguous (the
+    # police record has exactly one candidate report and that report exactly one candidate record)
+    unique = (m.groupby("pi")["gj"].transform("size") == 1) & (m.groupby("gj")["pi"].transform("size") == 1)
+    m = m[unique.to_numpy() & after]
+    d_time_h = (m["t_p"] - m["t_g"]).abs() / 3600
+    # rank after every point-based pair of the same time gap
+    return m["pi"].to_numpy(), m["gj"].to_numpy(), 1.0 + (d_time_h / LINK_WINDOW_H).to_numpy()
 
 
 def quarantine(con, rejects: pd.DataFrame) -> None:
