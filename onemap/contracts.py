@@ -100,8 +100,9 @@ EVENT_COLUMNS = (
 STATUS_CLOSED = "已办结"
 
 CORE_EVENTS = Table(
-    "core", "events", EVENT_COLUMNS, ("event_id",),
+    "core", "events", EVENT_COLUMNS, (),  # no index: see pipelines.load.upsert_events
     checks=(
+        ("one row per event_id", "SELECT event_id FROM core.events GROUP BY event_id HAVING count(*) > 1"),
         ("closed events have a closing time",
          f"SELECT event_id FROM core.events WHERE status = '{STATUS_CLOSED}' AND closed_at IS NULL"),
         ("closing never precedes reporting",

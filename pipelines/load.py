@@ -30,7 +30,11 @@ def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
     """Insert new events, update changed ones, skip identical ones; append status history rows."""
     cols = list(CORE_EVENTS.column_names)
     frame = events.reindex(columns=cols)
-    con.register("staged_events", frame)
+    import pyarrow as pa
+
+    # through Arrow: DuckDB scans an Arrow table far faster than a pandas frame of Python objects
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    con.register("staged_events", table)
     try:
         con.execute("CREATE OR REPLACE TEMP TABLE batch AS SELECT * FROM staged_events")
     finally:
@@ -54,8 +58,11 @@ def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
     # an update keeps an existing cross-source link
     select = ", ".join("coalesce(b.linked_event_id, k.old_link) AS linked_event_id" if c == "linked_event_id"
                        else f"b.{c}" for c in cols)
+    # delete + insert rather than INSERT OR REPLACE: core.events carries no index (a primary-key index
+    # makes bulk loads several times slower); uniqueness of event_id is a contract check instead
+    con.execute("DELETE FROM core.events WHERE event_id IN (SELECT event_id FROM batch_kind WHERE kind = 'update')")
     con.execute(f"""
-        INSERT OR REPLACE INTO core.events ({col_list})
+        INSERT INTO core.events ({col_list})
         SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind <> 'same'""")
     return {"inserted": counts.get("insert", 0), "updated": counts.get("update", 0),
             "unchanged": counts.get("same", 0)}

@@ -155,6 +155,18 @@ def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return pd.Series(true, index=values.index), ~(true | false)
 
 
+def _json_records(frame: pd.DataFrame) -> list[str]:
+    """One JSON object per row, keys with missing values left out (pandas' C writer, not a Python loop)."""
+    if not len(frame.columns):
+        return ["{}"] * len(frame)
+    text = frame.astype(object).to_json(orient="records", lines=True, force_ascii=False)
+    lines = text.splitlines()
+    if "null" in text:  # drop null members, as the per-row dicts did
+        lines = [json.dumps({k: v for k, v in json.loads(ln).items() if v is not None}, ensure_ascii=False)
+                 if ":null" in ln else ln for ln in lines]
+    return lines
+
+
 def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """A stable digest of the fields a later export may change; equal digest = nothing to update."""
     values = frame[columns].copy()
@@ -355,16 +367,13 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     extra = [c for c in raw.columns if c not in mapped_headers]
     # whatever lands in ext is redacted like the summary: a free-text column the profile did not name
     # (a disposition note, a resolution description) must not smuggle names or phone numbers in
-    ext_frame = pd.DataFrame({c: redact(raw[c])[0] for c in extra}, index=raw.index) if extra else None
-    ext = (ext_frame.astype(object).where(ext_frame.notna(), None).to_dict("records") if extra
-           else [{} for _ in range(n)])
+    ext_frame = pd.DataFrame({c: redact(raw[c])[0] for c in extra}, index=raw.index)
     if profile.date_only:
-        for e in ext:
-            e["time_precision"] = "day"
+        ext_frame["time_precision"] = "day"
     rule = f"latest of {', '.join(profile.closed_at_from)} (status closed, no close time given)"
-    for i in np.flatnonzero(closed_rule.to_numpy()):
-        ext[i] = {**ext[i], "closed_at_rule": rule}
-    out["ext"] = [json.dumps(e, ensure_ascii=False) for e in ext]
+    if closed_rule.any():
+        ext_frame["closed_at_rule"] = np.where(closed_rule.to_numpy(), rule, None)
+    out["ext"] = _json_records(ext_frame)
 
     # ---------------------------------------------------------------- lineage
     out["linked_event_id"] = None
