@@ -31,8 +31,8 @@ from models.pai import score_forecast
 from models.panel import (
     cells_from_lonlat,
     events_to_panel,
+    day_coverage,
     exposure_from_days,
-    observed_days,
     period_floor,
     study_area_cells,
 )
@@ -116,7 +116,7 @@ def rolling_origin_backtest(events_or_panel: pd.DataFrame, study_cells, resoluti
         panel = events_to_panel(events_or_panel, resolution, time_col=time_col, period=period,
                                 category_col=category_col, open_col=open_col)
         if exposure is None:
-            exposure = exposure_from_days(observed_days(events_or_panel[time_col]), step)
+            exposure = exposure_from_days(day_coverage(events_or_panel[time_col]), step)
     study_cells = np.asarray(study_cells, dtype=np.uint64)
     universe = np.union1d(study_cells, panel["cell"].to_numpy(dtype=np.uint64))
     rows = []
@@ -228,6 +228,7 @@ class DatasetSpec:
     bbox: tuple | None = None              # (min_lon, min_lat, max_lon, max_lat) filter
     period: str = "7D"
     min_history_days: int = 28
+    gap_hours: int | None = None          # detect sub-daily outages (dense time-stamped streams)
     lags: tuple = (1, 2, 4, 8, 13, 26, 52)
     first_origin: str | None = None
     origin_every: int = 1
@@ -259,7 +260,8 @@ DATASETS: dict[str, DatasetSpec] = {
         "Milwaukee PD calls for service 2018-05-01..05-21, DAILY (3 weeks of data cannot support a weekly "
         "horizon with 28 days of history); 7 days of history required",
         lon_col="longitude", lat_col="latitude", category_col="nature",
-        bbox=(-88.1, 42.8, -87.8, 43.2), period="1D", min_history_days=7, lags=(1, 2, 3, 7, 14)),
+        bbox=(-88.1, 42.8, -87.8, 43.2), period="1D", min_history_days=7, lags=(1, 2, 3, 7, 14),
+        gap_hours=6),
 }
 
 
@@ -329,13 +331,15 @@ def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, obj
     spec = DATASETS[dataset_name]
     events, notes = load_events(spec, data_dir)
     step = pd.Timedelta(spec.period)
-    days = observed_days(events[spec.time_col])
-    exposure = exposure_from_days(days, step)
+    coverage = day_coverage(events[spec.time_col], gap_hours=spec.gap_hours)
+    days = pd.DatetimeIndex(coverage.index[coverage >= 1.0 - 1e-9])   # fully observed days
+    exposure = exposure_from_days(coverage, step)
     if origins is None:
         if skip_gaps:
+            # any fully observed target with at least min_history_days observed days before it
             full = scorable_origins(days, step, min_history_days=0)
-            first = days.min() + pd.Timedelta(days=spec.min_history_days)
-            origins = full[full >= first]
+            n_before = np.searchsorted(days.values, full.values)
+            origins = full[n_before >= spec.min_history_days]
         else:
             origins = scorable_origins(days, step, min_history_days=spec.min_history_days)
         if spec.first_origin is not None:

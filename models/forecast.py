@@ -277,7 +277,7 @@ class CellRiskForecaster(_PanelModel):
 
     * ``"kernel"`` (default) -- a *ranking-tuned space-time kernel*: the exponentially weighted own rate
       (half-life ``h``) plus ``a1`` x the ring-1 and ``a2`` x the ring-2 neighbour sums of that rate,
-      plus ``b`` x the rate of the last ``recent_window`` periods. ``(h, a1, a2, b)`` are chosen on a
+      plus ``b`` x the rate of the last ``recent_window`` periods (default 4 weeks; 7 days for daily data). ``(h, a1, a2, b)`` are chosen on a
       small grid (``kernel_grid``) by the share of events captured in the top ``tune_fractions`` of
       cells over the last ``max_train_periods`` fully observed periods before the origin, each scored
       with only its own past -- i.e. the bandwidth and memory are tuned on exactly what is evaluated
@@ -303,7 +303,7 @@ class CellRiskForecaster(_PanelModel):
 
     def __init__(self, horizon_weeks: int = 1, lags=(1, 2, 4, 8, 13, 26, 52), random_state=0, *,
                  period=None, estimator: str = "kernel", rings=(1, 2), halflives=(4, 13, 52),
-                 kernel_grid: dict | None = None, recent_window: int = 4, tune_fractions=(0.01, 0.05),
+                 kernel_grid: dict | None = None, recent_window: int | None = None, tune_fractions=(0.01, 0.05),
                  tune_margin: float = 0.005, tune_history_ratio: float = 0.5, blend: float = 0.5, season_cycle: int | None = None,
                  min_history: int = 1, max_train_periods: int = 52, zero_sample: float = 0.25,
                  ridge: float = 1e-3, learning_rate: float = 0.05, max_iter: int = 150,
@@ -438,6 +438,13 @@ class CellRiskForecaster(_PanelModel):
         y = (cumY[:, ts + h] - cumY[:, ts]).T.reshape(-1) if ts.size else np.zeros(0)
         return ts, y
 
+    def _recent_window(self, step: pd.Timedelta) -> int:
+        """Periods in the 'recent' term: ``recent_window``, or 4 weeks for weekly data and 7 periods
+        (a week of days) for shorter periods."""
+        if self.recent_window is not None:
+            return int(self.recent_window)
+        return 4 if step >= pd.Timedelta("7D") else max(1, int(round(pd.Timedelta("7D") / step)))
+
     # ---- kernel learner ---------------------------------------------------------------------------
     def _kernel_parts(self, g: PanelGrid, targets: np.ndarray, halflife: float):
         """(EW own rate, ring-1 sum of it, ring-2 sum of it, recent rate), each (U, len(targets))."""
@@ -450,8 +457,9 @@ class CellRiskForecaster(_PanelModel):
             num, den = _ewm(g.Y, g.exposure, halflife, targets)
         E = np.nan_to_num(_rate(num, np.broadcast_to(den, (U, nt))))
         cumE = _cum(g.exposure[None, :])[0]
-        d = np.broadcast_to(_window_sums(cumE, targets, int(self.recent_window)), (U, nt))
-        Rc = np.nan_to_num(_rate(_window_sums(_cum(g.Y), targets, int(self.recent_window)), d))
+        rw = self._recent_window(g.step)
+        d = np.broadcast_to(_window_sums(cumE, targets, rw), (U, nt))
+        Rc = np.nan_to_num(_rate(_window_sums(_cum(g.Y), targets, rw), d))
         return E, ring_matrix(g.cells, 1) @ E, ring_matrix(g.cells, 2) @ E, Rc
 
     def _tune_kernel(self, g: PanelGrid, ts: np.ndarray) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "cell_centres",
     "cells_from_lonlat",
     "events_to_panel",
+    "day_coverage",
     "exposure_from_days",
     "observed_days",
     "period_floor",
@@ -135,39 +136,73 @@ def ring_matrix(cells, k: int, *, disk: bool = False):
     return R
 
 
-def observed_days(times, *, gap_days: int = 7) -> pd.DatetimeIndex:
-    """Calendar days treated as observed: every day from the first to the last event, except runs of at
-    least ``gap_days`` consecutive days without any event (a missing export, e.g. Portland's October 2016).
-    Shorter empty runs are real zero days."""
-    d = pd.DatetimeIndex(pd.to_datetime(times)).normalize()
-    if d.tz is not None:
-        d = d.tz_localize(None)
-    if d.empty:
-        return pd.DatetimeIndex([])
-    days = pd.date_range(d.min(), d.max(), freq="D")
-    has = days.isin(d.unique())
-    keep = has.copy()
+def day_coverage(times, *, gap_days: int = 7, gap_hours: int | None = None) -> pd.Series:
+    """Observed fraction (0..1) of each calendar day from the first to the last event.
+
+    * Runs of at least ``gap_days`` consecutive days without any event are a missing export (e.g.
+      Portland's October 2016): coverage 0. Shorter empty runs are real zero days (coverage 1).
+    * With ``gap_hours`` (for dense, time-stamped streams), runs of at least ``gap_hours`` empty hours
+      are an outage, and so are the hours after the last event of the data; a day's coverage is its
+      share of observed hours (e.g. Milwaukee: no call from 2018-05-17 12:00 to 05-18 10:00, and the
+      scrape ends 2018-05-21 14:14).
+    """
+    t = pd.DatetimeIndex(pd.to_datetime(times))
+    if t.tz is not None:
+        t = t.tz_localize(None)
+    if t.empty:
+        return pd.Series(dtype=float, name="coverage")
+    days = pd.date_range(t.min().normalize(), t.max().normalize(), freq="D")
+    cov = pd.Series(1.0, index=days, name="coverage")
+    have = days.isin(t.normalize().unique())
     run_start = None
-    for i, h in enumerate(np.append(has, True)):
+    for i, h in enumerate(np.append(have, True)):
         if not h and run_start is None:
             run_start = i
         elif h and run_start is not None:
-            if i - run_start < gap_days:
-                keep[run_start:i] = True
+            if i - run_start >= gap_days:
+                cov.iloc[run_start:i] = 0.0
             run_start = None
-    return days[keep]
+    if gap_hours is not None:
+        hours = pd.date_range(days[0], days[-1] + pd.Timedelta("23h"), freq="h")
+        hh = hours.isin(t.floor("h").unique())
+        last = t.max().floor("h")
+        ok = np.ones(hours.size, dtype=bool)
+        ok[hours > last] = False                      # after the end of the data
+        run_start = None
+        for i, h in enumerate(np.append(hh, True)):
+            if not h and run_start is None:
+                run_start = i
+            elif h and run_start is not None:
+                if i - run_start >= gap_hours:
+                    ok[run_start:i] = False
+                run_start = None
+        frac = pd.Series(ok.astype(float), index=hours).groupby(hours.normalize()).mean()
+        cov = np.minimum(cov, frac.reindex(days, fill_value=0.0)).rename("coverage")
+    return cov
 
 
-def exposure_from_days(days: Iterable, period: str | pd.Timedelta = "7D") -> pd.Series:
-    """Observed fraction (0..1) of each period, from the observed calendar days. Periods between the first
-    and the last observed one with no observed day get 0."""
+def observed_days(times, *, gap_days: int = 7, gap_hours: int | None = None) -> pd.DatetimeIndex:
+    """Calendar days that are fully observed (:func:`day_coverage` == 1)."""
+    cov = day_coverage(times, gap_days=gap_days, gap_hours=gap_hours)
+    return pd.DatetimeIndex(cov.index[cov >= 1.0 - 1e-9])
+
+
+def exposure_from_days(days, period: str | pd.Timedelta = "7D") -> pd.Series:
+    """Observed fraction (0..1) of each period. ``days`` is either a day -> coverage Series
+    (:func:`day_coverage`) or a list of fully observed days. Periods between the first and the last
+    one with no observed day get 0."""
     step = pd.Timedelta(period)
-    days = pd.DatetimeIndex(days)
-    if days.empty:
-        return pd.Series(dtype=float)
-    per_day = min(step, pd.Timedelta("1D"))
-    starts = period_floor(days, step)
-    frac = pd.Series(per_day / step, index=starts).groupby(level=0).sum().round(9).clip(upper=1.0)
+    if isinstance(days, pd.Series):
+        cov = days.astype(float)
+        cov.index = pd.DatetimeIndex(cov.index)
+    else:
+        cov = pd.Series(1.0, index=pd.DatetimeIndex(days))
+    cov = cov[cov > 0]
+    if cov.empty:
+        return pd.Series(dtype=float, name="exposure")
+    per_day = min(step, pd.Timedelta("1D")) / step
+    starts = period_floor(cov.index, step)
+    frac = pd.Series(cov.to_numpy() * per_day, index=starts).groupby(level=0).sum().round(9).clip(upper=1.0)
     full = pd.date_range(starts.min(), starts.max(), freq=step)
     return frac.reindex(full, fill_value=0.0).rename("exposure")
 

@@ -7,6 +7,7 @@ reconciles per batch: read = inserted + updated + unchanged + quarantined.
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from pipelines.mappings import CategoryMap
 from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
 from pipelines.readers import read_export
 from pipelines.stage import StageContext, file_sha256, stage_export
+
+
+CHUNK_ROWS = 200_000  # rows staged and upserted at a time
 
 
 @dataclass
@@ -108,13 +112,44 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
     summaries: list[BatchSummary] = []
     bar = tqdm(total=len(files), desc=f"ingest {source}", unit="file", disable=not progress)
 
+    def context(path: Path, batch_id: str) -> StageContext:
+        return StageContext(areas=areas, categories=categories, hmac_key=key, batch_id=batch_id,
+                            source_file=path.name, now=now, h3_resolution=settings.h3_finest,
+                            timezone=settings.timezone)
+
     def stage_file(path: Path, batch_id: str):
         read = read_export(path, sheet=profile.sheet)
-        ctx = StageContext(areas=areas, categories=categories, hmac_key=key, batch_id=batch_id,
-                           source_file=path.name, now=now, h3_resolution=settings.h3_finest,
-                           timezone=settings.timezone)
-        staged = stage_export(read.frame, profile, ctx, malformed=read.malformed)
-        return read, staged
+        return read, stage_export(read.frame, profile, context(path, batch_id), malformed=read.malformed)
+
+    def load_file(con, path: Path, batch_id: str, show: bool) -> BatchSummary:
+        """Stage and upsert one file in chunks of CHUNK_ROWS rows (bounded memory, a progress bar).
+
+        A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
+        read = read_export(path, sheet=profile.sheet)
+        ctx = context(path, batch_id)
+        total = {"inserted": 0, "updated": 0, "unchanged": 0}
+        reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
+        rows = tqdm(total=len(read.frame), desc=path.name, unit="row", disable=not show, leave=False)
+        for start in range(0, max(len(read.frame), 1), CHUNK_ROWS):
+            part = read.frame.iloc[start:start + CHUNK_ROWS]
+            staged = stage_export(part, profile, ctx, malformed=read.malformed if start == 0 else None)
+            staged.events, unclassified = classify_pending(
+                con, staged.events, {"batch_id": batch_id, "source": source, "source_file": path.name})
+            if len(unclassified):
+                staged.rejects = pd.concat([staged.rejects, unclassified], ignore_index=True)
+            for k, v in upsert_events(con, staged.events).items():
+                total[k] += v
+            quarantine(con, staged.rejects)
+            quarantined += len(staged.rejects)
+            reasons.update(staged.rejects["reason"].value_counts().to_dict())
+            redactions.update(staged.redactions)
+            unmapped.update(staged.unmapped or {})
+            rows.update(len(part))
+        rows.close()
+        linked = link_matters(con, batch_id)
+        return BatchSummary(batch_id, source, path.name, profile.name, read.rows_read, linked=linked,
+                            quarantined=quarantined, reasons=dict(reasons), redactions=dict(redactions),
+                            unmapped=dict(unmapped), **total)
 
     if dry_run:
         for path in map(Path, files):
@@ -139,17 +174,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 continue
             batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
             keep_raw_copy(settings, source, path, sha)
-            read, staged = stage_file(path, batch_id)
-            staged.events, unclassified = classify_pending(
-                con, staged.events, {"batch_id": batch_id, "source": source, "source_file": path.name})
-            if len(unclassified):
-                staged.rejects = pd.concat([staged.rejects, unclassified], ignore_index=True)
-            counts = upsert_events(con, staged.events)
-            linked = link_matters(con, batch_id)
-            quarantine(con, staged.rejects)
-            s = BatchSummary(batch_id, source, path.name, profile.name, read.rows_read, linked=linked,
-                             quarantined=len(staged.rejects), reasons=staged.rejects["reason"].value_counts().to_dict(),
-                             redactions=staged.redactions, unmapped=staged.unmapped, **counts)
+            s = load_file(con, path, batch_id, progress)
             con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [batch_id, source, path.name, sha, profile.name, now, s.rows_read, s.inserted, s.updated,
                          s.unchanged, s.linked, s.quarantined])

@@ -86,3 +86,16 @@ def test_killed_load_leaves_published_warehouse_intact_and_rerun_completes(setti
     [s] = ingest(settings, "police", [big], progress=False)
     assert s.inserted == 60_000 and s.reconciles
     assert not list(settings.warehouse_path.parent.glob("*.building*"))
+
+
+def test_chunked_load_reconciles_across_chunks(settings, inside, tmp_path, monkeypatch):
+    import pipelines.ingest as ing
+
+    monkeypatch.setattr(ing, "CHUNK_ROWS", 7)
+    rows = [police_row(inside, 接警单编号=f"C{i}") for i in range(30)]
+    rows += [police_row(inside, 接警单编号="C3", 接警单状态="先行调解")]  # a later row of C3, in another chunk
+    rows += [police_row(inside, 接警单编号="BAD", 报警类别代码="299999")]
+    [s] = ingest(settings, "police", [_csv(tmp_path / "c.csv", rows)], progress=False)
+    assert s.rows_read == 32 and s.reconciles
+    assert (s.inserted, s.updated, s.quarantined) == (30, 1, 1)
+    assert _count(settings, "SELECT status FROM core.events WHERE event_id = 'police:C3'") == [("先行调解",)]
