@@ -26,7 +26,6 @@ from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
 from pipelines.readers import read_export
 from pipelines.stage import StageContext, file_sha256, stage_export
 
-
 CHUNK_ROWS = 200_000  # rows staged and upserted at a time
 
 
