@@ -30,8 +30,8 @@ from models.forecast import AllHistory, CellRiskForecaster, EWMAHistory, KDEBase
 from models.pai import score_forecast
 from models.panel import (
     cells_from_lonlat,
-    events_to_panel,
     day_coverage,
+    events_to_panel,
     exposure_from_days,
     period_floor,
     study_area_cells,
@@ -232,6 +232,7 @@ class DatasetSpec:
     lags: tuple = (1, 2, 4, 8, 13, 26, 52)
     first_origin: str | None = None
     origin_every: int = 1
+    refit_every: int = 1                  # default refit cadence of run_backtest (long series: 4)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -249,12 +250,12 @@ DATASETS: dict[str, DatasetSpec] = {
         "Portland NIJ burglary + motor-vehicle-theft calls 2012-03..2017-05, weekly; 65 weekly origins "
         "from 2016-03-07 (as in the anchors)",
         filter_col="category", filter_values=("BURGLARY", "MOTOR VEHICLE THEFT"), category_col="category",
-        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07"),
+        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07", refit_every=4),
     "portland-burglary": DatasetSpec(
         "portland-burglary", "portland_nij_burglary_mvt_2012_2017.parquet", "occ_date",
         "Portland NIJ burglary calls 2012-03..2017-05 (~19/week), weekly; origins from 2016-03-07",
         filter_col="category", filter_values=("BURGLARY",), category_col="case_desc_class",
-        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07"),
+        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07", refit_every=4),
     "milwaukee-cfs": DatasetSpec(
         "milwaukee-cfs", "milwaukee_pd_calls_for_service_2018.parquet", "time",
         "Milwaukee PD calls for service 2018-05-01..05-21, DAILY (3 weeks of data cannot support a weekly "
@@ -268,16 +269,18 @@ DATASETS: dict[str, DatasetSpec] = {
 def default_models(spec: DatasetSpec, resolution: int) -> dict[str, object]:
     """The forecaster and the baselines that are always shown next to it."""
     period = spec.period
-    # KDE bandwidth about one cell edge of the resolution (res 9 ~ 200 m, res 10 ~ 75 m)
-    bw = {8: 500.0, 9: 200.0, 10: 75.0, 11: 30.0}.get(resolution, 200.0)
+    # KDE bandwidth about one cell spacing of the resolution (res 9 ~ 200 m, res 10 ~ 75 m)
+    bw = {7: 1200.0, 8: 500.0, 9: 200.0, 10: 75.0, 11: 30.0}.get(resolution, 200.0)
+    long_history = spec.first_origin is not None        # years of history: long-memory baselines too
     k = 4 if period == "7D" else 7
+    kde_window = 52 if long_history else k
     models = {
         "forecaster": CellRiskForecaster(lags=spec.lags, period=period),
         f"last-{k}": LastKWeeks(k=k, period=period),
         "all-history": AllHistory(period=period),
-        f"kde-{bw:g}m": KDEBaseline(bandwidth_m=bw, window=k, period=period),
+        f"kde-{bw:g}m-{kde_window}": KDEBaseline(bandwidth_m=bw, window=kde_window, period=period),
     }
-    if period == "7D" and spec.first_origin is not None:
+    if long_history:
         models["ewma-26"] = EWMAHistory(halflife=26, period=period)
     return models
 
@@ -319,7 +322,7 @@ def _study_cells(spec: DatasetSpec, events: pd.DataFrame, resolution: int, data_
 def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, object] | None = None,
                  origins=None, area_fractions=(0.01, 0.05), max_origins: int | None = None,
                  data_dir: str | Path | None = None, tie_break: str = "random", seed: int = 0,
-                 skip_gaps: bool = False, refit_every: int = 1, verbose: bool = False
+                 skip_gaps: bool = False, refit_every: int | None = None, verbose: bool = False
                  ) -> tuple[pd.DataFrame, str]:
     """Run the standard backtest of one dataset at one H3 resolution.
 
@@ -327,7 +330,14 @@ def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, obj
     k, N, n, n_star, hit_rate, pai, pei, ceiling_pai, seconds) with ``results.attrs["summary"]`` (the
     per-model means) and ``results.attrs["meta"]``; ``text`` is the printable table with PAI, PEI, hit
     rate and ceiling PAI side by side. ``skip_gaps=True`` also scores periods whose history crosses a
-    data gap (the history then skips the gap) - a sensitivity run, not the headline."""
+    data gap (the history then skips the gap) - a sensitivity run, not the headline. ``refit_every``
+    defaults to the dataset's cadence (1 = refit at every origin; 4 for the 5-year Portland series:
+    refit at every 4th weekly origin; predictions still use all data before each origin).
+
+    Datasets: ``portland-cfs``, ``portland-disorder`` (weekly; scored weeks = fully observed weeks with
+    28 observed days before them: 2016-08-29, 09-05, 09-12, 09-19), ``portland-burglary`` and
+    ``portland-burglary-mvt`` (weekly, 65 origins 2016-03-07 .. 2017-05-29), ``milwaukee-cfs`` (daily,
+    7 observed days of history: 2018-05-08 .. 05-16)."""
     spec = DATASETS[dataset_name]
     events, notes = load_events(spec, data_dir)
     step = pd.Timedelta(spec.period)
@@ -354,7 +364,8 @@ def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, obj
     t0 = time.perf_counter()
     res = rolling_origin_backtest(events, study, resolution, origins, models, area_fractions,
                                   period=spec.period, time_col=spec.time_col, category_col=spec.category_col,
-                                  exposure=exposure, tie_break=tie_break, seed=seed, refit_every=refit_every,
+                                  exposure=exposure, tie_break=tie_break, seed=seed,
+                                  refit_every=spec.refit_every if refit_every is None else refit_every,
                                   verbose=verbose)
     res.meta.update(notes)
     res.meta.update({"dataset": dataset_name, "description": spec.description, "study_area": study_note,

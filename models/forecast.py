@@ -298,14 +298,14 @@ class CellRiskForecaster(_PanelModel):
     learner is within noise of the long-run count (all are near the Poisson noise floor); on sparse
     burglary the kernel gains ~10 % PAI@5 % over the all-history count. ``"kernel"`` is the default
     because it is never worse than the long-run count by more than noise and is ~20x cheaper than
-    boosting. Target rows with zero events are sampled at rate ``zero_sample`` and re-weighted by
-    ``1/zero_sample`` for the likelihood-based learners (unbiased, much faster on sparse series)."""
+    boosting. The likelihood learners train on every (cell, target period) row, or on a uniform random
+    ``max_train_rows`` of them."""
 
     def __init__(self, horizon_weeks: int = 1, lags=(1, 2, 4, 8, 13, 26, 52), random_state=0, *,
                  period=None, estimator: str = "kernel", rings=(1, 2), halflives=(4, 13, 52),
                  kernel_grid: dict | None = None, recent_window: int | None = None, tune_fractions=(0.01, 0.05),
                  tune_margin: float = 0.005, tune_history_ratio: float = 0.5, blend: float = 0.5, season_cycle: int | None = None,
-                 min_history: int = 1, max_train_periods: int = 52, zero_sample: float = 0.25,
+                 min_history: int = 1, max_train_periods: int = 52, max_train_rows: int = 300_000,
                  ridge: float = 1e-3, learning_rate: float = 0.05, max_iter: int = 150,
                  max_leaf_nodes: int = 15, min_samples_leaf: int = 200, l2_regularization: float = 1.0):
         self.horizon_weeks = horizon_weeks
@@ -324,7 +324,7 @@ class CellRiskForecaster(_PanelModel):
         self.season_cycle = season_cycle
         self.min_history = min_history
         self.max_train_periods = max_train_periods
-        self.zero_sample = zero_sample
+        self.max_train_rows = max_train_rows
         self.ridge = ridge
         self.learning_rate = learning_rate
         self.max_iter = max_iter
@@ -510,23 +510,23 @@ class CellRiskForecaster(_PanelModel):
 
     # ---- likelihood learners -----------------------------------------------------------------------
     @staticmethod
-    def _fit_additive(A: np.ndarray, y: np.ndarray, sw: np.ndarray, ridge: float) -> np.ndarray:
-        """Non-negative weights maximising the weighted Poisson likelihood of ``mu = A @ w``."""
+    def _fit_additive(A: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+        """Non-negative weights maximising the Poisson likelihood of ``mu = A @ w`` (plus a small ridge)."""
         from scipy.optimize import minimize
 
         scale = A.mean(axis=0)
         scale = np.where(scale > 0, scale, 1.0)
         Z = A / scale
-        n = float(sw.sum())
+        n = float(y.size)
         eps = 1e-9
 
         def f(w):
             mu = Z @ w + eps
-            val = (sw * (mu - y * np.log(mu))).sum() / n + ridge * (w @ w)
-            grad = Z.T @ (sw * (1.0 - y / mu)) / n + 2 * ridge * w
+            val = (mu - y * np.log(mu)).sum() / n + ridge * (w @ w)
+            grad = Z.T @ (1.0 - y / mu) / n + 2 * ridge * w
             return val, grad
 
-        w0 = np.full(Z.shape[1], float((sw * y).sum()) / n / max(Z.sum(axis=1).mean(), eps))
+        w0 = np.full(Z.shape[1], float(y.sum()) / n / max(Z.sum(axis=1).mean(), eps))
         r = minimize(f, w0, jac=True, method="L-BFGS-B", bounds=[(0, None)] * Z.shape[1],
                      options={"maxiter": 500})
         return r.x / scale
@@ -548,15 +548,16 @@ class CellRiskForecaster(_PanelModel):
             return self
         self.use_phase_ = bool(g.exposure.sum() >= 2 * self._cycle(g.step))
         X, names, addv = self._features(g, ts, self._rings(g), self.use_phase_)
-        rng = np.random.default_rng(self.random_state)
-        q = float(self.zero_sample)
-        keep = (y > 0) | (rng.random(y.size) < q)
-        sw = np.where(y[keep] > 0, 1.0, 1.0 / q)
+        keep = np.ones(y.size, dtype=bool)
+        if y.size > int(self.max_train_rows):  # uniform subsample: unbiased without weights
+            rng = np.random.default_rng(self.random_state)
+            keep[:] = False
+            keep[rng.choice(y.size, int(self.max_train_rows), replace=False)] = True
         self.feature_names_ = names
         self.additive_mask_ = addv
         self.n_train_rows_ = int(keep.sum())
         if self.estimator == "additive":
-            self.weights_ = self._fit_additive(X[keep][:, addv], y[keep], sw, self.ridge)
+            self.weights_ = self._fit_additive(X[keep][:, addv], y[keep], self.ridge)
             return self
         ker = self._kernel_score(g, ts).T.reshape(-1)
         Xh = np.column_stack([X, np.log(ker + 1e-6)])[keep]
@@ -565,7 +566,7 @@ class CellRiskForecaster(_PanelModel):
             loss="poisson", learning_rate=self.learning_rate, max_iter=self.max_iter,
             max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
             l2_regularization=self.l2_regularization, early_stopping=False, random_state=self.random_state,
-        ).fit(Xh[:, self.keep_cols_], y[keep], sample_weight=sw)
+        ).fit(Xh[:, self.keep_cols_], y[keep])
         return self
 
     @property

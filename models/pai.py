@@ -52,6 +52,7 @@ __all__ = [
     "PAIResult",
     "ceiling_pai",
     "hit_rate",
+    "known_rate_bound",
     "n_flagged_cells",
     "pai",
     "pei",
@@ -193,3 +194,25 @@ def ceiling_pai(actual_counts, cell_area=1.0, total_area=None, area_fraction=0.0
     No forecast can beat it at this coverage; show it next to every PAI."""
     y = np.asarray(actual_counts, dtype=float)
     return score_forecast(y, y, cell_area, total_area, area_fraction, tie_break="optimistic").ceiling_pai
+
+
+def known_rate_bound(rates, area_fractions=(0.01, 0.05), *, n_sim: int = 200, seed: int = 0) -> dict:
+    """Expected PEI and PAI of a forecaster that knows each cell's true Poisson rate exactly.
+
+    Draws ``n_sim`` windows ``y ~ Poisson(rates)``, flags the cells with the highest *rates* and scores
+    them against ``y``: the remaining shortfall from PEI = 1 is pure Poisson noise in the scored window,
+    which no forecast can remove. A diagnostic for what a target can mean: a PEI target above this bound
+    is not reachable in expectation. (With rates estimated from data the bound is optimistic: estimated
+    rates are more spread out than the true ones, and real counts are over-dispersed.)
+
+    Returns ``{area_fraction: {"pei": mean, "pai": mean, "ceiling_pai": mean}}``."""
+    lam = np.asarray(rates, dtype=float)
+    rng = np.random.default_rng(seed)
+    acc = {f: np.zeros(3) for f in area_fractions}
+    for i in range(int(n_sim)):
+        y = rng.poisson(lam)
+        for f in area_fractions:
+            r = score_forecast(lam, y, area_fraction=f, seed=[int(seed), i])
+            acc[f] += (r.pei, r.pai, r.ceiling_pai)
+    return {f: dict(zip(("pei", "pai", "ceiling_pai"), (v / n_sim).tolist(), strict=True))
+            for f, v in acc.items()}

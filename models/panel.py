@@ -13,8 +13,6 @@ period, 0..1), so that a missing month (Portland, October 2016) is never read as
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import h3.api.numpy_int as h3n
 import numpy as np
 import pandas as pd
