@@ -2,28 +2,26 @@
 
 All models share one interface (scikit-learn style)::
 
-    model.fit(panel, cells=None, exposure=None)          # learns from every period in ``panel``
+    model.fit(panel, cells=None, exposure=None, origin=None)   # learns from the rows before ``origin``
     model.predict(panel, origin, cells=None, exposure=None) -> pd.Series   # index: cell (uint64)
 
 ``panel`` is the long (cell, week, n, [cat:*], [open]) DataFrame of :mod:`models.panel`; ``week`` is the
 period start (weekly by default; any fixed ``period`` works, e.g. ``"1D"``). ``predict`` returns the
 expected event count of each cell over ``[origin, origin + horizon)`` and **only reads panel rows with
-``week < origin``** (rows at or after the origin are dropped before anything is computed), so a forecast
-can never see the period it forecasts. ``exposure`` (period start -> observed fraction 0..1) marks
-missing periods; without it every period from the first one in the panel up to the origin is assumed
-observed. Rates are always counts divided by observed exposure, so a gap is never read as zeros.
+``week < origin``** (rows at or after the origin are dropped before anything is computed); ``fit`` with
+``origin`` does the same, so a forecast can never see the period it forecasts. ``exposure`` (period
+start -> observed fraction 0..1) marks missing or partial periods; without it every period from the first
+one in the panel up to the origin is assumed observed. Rates are always counts divided by observed
+exposure, so a gap (Portland's October 2016) is never read as zeros.
 
 Models
 ------
-* :class:`CellRiskForecaster` -- gradient-boosted Poisson regression (``HistGradientBoostingRegressor``,
-  ``loss="poisson"``) on, per cell and origin: own rates over the ``lags`` windows, exponentially
-  weighted long-history rates, hollow k-ring (k = 1, 2) neighbour rates over the same windows, the
-  same-season rate (same weekday for daily periods; same week of year once a year of history exists),
-  category counts (mix) over a short and a long window, open-case rates, and the amount of history seen.
-  The boosted prediction is blended (geometric mean, weight ``blend``) with the exponentially weighted
-  long-history rate of the cell, which keeps the ranking stable when there is little history to learn
-  from. Training rows are every (cell, fully observed target period) before the origin that has
-  ``min_history`` observed periods behind it.
+* :class:`CellRiskForecaster` -- the forecaster. Default learner: a space-time kernel (exponentially
+  weighted own rate + k-ring neighbour sums + a recent-window term) whose memory and bandwidth are tuned,
+  on the periods before the origin, for the share of events captured in the top 1 % / 5 % of cells.
+  Options: a non-negative Poisson additive mix, or ``HistGradientBoostingRegressor(loss="poisson")`` on
+  own / ring counts over the ``lags`` windows, season, category mix and open-case features (alone or
+  blended with the kernel). See the class docstring and ``bench/RESULTS_backtest.md``.
 * :class:`LastKWeeks` -- count over the last ``k`` periods (per observed period).
 * :class:`AllHistory` -- count over all history (per observed period).
 * :class:`EWMAHistory` -- exponentially weighted history rate (half-life in periods).
@@ -277,8 +275,9 @@ class CellRiskForecaster(_PanelModel):
 
     * ``"kernel"`` (default) -- a *ranking-tuned space-time kernel*: the exponentially weighted own rate
       (half-life ``h``) plus ``a1`` x the ring-1 and ``a2`` x the ring-2 neighbour sums of that rate,
-      plus ``b`` x the rate of the last ``recent_window`` periods (default 4 weeks; 7 days for daily data). ``(h, a1, a2, b)`` are chosen on a
-      small grid (``kernel_grid``) by the share of events captured in the top ``tune_fractions`` of
+      plus ``b`` x the rate of the last ``recent_window`` periods (default 4 weeks; 7 days for daily
+      data). ``(h, a1, a2, b)`` are chosen on a small grid (``kernel_grid``, defaults in
+      ``DEFAULT_KERNEL_GRID``) by the share of events captured in the top ``tune_fractions`` of
       cells over the last ``max_train_periods`` fully observed periods before the origin, each scored
       with only its own past -- i.e. the bandwidth and memory are tuned on exactly what is evaluated
       (the top 1 % / 5 %), as the NIJ winners tuned theirs. A candidate replaces the plain all-history
@@ -299,7 +298,8 @@ class CellRiskForecaster(_PanelModel):
     burglary the kernel gains ~10 % PAI@5 % over the all-history count. ``"kernel"`` is the default
     because it is never worse than the long-run count by more than noise and is ~20x cheaper than
     boosting. The likelihood learners train on every (cell, target period) row, or on a uniform random
-    ``max_train_rows`` of them."""
+    ``max_train_rows`` of them; ``lags``, ``rings``, ``halflives`` and ``season_cycle`` shape their features
+    (the kernel uses its own grid), ``random_state`` seeds the boosting and the row subsample."""
 
     def __init__(self, horizon_weeks: int = 1, lags=(1, 2, 4, 8, 13, 26, 52), random_state=0, *,
                  period=None, estimator: str = "kernel", rings=(1, 2), halflives=(4, 13, 52),
