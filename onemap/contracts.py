@@ -356,8 +356,26 @@ REPEAT_PLACES = Table(
     doc="Places (never people) with repeated incidents, for follow-up visits (回访).",
 )
 
+TOWN_WEEK_KPIS = Table(
+    "marts", "town_week_kpis",
+    (
+        C("town_code", "VARCHAR", False),
+        C("week_start", "DATE", False, "Monday, Asia/Shanghai"),
+        C("as_of", "TIMESTAMPTZ", False),
+        *(C(k, "DOUBLE") for k in ("registered", "closed_rate", "resolved_rate", "overdue", "overdue_rate",
+                                   "onsite_rate", "satisfaction")),
+    ),
+    ("town_code", "week_start"),
+    checks=(("rates are proportions",
+             "SELECT town_code FROM marts.town_week_kpis WHERE closed_rate NOT BETWEEN 0 AND 1 "
+             "OR resolved_rate NOT BETWEEN 0 AND 1"),),
+    doc="Every KPI of onemap.metrics per town and week, as of the last build (loads in between leave it "
+        "as of that build): the weekly 研判 table.",
+)
+
 TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, AREA_VINTAGES,
-                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS, ALERTS, REPEAT_PLACES)
+                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS, ALERTS, REPEAT_PLACES,
+                             TOWN_WEEK_KPIS)
 
 
 def table(qualified: str) -> Table:

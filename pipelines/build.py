@@ -28,6 +28,7 @@ def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = Fa
         score_outliers(con, as_of)
         score_alerts(con, areas)
         score_repeat_places(con, areas, as_of)
+        build_marts(con, as_of)
         n = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
         con.execute("INSERT INTO meta.builds VALUES (?, now(), ?, ?, ?)",
                     [uuid.uuid4().hex[:12], as_of, n, _version()])
@@ -100,6 +101,17 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
                 [run_id, _version(), json.dumps(params), len(alerts)])
     return run_id
+
+
+def build_marts(con, as_of: pd.Timestamp) -> None:
+    """marts.town_week_kpis: each KPI of onemap.metrics (the one definition) per town and week."""
+    from onemap.metrics import KPIS
+
+    select = ", ".join(f"{k.sql} AS {k.key}" for k in KPIS)
+    con.execute("DELETE FROM marts.town_week_kpis")
+    con.execute(f"INSERT INTO marts.town_week_kpis SELECT town_code, "
+                f"CAST(date_trunc('week', reported_at) AS DATE) AS week_start, $as_of, {select} "
+                f"FROM core.events WHERE town_code IS NOT NULL GROUP BY ALL", {"as_of": as_of})
 
 
 REPEAT_MIN_COUNT = 3

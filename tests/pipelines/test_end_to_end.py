@@ -153,3 +153,15 @@ def test_kiosk_layout_hides_controls_and_refreshes(demo_settings):
     walk(layout)
     assert "hidden" in found["controls"].className
     assert found["refresh"].disabled is False
+
+
+def test_town_week_mart_uses_the_same_kpi_definitions(con):
+    as_of = queries.reference_time(con)
+    row = con.execute("SELECT town_code, week_start FROM marts.town_week_kpis ORDER BY registered DESC LIMIT 1"
+                      ).fetchall()[0]
+    town, week = row
+    mart = con.execute("SELECT registered, closed_rate, overdue FROM marts.town_week_kpis "
+                       "WHERE town_code = ? AND week_start = ?", [town, week]).fetchall()[0]
+    flt = queries.EventFilter(start=week, end=week + dt.timedelta(days=6), town_code=town)
+    got = queries.kpis(con, flt, as_of=as_of)
+    assert (got["registered"], got["closed_rate"], got["overdue"]) == pytest.approx(mart)
