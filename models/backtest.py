@@ -40,8 +40,10 @@ from models.panel import (
 __all__ = [
     "DATASETS",
     "BacktestResult",
+    "dataset_study_cells",
     "default_models",
     "format_table",
+    "load_events",
     "rolling_origin_backtest",
     "run_backtest",
     "scorable_origins",
@@ -106,7 +108,10 @@ def rolling_origin_backtest(events_or_panel: pd.DataFrame, study_cells, resoluti
     is None). Ties at the coverage boundary are broken at random with a key drawn from
     ``(seed, origin)``, so reruns give identical figures. ``refit_every=r`` refits each model at every
     r-th origin and reuses that fit for the next r-1 origins (it still only saw data before its own
-    fit origin; predictions always use all data before the origin being forecast)."""
+    fit origin; predictions always use all data before the origin being forecast). With ``horizon`` > 1
+    give the models the same ``horizon_weeks`` for calibrated counts (the ranking does not depend on it).
+    The universe (and so ``A``) is fixed for the whole run and the same for every model and the ceiling;
+    a model only ever sees the cells' ids and their history before the origin."""
     step = pd.Timedelta(period)
     if {"cell", "week", "n"} <= set(events_or_panel.columns):
         panel = events_or_panel
@@ -155,8 +160,7 @@ def summarise(per: pd.DataFrame, order: list[str] | None = None) -> pd.DataFrame
         return pd.DataFrame()
     g = per.groupby(["model", "area_fraction"])[["pai", "pei", "hit_rate", "ceiling_pai"]].mean().unstack()
     g.columns = [f"{m}@{f:g}" for m, f in g.columns]
-    g["seconds"] = per.groupby("model")["seconds"].mean() / max(per["area_fraction"].nunique(), 1) * \
-        per["area_fraction"].nunique()
+    g["seconds"] = per.groupby("model")["seconds"].mean()   # fit + predict per origin
     g["origins"] = per.groupby("model")["origin"].nunique()
     if order:
         g = g.reindex([m for m in order if m in g.index])
@@ -232,7 +236,7 @@ class DatasetSpec:
     lags: tuple = (1, 2, 4, 8, 13, 26, 52)
     first_origin: str | None = None
     origin_every: int = 1
-    refit_every: int = 1                  # default refit cadence of run_backtest (long series: 4)
+    refit_every: int = 1                  # default refit cadence of run_backtest (1 = every origin)
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -247,15 +251,16 @@ DATASETS: dict[str, DatasetSpec] = {
         study_polygons="portland_police_districts_nij.parquet"),
     "portland-burglary-mvt": DatasetSpec(
         "portland-burglary-mvt", "portland_nij_burglary_mvt_2012_2017.parquet", "occ_date",
-        "Portland NIJ burglary + motor-vehicle-theft calls 2012-03..2017-05, weekly; 65 weekly origins "
-        "from 2016-03-07 (as in the anchors)",
+        "Portland NIJ burglary + motor-vehicle-theft calls 2012-03..2017-05 (~70/week), weekly; 64 full "
+        "weeks 2016-03-07..2017-05-22 scored",
         filter_col="category", filter_values=("BURGLARY", "MOTOR VEHICLE THEFT"), category_col="category",
-        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07", refit_every=4),
+        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07"),
     "portland-burglary": DatasetSpec(
         "portland-burglary", "portland_nij_burglary_mvt_2012_2017.parquet", "occ_date",
-        "Portland NIJ burglary calls 2012-03..2017-05 (~19/week), weekly; origins from 2016-03-07",
+        "Portland NIJ burglary calls 2012-03..2017-05 (~19/week), weekly; 64 full weeks "
+        "2016-03-07..2017-05-22 scored",
         filter_col="category", filter_values=("BURGLARY",), category_col="case_desc_class",
-        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07", refit_every=4),
+        study_polygons="portland_police_districts_nij.parquet", first_origin="2016-03-07"),
     "milwaukee-cfs": DatasetSpec(
         "milwaukee-cfs", "milwaukee_pd_calls_for_service_2018.parquet", "time",
         "Milwaukee PD calls for service 2018-05-01..05-21, DAILY (3 weeks of data cannot support a weekly "
@@ -305,7 +310,9 @@ def load_events(spec: DatasetSpec, data_dir: Path | None = None) -> tuple[pd.Dat
     return df.reset_index(drop=True), notes
 
 
-def _study_cells(spec: DatasetSpec, events: pd.DataFrame, resolution: int, data_dir: Path | None):
+def dataset_study_cells(spec: DatasetSpec, events: pd.DataFrame, resolution: int, data_dir: Path | None):
+    """(cells, note): the study-area cells of a dataset - centre in its polygons file, or (Milwaukee, no
+    boundary file in shared/data) in the convex hull of its bbox-filtered events."""
     data_dir = Path(data_dir) if data_dir is not None else _shared_data_dir()
     if spec.study_polygons:
         import geopandas as gpd
@@ -331,12 +338,13 @@ def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, obj
     per-model means) and ``results.attrs["meta"]``; ``text`` is the printable table with PAI, PEI, hit
     rate and ceiling PAI side by side. ``skip_gaps=True`` also scores periods whose history crosses a
     data gap (the history then skips the gap) - a sensitivity run, not the headline. ``refit_every``
-    defaults to the dataset's cadence (1 = refit at every origin; 4 for the 5-year Portland series:
-    refit at every 4th weekly origin; predictions still use all data before each origin).
+    defaults to the dataset's cadence (1 = refit at every origin for every dataset; a larger value reuses
+    a fit for the next origins, whose predictions still use all data before each origin).
 
     Datasets: ``portland-cfs``, ``portland-disorder`` (weekly; scored weeks = fully observed weeks with
     28 observed days before them: 2016-08-29, 09-05, 09-12, 09-19), ``portland-burglary`` and
-    ``portland-burglary-mvt`` (weekly, 65 origins 2016-03-07 .. 2017-05-29), ``milwaukee-cfs`` (daily,
+    ``portland-burglary-mvt`` (weekly, 64 origins 2016-03-07 .. 2017-05-22; the week of 05-29 is cut by
+    the end of the data on 05-31), ``milwaukee-cfs`` (daily,
     7 observed days of history: 2018-05-08 .. 05-16)."""
     spec = DATASETS[dataset_name]
     events, notes = load_events(spec, data_dir)
@@ -359,7 +367,7 @@ def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, obj
     origins = pd.DatetimeIndex(origins)
     if max_origins is not None:
         origins = origins[-max_origins:]
-    study, study_note = _study_cells(spec, events, resolution, data_dir)
+    study, study_note = dataset_study_cells(spec, events, resolution, data_dir)
     models = dict(models) if models is not None else default_models(spec, resolution)
     t0 = time.perf_counter()
     res = rolling_origin_backtest(events, study, resolution, origins, models, area_fractions,

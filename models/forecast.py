@@ -296,8 +296,8 @@ class CellRiskForecaster(_PanelModel):
     Measured on the Portland backtests (bench/RESULTS_backtest.md): on the dense weekly series every
     learner is within noise of the long-run count (all are near the Poisson noise floor); on sparse
     burglary the kernel gains ~10 % PAI@5 % over the all-history count. ``"kernel"`` is the default
-    because it is never worse than the long-run count by more than noise and is ~20x cheaper than
-    boosting. The likelihood learners train on every (cell, target period) row, or on a uniform random
+    because it is never worse than the long-run count by more than noise and is about 10x cheaper
+    than boosting. The likelihood learners train on every (cell, target period) row, or on a uniform random
     ``max_train_rows`` of them; ``lags``, ``rings``, ``halflives`` and ``season_cycle`` shape their features
     (the kernel uses its own grid), ``random_state`` seeds the boosting and the row subsample."""
 

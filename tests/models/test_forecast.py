@@ -237,8 +237,8 @@ def test_forecaster_learns_spatial_smoothing_on_sparse_data():
 # ---------------------------------------------------------------------------------------------------
 # real data
 # ---------------------------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_real_portland_res9_forecaster_at_least_matches_last4(shared_data):
+    # about 4 s: two weekly origins on the real NIJ data (not marked slow)
     df, text = run_backtest("portland-cfs", 9, origins=["2016-09-12", "2016-09-19"], data_dir=shared_data,
                             models={"forecaster": CellRiskForecaster(), "last-4": LastKWeeks(4)})
     s = df.attrs["summary"]
