@@ -42,6 +42,11 @@ class EventFilter:
         return " AND ".join(clauses), params
 
 
+def hex_ids(cells: pd.Series) -> pd.Series:
+    """UBIGINT H3 cells as the hex strings the map and the CLI show."""
+    return cells.map(lambda c: format(int(c), "x"))
+
+
 def date_bounds(con) -> tuple[dt.date, dt.date] | None:
     row = con.execute("SELECT min(CAST(reported_at AS DATE)), max(CAST(reported_at AS DATE)) FROM core.events"
                       ).fetchall()[0]
@@ -70,7 +75,7 @@ def hex_counts(con, flt: EventFilter, resolution: int) -> pd.DataFrame:
     sql = (f"SELECT cell, sum(n)::BIGINT AS n FROM hex.cell_day WHERE resolution = $res AND {where} "
            "GROUP BY cell ORDER BY cell")
     frame = con.execute(sql, params).df()
-    frame["cell"] = frame["cell"].map(lambda c: format(int(c), "x"))
+    frame["cell"] = hex_ids(frame["cell"])
     return frame
 
 
@@ -131,7 +136,7 @@ def hotspot_cells(con, resolution: int) -> pd.DataFrame:
     frame = con.execute(
         "SELECT cell, pattern, pattern_zh, z, p, significant, count FROM scores.hotspots "
         "WHERE resolution = ? AND pattern <> 'no_pattern' ORDER BY z DESC", [int(resolution)]).df()
-    frame["cell"] = frame["cell"].map(lambda c: format(int(c), "x"))
+    frame["cell"] = hex_ids(frame["cell"])
     return frame
 
 
@@ -158,7 +163,7 @@ def alerts(con, since: dt.date | None = None, window_days: int | None = None, li
         sql += " LIMIT $limit"
         params["limit"] = int(limit)
     frame = con.execute(sql, params).df()
-    frame["cell"] = frame["cell"].map(lambda c: format(int(c), "x"))
+    frame["cell"] = hex_ids(frame["cell"])
     frame["window_end"] = pd.to_datetime(frame["window_end"]).dt.strftime("%Y-%m-%d")
     return frame
 

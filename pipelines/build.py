@@ -46,7 +46,6 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     """"Unusual now": models.alerts.score_window for 7-day and 1-day windows ending on each recent day."""
     import json
 
-    from geodata.areas import assign_areas
     from geodata.h3cells import cells_covering
     from models.alerts import score_window
 
@@ -75,12 +74,10 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
         import h3
 
         centres = [h3.cell_to_latlng(h3.int_to_str(int(c))) for c in cells]
-        codes = assign_areas(areas, lng=[c[1] for c in centres], lat=[c[0] for c in centres])
-        names = pd.concat([areas.towns[["code", "name"]], areas.villages[["code", "name"]]]).set_index("code")["name"]
-        place = (codes["town_code"].map(names).fillna("") + codes["village_code"].map(names).fillna("")).to_numpy()
+        place, _ = _place_names(areas, [c[1] for c in centres], [c[0] for c in centres])
         frame = pd.DataFrame({
             "run_id": run_id, "kind": alerts["kind"], "resolution": resolution, "cell": cells.to_numpy(),
-            "place": np.where(place == "", None, place), "window_days": alerts["window_days"].astype(int),
+            "place": place, "window_days": alerts["window_days"].astype(int),
             "window_start": pd.to_datetime(alerts["window_start"]).dt.date,
             "window_end": pd.to_datetime(alerts["window_end"]).dt.date,
             "observed": alerts["observed"].astype(int), "expected": alerts["expected"].astype(float),
@@ -91,11 +88,7 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
             "drivers": [json.dumps(d, ensure_ascii=False, default=float) for d in alerts["drivers"]],
             "sentence_zh": [f"【{p}】{t}" if p else t for p, t in zip(place, alerts["sentence_zh"], strict=True)],
         })
-        con.register("alert_frame", frame)
-        try:
-            con.execute("INSERT INTO scores.alerts SELECT * FROM alert_frame")
-        finally:
-            con.unregister("alert_frame")
+        _insert(con, "scores.alerts", frame)
     params = {"resolution": resolution, "alpha": ALERT_ALPHA, "windows": list(ALERT_WINDOWS), "days_back": days_back,
               "k": 1}
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
@@ -123,7 +116,6 @@ def score_repeat_places(con, areas, as_of: pd.Timestamp) -> str:
     """一地多报: places within 50 m with >= 3 incidents in a window calibrated by the Knox near-repeat test."""
     import json
 
-    from geodata.areas import assign_areas
     from models.repeat_places import calibrate_near_repeat, repeat_places
 
     events = con.execute(
@@ -144,20 +136,14 @@ def score_repeat_places(con, areas, as_of: pd.Timestamp) -> str:
                            as_of=as_of, address_col=None) if len(events) else pd.DataFrame()
     run_id = uuid.uuid4().hex[:12]
     if len(places):
-        codes = assign_areas(areas, lng=places["lng"].to_numpy(), lat=places["lat"].to_numpy())
-        names = pd.concat([areas.towns[["code", "name"]], areas.villages[["code", "name"]]]).set_index("code")["name"]
-        place = codes["town_code"].map(names).fillna("") + codes["village_code"].map(names).fillna("")
+        place, codes = _place_names(areas, places["lng"].to_numpy(), places["lat"].to_numpy())
         frame = pd.DataFrame({
             "run_id": run_id, "place_id": places["place_id"].astype(int), "lng": places["lng"], "lat": places["lat"],
-            "place": place.where(place != "", None).to_numpy(), "grid_code": codes["grid_code"].to_numpy(),
+            "place": place, "grid_code": codes["grid_code"].to_numpy(),
             "n_events": places["n_events"].astype(int), "first_at": places["first_at"], "last_at": places["last_at"],
             "window_days": window, "radius_m": REPEAT_RADIUS_M, "top_category": places["top_category"],
             "categories": [json.dumps(c, ensure_ascii=False) for c in places["categories"]]})
-        con.register("repeat_frame", frame)
-        try:
-            con.execute("INSERT INTO scores.repeat_places SELECT * FROM repeat_frame")
-        finally:
-            con.unregister("repeat_frame")
+        _insert(con, "scores.repeat_places", frame)
     params = {"min_count": REPEAT_MIN_COUNT, "radius_m": REPEAT_RADIUS_M, "window_days": window,
               "window_from": knox_note}
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'repeat_places', ?, ?, now(), ?)",
@@ -189,16 +175,31 @@ def score_outliers(con, as_of: pd.Timestamp, resolution: int = 9) -> str:
                               "growth": scored["growth"].to_numpy(),
                               "unresolved_share": scored["unresolved_share"].to_numpy(),
                               "n": scored["n"].to_numpy().astype("int64")})
-        con.register("outlier_frame", frame)
-        try:
-            con.execute("INSERT INTO scores.outliers SELECT * FROM outlier_frame")
-        finally:
-            con.unregister("outlier_frame")
+        _insert(con, "scores.outliers", frame)
     params = {k: getattr(model, k) for k in ("recent_weeks", "baseline_weeks", "min_events", "n_estimators",
                                              "random_state")}
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'cell_profile_outliers', ?, ?, now(), ?)",
                 [run_id, _version(), json.dumps(params), len(scored)])
     return run_id
+
+
+def _insert(con, table: str, frame: pd.DataFrame) -> None:
+    """Append a frame to a warehouse table (columns in the table's order)."""
+    con.register("frame_to_insert", frame)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM frame_to_insert")
+    finally:
+        con.unregister("frame_to_insert")
+
+
+def _place_names(areas, lng, lat) -> tuple[np.ndarray, pd.DataFrame]:
+    """'town + village' names at each point (None outside every grid), and the area codes found."""
+    from geodata.areas import assign_areas
+
+    codes = assign_areas(areas, lng=lng, lat=lat)
+    names = pd.concat([areas.towns[["code", "name"]], areas.villages[["code", "name"]]]).set_index("code")["name"]
+    place = (codes["town_code"].map(names).fillna("") + codes["village_code"].map(names).fillna("")).to_numpy()
+    return np.where(place == "", None, place), codes
 
 
 HOTSPOT_WEEKS = 26
@@ -242,11 +243,7 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
             "z": out["z"].astype(float), "p": out["p"].astype(float), "significant": out["significant"].astype(bool),
             "spot": out["spot"].replace("", "none"), "mk_tau": out["mk_tau"], "mk_p": out["mk_p"],
             "trend": out["trend"], "pattern": out["pattern"], "pattern_zh": out["pattern_zh"]})
-        con.register("hot_frame", out)
-        try:
-            con.execute("INSERT INTO scores.hotspots SELECT * FROM hot_frame")
-        finally:
-            con.unregister("hot_frame")
+        _insert(con, "scores.hotspots", out)
         rows += len(out)
     con.execute("DELETE FROM scores.hotspots WHERE run_id <> ?", [run_id])
     con.execute("DELETE FROM meta.model_runs WHERE model = 'emerging_hotspots'")
