@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 ROW = "__row"
 ENCODINGS = ("utf-8-sig", "gb18030")
 MAX_FIELD_CHARS = 20_000  # longer cells are cut (and flagged) so one broken export cannot exhaust memory
+
+
+_ARROW_TEXT = {pa.large_string(): pd.StringDtype("pyarrow"), pa.string(): pd.StringDtype("pyarrow")}
 
 
 class ReadError(ValueError):
@@ -109,12 +114,19 @@ def _read_csv(path: Path) -> ReadResult:
     if len(set(names)) != len(names):
         raise ReadError(f"{path}: the header repeats column name(s) {sorted({n for n in names if names.count(n) > 1})}")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding, sep=sep,
-                            engine="c", on_bad_lines="error")
-        frame.index = pd.RangeIndex(len(frame))
-        return ReadResult(frame, _no_malformed(), encoding)
-    except pd.errors.ParserError:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(encoding="utf8" if encoding == "utf-8-sig" else encoding,
+                                           column_names=[f"c{i}" for i in range(len(header))], skip_rows=1,
+                                           block_size=16 << 20),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={f"c{i}": pa.large_string() for i in range(len(header))},
+                                                 null_values=[""], strings_can_be_null=True))
+    except pa.ArrowInvalid:  # a row with the wrong number of fields, mostly: keep the good ones, report the rest
         return _read_csv_tolerant(path, encoding, sep)
+    # multi-threaded Arrow parse; the columns stay Arrow-backed strings (empty cell = missing)
+    frame = table.rename_columns(header).to_pandas(types_mapper=_ARROW_TEXT.get)
+    return ReadResult(frame, _no_malformed(), encoding)
 
 
 def _read_csv_tolerant(path: Path, encoding: str, sep: str) -> ReadResult:
@@ -137,7 +149,7 @@ def _read_csv_tolerant(path: Path, encoding: str, sep: str) -> ReadResult:
                 continue
             else:
                 bad.append((i, f"expected {width} fields, found {len(rec)}", sep.join(rec)[:2000]))
-    frame = pd.DataFrame(good, columns=header, dtype=object).replace({"": None})
+    frame = pd.DataFrame(good, columns=header, dtype=object).replace({"": None}).astype(pd.StringDtype("pyarrow"))
     frame.insert(0, ROW, rows)
     malformed = pd.DataFrame(bad, columns=["source_row", "detail", "raw"]) if bad else _no_malformed()
     return ReadResult(frame, malformed, encoding)

@@ -79,6 +79,8 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "CUES",
@@ -480,33 +482,40 @@ def redact(texts: pd.Series | Iterable[object]) -> RedactionResult:
 
     ``None``/``NaN`` stay as they are; non-string values (numbers from a spreadsheet column) are turned
     into strings first, so an 11-digit phone number stored as an integer is still caught. Only texts
-    that pass the :data:`_SCREEN` are examined, each distinct text once.
+    that pass the :data:`_SCREEN` are examined, each distinct text once; the rest of the column is
+    handled as Arrow arrays, without a Python loop over rows.
     """
     s = texts if isinstance(texts, pd.Series) else pd.Series(list(texts), dtype=object)
-    values = s.astype(object).to_numpy()
-    missing = np.array([_is_missing(v) for v in values], dtype=bool) if len(values) else np.zeros(0, bool)
-    as_text = np.where(missing, "", values).astype(str)
-    candidate = needs_redaction(pd.Series(as_text)) & ~missing
+    arrow_text = isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow"
+    text = s if arrow_text else s.astype(pd.StringDtype("pyarrow"))
+    arr = text.array.__arrow_array__()  # the ChunkedArray itself, no copy
+    candidate = pc.fill_null(pc.match_substring_regex(arr, _SCREEN.pattern), False)
+    found = pc.value_counts(pc.filter(arr, candidate))
+    uniques = found.field("values").to_pylist()
     total: Counter[str] = Counter()
-    out = values.copy()
     changed = 0
-    memo: dict[str, tuple[str, Counter[str]]] = {}
-    for i in np.flatnonzero(candidate):
-        text = as_text[i]
-        if text not in memo:
-            memo[text] = _redact_one(text)
-        red, counts = memo[text]
+    redacted = []
+    for value, n in zip(uniques, found.field("counts").to_pylist(), strict=True):
+        red, counts = _redact_one(value)
+        redacted.append(red)
         if counts:
-            total.update(counts)
-            changed += 1
-        out[i] = red
-    for i in np.flatnonzero(~candidate & ~missing):
-        out[i] = as_text[i]
+            total.update({k: v * n for k, v in counts.items()})
+            changed += n
+    if uniques:
+        replaced = pc.take(pa.array(redacted, pa.large_string()),
+                           pc.index_in(arr, value_set=pa.array(uniques, pa.large_string())))
+        arr = pc.if_else(candidate, replaced, arr)
     counts_out = {k: int(total.get(k, 0)) for k in REDACTION_TYPES}
     counts_out["rows_changed"] = changed
-    result = pd.Series(out, index=s.index, name=s.name, dtype=object)
-    if isinstance(s.dtype, pd.StringDtype):
-        result = result.astype(s.dtype)  # the caller's string dtype is kept
+    if arrow_text:
+        result = pd.Series(s.dtype.__from_arrow__(arr), index=s.index, name=s.name)
+    else:  # object in, object out: missing values keep their own kind (None / NaN)
+        values = s.to_numpy(dtype=object, copy=True)
+        given = s.notna().to_numpy()
+        values[given] = arr.to_numpy(zero_copy_only=False)[given]
+        result = pd.Series(values, index=s.index, name=s.name, dtype=object)
+        if isinstance(s.dtype, pd.StringDtype):
+            result = result.astype(s.dtype)  # the caller's string dtype is kept
     return RedactionResult(result, counts_out)
 
 

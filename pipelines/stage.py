@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from geodata.areas import AreaSet, assign_areas, bbox, resolve_address
 from geodata.coordcheck import check_coordinates
@@ -86,11 +88,20 @@ class _Rejects:
         self.field = np.full(n, None, dtype=object)
         self.detail = np.full(n, None, dtype=object)
 
-    def add(self, mask: np.ndarray, field_name: str, reason: str, detail=None) -> None:
+    def add(self, mask: np.ndarray, field_name: str, reason: str, detail=None, values=None) -> None:
+        """Record ``reason`` for the rows in ``mask`` that have none yet (the first reason wins).
+
+        ``detail`` is a text, or a per-row array; with ``values`` (per-row) the detail of each row is
+        ``detail + str(value)``, formatted only for the rows that are rejected here."""
         new = np.asarray(mask, dtype=bool) & (self.reason == None)  # noqa: E711 - first reason wins
+        if not new.any():
+            return
         self.reason[new] = reason
         self.field[new] = field_name
-        if detail is not None:
+        if values is not None:
+            picked = np.asarray(values, dtype=object)[new]
+            self.detail[new] = [f"{detail}{'' if pd.isna(v) else v}" for v in picked]
+        elif detail is not None:
             self.detail[new] = np.asarray(detail, dtype=object)[new] if np.ndim(detail) else detail
 
     @property
@@ -155,26 +166,42 @@ def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return pd.Series(true, index=values.index), ~(true | false)
 
 
-def _json_records(frame: pd.DataFrame) -> list[str]:
-    """One JSON object per row, keys with missing values left out (pandas' C writer, not a Python loop)."""
+def _json_records(frame: pd.DataFrame) -> pd.Series:
+    """One JSON object per row, keys with missing values left out, written by DuckDB (``to_json`` escapes
+    each value; ``concat_ws`` skips the missing members), not by a Python loop over rows."""
     if not len(frame.columns):
-        return ["{}"] * len(frame)
-    text = frame.astype(object).to_json(orient="records", lines=True, force_ascii=False)
-    lines = text.splitlines()
-    if "null" in text:  # drop null members, as the per-row dicts did
-        lines = [json.dumps({k: v for k, v in json.loads(ln).items() if v is not None}, ensure_ascii=False)
-                 if ":null" in ln else ln for ln in lines]
-    return lines
+        return pd.Series("{}", index=frame.index, dtype=object)
+    table = pa.table({f"c{i}": frame[c].astype(pd.StringDtype("pyarrow")).array.__arrow_array__()
+                      for i, c in enumerate(frame.columns)})
+    members = ", ".join(f"CASE WHEN c{i} IS NOT NULL THEN {_sql_text(json.dumps(str(c), ensure_ascii=False) + ':')}"
+                        f" || to_json(c{i}) END" for i, c in enumerate(frame.columns))
+    con = duckdb.connect()
+    try:
+        con.register("ext_frame", table)
+        text = con.sql(f"SELECT '{{' || concat_ws(',', {members}) || '}}' AS j FROM ext_frame").to_arrow_table()
+    finally:
+        con.close()
+    return pd.Series(pd.StringDtype("pyarrow").__from_arrow__(text.column("j")), index=frame.index)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """A stable digest of the fields a later export may change; equal digest = nothing to update."""
-    values = frame[columns].copy()
-    for c in columns:  # timestamps hash as integers: formatting them as text is slow
-        if isinstance(values[c].dtype, pd.DatetimeTZDtype):
-            values[c] = values[c].dt.tz_convert("UTC").dt.tz_localize(None).astype("int64").where(values[c].notna(), -1)
-    values = values.astype("string").fillna("\x00")
-    digest = pd.util.hash_pandas_object(values, index=False).to_numpy()
+    """A stable digest of the fields a later export may change; equal digest = nothing to update.
+
+    Each column is hashed in its own type (timestamps as UTC integers, numbers as numbers, text as
+    text), so no column is formatted as text first."""
+    values = {}
+    for c in columns:
+        v = frame[c]
+        if isinstance(v.dtype, pd.DatetimeTZDtype):
+            v = v.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]").astype("int64").where(v.notna(), -1)
+        elif v.dtype == object:
+            v = v.astype(pd.StringDtype("pyarrow"))
+        values[c] = v
+    digest = pd.util.hash_pandas_object(pd.DataFrame(values, index=frame.index), index=False).to_numpy()
     return pd.Series(np.char.mod("%016x", digest.astype(np.uint64)), index=frame.index)
 
 
@@ -269,7 +296,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
         parsed = parsed.dt.tz_convert(ctx.timezone)
         given = values.astype("string").str.strip().fillna("").ne("").to_numpy()
         rej.add(given & parsed.isna().to_numpy(), found.get(f, f), BAD_TIME,
-                np.char.add(f"unparseable {f}: ", values.fillna("").astype(str).to_numpy().astype(str)))
+                f"unparseable {f}: ", values=values.fillna("").to_numpy(dtype=object))
         out[f] = parsed
     rep = out["reported_at"]
     rej.add((rep > ctx.now + pd.Timedelta(days=1)).to_numpy(), found.get("reported_at", "reported_at"),
@@ -286,10 +313,10 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     deliberate = np.isin(code_text, list(profile.unmapped_codes))
     unmapped = cat["category_code"].isna().to_numpy() & raw_code.notna().to_numpy()
     rej.add(unmapped & deliberate, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
-            np.char.add(f"code deliberately not mapped by profile {profile.name} "
-                        f"(listed in its [categories] unmapped): ", code_text))
+            f"code deliberately not mapped by profile {profile.name} (listed in its [categories] unmapped): ",
+            values=code_text)
     rej.add(unmapped, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
-            np.char.add(f"code not in the {profile.category_system} mapping table: ", code_text))
+            f"code not in the {profile.category_system} mapping table: ", values=code_text)
     out["category_code"] = cat["category_code"]
     out["category_raw_code"] = raw_code.astype(object).where(raw_code.notna(), None)
     raw_name = get("category_raw_name").astype("string").str.strip()
@@ -307,12 +334,12 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     out["flags"] = cat["flags"]
 
     raw_status = get("status").fillna("").astype(str).str.strip()
-    status = raw_status.map(lambda v: STATUS_ALIASES.get(v, STATUS_ALIASES.get(v.lower())))
+    status = raw_status.map({v: STATUS_ALIASES.get(v, STATUS_ALIASES.get(v.lower())) for v in raw_status.unique()})
     closed_given = out["closed_at"].notna()
     status = status.where(~(raw_status.eq("") & closed_given), STATUS_CLOSED)
     status = status.where(~(raw_status.eq("") & ~closed_given), STAGES[0])
     rej.add(status.isna().to_numpy(), found.get("status", "status"), UNKNOWN_STATUS,
-            np.char.add("status not recognised: ", raw_status.to_numpy().astype(str)))
+            "status not recognised: ", values=raw_status.to_numpy(dtype=object))
     out["status"] = status
     closed_rule = pd.Series(False, index=raw.index)
     if profile.closed_at_from:  # [status] closed_at_from: a disposition without a close time
@@ -415,7 +442,8 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     # per-row CRS column (e.g. 坐标系 = GCJ02 / BD09) overrides the profile default
     row_crs = ctx_row_crs(get, profile)
     if row_crs is not None:
-        norm = row_crs.fillna("").astype(str).str.strip().str.lower().map(lambda v: CRS_ALIASES.get(v, v or None))
+        norm = row_crs.fillna("").astype(str).str.strip().str.lower()
+        norm = norm.map({v: CRS_ALIASES.get(v, v or None) for v in norm.unique()})
         crs = np.where(norm.isna(), profile.crs, norm.to_numpy(dtype=object))
     bd09mc = crs == "bd09mc"
     rej.add(bd09mc, profile.crs_column or "crs", UNSUPPORTED_CRS,
@@ -472,7 +500,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     rej.add(no_place & outside, found.get("lng", "lng"), OUTSIDE_JURISDICTION,
             "point lies outside every grid of this jurisdiction")
     rej.add(no_place & pd.notna(issue) & ~outside, found.get("lng", "lng"), BAD_COORDINATE,
-            np.char.add("coordinate check: ", issue.astype(str)))
+            "coordinate check: ", values=issue)
     rej.add(no_place, found.get("address", "address"), NO_LOCATION,
             "no usable coordinates, and neither the address nor the grid code names a place in this jurisdiction")
 
@@ -492,19 +520,27 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     g2v = dict(zip(grid_codes, ctx.areas.grids["parent_code"].astype(str), strict=True))
     v2t = dict(zip(ctx.areas.villages["code"].astype(str), ctx.areas.villages["parent_code"].astype(str), strict=True))
     village = np.where(pd.isna(village) & (grid_code != None),  # noqa: E711
-                       [g2v.get(g, g[:12]) if isinstance(g, str) else None for g in grid_code], village)
+                       _parents(grid_code, g2v, 12), village)
     town = np.where(located, areas["town_code"].to_numpy(dtype=object),
                     np.where(addr_ok, addr["town_code"].to_numpy(dtype=object), None))
     town = np.where(pd.isna(town) & (village != None),  # noqa: E711
-                    [v2t.get(v, v[:9]) if isinstance(v, str) else None for v in village], town)
-    out["grid_code"] = [None if pd.isna(v) else v for v in grid_code]
-    out["village_code"] = [None if pd.isna(v) else v for v in village]
-    out["town_code"] = [None if pd.isna(v) else v for v in town]
+                    _parents(village, v2t, 9), town)
+    out["grid_code"] = pd.Series(grid_code, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
+    out["village_code"] = pd.Series(village, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
+    out["town_code"] = pd.Series(town, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
     out["county_code"] = np.where(pd.notna(out["town_code"]), ctx.areas.county_code, None)
     cells = cells_from_points(lat=np.where(keep_pt, w_lat, np.nan), lng=np.where(keep_pt, w_lng, np.nan),
                               resolution=ctx.h3_resolution)
     out["h3_cell"] = pd.array(np.where(keep_pt, cells, 0), dtype="UInt64")
     out.loc[~keep_pt, "h3_cell"] = pd.NA
+
+
+def _parents(codes: np.ndarray, parent_of: dict[str, str], prefix: int) -> np.ndarray:
+    """The parent code of each code (from the deployment's layers; the code's first ``prefix`` digits as
+    the fallback), looked up once per distinct code."""
+    s = pd.Series(codes, dtype=object)
+    lookup = {c: parent_of.get(c, c[:prefix]) for c in s.dropna().unique() if isinstance(c, str)}
+    return s.map(lookup).to_numpy(dtype=object)
 
 
 def ctx_row_crs(get, profile: Profile) -> pd.Series | None:
