@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,26 +130,44 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         total = {"inserted": 0, "updated": 0, "unchanged": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
         rows = tqdm(total=len(read.frame), desc=path.name, unit="row", disable=not show, leave=False)
-        for start in range(0, max(len(read.frame), 1), CHUNK_ROWS):
+        starts = list(range(0, max(len(read.frame), 1), CHUNK_ROWS))
+
+        def stage_chunk(start: int):
             part = read.frame.iloc[start:start + CHUNK_ROWS]
-            staged = stage_export(part, profile, ctx, malformed=read.malformed if start == 0 else None)
-            staged.events, unclassified = classify_pending(
-                con, staged.events, {"batch_id": batch_id, "source": source, "source_file": path.name})
-            if len(unclassified):
-                staged.rejects = pd.concat([staged.rejects, unclassified], ignore_index=True)
-            for k, v in upsert_events(con, staged.events).items():
-                total[k] += v
-            quarantine(con, staged.rejects)
-            quarantined += len(staged.rejects)
-            reasons.update(staged.rejects["reason"].value_counts().to_dict())
-            redactions.update(staged.redactions)
-            unmapped.update(staged.unmapped or {})
-            rows.update(len(part))
+            return part, stage_export(part, profile, ctx, malformed=read.malformed if start == 0 else None)
+
+        # the next chunk is staged (pandas/numpy, mostly holding the GIL) while DuckDB writes this one
+        # (DuckDB releases the GIL), so the two cores work at once; chunks still load in file order
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage")
+        try:
+            pending = pool.submit(stage_chunk, starts[0])
+            for i in range(len(starts)):
+                part, staged = pending.result()
+                if i + 1 < len(starts):
+                    pending = pool.submit(stage_chunk, starts[i + 1])
+                quarantined += _load_chunk(con, staged, batch_id, path, total, reasons, redactions, unmapped)
+                rows.update(len(part))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
         rows.close()
         linked = link_matters(con, batch_id)
         return BatchSummary(batch_id, source, path.name, profile.name, read.rows_read, linked=linked,
                             quarantined=quarantined, reasons=dict(reasons), redactions=dict(redactions),
                             unmapped=dict(unmapped), **total)
+
+    def _load_chunk(con, staged, batch_id: str, path: Path, total, reasons, redactions, unmapped) -> int:
+        """Classify, upsert and quarantine one staged chunk; returns the rows quarantined."""
+        staged.events, unclassified = classify_pending(
+            con, staged.events, {"batch_id": batch_id, "source": source, "source_file": path.name})
+        if len(unclassified):
+            staged.rejects = pd.concat([staged.rejects, unclassified], ignore_index=True)
+        for k, v in upsert_events(con, staged.events).items():
+            total[k] += v
+        quarantine(con, staged.rejects)
+        reasons.update(staged.rejects["reason"].value_counts().to_dict())
+        redactions.update(staged.redactions)
+        unmapped.update(staged.unmapped or {})
+        return len(staged.rejects)
 
     if dry_run:
         for path in map(Path, files):

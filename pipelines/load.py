@@ -34,11 +34,14 @@ def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
 
     # through Arrow: DuckDB scans an Arrow table far faster than a pandas frame of Python objects
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    con.register("staged_events", table)
+    con.register("batch", table)  # scanned in place, not copied into a temporary table
     try:
-        con.execute("CREATE OR REPLACE TEMP TABLE batch AS SELECT * FROM staged_events")
+        return _upsert_batch(con, cols)
     finally:
-        con.unregister("staged_events")
+        con.unregister("batch")
+
+
+def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE batch_kind AS
         SELECT b.event_id,
@@ -48,12 +51,17 @@ def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
                e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link
         FROM batch b LEFT JOIN core.events e USING (event_id)""")
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
+    # a new event starts its history; an update adds a row when the status changed (and that status is
+    # not already recorded for this batch: a record repeated in a later chunk of the same file)
     con.execute("""
         INSERT INTO core.event_status_history
         SELECT k.event_id, k.new_status, b.updated_at, b.batch_id
         FROM batch_kind k JOIN batch b USING (event_id)
-        WHERE k.kind = 'insert' OR (k.kind = 'update' AND k.old_status IS DISTINCT FROM k.new_status)
-        ON CONFLICT DO NOTHING""")
+        WHERE k.kind = 'insert'
+           OR (k.kind = 'update' AND k.old_status IS DISTINCT FROM k.new_status
+               AND NOT EXISTS (SELECT 1 FROM core.event_status_history h
+                               WHERE h.event_id = k.event_id AND h.status = k.new_status
+                                 AND h.batch_id = b.batch_id))""")
     col_list = ", ".join(cols)
     # an update keeps an existing cross-source link
     select = ", ".join("coalesce(b.linked_event_id, k.old_link) AS linked_event_id" if c == "linked_event_id"

@@ -418,7 +418,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     unknown = rej.reason == UNKNOWN_CATEGORY
     unmapped_counts = pd.Series(code_text[unknown]).value_counts()
     unmapped_counts = {str(k): int(v) for k, v in unmapped_counts.items()}
-    events = out[keep].copy()
+    events = out if keep.all() else out[keep]
     events["content_hash"] = _content_hash(events, HASHED_FIELDS)
     rejects = _reject_frame(raw, rej, profile, ctx)
     if malformed is not None and len(malformed):
@@ -519,12 +519,12 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     # a grid known only by its code: parents from the deployment's layers (code prefixes as the fallback)
     g2v = dict(zip(grid_codes, ctx.areas.grids["parent_code"].astype(str), strict=True))
     v2t = dict(zip(ctx.areas.villages["code"].astype(str), ctx.areas.villages["parent_code"].astype(str), strict=True))
-    village = np.where(pd.isna(village) & (grid_code != None),  # noqa: E711
-                       _parents(grid_code, g2v, 12), village)
+    need = pd.isna(village) & pd.notna(grid_code)
+    village[need] = _parents(grid_code[need], g2v, 12)
     town = np.where(located, areas["town_code"].to_numpy(dtype=object),
                     np.where(addr_ok, addr["town_code"].to_numpy(dtype=object), None))
-    town = np.where(pd.isna(town) & (village != None),  # noqa: E711
-                    _parents(village, v2t, 9), town)
+    need = pd.isna(town) & pd.notna(village)
+    town[need] = _parents(village[need], v2t, 9)
     out["grid_code"] = pd.Series(grid_code, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
     out["village_code"] = pd.Series(village, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
     out["town_code"] = pd.Series(town, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
@@ -537,10 +537,8 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
 
 def _parents(codes: np.ndarray, parent_of: dict[str, str], prefix: int) -> np.ndarray:
     """The parent code of each code (from the deployment's layers; the code's first ``prefix`` digits as
-    the fallback), looked up once per distinct code."""
-    s = pd.Series(codes, dtype=object)
-    lookup = {c: parent_of.get(c, c[:prefix]) for c in s.dropna().unique() if isinstance(c, str)}
-    return s.map(lookup).to_numpy(dtype=object)
+    the fallback)."""
+    return np.array([parent_of.get(c, c[:prefix]) for c in codes], dtype=object)
 
 
 def ctx_row_crs(get, profile: Profile) -> pd.Series | None:

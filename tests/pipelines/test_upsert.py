@@ -99,3 +99,22 @@ def test_chunked_load_reconciles_across_chunks(settings, inside, tmp_path, monke
     assert s.rows_read == 32 and s.reconciles
     assert (s.inserted, s.updated, s.quarantined) == (30, 1, 1)
     assert _count(settings, "SELECT status FROM core.events WHERE event_id = 'police:C3'") == [("先行调解",)]
+
+
+def test_status_back_and_forth_within_one_file_keeps_history_unique(settings, inside, tmp_path, monkeypatch):
+    """A record whose status returns to an earlier value in a later chunk of the same file: the history
+    keeps one row per (event, status, batch) — checked by the warehouse contract, which would refuse to
+    publish a duplicate."""
+    import pipelines.ingest as ing
+
+    monkeypatch.setattr(ing, "CHUNK_ROWS", 3)
+    rows = [police_row(inside, 接警单编号=f"H{i}") for i in range(3)]
+    rows += [police_row(inside, 接警单编号="H1", 接警单状态="先行调解")]
+    rows += [police_row(inside, 接警单编号=f"F{i}") for i in range(2)]
+    rows += [police_row(inside, 接警单编号="H1", 接警单状态="登记受理")]
+    [s] = ingest(settings, "police", [_csv(tmp_path / "h.csv", rows)], progress=False)
+    assert s.reconciles and (s.inserted, s.updated) == (5, 2)
+    hist = _count(settings, "SELECT status, count(*) FROM core.event_status_history WHERE event_id = 'police:H1' "
+                            "GROUP BY 1 ORDER BY 1")
+    assert hist == [("先行调解", 1), ("登记受理", 1)]
+    assert _count(settings, "SELECT status FROM core.events WHERE event_id = 'police:H1'") == [("登记受理",)]
