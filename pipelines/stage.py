@@ -309,7 +309,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     # ---------------------------------------------------------------- category and status
     raw_code = get("category_raw_code").astype("string").str.strip()
     cat = ctx.categories.map(profile.category_system, raw_code)
-    code_text = raw_code.fillna("").to_numpy().astype(str)
+    code_text = raw_code.fillna("").to_numpy(dtype=object)
     deliberate = np.isin(code_text, list(profile.unmapped_codes))
     unmapped = cat["category_code"].isna().to_numpy() & raw_code.notna().to_numpy()
     rej.add(unmapped & deliberate, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,

@@ -41,4 +41,4 @@ class CategoryMap:
                     for c, fl in zip(sub["source_code"], sub["flags"], strict=True)}
         keys = codes.astype("string").str.strip().fillna("")
         return pd.DataFrame({"category_code": keys.map(code_of).astype(object).where(keys.isin(code_of.keys()), None),
-                             "flags": keys.map(lambda k: flags_of.get(k))}, index=codes.index)
+                             "flags": keys.map({k: flags_of.get(k) for k in keys.unique()})}, index=codes.index)
