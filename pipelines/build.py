@@ -1,7 +1,9 @@
 """`onemap build`: core.events -> hex.* and area aggregates (and the area dimension), then publish."""
 from __future__ import annotations
 
+import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -49,12 +51,15 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     from geodata.h3cells import cells_covering
     from models.alerts import score_window
 
-    # days as day numbers, categories as a categorical and rows in cell order: the 28 model fits below then
-    # work on integer codes (and cache-friendly lookups) instead of re-parsing millions of dates and strings
-    panel = con.execute("SELECT cell, date_diff('day', DATE '1970-01-01', day) AS day, category_code, "
-                        "sum(n)::INTEGER AS n FROM hex.cell_day WHERE resolution = ? GROUP BY ALL ORDER BY ALL",
-                        [resolution]).df()
-    panel["category_code"] = panel["category_code"].astype("category")
+    # days as day numbers, categories as a categorical (codes from SQL, no string column crosses over) and rows
+    # in cell order: the 28 model fits below then work on integers and cache-friendly lookups
+    in_res = "SELECT DISTINCT category_code FROM hex.cell_day WHERE resolution = $res ORDER BY 1"
+    codes = [r[0] for r in con.execute(in_res, {"res": resolution}).fetchall()]
+    panel = con.execute(
+        "SELECT cell, date_diff('day', DATE '1970-01-01', day) AS day, c.code AS category_code, sum(n)::INTEGER AS n "
+        f"FROM hex.cell_day JOIN (SELECT category_code, (row_number() OVER (ORDER BY category_code) - 1)::INTEGER AS code FROM ({in_res})) c "
+        "USING (category_code) WHERE resolution = $res GROUP BY ALL ORDER BY ALL", {"res": resolution}).df()
+    panel["category_code"] = pd.Categorical.from_codes(panel["category_code"].to_numpy(), categories=codes)
     con.execute("DELETE FROM scores.alerts")
     con.execute("DELETE FROM meta.model_runs WHERE model = 'unusual_now'")
     if panel.empty:
@@ -63,15 +68,18 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     first = pd.Timestamp(np.datetime64(int(panel["day"].min()), "D"))
     study = cells_covering(areas.county.geometry.union_all(), resolution)
     run_id = uuid.uuid4().hex[:12]
-    frames = []
-    for back in range(days_back):
-        end = last - pd.Timedelta(days=back)
-        for days in ALERT_WINDOWS:
-            if end - pd.Timedelta(days=days + 28) < first:
-                continue  # less than four weeks of history before the window: no baseline
-            found = score_window(panel, end.date(), window_days=days, k=1, alpha=ALERT_ALPHA, cells=study)
-            if len(found):
-                frames.append(found.assign(window_days=days))
+    ends = [last - pd.Timedelta(days=back) for back in range(days_back)]
+    windows = [(end, days) for end in ends for days in ALERT_WINDOWS
+               if end - pd.Timedelta(days=days + 28) >= first]  # four weeks of history before the window, or none
+
+    def scored(window: tuple[pd.Timestamp, int]) -> pd.DataFrame:
+        end, days = window
+        return score_window(panel, end.date(), window_days=days, k=1, alpha=ALERT_ALPHA, cells=study).assign(
+            window_days=days)
+
+    # the windows are independent and mostly NumPy (which releases the GIL): score them on every core
+    with ThreadPoolExecutor(max_workers=min(len(windows), os.cpu_count() or 1) or 1) as pool:
+        frames = [found for found in pool.map(scored, windows) if len(found)]
     alerts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(alerts):
         cells = alerts["cell"].map(lambda c: int(c, 16) if isinstance(c, str) else int(c)).astype("uint64")
