@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,27 +16,47 @@ from pipelines.aggregate import refresh_aggregates
 from pipelines.ingest import area_set_for
 
 
-def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = False) -> dict[str, int]:
+def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = False) -> dict:
     """Aggregate and score, then publish. Incremental unless ``full``: only the days that loads since the
-    last build touched are re-aggregated (a consistency check falls back to a full rebuild)."""
+    last build touched are re-aggregated (a consistency check falls back to a full rebuild).
+
+    Returns counts (``events``, ``cell_day_rows``, ``days_rebuilt``: -1 = all) and ``seconds``: the wall
+    time of each step, in order (the last one is the contract checks and the atomic publish)."""
     as_of = as_of or pd.Timestamp.now(tz=settings.timezone)
     areas = area_set_for(settings)
+    seconds: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def done(step: str) -> None:
+        now = time.perf_counter()
+        seconds[step] = now - clock[0]
+        clock[0] = now
+
     with write_session(settings.warehouse_path, settings.timezone) as con:
+        done("open a private copy")
         _ensure_areas(con, areas, settings, as_of)
         last = con.execute("SELECT max(built_at) FROM meta.builds").fetchall()[0][0]
         days = None if (full or last is None) else [r[0] for r in con.execute(
             "SELECT DISTINCT CAST(reported_at AS DATE) FROM core.events WHERE updated_at > ?", [last]).fetchall()]
         days = refresh_aggregates(con, settings, days)
+        done("aggregates")
         score_hotspots(con, areas, settings, as_of)
+        done("hot spots")
         score_outliers(con, as_of)
+        done("outliers")
         score_alerts(con, areas)
+        done("alerts")
         score_repeat_places(con, areas, as_of)
+        done("repeat places")
         build_marts(con, as_of)
         n = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
         con.execute("INSERT INTO meta.builds VALUES (?, now(), ?, ?, ?)",
                     [uuid.uuid4().hex[:12], as_of, n, _version()])
         cells = con.execute("SELECT count(*) FROM hex.cell_day").fetchall()[0][0]
-    return {"events": n, "cell_day_rows": cells, "days_rebuilt": -1 if days is None else len(days)}
+        done("marts")
+    done("checks + publish")
+    return {"events": n, "cell_day_rows": cells, "days_rebuilt": -1 if days is None else len(days),
+            "seconds": seconds}
 
 
 ALERT_RESOLUTION = 8
