@@ -280,7 +280,7 @@ class ExpectedCounts(BaseEstimator):
             cat_idx = np.zeros(day.size, dtype=np.int64)
         K = cat_codes.size
 
-        universe, _ = _factorize_sorted(cell_raw)
+        universe = np.sort(pd.unique(cell_raw))  # sorted distinct cells by hashing (np.unique sorts every row)
         if cells is not None:
             universe = np.union1d(universe, as_cells(cells))
         universe = universe[universe != 0]
