@@ -283,9 +283,9 @@ def _counts_per_group(group: np.ndarray, values: np.ndarray) -> pd.Series:
     ``value_counts`` per group), indexed by group; one vectorised count instead of a Python call per group."""
     codes, uniq = pd.factorize(values)
     gcodes, gkeys = pd.factorize(group)
-    pair = gcodes.astype(np.int64) * max(len(uniq), 1) + codes
-    upair, first, count = np.unique(pair, return_index=True, return_counts=True)
-    gi, vi = upair // max(len(uniq), 1), upair % max(len(uniq), 1)
+    width = max(len(uniq), 1)
+    upair, first, count = np.unique(gcodes.astype(np.int64) * width + codes, return_index=True, return_counts=True)
+    gi, vi = upair // width, upair % width
     order = np.lexsort((first, -count, gi))
     dicts: list[dict] = [{} for _ in range(len(gkeys))]
     for a, b, c in zip(gi[order].tolist(), vi[order].tolist(), count[order].tolist(), strict=True):

@@ -74,12 +74,14 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
 
     # days as day numbers, categories as a categorical (codes from SQL, no string column crosses over) and rows
     # in cell order: the 28 model fits below then work on integers and cache-friendly lookups
-    in_res = "SELECT DISTINCT category_code FROM hex.cell_day WHERE resolution = $res ORDER BY 1"
-    codes = [r[0] for r in con.execute(in_res, {"res": resolution}).fetchall()]
-    panel = con.execute(
-        "SELECT cell, date_diff('day', DATE '1970-01-01', day) AS day, c.code AS category_code, sum(n)::INTEGER AS n "
-        f"FROM hex.cell_day JOIN (SELECT category_code, (row_number() OVER (ORDER BY category_code) - 1)::INTEGER AS code FROM ({in_res})) c "
-        "USING (category_code) WHERE resolution = $res GROUP BY ALL ORDER BY ALL", {"res": resolution}).df()
+    categories = "SELECT DISTINCT category_code FROM hex.cell_day WHERE resolution = $res"
+    codes = [r[0] for r in con.execute(categories + " ORDER BY 1", {"res": resolution}).fetchall()]
+    panel = con.execute(f"""
+        SELECT cell, date_diff('day', DATE '1970-01-01', day) AS day, c.code AS category_code, sum(n)::INTEGER AS n
+        FROM hex.cell_day
+        JOIN (SELECT category_code, (row_number() OVER (ORDER BY category_code) - 1)::INTEGER AS code
+              FROM ({categories})) c USING (category_code)
+        WHERE resolution = $res GROUP BY ALL ORDER BY ALL""", {"res": resolution}).df()
     panel["category_code"] = pd.Categorical.from_codes(panel["category_code"].to_numpy(), categories=codes)
     con.execute("DELETE FROM scores.alerts")
     con.execute("DELETE FROM meta.model_runs WHERE model = 'unusual_now'")
