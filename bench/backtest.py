@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # bench/models.py must not shadow the models package
+sys.path.insert(0, str(ROOT))  # the repository first on the path, as in the other bench scripts
 
 from models.backtest import DATASETS, dataset_study_cells, default_models, load_events, run_backtest  # noqa: E402
 from models.forecast import CellRiskForecaster, build_grid  # noqa: E402

@@ -513,15 +513,14 @@ def score_window(panel: pd.DataFrame, window_end, window_days: int = 7, k: int =
     start = end - int(window_days) + 1
     d = day_numbers(panel["day"].to_numpy())
     win = panel[(d >= start) & (d <= end)]
-    hist = panel[d < start]
-    if hist.empty:
+    if not (d < start).any():
         raise ValueError("no history before the window")
     est = clone(model) if model is not None else ExpectedCounts(k=k)
     use_cat = by_category and "category_code" in panel.columns
     est.set_params(by_category=use_cat)
     wcells = win["cell"].to_numpy()
     extra = as_cells(wcells) if cells is None else np.union1d(as_cells(wcells), as_cells(cells))
-    est.fit(hist, end=start - 1, cells=extra,
+    est.fit(panel, end=start - 1, cells=extra,  # fit keeps the days up to ``end``: no copy of the history
             categories=win["category_code"].astype(str).unique() if use_cat and len(win) else None)
     sw = score_cells(est, win, end, window_days, k=k, by_category=use_cat, min_observed=min_observed, cells=cells)
     return select_alerts(sw, alpha=alpha, by_category=use_cat, dedupe=dedupe, max_alerts=max_alerts,

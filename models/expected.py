@@ -280,7 +280,7 @@ class ExpectedCounts(BaseEstimator):
             cat_idx = np.zeros(day.size, dtype=np.int64)
         K = cat_codes.size
 
-        universe, _ = _factorize_sorted(cell_raw)
+        universe = np.sort(pd.unique(cell_raw))  # sorted distinct cells by hashing (np.unique sorts every row)
         if cells is not None:
             universe = np.union1d(universe, as_cells(cells))
         universe = universe[universe != 0]
@@ -508,10 +508,9 @@ class ExpectedCounts(BaseEstimator):
         sel = bc >= 0
         B = blocks.size
         Y = np.bincount(cidx[sel] * B + bc[sel], weights=n[sel], minlength=ncell * B).reshape(ncell, B)
-        Tb = np.empty((self.beta_.shape[0], B))
-        for i, b in enumerate(blocks):
-            d = np.arange(self.end_ - (b + 1) * L + 1, self.end_ - b * L + 1)
-            Tb[:, i] = np.exp(self._design(d) @ self.beta_.T - self.logc_[None, :]).sum(axis=0)
+        # time factor summed over each block: one design matrix for the days of every block
+        d = (self.end_ - (blocks[:, None] + 1) * L + 1 + np.arange(L)[None, :]).ravel()
+        Tb = np.exp(self._design(d) @ self.beta_.T - self.logc_[None, :]).reshape(B, L, -1).sum(axis=1).T
         mu = self.lam_ @ Tb
         kappa = float(self.dispersion_prior_strength)
 

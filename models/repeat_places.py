@@ -248,7 +248,7 @@ def repeat_places(
             "first_at": g[time_col].min(),
             "last_at": g[time_col].max(),
             "spread_m": pd.Series(spread, index=ev.index).groupby(ev["_place"]).max(),
-            "event_ids": g[id_col].agg(list),
+            "event_ids": _lists_per_group(ev["_place"].to_numpy(), ev[id_col].to_numpy()),
         }
     )
     out["span_days"] = (out["last_at"] - out["first_at"]).dt.total_seconds() / 86400.0
@@ -257,7 +257,7 @@ def repeat_places(
     else:
         out["address_keys"] = [[] for _ in range(len(out))]
     if has_cat:
-        mix = g[category_col].agg(lambda s: dict(s.astype("string").fillna("未知").value_counts()))
+        mix = _counts_per_group(ev["_place"].to_numpy(), ev[category_col].astype("string").fillna("未知").to_numpy())
         out["categories"] = mix
         out["top_category"] = mix.map(lambda d: next(iter(d)) if d else None)
     else:
@@ -266,6 +266,31 @@ def repeat_places(
     out = out.sort_values(["n_events", "last_at"], ascending=[False, False], kind="stable").reset_index(drop=True)
     out.insert(0, "place_id", np.arange(len(out), dtype=np.int64))
     return out[_PLACE_COLUMNS]
+
+
+def _lists_per_group(group: np.ndarray, values: np.ndarray) -> pd.Series:
+    """``values`` of each group as a list (in input order), indexed by group: ``groupby.agg(list)`` without
+    a Python call per group."""
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+    keys = g[np.r_[0, cuts]] if g.size else g
+    return pd.Series([part.tolist() for part in np.split(values[order], cuts)], index=keys, dtype=object)
+
+
+def _counts_per_group(group: np.ndarray, values: np.ndarray) -> pd.Series:
+    """``{value: count}`` of each group, most frequent first and ties in order of first appearance (as
+    ``value_counts`` per group), indexed by group; one vectorised count instead of a Python call per group."""
+    codes, uniq = pd.factorize(values)
+    gcodes, gkeys = pd.factorize(group)
+    width = max(len(uniq), 1)
+    upair, first, count = np.unique(gcodes.astype(np.int64) * width + codes, return_index=True, return_counts=True)
+    gi, vi = upair // width, upair % width
+    order = np.lexsort((first, -count, gi))
+    dicts: list[dict] = [{} for _ in range(len(gkeys))]
+    for a, b, c in zip(gi[order].tolist(), vi[order].tolist(), count[order].tolist(), strict=True):
+        dicts[a][uniq[b]] = c
+    return pd.Series(dicts, index=gkeys, dtype=object)
 
 
 _PLACE_COLUMNS = [

@@ -9,36 +9,52 @@ from __future__ import annotations
 from onemap.h3sql import h3_parent_sql
 from onemap.settings import Settings
 
+AREA_LEVELS = ("town", "village", "grid")
+
 
 def aggregate(con, settings: Settings, days: list | None) -> None:
-    """(Re)build hex.cell_day and hex.area_day for the given days, or for everything when ``days`` is None."""
+    """(Re)build hex.cell_day and hex.area_day for the given days, or for everything when ``days`` is None.
+
+    All in DuckDB, nothing crosses into Python. The finest H3 resolution is counted from the events; each
+    coarser one rolls up the rows of the resolution below it (H3 parents nest, so the sums are the same and
+    every pass reads fewer rows). The three area levels are counted in one scan of the events (grouping
+    sets), a level's events without a code at that level left out.
+    """
     if days is not None and not days:
         return
     con.execute("CREATE OR REPLACE TEMP TABLE touched (day DATE)")
     if days is not None:
         con.executemany("INSERT INTO touched VALUES (?)", [[d] for d in days])
     scope = "" if days is None else " AND CAST(reported_at AS DATE) IN (SELECT day FROM touched)"
-    day_scope = "" if days is None else " WHERE day IN (SELECT day FROM touched)"
-    # one pass over the events, at the finest grain; every resolution and area level rolls up from it
+    day_scope = "" if days is None else " AND day IN (SELECT day FROM touched)"
+    con.execute("DELETE FROM hex.cell_day WHERE TRUE" + day_scope)
+    finer = None
+    for res in sorted(settings.h3_resolutions, reverse=True):
+        if finer is None:
+            cell = "h3_cell" if res == settings.h3_finest else h3_parent_sql("h3_cell", res)
+            con.execute(f"""
+                INSERT INTO hex.cell_day
+                SELECT {res}, {cell} AS cell, CAST(reported_at AS DATE) AS day, category_code, source, count(*)
+                FROM core.events WHERE h3_cell IS NOT NULL{scope} GROUP BY ALL""")
+        else:
+            con.execute(f"""
+                INSERT INTO hex.cell_day
+                SELECT {res}, {h3_parent_sql('cell', res)} AS cell, day, category_code, source, sum(n)
+                FROM hex.cell_day WHERE resolution = {finer}{day_scope} GROUP BY ALL""")
+        finer = res
+    con.execute("DELETE FROM hex.area_day WHERE TRUE" + day_scope)
+    level = " ".join(f"WHEN grouping({lv}_code) = 0 THEN '{lv}'" for lv in AREA_LEVELS)
+    code = " ".join(f"WHEN grouping({lv}_code) = 0 THEN {lv}_code" for lv in AREA_LEVELS)
+    sets = ", ".join(f"({lv}_code, day, category_code, source)" for lv in AREA_LEVELS)
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE agg_base AS
-        SELECT h3_cell, CAST(reported_at AS DATE) AS day, category_code, source, town_code, village_code,
-               grid_code, count(*)::INTEGER AS n
-        FROM core.events WHERE TRUE{scope} GROUP BY ALL""")
-    con.execute("DELETE FROM hex.cell_day" + day_scope)
-    for res in settings.h3_resolutions:
-        cell = "h3_cell" if res == settings.h3_finest else h3_parent_sql("h3_cell", res)
-        con.execute(f"""
-            INSERT INTO hex.cell_day
-            SELECT {res}, {cell} AS cell, day, category_code, source, sum(n)
-            FROM agg_base WHERE h3_cell IS NOT NULL GROUP BY ALL""")
-    con.execute("DELETE FROM hex.area_day" + day_scope)
-    for level in ("town", "village", "grid"):
-        con.execute(f"""
-            INSERT INTO hex.area_day
-            SELECT '{level}', {level}_code, day, category_code, source, sum(n)
-            FROM agg_base WHERE {level}_code IS NOT NULL GROUP BY ALL""")
-    con.execute("DROP TABLE agg_base")
+        INSERT INTO hex.area_day
+        SELECT * FROM (
+            SELECT CASE {level} END AS level, CASE {code} END AS code, day, category_code, source, count(*) AS n
+            FROM (SELECT {', '.join(f'{lv}_code' for lv in AREA_LEVELS)}, CAST(reported_at AS DATE) AS day,
+                         category_code, source
+                  FROM core.events WHERE TRUE{scope})
+            GROUP BY GROUPING SETS ({sets}))
+        WHERE code IS NOT NULL""")
 
 
 def _aggregates_consistent(con) -> bool:

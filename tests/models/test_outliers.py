@@ -36,3 +36,18 @@ def test_sparse_cells_are_left_out():
     ev = pd.concat([ev, pd.DataFrame([(5000, pd.Timestamp("2026-09-29"), "CG", True)], columns=ev.columns)])
     out = CellProfileOutliers().fit_score(ev, as_of=pd.Timestamp("2026-09-30"))
     assert 5000 not in out.index
+
+
+def test_category_mix_equals_a_normalised_crosstab():
+    ev = _events(2)
+    model = CellProfileOutliers(min_events=0)
+    prof = model.profile(ev, as_of=pd.Timestamp("2026-09-30"))
+    day = pd.to_datetime(ev["day"])
+    window = ev[day > pd.Timestamp("2026-09-30") - pd.Timedelta(weeks=16)]
+    top = window["category_code"].str.slice(0, 2).where(~window["category_code"].str.startswith("MD"),
+                                                        window["category_code"].str.slice(0, 4))
+    want = pd.crosstab(window["cell"], top, normalize="index").add_prefix("share_")
+    got = prof[[c for c in prof.columns if c.startswith("share_")]]
+    np.testing.assert_array_equal(got.index.to_numpy(), want.index.to_numpy())
+    assert list(got.columns) == list(want.columns)
+    np.testing.assert_array_equal(got.to_numpy(), want.to_numpy())

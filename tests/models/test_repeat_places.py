@@ -195,3 +195,25 @@ def test_knox_band_validation():
         knox_test([0, 0], [0, 0], [0, 1], space_bands_m=(200, 100))
     with pytest.raises(ValueError):
         calibrate_near_repeat()
+
+
+def test_per_place_counts_and_lists_equal_a_plain_groupby():
+    """The vectorised per-place category counts and event-id lists equal pandas' per-group
+    ``value_counts`` / ``agg(list)`` — same keys, same counts, same order (ties: first appearance)."""
+    from models.repeat_places import _counts_per_group, _lists_per_group
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    frame = pd.DataFrame({"place": rng.integers(0, 300, n) * 7 + 1,
+                          "cat": pd.array(rng.choice(["MD02", "MD15", "CG", "AQ", None], n), dtype="string"),
+                          "id": [f"E{i}" for i in range(n)]})
+    cats = frame["cat"].fillna("未知")
+    want = {place: dict(s.value_counts()) for place, s in cats.groupby(frame["place"], sort=False)}
+    got = _counts_per_group(frame["place"].to_numpy(), cats.to_numpy())
+    assert list(got.index) == list(want)
+    for place, d in want.items():
+        assert list(got[place].items()) == list(d.items())  # same order, not only the same counts
+        assert all(type(v) is int for v in got[place].values())
+    want_ids = frame.groupby("place", sort=False)["id"].agg(list)
+    got_ids = _lists_per_group(frame["place"].to_numpy(), frame["id"].to_numpy())
+    assert got_ids.reindex(want_ids.index).tolist() == want_ids.tolist()
