@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from geodata.areas import AreaSet, assign_areas, bbox, resolve_address
 from geodata.coordcheck import check_coordinates
@@ -157,6 +158,16 @@ def _one_time(text: str, tz: str) -> pd.Timestamp:
 
 def _localise(naive: pd.Series, tz: str) -> pd.Series:
     return naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool), nonexistent="shift_forward")
+
+
+def _to_float(values: pd.Series) -> np.ndarray:
+    """Numbers from text; anything that is not a number becomes NaN. Arrow's parser when the whole
+    column is clean (the usual case, several times faster), pandas' lenient one otherwise."""
+    text = values.astype(pd.StringDtype("pyarrow"))
+    try:
+        return pc.cast(text.array.__arrow_array__(), pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        return pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
 
 
 def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -364,7 +375,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     out["confidential"] = conf
     rej.add(bad, found.get("confidential", "confidential"), BAD_NUMBER, "expected 是/否")
     sat_raw = get("satisfaction").astype("string").str.strip().replace("", pd.NA)
-    sat = pd.to_numeric(sat_raw, errors="coerce")
+    sat = pd.Series(_to_float(sat_raw), index=sat_raw.index)
     rej.add((sat_raw.notna() & (sat.isna() | (sat < 0) | (sat > 5))).to_numpy(),
             found.get("satisfaction", "satisfaction"), BAD_NUMBER, "satisfaction must be a number 0-5")
     out["satisfaction"] = sat.astype(float)
@@ -434,8 +445,8 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     n = len(out)
     lng_raw = get("lng").astype("string").str.strip().replace("", pd.NA)
     lat_raw = get("lat").astype("string").str.strip().replace("", pd.NA)
-    lng = pd.to_numeric(lng_raw, errors="coerce").to_numpy(dtype=float)
-    lat = pd.to_numeric(lat_raw, errors="coerce").to_numpy(dtype=float)
+    lng = _to_float(lng_raw)
+    lat = _to_float(lat_raw)
     unparsable = (lng_raw.notna() & np.isnan(lng)).to_numpy() | (lat_raw.notna() & np.isnan(lat)).to_numpy()
 
     crs = np.full(n, profile.crs, dtype=object)
