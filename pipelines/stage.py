@@ -487,11 +487,13 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     # a point given but unusable (zero, out of range, outside) falls back to the address; if that fails too,
     # the row is quarantined with the coordinate reason
     # the gazetteer is consulted only for rows that have no usable point
-    addr = pd.DataFrame({"town_code": None, "village_code": None, "grid_code": None, "precision": "none"},
-                        index=out.index)
+    addr = {c: np.full(n, None, dtype=object) for c in ("town_code", "village_code", "grid_code")}
+    addr["precision"] = np.full(n, "none", dtype=object)
     need = ~located
     if need.any():
-        addr.loc[need] = resolve_address(ctx.areas, get("address")[need]).to_numpy()
+        found_at = resolve_address(ctx.areas, get("address")[need])
+        for c in addr:
+            addr[c][need] = found_at[c].to_numpy(dtype=object)
     grid_given = get("grid_code").astype("string").str.strip().fillna("")
     grid_codes = ctx.areas.grids["code"].astype(str)
     if profile.grid_match == "code_or_name":  # e.g. police beats PN1…PN13 that are grid NAMES of the deployment
@@ -501,10 +503,10 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
         named = grid_given.str.casefold().map(by_name)
         grid_given = grid_given.where(grid_given.isin(set(grid_codes)) | named.isna(), named)
     known_grid = grid_given.isin(set(grid_codes)).to_numpy()
-    addr_ok = addr["precision"].ne("none").to_numpy()
+    addr_ok = addr["precision"] != "none"
 
     method = np.where(located, "gps", np.where(addr_ok, "address", np.where(known_grid, "grid-code", "none")))
-    precision = np.where(located, "point", np.where(addr_ok, addr["precision"].to_numpy(dtype=object),
+    precision = np.where(located, "point", np.where(addr_ok, addr["precision"],
                                                    np.where(known_grid, "grid", "none")))
     no_place = ~located & ~addr_ok & ~known_grid
     rej.add(no_place & unparsable, found.get("lng", "lng"), BAD_COORDINATE, "coordinate is not a number")
@@ -522,18 +524,18 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     out["geocode_method"] = method
     out["geocode_precision"] = precision
     grid_code = np.where(located, areas["grid_code"].to_numpy(dtype=object),
-                         np.where(addr_ok, addr["grid_code"].to_numpy(dtype=object),
+                         np.where(addr_ok, addr["grid_code"],
                                   np.where(known_grid, grid_given.to_numpy(dtype=object), None)))
     grid_code = np.where(pd.isna(grid_code), None, grid_code)
     village = np.where(located, areas["village_code"].to_numpy(dtype=object),
-                       np.where(addr_ok, addr["village_code"].to_numpy(dtype=object), None))
+                       np.where(addr_ok, addr["village_code"], None))
     # a grid known only by its code: parents from the deployment's layers (code prefixes as the fallback)
     g2v = dict(zip(grid_codes, ctx.areas.grids["parent_code"].astype(str), strict=True))
     v2t = dict(zip(ctx.areas.villages["code"].astype(str), ctx.areas.villages["parent_code"].astype(str), strict=True))
     need = pd.isna(village) & pd.notna(grid_code)
     village[need] = _parents(grid_code[need], g2v, 12)
     town = np.where(located, areas["town_code"].to_numpy(dtype=object),
-                    np.where(addr_ok, addr["town_code"].to_numpy(dtype=object), None))
+                    np.where(addr_ok, addr["town_code"], None))
     need = pd.isna(town) & pd.notna(village)
     town[need] = _parents(village[need], v2t, 9)
     out["grid_code"] = pd.Series(grid_code, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
