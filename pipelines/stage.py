@@ -22,6 +22,7 @@ from geodata.coordcheck import check_coordinates
 from geodata.crs import CoordinateError, to_wgs84
 from geodata.h3cells import cells_from_points
 from onemap.contracts import STATUS_CLOSED
+from pipelines.columns import hex64, lookup, strptime_common
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import Profile
 from pipelines.readers import ROW
@@ -119,13 +120,18 @@ def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), stor
     clock time is read as its first (summer-time) occurrence; a time that does not exist where summer
     time starts is moved forward to the first valid time.
     """
-    s = values.astype("string").str.strip().replace("", pd.NA)
+    s = values.astype(pd.StringDtype("pyarrow")).str.strip().replace("", pd.NA)
     parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    for fmt in (*formats, "%Y-%m-%d %H:%M:%S"):
+    for fmt in formats:
         todo = (parsed.isna() & s.notna()).to_numpy()
         if not todo.any():
             break
         parsed[todo] = pd.to_datetime(s[todo], format=fmt, errors="coerce")
+    todo = (parsed.isna() & s.notna()).to_numpy()
+    if todo.all():  # the common export format (YYYY-MM-DD HH:MM:SS), by Arrow's parser
+        parsed[:] = strptime_common(s)
+    elif todo.any():
+        parsed[todo] = strptime_common(s[todo])
     local = _localise(parsed, tz)
     todo = (parsed.isna() & s.notna()).to_numpy()
     if todo.any():
@@ -213,7 +219,7 @@ def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
             v = v.astype(pd.StringDtype("pyarrow"))
         values[c] = v
     digest = pd.util.hash_pandas_object(pd.DataFrame(values, index=frame.index), index=False).to_numpy()
-    return pd.Series(np.char.mod("%016x", digest.astype(np.uint64)), index=frame.index)
+    return hex64(digest).set_axis(frame.index)
 
 
 def _row_hash_ids(raw: pd.DataFrame, profile: Profile, found: dict[str, str]) -> pd.Series:
@@ -345,7 +351,8 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     out["flags"] = cat["flags"]
 
     raw_status = get("status").fillna("").astype(str).str.strip()
-    status = raw_status.map({v: STATUS_ALIASES.get(v, STATUS_ALIASES.get(v.lower())) for v in raw_status.unique()})
+    status = pd.Series(lookup(raw_status, lambda v: STATUS_ALIASES.get(v, STATUS_ALIASES.get(str(v).lower()))),
+                       index=raw_status.index)
     closed_given = out["closed_at"].notna()
     status = status.where(~(raw_status.eq("") & closed_given), STATUS_CLOSED)
     status = status.where(~(raw_status.eq("") & ~closed_given), STAGES[0])
@@ -453,9 +460,8 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     # per-row CRS column (e.g. 坐标系 = GCJ02 / BD09) overrides the profile default
     row_crs = ctx_row_crs(get, profile)
     if row_crs is not None:
-        norm = row_crs.fillna("").astype(str).str.strip().str.lower()
-        norm = norm.map({v: CRS_ALIASES.get(v, v or None) for v in norm.unique()})
-        crs = np.where(norm.isna(), profile.crs, norm.to_numpy(dtype=object))
+        norm = lookup(row_crs, lambda v: CRS_ALIASES.get(k := str(v).strip().lower(), k or None) if pd.notna(v) else None)
+        crs = np.where(pd.isna(norm), profile.crs, norm)
     bd09mc = crs == "bd09mc"
     rej.add(bd09mc, profile.crs_column or "crs", UNSUPPORTED_CRS,
             "BD09MC (Baidu Mercator metres) is not supported: export Baidu coordinates as bd09 lon/lat")

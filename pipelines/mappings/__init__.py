@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.columns import lookup
+
 MAPPING_DIR = Path(__file__).resolve().parent
 
 
@@ -39,6 +41,6 @@ class CategoryMap:
         code_of = dict(zip(sub["source_code"], sub["category_code"], strict=True))
         flags_of = {c: [f for f in fl.split("|") if f] or None
                     for c, fl in zip(sub["source_code"], sub["flags"], strict=True)}
-        keys = codes.astype("string").str.strip().fillna("")
-        return pd.DataFrame({"category_code": keys.map(code_of).astype(object).where(keys.isin(code_of.keys()), None),
-                             "flags": keys.map({k: flags_of.get(k) for k in keys.unique()})}, index=codes.index)
+        keys = codes.astype(pd.StringDtype("pyarrow")).str.strip().fillna("")
+        return pd.DataFrame({"category_code": lookup(keys, code_of), "flags": lookup(keys, flags_of)},
+                            index=codes.index)

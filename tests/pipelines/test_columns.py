@@ -1,0 +1,59 @@
+"""Column helpers of staging: each fast path equals the plain Python/pandas definition."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipelines.columns import hex64, lookup, strptime_common
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=50))
+def test_hex64_is_zero_padded_lower_hex(values):
+    got = hex64(np.array(values, dtype=np.uint64)).tolist()
+    assert got == [f"{v:016x}" for v in values]
+
+
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "B", " c", "", "d"])), max_size=40))
+def test_lookup_equals_a_dict_lookup_per_row(values):
+    mapping = {"a": 1, "B": 2, "": 3}
+    got = lookup(pd.Series(values, dtype=object), mapping, default="?")
+    assert got.tolist() == [mapping.get(v, "?") if v is not None else "?" for v in values]
+    calls = []
+    lookup(pd.Series(values, dtype=object), lambda v: calls.append(v))
+    assert len(calls) == len(set(values) - {None}) + 1  # once per distinct value, plus once for "missing"
+
+
+def _strict(text: str | None):
+    """pandas' reading with the explicit format (the parser this fast path replaced)."""
+    if text is None:
+        return pd.NaT
+    return pd.to_datetime(pd.Series([text.strip()]), format="%Y-%m-%d %H:%M:%S", errors="coerce")[0]
+
+
+@settings(max_examples=200)
+@given(st.lists(st.one_of(
+    st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2100, 1, 1)).map(
+        lambda t: t.strftime("%Y-%m-%d %H:%M:%S")),
+    st.tuples(st.integers(1990, 2030), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+              st.integers(0, 61), st.integers(0, 61)).map(lambda p: "{:04d}-{:02d}-{:02d} {:02d}:{:02d}:{:02d}".format(*p)),
+    st.sampled_from(["", " ", "2024-11-16 7:2:5", "2024-11-16T07:22:55", "2024-11-16 07:22:55.5", "x", None]),
+), max_size=30))
+def test_strptime_common_never_accepts_what_strict_strptime_refuses(texts):
+    """Where the fast parser gives a time it is pandas' reading with the explicit format (never a rolled-over
+    impossible date); what it leaves NaT goes on to the slower parsers."""
+    got = strptime_common(pd.Series(texts, dtype=object))
+    for text, value in zip(texts, got, strict=True):
+        if not pd.isna(value):
+            assert pd.Timestamp(value) == _strict(text), text
+        elif text is not None and len(text.strip()) == 19 and not pd.isna(_strict(text)):
+            raise AssertionError(f"a plain zero-padded time was not parsed: {text!r}")
+
+
+def test_strptime_common_refuses_an_impossible_date_arrow_would_roll_over():
+    got = strptime_common(pd.Series(["2024-02-30 00:00:00", "2023-02-29 12:00:00", "2024-02-29 12:00:00"]))
+    assert pd.isna(got[0]) and pd.isna(got[1])
+    assert pd.Timestamp(got[2]) == pd.Timestamp("2024-02-29 12:00:00")
