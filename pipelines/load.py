@@ -84,6 +84,17 @@ def link_matters(con, batch_id: str) -> int:
     compatible categories and are one-to-one, closest first.
     """
     window = LINK_WINDOW_H * 3600
+    # a pair needs both sources among the unlinked events in the batch's time span: when only one is there
+    # (a weekly grid export with no police data yet), nothing is fetched into Python
+    sources = con.execute("""
+        WITH span AS (SELECT min(reported_at) AS lo, max(reported_at) AS hi FROM core.events
+                      WHERE batch_id = $batch AND linked_event_id IS NULL)
+        SELECT count(DISTINCT source) FROM core.events, span
+        WHERE linked_event_id IS NULL AND source IN ('police', 'grid')
+          AND reported_at BETWEEN lo - to_seconds($window) AND hi + to_seconds($window)""",
+                          {"batch": batch_id, "window": window}).fetchall()[0][0]
+    if sources < 2:
+        return 0
     new = con.execute("""
         SELECT event_id, source, lng, lat, epoch(reported_at) AS t, category_code, village_code FROM core.events
         WHERE batch_id = ? AND linked_event_id IS NULL""", [batch_id]).df()

@@ -100,8 +100,9 @@ class _Rejects:
             return
         self.reason[new] = reason
         self.field[new] = field_name
-        if values is not None:
-            picked = np.asarray(values, dtype=object)[new]
+        if values is not None:  # a Series or an array; only the rejected rows are read
+            rows = np.flatnonzero(new)
+            picked = values.iloc[rows] if isinstance(values, pd.Series) else np.asarray(values, dtype=object)[rows]
             self.detail[new] = [f"{detail}{'' if pd.isna(v) else v}" for v in picked]
         elif detail is not None:
             self.detail[new] = np.asarray(detail, dtype=object)[new] if np.ndim(detail) else detail
@@ -313,7 +314,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
         parsed = parsed.dt.tz_convert(ctx.timezone)
         given = values.astype("string").str.strip().fillna("").ne("").to_numpy()
         rej.add(given & parsed.isna().to_numpy(), found.get(f, f), BAD_TIME,
-                f"unparseable {f}: ", values=values.fillna("").to_numpy(dtype=object))
+                f"unparseable {f}: ", values=values)
         out[f] = parsed
     rep = out["reported_at"]
     rej.add((rep > ctx.now + pd.Timedelta(days=1)).to_numpy(), found.get("reported_at", "reported_at"),
@@ -326,8 +327,8 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     # ---------------------------------------------------------------- category and status
     raw_code = get("category_raw_code").astype("string").str.strip()
     cat = ctx.categories.map(profile.category_system, raw_code)
-    code_text = raw_code.fillna("").to_numpy(dtype=object)
-    deliberate = np.isin(code_text, list(profile.unmapped_codes))
+    code_text = raw_code.fillna("")
+    deliberate = code_text.isin(list(profile.unmapped_codes)).to_numpy(dtype=bool)
     unmapped = cat["category_code"].isna().to_numpy() & raw_code.notna().to_numpy()
     rej.add(unmapped & deliberate, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
             f"code deliberately not mapped by profile {profile.name} (listed in its [categories] unmapped): ",
@@ -357,7 +358,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     status = status.where(~(raw_status.eq("") & closed_given), STATUS_CLOSED)
     status = status.where(~(raw_status.eq("") & ~closed_given), STAGES[0])
     rej.add(status.isna().to_numpy(), found.get("status", "status"), UNKNOWN_STATUS,
-            "status not recognised: ", values=raw_status.to_numpy(dtype=object))
+            "status not recognised: ", values=raw_status)
     out["status"] = status
     closed_rule = pd.Series(False, index=raw.index)
     if profile.closed_at_from:  # [status] closed_at_from: a disposition without a close time
@@ -434,7 +435,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
 
     keep = ~rej.rejected
     unknown = rej.reason == UNKNOWN_CATEGORY
-    unmapped_counts = pd.Series(code_text[unknown]).value_counts()
+    unmapped_counts = code_text[unknown].value_counts()
     unmapped_counts = {str(k): int(v) for k, v in unmapped_counts.items()}
     events = out if keep.all() else out[keep]
     events["content_hash"] = _content_hash(events, HASHED_FIELDS)
