@@ -49,7 +49,7 @@ def test_strptime_common_never_accepts_what_strict_strptime_refuses(texts):
     for text, value in zip(texts, got, strict=True):
         if not pd.isna(value):
             assert pd.Timestamp(value) == _strict(text), text
-        elif text is not None and len(text.strip()) == 19 and not pd.isna(_strict(text)):
+        elif text is not None and len(text) == 19 and not pd.isna(_strict(text)):
             raise AssertionError(f"a plain zero-padded time was not parsed: {text!r}")
 
 
@@ -57,3 +57,16 @@ def test_strptime_common_refuses_an_impossible_date_arrow_would_roll_over():
     got = strptime_common(pd.Series(["2024-02-30 00:00:00", "2023-02-29 12:00:00", "2024-02-29 12:00:00"]))
     assert pd.isna(got[0]) and pd.isna(got[1])
     assert pd.Timestamp(got[2]) == pd.Timestamp("2024-02-29 12:00:00")
+
+
+def test_strptime_common_reads_sliced_and_chunked_arrow_columns():
+    import pyarrow as pa
+
+    texts = ["2024-11-16 07:22:55", None, "2024-11-16 7:22:55", "2025-01-02 03:04:05"] * 3
+    chunked = pa.chunked_array([pa.array(texts[:5], pa.large_string()), pa.array(texts[5:], pa.large_string())])
+    column = pd.Series(pd.StringDtype("pyarrow").__from_arrow__(chunked))
+    expected = [_strict(t) if t is not None and len(t) == 19 else pd.NaT for t in texts]
+    for part in (column, column.iloc[3:10], column.iloc[5:]):
+        got = [pd.Timestamp(v) if not pd.isna(v) else pd.NaT for v in strptime_common(part)]
+        want = expected[part.index[0]:part.index[-1] + 1]
+        assert [str(v) for v in got] == [str(v) for v in want]
