@@ -325,7 +325,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             "closed before it was reported")
 
     # ---------------------------------------------------------------- category and status
-    raw_code = get("category_raw_code").astype("string").str.strip()
+    raw_code = get("category_raw_code").astype(pd.StringDtype("pyarrow")).str.strip()
     cat = ctx.categories.map(profile.category_system, raw_code)
     code_text = raw_code.fillna("")
     deliberate = code_text.isin(list(profile.unmapped_codes)).to_numpy(dtype=bool)
@@ -336,9 +336,9 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     rej.add(unmapped, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
             f"code not in the {profile.category_system} mapping table: ", values=code_text)
     out["category_code"] = cat["category_code"]
-    out["category_raw_code"] = raw_code.astype(object).where(raw_code.notna(), None)
-    raw_name = get("category_raw_name").astype("string").str.strip()
-    out["category_raw_name"] = raw_name.astype(object).where(raw_name.notna(), None)
+    out["category_raw_code"] = raw_code  # Arrow-backed text (missing = NA): no per-row objects
+    raw_name = get("category_raw_name").astype(pd.StringDtype("pyarrow")).str.strip()
+    out["category_raw_name"] = raw_name
     out["category_method"] = "map"
     if profile.classify_free_text:
         # no code but some text: left for the text model (pipelines.classify), which sets the category and
@@ -375,7 +375,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             MISSING_REQUIRED, "status is closed but the close time is empty")
 
     # ---------------------------------------------------------------- process fields
-    out["outcome"] = get("outcome").astype("string").str.strip().replace("", pd.NA).astype(object)
+    out["outcome"] = get("outcome").astype(pd.StringDtype("pyarrow")).str.strip().replace("", pd.NA)
     on_site, bad = _parse_bool(get("on_site_closed"))
     out["on_site_closed"] = on_site
     rej.add(bad, found.get("on_site_closed", "on_site_closed"), BAD_NUMBER, "expected 是/否")
