@@ -17,7 +17,7 @@ import numpy as np
 import shapely
 from scipy import ndimage
 
-MAX_SIDE = 2048  # pixels along the longer side of the bounding box (16 MB of int32 at most)
+MAX_SIDE = 2048  # pixels along the longer side (16 MB of int32 at most); finer answers more points but builds slower
 OUTSIDE = -2
 UNKNOWN = -1
 
@@ -37,11 +37,18 @@ class RasterIndex:
         edge = np.zeros((self.ny, self.nx), dtype=bool)
         rings = shapely.segmentize(shapely.boundary(polygons), self.pixel / 2)
         xy = shapely.get_coordinates(rings)
-        edge[self._cells(xy[:, 0], xy[:, 1])] = True
-        edge = ndimage.binary_dilation(edge, structure=np.ones((3, 3), dtype=bool))
+        fy, fx = self._cells(xy[:, 0], xy[:, 1])
+        for dy in (-1, 0, 1):  # each sample's pixel and its eight neighbours
+            for dx in (-1, 0, 1):
+                edge[np.clip(fy + dy, 0, self.ny - 1), np.clip(fx + dx, 0, self.nx - 1)] = True
         regions, n = ndimage.label(~edge)  # 4-connected regions no boundary crosses; 0 = boundary pixels
-        _, first = np.unique(regions.ravel(), return_index=True)  # one pixel per region (label order)
-        ry, rx = np.divmod(first[1:], self.nx)  # skip label 0
+        # one pixel per region: a region's first pixel in raster order starts a run, so only run starts
+        # are candidates (far fewer than pixels; no sort of the whole raster)
+        flat = regions.ravel()
+        starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+        labels, first = np.unique(flat[starts], return_index=True)
+        first = starts[first[labels > 0]]
+        ry, rx = np.divmod(first, self.nx)
         centres = shapely.points(self.x0 + (rx + 0.5) * self.pixel, self.y0 + (ry + 0.5) * self.pixel)
         answer = np.full(n + 1, OUTSIDE, dtype=np.int32)
         answer[0] = UNKNOWN
