@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-from scipy import ndimage
 
 MAX_SIDE = 2048  # pixels along the longer side (16 MB of int32 at most); finer answers more points but builds slower
 OUTSIDE = -2
@@ -26,6 +25,8 @@ class RasterIndex:
     """``lookup(x, y)`` → polygon index, ``OUTSIDE`` or ``UNKNOWN`` (ask the exact test)."""
 
     def __init__(self, polygons: np.ndarray, tree: shapely.STRtree | None = None, max_side: int = MAX_SIDE):
+        from scipy import ndimage  # imported here: a third of a second, needed only for large batches
+
         polygons = np.asarray(polygons, dtype=object)
         tree = tree if tree is not None else shapely.STRtree(polygons)
         minx, miny, maxx, maxy = shapely.total_bounds(polygons)

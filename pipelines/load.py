@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from onemap.contracts import CORE_EVENTS, REJECTS
 
@@ -134,6 +133,8 @@ def link_matters(con, batch_id: str) -> int:
 
 
 def _point_candidates(police: pd.DataFrame, grid: pd.DataFrame):
+    from scipy.spatial import cKDTree  # imported when there is something to link (a sixth of a second)
+
     p = police[police["lng"].notna()]
     g = grid[grid["lng"].notna()]
     empty = (np.array([], dtype=int), np.array([], dtype=int), np.array([]))
