@@ -47,30 +47,35 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
                CASE WHEN e.event_id IS NULL THEN 'insert'
                     WHEN e.content_hash = b.content_hash THEN 'same'
                     ELSE 'update' END AS kind,
-               e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link
+               e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link,
+               b.updated_at, b.batch_id
         FROM batch b LEFT JOIN core.events e USING (event_id)""")
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
     # a new event starts its history; an update adds a row when the status changed (and that status is
     # not already recorded for this batch: a record repeated in a later chunk of the same file)
     con.execute("""
         INSERT INTO core.event_status_history
-        SELECT k.event_id, k.new_status, b.updated_at, b.batch_id
-        FROM batch_kind k JOIN batch b USING (event_id)
+        SELECT k.event_id, k.new_status, k.updated_at, k.batch_id
+        FROM batch_kind k
         WHERE k.kind = 'insert'
            OR (k.kind = 'update' AND k.old_status IS DISTINCT FROM k.new_status
                AND NOT EXISTS (SELECT 1 FROM core.event_status_history h
                                WHERE h.event_id = k.event_id AND h.status = k.new_status
-                                 AND h.batch_id = b.batch_id))""")
+                                 AND h.batch_id = k.batch_id))""")
     col_list = ", ".join(cols)
     # an update keeps an existing cross-source link
     select = ", ".join("coalesce(b.linked_event_id, k.old_link) AS linked_event_id" if c == "linked_event_id"
                        else f"b.{c}" for c in cols)
     # delete + insert rather than INSERT OR REPLACE: core.events carries no index (a primary-key index
     # makes bulk loads several times slower); uniqueness of event_id is a contract check instead
-    con.execute("DELETE FROM core.events WHERE event_id IN (SELECT event_id FROM batch_kind WHERE kind = 'update')")
-    con.execute(f"""
-        INSERT INTO core.events ({col_list})
-        SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind <> 'same'""")
+    if counts.get("update", 0) or counts.get("same", 0):
+        con.execute("DELETE FROM core.events WHERE event_id IN "
+                    "(SELECT event_id FROM batch_kind WHERE kind = 'update')")
+        con.execute(f"""
+            INSERT INTO core.events ({col_list})
+            SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind <> 'same'""")
+    else:  # all new (the first load of an export): no join needed
+        con.execute(f"INSERT INTO core.events ({col_list}) SELECT {col_list} FROM batch")
     return {"inserted": counts.get("insert", 0), "updated": counts.get("update", 0),
             "unchanged": counts.get("same", 0)}
 
