@@ -20,6 +20,10 @@ Pipeline of :func:`score_window` (one window = a day or the 7 days ending at a d
    spike is not reported twice), and category alerts are dropped in cells that already have a cell
    alert (whose ``drivers`` name the category).
 
+Slow build-ups (:func:`ramp_alerts`): a one-sided NB CUSUM (:mod:`models.cusum`) per cell and per
+k-ring disk over a monitoring period (e.g. 28 days) against expected counts fitted before it, p =
+exp(−S) (Ville's bound), BH per family; ``kind = "ramp"``, ``window_start`` = the estimated onset.
+
 Every alert carries the categories driving it (largest excess over expected) and a Chinese sentence.
 :func:`evaluate_detection` measures recall at a fixed number of false alarms per day on injected
 anomalies (used by ``bench/anomaly.py``).
