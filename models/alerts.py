@@ -219,8 +219,12 @@ class ScoredWindow:
     expected_cat: np.ndarray | None = None
     min_observed: int = 3
     scorer: str = "nb"
+    alpha_cat: np.ndarray | None = None    # NB dispersion per category (cell × category tests), else alpha_cell
+    category_family: bool = False          # cell p = 2·min(p_total, Bonferroni p over the cell's categories)
+    family_categories: np.ndarray | None = None  # bool per category: in the family (default: all)
     p_cell: np.ndarray = field(init=False)
     score_cell: np.ndarray = field(init=False)
+    p_total: np.ndarray = field(init=False)       # the cell's total test alone
     ring_observed: np.ndarray = field(init=False)
     ring_expected: np.ndarray = field(init=False)
     p_ring: np.ndarray = field(init=False)
@@ -234,6 +238,9 @@ class ScoredWindow:
         self.observed = np.asarray(self.observed, dtype=np.float64)
         self.expected = np.maximum(np.asarray(self.expected, dtype=np.float64), 1e-9)
         self.p_cell, self.score_cell = self._test(self.observed, self.expected, self.alpha_cell + self.uncertainty)
+        self.p_total = self.p_cell
+        if self.category_family and self.has_categories and self.scorer == "nb":
+            self.p_cell, self.score_cell = self._with_category_family(self.score_cell)
         self.ring_observed, self.ring_expected, self.p_ring, self.score_ring = self.ring_tests()
         self.local_max = _local_max(self.W, self.score_ring, self.ring_observed - self.ring_expected)
 
@@ -268,6 +275,26 @@ class ScoredWindow:
         p, score = self._test(ry, rm, ra)
         return ry, rm, p, score
 
+    def _with_category_family(self, score_total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Combine each cell's total test with the family of its cell × category tests: Bonferroni over
+        the K categories (``K · min_k p_k``), then over the two tests (``2 · min``) — a valid p-value that
+        keeps a one-kind flare-up (five 邻里纠纷 where 0.1 are expected) from drowning in a busy cell's
+        total. Computed as scores (−log10 p) so that tiny p-values do not underflow. Only the categories
+        of ``family_categories`` take part (those the model has learned a rate for)."""
+        rows, cols, _, _, _, score = self.category_tests()
+        K = self.observed_cat.shape[1]
+        fc = np.ones(K, dtype=bool) if self.family_categories is None else np.asarray(self.family_categories)
+        score = np.where(fc[cols], score, 0.0)
+        best = np.zeros(self.cells.size)
+        self.family_pair = np.full(self.cells.size, -1, dtype=np.int64)  # the cell's strongest pair (index)
+        order = np.argsort(score, kind="stable")  # ascending: the last write per cell is its best pair
+        best[rows[order]] = score[order]
+        self.family_pair[rows[order]] = order
+        fam = np.maximum(best - np.log10(max(int(fc.sum()), 1)), 0.0)
+        self.family_wins = fam > score_total  # the alert is about one kind of matter, not the total
+        comb = np.maximum(np.maximum(score_total, fam) - np.log10(2.0), 0.0)
+        return np.minimum(np.power(10.0, -comb), 1.0), comb
+
     # ---------------------------------------------------------------- categories
     @property
     def has_categories(self) -> bool:
@@ -279,7 +306,8 @@ class ScoredWindow:
             oc = self.observed_cat.tocoo()
             self._cat_cache = (oc.row.astype(np.int64), oc.col.astype(np.int64), *self._pair_tests(
                 oc.row, oc.col, oc.data.astype(np.float64), self.expected_cat[oc.row, oc.col],
-                self._alpha(self.alpha_cell, oc.row) + self.uncertainty[oc.row]))
+                (self._alpha(self.alpha_cell, oc.row) if self.alpha_cat is None else self.alpha_cat[oc.col])
+                + self.uncertainty[oc.row]))
         return self._cat_cache
 
     def ring_category_tests(self, exclude: np.ndarray | None = None, pairs: tuple[np.ndarray, np.ndarray] | None = None):
@@ -334,9 +362,12 @@ class ScoredWindow:
 
 
 def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_days: int = 7, k: int = 1,
-                by_category: bool = True, min_observed: int = 3, cells=None) -> ScoredWindow:
+                by_category: bool = True, min_observed: int = 3, cells=None,
+                category_family: bool = True) -> ScoredWindow:
     """Test one window against a *fitted* model. ``window`` holds the panel rows of the window (cell,
-    day, n[, category_code]); the universe is the model's cells ∪ the window's cells ∪ ``cells``."""
+    day, n[, category_code]); the universe is the model's cells ∪ the window's cells ∪ ``cells``.
+    With categories, cell × category pairs use each category's own NB dispersion, and (``category_family``)
+    the cell test combines the total with the family of its category tests."""
     end = int(day_numbers(window_end))
     start = end - int(window_days) + 1
     if len(window):
@@ -350,6 +381,8 @@ def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_
     ucells, mu_cat = model.expected_matrix(end, window_days, universe)
     expected = mu_cat.sum(axis=1)
     cats = model.categories_
+    a_cat = model.dispersion_per_category(window_days)
+    learned = model.category_events_ >= model.min_category_events  # categories with a rate of their own
     use_cat = by_category and "category_code" in window.columns and cats.size > 1
     ci = np.searchsorted(universe, wcells)
     n = window["n"].to_numpy(dtype=np.float64) if len(window) else np.zeros(0)
@@ -363,6 +396,8 @@ def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_
             order = np.argsort(cats, kind="stable")
             floor = np.full((universe.size, new.size), 0.5 / max(universe.size, 1))
             mu_cat = np.hstack([mu_cat, floor])[:, order]
+            a_cat = np.concatenate([a_cat, np.full(new.size, model.dispersion(window_days, k)[0])])[order]
+            learned = np.concatenate([learned, np.zeros(new.size, dtype=bool)])[order]
             cats = cats[order]
             kj = np.searchsorted(cats, codes)
         obs_cat = sp.csr_matrix((n, (ci, kj)), shape=(universe.size, cats.size))
@@ -377,7 +412,9 @@ def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_
     return ScoredWindow(s_date, e_date, int(window_days), int(k), ucells, observed, expected, W,
                         alpha_cell=a_cell, alpha_ring=a_ring, uncertainty=model.cell_uncertainty(universe),
                         categories=cats, observed_cat=obs_cat, expected_cat=mu_cat if use_cat else None,
-                        min_observed=int(min_observed))
+                        min_observed=int(min_observed), alpha_cat=a_cat if use_cat else None,
+                        category_family=bool(category_family and use_cat),
+                        family_categories=learned if use_cat else None)
 
 
 def _drivers(sw: ScoredWindow, rows: np.ndarray, top: int) -> list[dict]:
@@ -425,7 +462,21 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
 
     q_cell = bh_qvalues(sw.p_cell)
     cell_hit = fdr_bh(sw.p_cell, alpha)
+    # a cell alert that its total alone (×2) would not carry is reported as its strongest category
+    wins = getattr(sw, "family_wins", np.zeros(sw.cells.size, dtype=bool)) & (
+        np.minimum(2 * sw.p_total, 1.0) > alpha * cell_hit.sum() / max(np.isfinite(sw.p_cell).sum(), 1))
     for i in np.flatnonzero(cell_hit):
+        if wins[i]:  # carried by one category: say so, in that category's numbers
+            _, c, yk, muk, _, _ = (a[sw.family_pair[i]] for a in sw.category_tests())
+            code, yy, mm = str(sw.categories[c]), int(round(yk)), float(muk)
+            rows.append({"kind": "category", "cell": hexes[i], **base, "observed": yy, "expected": mm,
+                         "score": float(sw.score_cell[i]), "p_value": float(sw.p_cell[i]),
+                         "q_value": float(q_cell[i]), "category_code": code, "n_cells": 1,
+                         "drivers": [{"category_code": code, "name_zh": category_label(code), "observed": yy,
+                                      "expected": round(mm, 1)}],
+                         "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
+                                                  sw.window_days, yy, mm, [], label=category_label(code))})
+            continue
         drv = _drivers(sw, np.array([i]), top_drivers)
         y, mu = int(round(sw.observed[i])), float(sw.expected[i])
         rows.append({"kind": "cell", "cell": hexes[i], **base, "observed": y, "expected": mu,
