@@ -719,7 +719,10 @@ def select_ramp_alerts(sr: ScoredRamps, alpha: float = 0.05, t: int = -1, dedupe
     With ``dedupe`` a disk must stay significant without the cells that alert alone."""
     t = t % sr.days.size
     hexes = _HexNames(sr.cells)
-    day = lambda i: np.datetime64(int(sr.days[i]), "D").astype(dt.date)  # noqa: E731
+
+    def day(i: int) -> dt.date:
+        return np.datetime64(int(sr.days[i]), "D").astype(dt.date)
+
     res = int(h3.get_resolution(hexes[0])) if sr.cells.size else -1
     rows: list[dict] = []
 
