@@ -38,7 +38,7 @@ def _kpi_card(key: str) -> html.Div:
 
 
 def _alert_list(data: DashboardData, limit: int = 8) -> html.Ul | html.P:
-    frame = queries.alerts(data.con(), window_days=7, limit=200)
+    frame = queries.alerts(data.con(), window_days=7, limit=200, with_ramps=True)
     if frame.empty:
         return html.P("暂无经检验的异常（假发现率 5%）")
     latest = frame[frame["window_end"] == frame["window_end"].iloc[0]].head(limit)

@@ -20,6 +20,10 @@ Pipeline of :func:`score_window` (one window = a day or the 7 days ending at a d
    spike is not reported twice), and category alerts are dropped in cells that already have a cell
    alert (whose ``drivers`` name the category).
 
+Slow build-ups (:func:`ramp_alerts`): a one-sided NB CUSUM (:mod:`models.cusum`) per cell and per
+k-ring disk over a monitoring period (e.g. 28 days) against expected counts fitted before it, p =
+exp(−S) (Ville's bound), BH per family; ``kind = "ramp"``, ``window_start`` = the estimated onset.
+
 Every alert carries the categories driving it (largest excess over expected) and a Chinese sentence.
 :func:`evaluate_detection` measures recall at a fixed number of false alarms per day on injected
 anomalies (used by ``bench/anomaly.py``).
@@ -37,6 +41,7 @@ import scipy.sparse as sp
 from scipy import special, stats
 from sklearn.base import clone
 
+from models.cusum import cusum_pvalue, nb_cusum
 from models.expected import ExpectedCounts, day_numbers
 from models.hexgrid import as_cells, kring_weights
 from models.stats import fdr_bh
@@ -44,13 +49,17 @@ from onemap.categories import UnknownCodeError, category
 
 __all__ = [
     "ALERT_COLUMNS",
+    "ScoredRamps",
     "ScoredWindow",
     "bh_qvalues",
     "category_label",
     "evaluate_detection",
+    "ramp_alerts",
     "score_cells",
+    "score_ramps",
     "score_window",
     "select_alerts",
+    "select_ramp_alerts",
     "surprise",
 ]
 
@@ -158,7 +167,7 @@ def _join_drivers(drivers: Sequence[dict]) -> str:
 
 def _sentence(kind: str, hex_id: str, start: dt.date, end: dt.date, days: int, observed: int, expected: float,
               drivers: Sequence[dict], n_cells: int = 1, n_rising: int = 0, label: str | None = None) -> str:
-    when = _fmt_dates(start, end, days)
+    when = f"近{days}天（{start.month}月{start.day}日起）持续上升" if kind == "ramp" else _fmt_dates(start, end, days)
     if kind == "neighbourhood" or n_cells > 1:
         place = f"以 H3 {hex_id} 为中心的 {n_cells} 个相邻六边形区域合计"
     else:
@@ -167,7 +176,7 @@ def _sentence(kind: str, hex_id: str, start: dt.date, end: dt.date, days: int, o
     s = f"{when}，{place}受理{what}{observed} 件，按历史同期预计{_fmt_expected(expected)}"
     if expected >= 0.95:
         s += f"，是预计的 {observed / expected:.1f} 倍"
-    if kind == "neighbourhood" and n_rising > 1:
+    if kind in ("neighbourhood", "ramp") and n_rising > 1:
         s += f"，{n_rising} 个区域同时高于预计"
     main = _join_drivers(drivers) if kind != "category" else ""
     if main:
@@ -178,6 +187,17 @@ def _sentence(kind: str, hex_id: str, start: dt.date, end: dt.date, days: int, o
 # --------------------------------------------------------------------------------------------------
 # scoring
 # --------------------------------------------------------------------------------------------------
+def _local_max(W: sp.csr_matrix, score: np.ndarray, excess: np.ndarray) -> np.ndarray:
+    """Disk centres whose score (> 0) is the largest within their own disk (ties: larger excess, then id)."""
+    n = score.size
+    if not n:
+        return np.zeros(0, dtype=bool)
+    rank = np.argsort(np.argsort(excess, kind="stable"), kind="stable")
+    s = score + 1e-9 * (rank + 1) / (n + 1)
+    best = np.asarray(W.multiply(s[None, :]).tocsr().max(axis=1).todense()).ravel()
+    return (s >= best) & (score > 0)
+
+
 @dataclass
 class ScoredWindow:
     """Everything tested in one window: per cell, per k-ring disk (centred on each cell) and per
@@ -199,8 +219,12 @@ class ScoredWindow:
     expected_cat: np.ndarray | None = None
     min_observed: int = 3
     scorer: str = "nb"
+    alpha_cat: np.ndarray | None = None    # NB dispersion per category (cell × category tests), else alpha_cell
+    category_family: bool = False          # cell p = 2·min(p_total, Bonferroni p over the cell's categories)
+    family_categories: np.ndarray | None = None  # bool per category: in the family (default: all)
     p_cell: np.ndarray = field(init=False)
     score_cell: np.ndarray = field(init=False)
+    p_total: np.ndarray = field(init=False)       # the cell's total test alone
     ring_observed: np.ndarray = field(init=False)
     ring_expected: np.ndarray = field(init=False)
     p_ring: np.ndarray = field(init=False)
@@ -214,16 +238,11 @@ class ScoredWindow:
         self.observed = np.asarray(self.observed, dtype=np.float64)
         self.expected = np.maximum(np.asarray(self.expected, dtype=np.float64), 1e-9)
         self.p_cell, self.score_cell = self._test(self.observed, self.expected, self.alpha_cell + self.uncertainty)
+        self.p_total = self.p_cell
+        if self.category_family and self.has_categories and self.scorer == "nb":
+            self.p_cell, self.score_cell = self._with_category_family(self.score_cell)
         self.ring_observed, self.ring_expected, self.p_ring, self.score_ring = self.ring_tests()
-        # local maxima of the disk score (ties: larger excess, then the cell id) within the disk
-        if n:
-            rank = np.argsort(np.argsort(self.ring_observed - self.ring_expected, kind="stable"), kind="stable")
-            s = self.score_ring + 1e-9 * (rank + 1) / (n + 1)
-            Wm = self.W.multiply(s[None, :]).tocsr()
-            best = np.asarray(Wm.max(axis=1).todense()).ravel()
-            self.local_max = (s >= best) & (self.score_ring > 0)
-        else:
-            self.local_max = np.zeros(0, dtype=bool)
+        self.local_max = _local_max(self.W, self.score_ring, self.ring_observed - self.ring_expected)
 
     @property
     def resolution(self) -> int:
@@ -256,6 +275,26 @@ class ScoredWindow:
         p, score = self._test(ry, rm, ra)
         return ry, rm, p, score
 
+    def _with_category_family(self, score_total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Combine each cell's total test with the family of its cell × category tests: Bonferroni over
+        the K categories (``K · min_k p_k``), then over the two tests (``2 · min``) — a valid p-value that
+        keeps a one-kind flare-up (five 邻里纠纷 where 0.1 are expected) from drowning in a busy cell's
+        total. Computed as scores (−log10 p) so that tiny p-values do not underflow. Only the categories
+        of ``family_categories`` take part (those the model has learned a rate for)."""
+        rows, cols, _, _, _, score = self.category_tests()
+        K = self.observed_cat.shape[1]
+        fc = np.ones(K, dtype=bool) if self.family_categories is None else np.asarray(self.family_categories)
+        score = np.where(fc[cols], score, 0.0)
+        best = np.zeros(self.cells.size)
+        self.family_pair = np.full(self.cells.size, -1, dtype=np.int64)  # the cell's strongest pair (index)
+        order = np.argsort(score, kind="stable")  # ascending: the last write per cell is its best pair
+        best[rows[order]] = score[order]
+        self.family_pair[rows[order]] = order
+        fam = np.maximum(best - np.log10(max(int(fc.sum()), 1)), 0.0)
+        self.family_wins = fam > score_total  # the alert is about one kind of matter, not the total
+        comb = np.maximum(np.maximum(score_total, fam) - np.log10(2.0), 0.0)
+        return np.minimum(np.power(10.0, -comb), 1.0), comb
+
     # ---------------------------------------------------------------- categories
     @property
     def has_categories(self) -> bool:
@@ -267,7 +306,8 @@ class ScoredWindow:
             oc = self.observed_cat.tocoo()
             self._cat_cache = (oc.row.astype(np.int64), oc.col.astype(np.int64), *self._pair_tests(
                 oc.row, oc.col, oc.data.astype(np.float64), self.expected_cat[oc.row, oc.col],
-                self._alpha(self.alpha_cell, oc.row) + self.uncertainty[oc.row]))
+                (self._alpha(self.alpha_cell, oc.row) if self.alpha_cat is None else self.alpha_cat[oc.col])
+                + self.uncertainty[oc.row]))
         return self._cat_cache
 
     def ring_category_tests(self, exclude: np.ndarray | None = None, pairs: tuple[np.ndarray, np.ndarray] | None = None):
@@ -322,9 +362,12 @@ class ScoredWindow:
 
 
 def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_days: int = 7, k: int = 1,
-                by_category: bool = True, min_observed: int = 3, cells=None) -> ScoredWindow:
+                by_category: bool = True, min_observed: int = 3, cells=None,
+                category_family: bool = True) -> ScoredWindow:
     """Test one window against a *fitted* model. ``window`` holds the panel rows of the window (cell,
-    day, n[, category_code]); the universe is the model's cells ∪ the window's cells ∪ ``cells``."""
+    day, n[, category_code]); the universe is the model's cells ∪ the window's cells ∪ ``cells``.
+    With categories, cell × category pairs use each category's own NB dispersion, and (``category_family``)
+    the cell test combines the total with the family of its category tests."""
     end = int(day_numbers(window_end))
     start = end - int(window_days) + 1
     if len(window):
@@ -338,6 +381,8 @@ def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_
     ucells, mu_cat = model.expected_matrix(end, window_days, universe)
     expected = mu_cat.sum(axis=1)
     cats = model.categories_
+    a_cat = model.dispersion_per_category(window_days)
+    learned = model.category_events_ >= model.min_category_events  # categories with a rate of their own
     use_cat = by_category and "category_code" in window.columns and cats.size > 1
     ci = np.searchsorted(universe, wcells)
     n = window["n"].to_numpy(dtype=np.float64) if len(window) else np.zeros(0)
@@ -351,6 +396,8 @@ def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_
             order = np.argsort(cats, kind="stable")
             floor = np.full((universe.size, new.size), 0.5 / max(universe.size, 1))
             mu_cat = np.hstack([mu_cat, floor])[:, order]
+            a_cat = np.concatenate([a_cat, np.full(new.size, model.dispersion(window_days, k)[0])])[order]
+            learned = np.concatenate([learned, np.zeros(new.size, dtype=bool)])[order]
             cats = cats[order]
             kj = np.searchsorted(cats, codes)
         obs_cat = sp.csr_matrix((n, (ci, kj)), shape=(universe.size, cats.size))
@@ -365,14 +412,20 @@ def score_cells(model: ExpectedCounts, window: pd.DataFrame, window_end, window_
     return ScoredWindow(s_date, e_date, int(window_days), int(k), ucells, observed, expected, W,
                         alpha_cell=a_cell, alpha_ring=a_ring, uncertainty=model.cell_uncertainty(universe),
                         categories=cats, observed_cat=obs_cat, expected_cat=mu_cat if use_cat else None,
-                        min_observed=int(min_observed))
+                        min_observed=int(min_observed), alpha_cat=a_cat if use_cat else None,
+                        category_family=bool(category_family and use_cat),
+                        family_categories=learned if use_cat else None)
 
 
 def _drivers(sw: ScoredWindow, rows: np.ndarray, top: int) -> list[dict]:
     if sw.observed_cat is None or sw.categories is None or top <= 0:
         return []
-    o = np.asarray(sw.observed_cat[rows].sum(axis=0)).ravel()
-    e = sw.expected_cat[rows].sum(axis=0)
+    return _top_drivers(np.asarray(sw.observed_cat[rows].sum(axis=0)).ravel(), sw.expected_cat[rows].sum(axis=0),
+                        sw.categories, top)
+
+
+def _top_drivers(o: np.ndarray, e: np.ndarray, categories: np.ndarray, top: int) -> list[dict]:
+    """Categories with the largest excess of observed ``o`` over expected ``e`` (per category)."""
     excess = o - e
     order = np.lexsort((-o, -excess))
     out = []
@@ -380,7 +433,7 @@ def _drivers(sw: ScoredWindow, rows: np.ndarray, top: int) -> list[dict]:
         # the first driver needs a positive excess, the others at least one event more than expected
         if o[j] <= 0 or excess[j] <= (0 if not out else 1.0) or len(out) >= top:
             break
-        out.append({"category_code": str(sw.categories[j]), "name_zh": category_label(str(sw.categories[j])),
+        out.append({"category_code": str(categories[j]), "name_zh": category_label(str(categories[j])),
                     "observed": int(round(o[j])), "expected": round(float(e[j]), 1)})
     return out
 
@@ -409,7 +462,21 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
 
     q_cell = bh_qvalues(sw.p_cell)
     cell_hit = fdr_bh(sw.p_cell, alpha)
+    # a cell alert that its total alone (×2) would not carry is reported as its strongest category
+    wins = getattr(sw, "family_wins", np.zeros(sw.cells.size, dtype=bool)) & (
+        np.minimum(2 * sw.p_total, 1.0) > alpha * cell_hit.sum() / max(np.isfinite(sw.p_cell).sum(), 1))
     for i in np.flatnonzero(cell_hit):
+        if wins[i]:  # carried by one category: say so, in that category's numbers
+            _, c, yk, muk, _, _ = (a[sw.family_pair[i]] for a in sw.category_tests())
+            code, yy, mm = str(sw.categories[c]), int(round(yk)), float(muk)
+            rows.append({"kind": "category", "cell": hexes[i], **base, "observed": yy, "expected": mm,
+                         "score": float(sw.score_cell[i]), "p_value": float(sw.p_cell[i]),
+                         "q_value": float(q_cell[i]), "category_code": code, "n_cells": 1,
+                         "drivers": [{"category_code": code, "name_zh": category_label(code), "observed": yy,
+                                      "expected": round(mm, 1)}],
+                         "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
+                                                  sw.window_days, yy, mm, [], label=category_label(code))})
+            continue
         drv = _drivers(sw, np.array([i]), top_drivers)
         y, mu = int(round(sw.observed[i])), float(sw.expected[i])
         rows.append({"kind": "cell", "cell": hexes[i], **base, "observed": y, "expected": mu,
@@ -525,6 +592,195 @@ def score_window(panel: pd.DataFrame, window_end, window_days: int = 7, k: int =
     sw = score_cells(est, win, end, window_days, k=k, by_category=use_cat, min_observed=min_observed, cells=cells)
     return select_alerts(sw, alpha=alpha, by_category=use_cat, dedupe=dedupe, max_alerts=max_alerts,
                          top_drivers=top_drivers)
+
+
+# --------------------------------------------------------------------------------------------------
+# slow build-ups: NB CUSUM per cell and per k-ring disk (models.cusum)
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ScoredRamps:
+    """NB CUSUM paths over a monitoring period, per cell and per k-ring disk centred on each cell.
+
+    ``y``/``mu`` are cells × days (observed, in-control expectation from a model fitted before the
+    period); ``S_*``/``onset_*`` the CUSUM statistic and estimated run start (day index, −1 = no run)
+    after each day; ``lam`` (cells × categories) and ``profile`` (days × categories) give expected
+    counts per category for the drivers; ``events`` = (cell index, day index, category index, n)."""
+
+    days: np.ndarray                  # day numbers of the monitoring period
+    k: int
+    kappa: float
+    cells: np.ndarray
+    W: sp.csr_matrix
+    y: np.ndarray
+    mu: np.ndarray
+    alpha_cell: np.ndarray
+    alpha_ring: np.ndarray
+    categories: np.ndarray
+    lam: np.ndarray
+    profile: np.ndarray
+    events: tuple
+    min_observed: int = 3
+    S_cell: np.ndarray = field(init=False)
+    onset_cell: np.ndarray = field(init=False)
+    S_ring: np.ndarray = field(init=False)
+    onset_ring: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.S_cell, self.onset_cell = nb_cusum(self.y, self.mu, self.alpha_cell[:, None], self.kappa)
+        self.S_ring, self.onset_ring = self.ring_paths()
+
+    def ring_paths(self, keep: np.ndarray | None = None, rows: np.ndarray | None = None):
+        """Disk CUSUM paths; ``keep`` (cells, bool) drops cells from every disk; ``rows`` = centres."""
+        W = self.W if rows is None else self.W[rows]
+        y, mu = (self.y, self.mu) if keep is None else (self.y * keep[:, None], self.mu * keep[:, None])
+        a = self.alpha_ring if rows is None else self.alpha_ring[rows]
+        return nb_cusum(np.asarray(W @ y), np.asarray(W @ mu), a[:, None], self.kappa)
+
+    def run_sums(self, y: np.ndarray, mu: np.ndarray, S: np.ndarray, onset: np.ndarray, t: int):
+        """(p, score, onset, observed, expected) of the runs alive after day index ``t``; runs with fewer
+        than ``min_observed`` events have p = 1, score 0."""
+        on = onset[:, t]
+        cy, cm = np.cumsum(y[:, :t + 1], axis=1), np.cumsum(mu[:, :t + 1], axis=1)
+        idx = np.arange(on.size)
+        before = np.maximum(on - 1, 0)
+        obs = np.where(on >= 0, cy[:, t] - np.where(on > 0, cy[idx, before], 0.0), 0.0)
+        exp = np.where(on >= 0, cm[:, t] - np.where(on > 0, cm[idx, before], 0.0), 0.0)
+        s = np.where(obs >= self.min_observed, S[:, t], 0.0)
+        return cusum_pvalue(s), s / _LN10, on, obs, exp
+
+    def cell_tests(self, t: int = -1):
+        return self.run_sums(self.y, self.mu, self.S_cell, self.onset_cell, t % self.days.size)
+
+    def ring_tests(self, t: int = -1):
+        t = t % self.days.size
+        return self.run_sums(np.asarray(self.W @ self.y), np.asarray(self.W @ self.mu), self.S_ring,
+                             self.onset_ring, t)
+
+    def ring_local_max(self, t: int = -1) -> np.ndarray:
+        _, score, _, obs, exp = self.ring_tests(t)
+        return _local_max(self.W, score, obs - exp)
+
+    def drivers(self, rows: np.ndarray, first: int, last: int, top: int) -> list[dict]:
+        """Categories driving the rise in cells ``rows`` over day indices ``first..last``."""
+        if top <= 0 or self.categories.size <= 1:
+            return []
+        ci, ti, ki, n = self.events
+        sel = np.isin(ci, rows) & (ti >= first) & (ti <= last)
+        o = np.bincount(ki[sel], weights=n[sel], minlength=self.categories.size)
+        e = self.lam[rows].sum(axis=0) * self.profile[first:last + 1].sum(axis=0)
+        return _top_drivers(o, e, self.categories, top)
+
+
+def score_ramps(model: ExpectedCounts, window: pd.DataFrame, end, monitor_days: int = 28, k: int = 1,
+                kappa: float = 1.5, min_observed: int = 3, cells=None) -> ScoredRamps:
+    """Run the NB CUSUM over the ``monitor_days`` days ending at ``end`` against a *fitted* model (fitted
+    on history before the period). Daily dispersion: the model's per-cell NB alpha of 1-day sums (cell and
+    disk) plus the level uncertainty ``1/shape`` (as in :func:`score_cells`)."""
+    end = int(day_numbers(end))
+    days = np.arange(end - int(monitor_days) + 1, end + 1, dtype=np.int64)
+    if len(window):
+        d = day_numbers(window["day"].to_numpy())
+        window = window[(d >= days[0]) & (d <= end)]
+    wcells = as_cells(window["cell"].to_numpy()) if len(window) else np.zeros(0, dtype=np.uint64)
+    universe = np.union1d(model.cells_, wcells)
+    if cells is not None:
+        universe = np.union1d(universe, as_cells(cells))
+    universe = universe[universe != 0]
+    profile = model.time_profile(days).to_numpy()                      # days × categories
+    _, mu_end = model.expected_matrix(end, 1, universe)                # lam × profile(end)
+    lam = mu_end / profile[-1][None, :]
+    mu = lam @ profile.T                                               # cells × days
+    cats = model.categories_
+    ci = np.searchsorted(universe, wcells)
+    ti = (day_numbers(window["day"].to_numpy()) - days[0]) if len(window) else np.zeros(0, dtype=np.int64)
+    n = window["n"].to_numpy(dtype=np.float64) if len(window) else np.zeros(0)
+    if "category_code" in window.columns and cats.size > 1 and len(window):
+        codes = window["category_code"].astype(str).to_numpy()
+        kj = np.minimum(np.searchsorted(cats, codes), cats.size - 1)
+        ki = np.where(cats[kj] == codes, kj, -1)
+    else:
+        ki = np.full(ci.size, -1, dtype=np.int64)
+    known = ki >= 0  # an unseen category counts in the totals, never as a driver
+    y = np.bincount(ci * days.size + ti, weights=n, minlength=universe.size * days.size).reshape(universe.size, -1)
+    W = kring_weights(universe, k, include_self=True)
+    a_cell, a_ring = model.dispersion_per_cell(1, k, universe)
+    u = model.cell_uncertainty(universe)
+    m = mu.mean(axis=1)
+    rm = np.maximum(np.asarray(W @ m).ravel(), 1e-12)
+    return ScoredRamps(days, int(k), float(kappa), universe, W, y, mu, a_cell + u,
+                       a_ring + np.asarray(W @ (m ** 2 * u)).ravel() / rm ** 2, cats, lam, profile,
+                       (ci[known], ti[known], ki[known], n[known]), min_observed=int(min_observed))
+
+
+def select_ramp_alerts(sr: ScoredRamps, alpha: float = 0.05, t: int = -1, dedupe: bool = True,
+                       top_drivers: int = 3) -> pd.DataFrame:
+    """Ramp alerts alive after day index ``t``: BH at ``alpha`` per family (cells; disks, local maxima of
+    the disk score), each with its run (onset → day t), observed / expected over the run and a sentence.
+    With ``dedupe`` a disk must stay significant without the cells that alert alone."""
+    t = t % sr.days.size
+    hexes = _HexNames(sr.cells)
+
+    def day(i: int) -> dt.date:
+        return np.datetime64(int(sr.days[i]), "D").astype(dt.date)
+
+    res = int(h3.get_resolution(hexes[0])) if sr.cells.size else -1
+    rows: list[dict] = []
+
+    def emit(i: int, members: np.ndarray, p, score, q, onset, y, mu):
+        first = int(onset)
+        drv = sr.drivers(members, first, t, top_drivers)
+        n_days = t - first + 1
+        n_rising = int((sr.y[members, first:t + 1].sum(axis=1) > sr.mu[members, first:t + 1].sum(axis=1)).sum())
+        yy, mm = int(round(y)), float(mu)
+        rows.append({"kind": "ramp", "cell": hexes[i], "resolution": res, "window_start": day(first),
+                     "window_end": day(t), "observed": yy, "expected": mm, "score": float(score),
+                     "p_value": float(p), "q_value": float(q), "category_code": None, "n_cells": int(members.size),
+                     "drivers": drv,
+                     "sentence_zh": _sentence("ramp", hexes[i], day(first), day(t), n_days, yy, mm, drv,
+                                              n_cells=int(members.size), n_rising=n_rising)})
+
+    p_c, s_c, on_c, y_c, m_c = sr.cell_tests(t)
+    q_c = bh_qvalues(p_c)
+    cell_hit = fdr_bh(p_c, alpha)
+    for i in np.flatnonzero(cell_hit):
+        emit(int(i), np.array([i]), p_c[i], s_c[i], q_c[i], on_c[i], y_c[i], m_c[i])
+    p_r, s_r, on_r, y_r, m_r = sr.ring_tests(t)
+    q_r = bh_qvalues(p_r)
+    ring_hit = fdr_bh(p_r, alpha)
+    cand = np.flatnonzero(ring_hit & _local_max(sr.W, s_r, y_r - m_r))
+    if dedupe and cand.size and cell_hit.any():
+        S_ex, _ = sr.ring_paths(keep=~cell_hit, rows=cand)
+        cand = cand[cusum_pvalue(S_ex[:, t]) <= _bh_cut(p_r, ring_hit)]
+    for i in cand:
+        emit(int(i), sr.W[i].indices, p_r[i], s_r[i], q_r[i], on_r[i], y_r[i], m_r[i])
+    out = pd.DataFrame(rows, columns=[c for c in ALERT_COLUMNS if c != "ratio"])
+    out.insert(ALERT_COLUMNS.index("ratio"), "ratio", out["observed"] / out["expected"].clip(lower=1e-9))
+    return out.sort_values(["score", "observed"], ascending=False, kind="stable").reset_index(drop=True)
+
+
+def ramp_alerts(panel: pd.DataFrame, end_date, monitor_days: int = 28, k: int = 1, alpha: float = 0.05, *,
+                kappa: float = 1.5, model: ExpectedCounts | None = None, min_observed: int = 3,
+                top_drivers: int = 3, cells=None) -> pd.DataFrame:
+    """Slow build-ups ("持续上升") still running at ``end_date``: an NB CUSUM for a ``kappa``-fold rise
+    (:mod:`models.cusum`) per cell and per k-ring disk over the ``monitor_days`` days ending at
+    ``end_date``, against expected counts fitted on the history *before* that period; p = exp(−S)
+    (Ville's bound), BH at ``alpha`` per family. Rows in the layout of :func:`score_window` with
+    ``kind = "ramp"``, ``window_start`` = the estimated onset, observed / expected summed over the run."""
+    end = int(day_numbers(end_date))
+    start = end - int(monitor_days) + 1
+    d = day_numbers(panel["day"].to_numpy())
+    if not (d < start).any():
+        raise ValueError("no history before the monitoring period")
+    win = panel[(d >= start) & (d <= end)]
+    est = clone(model) if model is not None else ExpectedCounts(k=k)
+    use_cat = "category_code" in panel.columns and bool(est.get_params()["by_category"])
+    est.set_params(by_category=use_cat)
+    wcells = as_cells(win["cell"].to_numpy())
+    extra = wcells if cells is None else np.union1d(wcells, as_cells(cells))
+    est.fit(panel, end=start - 1, cells=extra,
+            categories=win["category_code"].astype(str).unique() if use_cat and len(win) else None)
+    sr = score_ramps(est, win, end, monitor_days, k=k, kappa=kappa, min_observed=min_observed, cells=cells)
+    return select_ramp_alerts(sr, alpha=alpha, top_drivers=top_drivers)
 
 
 # --------------------------------------------------------------------------------------------------

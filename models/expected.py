@@ -57,6 +57,7 @@ _EPOCH = np.datetime64("1970-01-01", "D")
 _SF_DAYS = {y: int((np.datetime64(d, "D") - _EPOCH).astype(np.int64)) for y, d in SPRING_FESTIVAL.items()}
 _NOV1_DAYS = {y: int((np.datetime64(f"{y - 1}-11-01", "D") - _EPOCH).astype(np.int64)) for y in SPRING_FESTIVAL}
 _TOTAL = "__all__"
+_CATEGORY_PRIOR = 20.0  # weight (units of Σ mu²) of the pooled alpha in a category's own alpha
 
 
 def day_numbers(days) -> np.ndarray:
@@ -155,6 +156,24 @@ def _factorize_sorted(values) -> tuple[np.ndarray, np.ndarray]:
     remap = np.full(uniq.size, -1, dtype=np.int64)
     remap[order] = np.arange(order.size)
     return uniq[order], remap[codes]
+
+
+def _dm_concentration(X: np.ndarray, P: np.ndarray, cap: float = 1000.0) -> float:
+    """Dirichlet-multinomial concentration ``c`` of count rows ``X`` around proportions ``P`` (rows or one
+    row), by moments: ``E[Σ_k x_k(x_k − 1)] = n(n − 1)(c Σ_k p_k² + 1)/(c + 1)``; ``cap`` when the rows
+    are no more varied than multinomial draws."""
+    n = X.sum(axis=1)
+    S2 = n * (n - 1)
+    ok = n >= 2
+    if not ok.any():
+        return cap
+    L = float((X[ok] * (X[ok] - 1)).sum())
+    Pq = np.broadcast_to(P, X.shape)[ok]
+    S2q = float((S2[ok] * (Pq ** 2).sum(axis=1)).sum())
+    S2s = float(S2[ok].sum())
+    if L <= S2q or L >= S2s:
+        return cap if L <= S2q else 0.0
+    return float(min(cap, max(0.0, (S2s - L) / (L - S2q))))
 
 
 class ExpectedCounts(BaseEstimator):
@@ -354,7 +373,7 @@ class ExpectedCounts(BaseEstimator):
         self._fit_levels()
 
         # rows kept for the dispersion estimate (summed over categories later by bincount)
-        self._hist = (cell_idx.astype(np.int64), day.astype(np.int64), n)
+        self._hist = (cell_idx.astype(np.int64), day.astype(np.int64), n, cat_idx.astype(np.int64))
         self._disp_cache: dict[tuple[int, int], tuple] = {}
         return self
 
@@ -396,9 +415,11 @@ class ExpectedCounts(BaseEstimator):
         city = Yw.sum(axis=0)
         K = Yw.shape[1]
         pi_city = (city + 0.5) / (city.sum() + 0.5 * K)
-        c0 = 5.0
+        # Dirichlet strengths estimated from the data (never weaker than the defaults): a neighbourhood
+        # missing a category in a short history is mostly sampling, not evidence that it never occurs there
+        c0 = max(5.0, _dm_concentration(ring_mix, pi_city[None, :]))
         pi_ring = (ring_mix + c0 * pi_city) / (ring_mix.sum(axis=1, keepdims=True) + c0)
-        b = float(self.mix_prior_strength)
+        b = max(float(self.mix_prior_strength), _dm_concentration(Yw, pi_ring)) if K > 1 else float(self.mix_prior_strength)
         pi = (Yw + b * pi_ring) / (Y[:, None] + b)
         return lam_tot[:, None] * pi, a + Y, a
 
@@ -470,14 +491,26 @@ class ExpectedCounts(BaseEstimator):
         ``S_c = Σ_b[(y − mu)² − y]``, ``M_c = Σ_b mu²`` over its history blocks and
         ``κ = dispersion_prior_strength`` — so a corner with a history of bursts (say, enforcement
         operations) is less surprising when it bursts again, while quiet cells keep the global value.
-        Cells unknown to the model get the global values."""
-        a_g, r_g, a_c, r_c = self._dispersion(int(window_days), int(self.k if k is None else k))
+        Cells unknown to the model get the global values.
+
+        With categories, the pull is not toward one city-wide value but toward what the cell's category
+        mix implies: each category's own NB ``alpha_k`` (:meth:`dispersion_per_category`) gives a sum over
+        independent categories ``Σ_k alpha_k mu_k² / (Σ_k mu_k)²``, rescaled so that its mu²-weighted
+        mean over the city is the global alpha — a cell whose expected calls are mostly a bursty kind
+        (officer-initiated traffic stops, say) is allowed bursts even before it has had one."""
+        a_g, r_g, a_c, r_c, _ = self._dispersion(int(window_days), int(self.k if k is None else k))
         if cells is None:
             return a_c, r_c
         c = as_cells(cells)
         pos = np.minimum(np.searchsorted(self.cells_, c), self.cells_.size - 1)
         known = self.cells_[pos] == c
         return np.where(known, a_c[pos], a_g), np.where(known, r_c[pos], r_g)
+
+    def dispersion_per_category(self, window_days: int = 7) -> np.ndarray:
+        """NB ``alpha_k`` of one cell's window sums of each category (aligned with ``categories_``): moments
+        over every history block of every cell, pooled toward the all-category value with a weight of 20
+        (in units of Σ mu²), so a rare category keeps about the pooled value."""
+        return self._dispersion(int(window_days), int(self.k))[4]
 
     def _dispersion(self, L: int, k: int, max_cells_blocks: int = 4_000_000):
         key = (L, k)
@@ -496,11 +529,11 @@ class ExpectedCounts(BaseEstimator):
             if len(blocks) >= B_cap:
                 break
         if len(blocks) < 2:
-            out = (0.0, 0.0, np.zeros(ncell), np.zeros(ncell))
+            out = (0.0, 0.0, np.zeros(ncell), np.zeros(ncell), np.zeros(self.categories_.size))
             self._disp_cache[key] = out
             return out
         blocks = np.asarray(blocks)
-        cidx, day, n = self._hist
+        cidx, day, n, kidx = self._hist
         b_of_day = (self.end_ - day) // L
         col = np.full(n_blocks + 1, -1, dtype=np.int64)
         col[blocks] = np.arange(blocks.size)
@@ -514,16 +547,36 @@ class ExpectedCounts(BaseEstimator):
         mu = self.lam_ @ Tb
         kappa = float(self.dispersion_prior_strength)
 
-        def mom(y: np.ndarray, m: np.ndarray) -> tuple[float, np.ndarray]:
+        # per category: Σ over (cell, block) of (y − mu)² − y from the non-zero rows and Σ mu² in closed form
+        K = self.categories_.size
+        ckey = (cidx[sel] * B + bc[sel]) * K + kidx[sel]
+        codes, uniq = pd.factorize(ckey)
+        y_k = np.bincount(codes, weights=n[sel], minlength=uniq.size)
+        kk, bb, cc = uniq % K, (uniq // K) % B, uniq // K // B
+        m_k = self.lam_[cc, kk] * Tb[kk, bb]
+        M_cat = (self.lam_ ** 2).sum(axis=0) * (Tb ** 2).sum(axis=1)
+        S_cat = np.bincount(kk, weights=y_k ** 2 - 2 * y_k * m_k - y_k, minlength=K) + M_cat
+
+        def mom(y: np.ndarray, m: np.ndarray, prior: np.ndarray | None = None) -> tuple[float, np.ndarray]:
             S = ((y - m) ** 2 - y).sum(axis=1)
             M = (m ** 2).sum(axis=1)
             a = float(max(0.0, S.sum() / max(M.sum(), 1e-12)))
-            return a, np.maximum(0.0, (S + kappa * a) / (M + kappa))
+            if prior is not None and K > 1:  # the category mix's dispersion, rescaled to average a
+                a_prior = a * prior * M.sum() / max(float((prior * M).sum()), 1e-12)
+            else:
+                a_prior = a
+            return a, np.maximum(0.0, (S + kappa * a_prior) / (M + kappa))
 
-        a_cell, a_c = mom(Y, mu)
+        a_glob = float(max(0.0, S_cat.sum() / max(M_cat.sum(), 1e-12)))
+        a_cat = np.maximum(0.0, (S_cat + _CATEGORY_PRIOR * a_glob) / (M_cat + _CATEGORY_PRIOR))
+        # implied alpha of a cell's (disk's) total if its categories were independent NB counts
+        S_mix = (self.lam_ ** 2 * (Tb ** 2).sum(axis=1)[None, :]) @ a_cat
+        M_cell = (mu ** 2).sum(axis=1)
         Wd = kring_weights(self.cells_, k, include_self=True)
-        a_ring, a_r = mom(np.asarray(Wd @ Y), np.asarray(Wd @ mu))
-        out = (a_cell, a_ring, a_c, a_r)
+        M_ring = (np.asarray(Wd @ mu) ** 2).sum(axis=1)
+        a_cell, a_c = mom(Y, mu, S_mix / np.maximum(M_cell, 1e-12))
+        a_ring, a_r = mom(np.asarray(Wd @ Y), np.asarray(Wd @ mu), np.asarray(Wd @ S_mix) / np.maximum(M_ring, 1e-12))
+        out = (a_cell, a_ring, a_c, a_r, a_cat)
         self._disp_cache[key] = out
         return out
 

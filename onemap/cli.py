@@ -89,7 +89,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     since = dt.date.fromisoformat(args.since) if args.since else None
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:
-        frame = queries.alerts(con, since=since, window_days=args.window)
+        frame = queries.alerts(con, since=since, window_days=args.window, kind=args.kind)
     finally:
         con.close()
     if args.format == "json":
@@ -181,9 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("alerts", help="list 'unusual now' alerts from the last build",
                        description="Cells and neighbourhoods whose counts in a 7-day or 1-day window are far above "
                                    "the expected counts (history, day of week, season, trend), after "
-                                   "Benjamini-Hochberg false-discovery control, each with a Chinese sentence.")
+                                   "Benjamini-Hochberg false-discovery control, each with a Chinese sentence; "
+                                   "and slow build-ups still running on the last day (kind ramp, NB CUSUM over "
+                                   "the last four weeks, window = the rise so far).")
     p.add_argument("--since", help="only windows ending on or after this date (YYYY-MM-DD)")
     p.add_argument("--window", type=int, choices=[1, 7], help="only 1-day or 7-day windows")
+    p.add_argument("--kind", choices=["cell", "neighbourhood", "category", "ramp"], help="only alerts of this kind")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_alerts)
 

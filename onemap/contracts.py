@@ -313,7 +313,7 @@ ALERTS = Table(
     "scores", "alerts",
     (
         C("run_id", "VARCHAR", False),
-        C("kind", "VARCHAR", False, "cell / neighbourhood / category"),
+        C("kind", "VARCHAR", False, "cell / neighbourhood / category / ramp (slow build-up, NB CUSUM)"),
         C("resolution", "TINYINT", False),
         C("cell", "UBIGINT", False, "the cell, or the centre of the k-ring neighbourhood"),
         C("place", "VARCHAR", doc="town and village names at the cell centre"),

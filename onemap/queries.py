@@ -148,15 +148,21 @@ ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "category_
                 "ratio", "score", "q_value", "sentence_zh")
 
 
-def alerts(con, since: dt.date | None = None, window_days: int | None = None, limit: int | None = None) -> pd.DataFrame:
-    """Stored "unusual now" alerts, newest window first, strongest first within a window."""
+def alerts(con, since: dt.date | None = None, window_days: int | None = None, limit: int | None = None, *,
+           kind: str | None = None, with_ramps: bool = False) -> pd.DataFrame:
+    """Stored "unusual now" alerts, newest window first, strongest first within a window. ``kind``: only
+    cell / neighbourhood / category / ramp alerts; ``with_ramps``: ramp alerts (whose window is their
+    run, of any length) are kept whatever ``window_days`` asks for."""
     clauses, params = ["TRUE"], {}
     if since is not None:
         clauses.append("window_end >= $since")
         params["since"] = since
     if window_days is not None:
-        clauses.append("window_days = $days")
+        clauses.append("(window_days = $days OR kind = 'ramp')" if with_ramps else "window_days = $days")
         params["days"] = int(window_days)
+    if kind is not None:
+        clauses.append("kind = $kind")
+        params["kind"] = str(kind)
     sql = (f"SELECT {', '.join(ALERT_FIELDS)} FROM scores.alerts WHERE {' AND '.join(clauses)} "
            "ORDER BY window_end DESC, score DESC")
     if limit is not None:

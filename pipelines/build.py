@@ -63,6 +63,8 @@ ALERT_RESOLUTION = 8
 ALERT_ALPHA = 0.05
 ALERT_DAYS_BACK = 14          # alerts are kept for windows ending on each of the last 14 days
 ALERT_WINDOWS = (7, 1)        # a week and a day
+RAMP_MONITOR_DAYS = 28        # slow build-ups: NB CUSUM over the last four weeks (needs 4 more weeks of history)
+RAMP_KAPPA = 1.5              # the CUSUM looks for a 1.5-fold rise
 
 
 def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int = ALERT_DAYS_BACK) -> str | None:
@@ -70,7 +72,7 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     import json
 
     from geodata.h3cells import cells_covering
-    from models.alerts import score_window
+    from models.alerts import ramp_alerts, score_window
 
     # days as day numbers, categories as a categorical (codes from SQL, no string column crosses over) and rows
     # in cell order: the 28 model fits below then work on integers and cache-friendly lookups
@@ -103,6 +105,11 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     # the windows are independent and mostly NumPy (which releases the GIL): score them on every core
     with ThreadPoolExecutor(max_workers=min(len(windows), os.cpu_count() or 1) or 1) as pool:
         frames = [found for found in pool.map(scored, windows) if len(found)]
+    if last - pd.Timedelta(days=RAMP_MONITOR_DAYS + 28) >= first:  # ramps still running on the last day
+        ramps = ramp_alerts(panel, last.date(), RAMP_MONITOR_DAYS, k=1, alpha=ALERT_ALPHA, kappa=RAMP_KAPPA, cells=study)
+        if len(ramps):
+            run = pd.to_datetime(ramps["window_end"]) - pd.to_datetime(ramps["window_start"])
+            frames.append(ramps.assign(window_days=run.dt.days + 1))
     alerts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(alerts):
         cells = alerts["cell"].map(lambda c: int(c, 16) if isinstance(c, str) else int(c)).astype("uint64")
@@ -125,7 +132,7 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
         })
         _insert(con, "scores.alerts", frame)
     params = {"resolution": resolution, "alpha": ALERT_ALPHA, "windows": list(ALERT_WINDOWS), "days_back": days_back,
-              "k": 1}
+              "k": 1, "ramp_monitor_days": RAMP_MONITOR_DAYS, "ramp_kappa": RAMP_KAPPA}
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
                 [run_id, _version(), json.dumps(params), len(alerts)])
     return run_id

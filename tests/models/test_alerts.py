@@ -245,3 +245,31 @@ def test_real_portland_week_is_calm(shared_data):
     a = score_window(panel, "2016-09-25", 7)
     assert len(a) < 60
     assert a["q_value"].le(0.05).all()
+
+
+def test_a_one_kind_flare_up_in_a_busy_cell_passes_through_its_category_family(city):
+    cells, rate, panel = city
+    busy = cells[int(np.argmax(rate))]
+    inj = _events(busy, "2026-11-11", ["MD1001"] * 6)  # a rare kind: ~0.4 expected in the week
+    full = pd.concat([panel, inj], ignore_index=True)
+    d = day_numbers(full["day"].to_numpy())
+    start = int(day_numbers(END)) - 6
+    m = ExpectedCounts().fit(full[d < start], end=start - 1)
+    win = full[d >= start]
+    with_family = score_cells(m, win, END, 7)
+    total_only = score_cells(m, win, END, 7, category_family=False)
+    i = int(np.searchsorted(with_family.cells, busy))
+    assert with_family.p_cell[i] < total_only.p_cell[i] / 100
+    # still a valid p-value: Bonferroni over the K category tests, then over the two tests
+    rows, _, _, _, p_pairs, _ = with_family.category_tests()
+    K = with_family.observed_cat.shape[1]
+    expect = min(1.0, 2 * min(total_only.p_cell[i], K * p_pairs[rows == i].min()))
+    assert with_family.p_cell[i] == pytest.approx(expect, rel=1e-6)
+    # reported in the words of that category (the cell's total may look ordinary), once
+    a = select_alerts(with_family)
+    top = a.iloc[0]
+    assert top["kind"] == "category" and top["cell"] == h3i.int_to_str(int(busy))
+    assert total_only.p_cell[i] > 0.001  # the week's total alone is unremarkable
+    assert top["category_code"] == "MD1001" and top["observed"] >= 6 and top["expected"] < 1
+    assert top["p_value"] == pytest.approx(with_family.p_cell[i])
+    assert (a["cell"] == top["cell"]).sum() == 1

@@ -188,3 +188,26 @@ def test_fit_is_fast_on_a_million_events():
     m = ExpectedCounts().fit(panel)
     m.dispersion(7)
     assert time.perf_counter() - t0 < 10.0
+
+
+def test_dispersion_per_category_and_the_category_mix_prior():
+    """A bursty category (NB alpha 2) and a calm one (Poisson): per-category alphas tell them apart, and cells
+    whose expected calls are mostly of the bursty kind get a larger alpha even without bursts of their own."""
+    rng = np.random.default_rng(6)
+    cells = np.array(h3i.grid_disk(CENTRE, 5), dtype=np.uint64)  # 91 cells
+    days = pd.date_range("2025-06-01", "2026-06-30")
+    share = np.where(np.arange(cells.size) % 2 == 0, 0.8, 0.1)  # share of the bursty category per cell
+    base = rng.gamma(4.0, 0.5, cells.size)
+    mu_b = (base * share)[:, None] * np.ones(days.size)[None, :]
+    mu_c = (base * (1 - share))[:, None] * np.ones(days.size)[None, :]
+    Y = np.stack([rng.poisson(mu_b * rng.gamma(0.5, 2.0, mu_b.shape)), rng.poisson(mu_c)], axis=2)
+    m = ExpectedCounts(level_halflife_weeks=None).fit(_panel(Y, cells, days, np.array(["BURST", "CALM"])))
+    a = dict(zip(m.categories_, m.dispersion_per_category(1), strict=True))
+    assert a["BURST"] == pytest.approx(2.0, rel=0.35)
+    assert a["CALM"] < 0.1
+    # the prior pulls the per-cell alpha toward the mix: with a strong prior, only the mix separates them
+    strong = clone(m).set_params(dispersion_prior_strength=1e6).fit(_panel(Y, cells, days, np.array(["BURST", "CALM"])))
+    per_cell, _ = strong.dispersion_per_cell(1)
+    order = np.searchsorted(strong.cells_, cells)
+    bursty, calm = per_cell[order][share > 0.5], per_cell[order][share < 0.5]
+    assert np.median(bursty) > 3 * np.median(calm)

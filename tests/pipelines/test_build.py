@@ -47,3 +47,46 @@ def test_scores_carry_a_recorded_model_run(demo_settings, table):
         con.close()
     assert runs == total
     assert total > 0 or table == "scores.repeat_places"  # the small test demo may have no repeat place
+
+
+def test_build_puts_a_slow_build_up_into_scores_alerts_as_a_ramp(settings, tmp_path):
+    """16 weeks of calm calls at five places, then a three-fold rise over the last three weeks at one."""
+    import numpy as np
+    from h3.api import basic_int as h3i
+
+    from geodata.areas import demo_area_set
+    from onemap import queries
+    from onemap.cli import main
+
+    grids = demo_area_set().grids
+    spots = [grids.geometry.iloc[i].representative_point() for i in (40, 120, 200, 280, 360)]
+    days = pd.date_range("2026-07-31", "2026-11-19")
+    rng = np.random.default_rng(5)
+    rows = []
+    for j, p in enumerate(spots):
+        rise = 1 + 2 * np.clip((np.arange(days.size) - (days.size - 21)) / 13, 0, 1) if j == 2 else np.ones(days.size)
+        for d, m in zip(days, rise, strict=True):
+            for i in range(rng.poisson(1.5 * m)):
+                rows.append(police_row((p.x, p.y, ""), 接警单编号=f"R{j}-{d:%m%d}-{i}", 报警时间=f"{d:%Y-%m-%d} 1{i % 10}:00:00",
+                                       办理期限="2026-12-31 00:00:00"))
+    ingest(settings, "police", [_csv(tmp_path / "ramp.csv", rows)], progress=False)
+    build(settings, as_of=pd.Timestamp("2026-11-20", tz="Asia/Shanghai"))
+    ramps = _table(settings, "SELECT * FROM scores.alerts WHERE kind = 'ramp'")
+    assert len(ramps) >= 1
+    assert (ramps["window_end"].astype(str) == "2026-11-19").all()
+    run = (pd.to_datetime(ramps["window_end"]) - pd.to_datetime(ramps["window_start"])).dt.days + 1
+    assert (ramps["window_days"] == run).all() and (ramps["q_value"] <= 0.05).all()
+    rising = h3i.latlng_to_cell(spots[2].y, spots[2].x, 8)
+    near = {int(c) for c in h3i.grid_disk(rising, 1)}
+    top = ramps.sort_values("score", ascending=False).iloc[0]
+    assert int(top["cell"]) in near
+    assert "持续上升" in top["sentence_zh"] and top["observed"] > 1.5 * top["expected"]
+    # the command line and the dashboard's query both show it
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        shown = queries.alerts(con, window_days=7, with_ramps=True)
+        hidden = queries.alerts(con, window_days=7)
+    finally:
+        con.close()
+    assert (shown["kind"] == "ramp").sum() == len(ramps) and (hidden["kind"] == "ramp").sum() == 0
+    assert main(["--home", str(settings.home), "alerts", "--kind", "ramp"]) == 0
