@@ -22,7 +22,7 @@ Only the evaluation window is injected; the history is untouched.
 Recall is measured at 1, 5 and 20 false alarms per day city-wide (an alarm whose cell or disk touches no
 injected cell), for the cell detector, the disk detector and the combined one (cells + disks, a disk
 counting only if it stays above threshold without the cells that alarm alone), see
-:func:`models.alerts.evaluate_detection`. ``bh`` rows are the operational point (BH-FDR 0.05 per family).
+:func:`models.alert_eval.evaluate_detection`. ``bh`` rows are the operational point (BH-FDR 0.05 per family).
 
 Data: Portland NIJ CFS Aug, Sep, Nov 2016 (October missing: the model treats it as unobserved, the naive
 mean uses the 28 most recent observed days), Milwaukee PD calls 1–21 May 2018 (bbox 42.8–43.2 N,
@@ -49,7 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from geodata.h3cells import cells_from_points  # noqa: E402
-from models.alerts import ScoredWindow, evaluate_detection, score_cells  # noqa: E402
+from models.alert_eval import evaluate_detection  # noqa: E402
+from models.alerts import ScoredWindow, score_cells  # noqa: E402
 from models.expected import ExpectedCounts, day_numbers  # noqa: E402
 from models.hexgrid import kring_weights  # noqa: E402
 
@@ -390,11 +391,12 @@ def _bh_candidates(alerts: pd.DataFrame, cells, W, aid) -> tuple[np.ndarray, np.
 def run_ramps(name: str, panel: pd.DataFrame, ends: np.ndarray, monitor_days: int, reps: int,
               sizes: list[tuple[str, float, bool]], seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """Ramp injections in monitoring periods ending at ``ends``; both detectors use one model per period
-    (fitted on the history before the period): the NB CUSUM (:func:`models.alerts.score_ramps`) and
+    (fitted on the history before the period): the NB CUSUM (:func:`models.ramps.score_ramps`) and
     the 7-day window test (:func:`models.alerts.score_cells`, category-blind, cells + disks) on each day.
     ``sizes``: (label, relative rise, busy) — busy: patch centres among the 5 % (at least 60) cells with
     the busiest disks before the period, where a rise carries enough events to be detectable at all."""
-    from models.alerts import score_ramps, select_alerts, select_ramp_alerts
+    from models.alerts import select_alerts
+    from models.ramps import score_ramps, select_ramp_alerts
 
     rng = np.random.default_rng(seed)
     universe0 = np.unique(panel["cell"].to_numpy()).astype(np.uint64)

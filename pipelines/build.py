@@ -72,7 +72,8 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     import json
 
     from geodata.h3cells import cells_covering
-    from models.alerts import ramp_alerts, score_window
+    from models.alerts import score_window
+    from models.ramps import ramp_alerts
 
     # days as day numbers, categories as a categorical (codes from SQL, no string column crosses over) and rows
     # in cell order: the 28 model fits below then work on integers and cache-friendly lookups

@@ -9,11 +9,11 @@ from h3.api import basic_int as h3i
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.alert_eval import evaluate_detection
 from models.alerts import (
     ALERT_COLUMNS,
     bh_qvalues,
     category_label,
-    evaluate_detection,
     score_cells,
     score_window,
     select_alerts,

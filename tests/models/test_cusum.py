@@ -1,4 +1,4 @@
-"""NB CUSUM (models.cusum) and the ramp alerts built on it (models.alerts.ramp_alerts)."""
+"""NB CUSUM (models.cusum) and the ramp alerts built on it (models.ramps.ramp_alerts)."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +8,9 @@ from h3.api import basic_int as h3i
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.alerts import ALERT_COLUMNS, ramp_alerts
+from models.alerts import ALERT_COLUMNS
 from models.cusum import cusum_pvalue, cusum_threshold, nb_cusum, nb_llr, simulate_in_control
+from models.ramps import ramp_alerts
 
 WEEK = np.array([1.0, 1.1, 1.1, 1.0, 1.2, 0.6, 0.5])
 
