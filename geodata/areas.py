@@ -28,7 +28,7 @@ import pandas as pd
 import shapely
 
 from geodata.crs import to_wgs84
-from geodata.raster_index import UNKNOWN, RasterIndex
+from geodata.raster_index import UNKNOWN, RasterIndex, first_hits
 
 LEVELS = ("county", "towns", "villages", "grids")
 _LEVEL_NAME = {"county": "county", "towns": "town", "villages": "village", "grids": "grid"}
@@ -353,9 +353,9 @@ def bbox(area_set: AreaSet) -> tuple[float, float, float, float]:
 def assign_areas(area_set: AreaSet, lng, lat) -> pd.DataFrame:
     """Codes of the grid containing each (lng, lat) WGS84 point, and of its village, town and county.
 
-    Vectorised: a raster index of the grids (:mod:`geodata.raster_index`) answers for most points of a large
-    batch, a shapely STRtree over the grids for the rest (near edges), with the same result. Points on a shared grid edge go to one of the grids
-    (deterministically, the first in file order); points outside every grid, or with NaN coordinates,
+    Vectorised: a raster index of the grids (:mod:`geodata.raster_index`) answers for most points of a
+    large batch, a shapely STRtree over the grids for the rest (near edges), with the same result. Points
+    on a shared grid edge go to one of the grids (deterministically, the first in file order); points outside every grid, or with NaN coordinates,
     get None in all four columns. Returns a DataFrame aligned with the input (index 0..n-1, or the
     index of ``lng`` when it is a Series).
     """
@@ -373,13 +373,8 @@ def assign_areas(area_set: AreaSet, lng, lat) -> pd.DataFrame:
         hit[cand[known >= 0]] = known[known >= 0]
         cand = cand[known == UNKNOWN]
     if len(cand):
-        pts = shapely.points(x[cand], y[cand])
-        pi, gi = area_set._grid_tree.query(pts, predicate="intersects")
-        order = np.lexsort((gi, pi))  # per point, the first grid in file order
-        pi, gi = pi[order], gi[order]
-        first = np.ones(len(pi), dtype=bool)
-        first[1:] = pi[1:] != pi[:-1]
-        hit[cand[pi[first]]] = gi[first]
+        found = first_hits(area_set._grid_tree, x[cand], y[cand])
+        hit[cand[found >= 0]] = found[found >= 0]
     county, town, village, grid = area_set._grid_codes
     cols = {"county_code": county, "town_code": town, "village_code": village, "grid_code": grid}
     # object columns so that "not found" is None (pandas' default str dtype would turn it into NaN)

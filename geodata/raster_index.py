@@ -21,6 +21,19 @@ OUTSIDE = -2
 UNKNOWN = -1
 
 
+def first_hits(tree: shapely.STRtree, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Index of the first polygon (in the tree's order, i.e. file order) that each point intersects, or
+    ``OUTSIDE``: the exact answer that the raster reproduces."""
+    pi, gi = tree.query(shapely.points(x, y), predicate="intersects")
+    order = np.lexsort((gi, pi))  # per point, the lowest polygon index
+    pi, gi = pi[order], gi[order]
+    first = np.ones(len(pi), dtype=bool)
+    first[1:] = pi[1:] != pi[:-1]
+    out = np.full(len(x), OUTSIDE, dtype=np.int64)
+    out[pi[first]] = gi[first]
+    return out
+
+
 class RasterIndex:
     """``lookup(x, y)`` → polygon index, ``OUTSIDE`` or ``UNKNOWN`` (ask the exact test)."""
 
@@ -50,15 +63,9 @@ class RasterIndex:
         labels, first = np.unique(flat[starts], return_index=True)
         first = starts[first[labels > 0]]
         ry, rx = np.divmod(first, self.nx)
-        centres = shapely.points(self.x0 + (rx + 0.5) * self.pixel, self.y0 + (ry + 0.5) * self.pixel)
-        answer = np.full(n + 1, OUTSIDE, dtype=np.int32)
+        answer = np.empty(n + 1, dtype=np.int32)
         answer[0] = UNKNOWN
-        pi, gi = tree.query(centres, predicate="intersects")
-        order = np.lexsort((gi, pi))  # per point, the first polygon in file order
-        pi, gi = pi[order], gi[order]
-        firsts = np.ones(len(pi), dtype=bool)
-        firsts[1:] = pi[1:] != pi[:-1]
-        answer[pi[firsts] + 1] = gi[firsts]
+        answer[1:] = first_hits(tree, self.x0 + (rx + 0.5) * self.pixel, self.y0 + (ry + 0.5) * self.pixel)
         self.raster = answer[regions]
 
     def _cells(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
