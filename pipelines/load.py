@@ -68,14 +68,10 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
                        else f"b.{c}" for c in cols)
     # delete + insert rather than INSERT OR REPLACE: core.events carries no index (a primary-key index
     # makes bulk loads several times slower); uniqueness of event_id is a contract check instead
-    if counts.get("update", 0) or counts.get("same", 0):
-        con.execute("DELETE FROM core.events WHERE event_id IN "
-                    "(SELECT event_id FROM batch_kind WHERE kind = 'update')")
-        con.execute(f"""
-            INSERT INTO core.events ({col_list})
-            SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind <> 'same'""")
-    else:  # all new (the first load of an export): no join needed
-        con.execute(f"INSERT INTO core.events ({col_list}) SELECT {col_list} FROM batch")
+    con.execute("DELETE FROM core.events WHERE event_id IN (SELECT event_id FROM batch_kind WHERE kind = 'update')")
+    con.execute(f"""
+        INSERT INTO core.events ({col_list})
+        SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind <> 'same'""")
     return {"inserted": counts.get("insert", 0), "updated": counts.get("update", 0),
             "unchanged": counts.get("same", 0)}
 

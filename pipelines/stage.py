@@ -582,14 +582,13 @@ def ctx_row_crs(get, profile: Profile) -> pd.Series | None:
 
 def _reject_frame(raw: pd.DataFrame, rej: _Rejects, profile: Profile, ctx: StageContext) -> pd.DataFrame:
     mask = rej.rejected
-    rows = np.flatnonzero(mask)  # by position: a few rows out of many, not a boolean pass over every column
     personal = set(profile.party_columns)
-    sub = raw.iloc[rows][[c for c in raw.columns if c != ROW and c not in personal]]
+    sub = raw.loc[mask, [c for c in raw.columns if c != ROW and c not in personal]]
     raws = [json.dumps({k: v for k, v in r.items() if v is not None and v == v}, ensure_ascii=False)[:4000]
             for r in sub.to_dict("records")]
     return pd.DataFrame({
         "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
-        "source_row": raw[ROW].iloc[rows].astype("int64").to_numpy(),
+        "source_row": raw.loc[mask, ROW].astype("int64").to_numpy(),
         "field": rej.field[mask], "reason": rej.reason[mask], "detail": rej.detail[mask], "raw": raws,
     })
 
