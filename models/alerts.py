@@ -556,6 +556,27 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
     return out
 
 
+def fit_before(panel: pd.DataFrame, start: int, end: int, *, k: int, model: ExpectedCounts | None,
+               by_category: bool | None, cells, period: str) -> tuple[ExpectedCounts, pd.DataFrame, bool]:
+    """The expected-count model fitted on the history strictly before day ``start`` (the period never
+    inflates its own baseline), the panel rows of the period ``start..end`` and whether categories are
+    modelled. ``model`` is a template (cloned; default ``ExpectedCounts(k=k)``); ``by_category=None``
+    keeps the template's setting; ``cells`` adds study-area cells to the fitted universe."""
+    d = day_numbers(panel["day"].to_numpy())
+    if not (d < start).any():
+        raise ValueError(f"no history before the {period}")
+    win = panel[(d >= start) & (d <= end)]
+    est = clone(model) if model is not None else ExpectedCounts(k=k)
+    wanted = est.get_params()["by_category"] if by_category is None else by_category
+    use_cat = bool(wanted) and "category_code" in panel.columns
+    est.set_params(by_category=use_cat)
+    wcells = as_cells(win["cell"].to_numpy())
+    extra = wcells if cells is None else np.union1d(wcells, as_cells(cells))
+    est.fit(panel, end=start - 1, cells=extra,  # fit keeps the days up to ``end``: no copy of the history
+            categories=win["category_code"].astype(str).unique() if use_cat and len(win) else None)
+    return est, win, use_cat
+
+
 def score_window(panel: pd.DataFrame, window_end, window_days: int = 7, k: int = 1, alpha: float = 0.05,
                  by_category: bool = True, *, model: ExpectedCounts | None = None, min_observed: int = 3,
                  dedupe: bool = True, max_alerts: int | None = None, top_drivers: int = 3,
@@ -570,17 +591,8 @@ def score_window(panel: pd.DataFrame, window_end, window_days: int = 7, k: int =
     """
     end = int(day_numbers(window_end))
     start = end - int(window_days) + 1
-    d = day_numbers(panel["day"].to_numpy())
-    win = panel[(d >= start) & (d <= end)]
-    if not (d < start).any():
-        raise ValueError("no history before the window")
-    est = clone(model) if model is not None else ExpectedCounts(k=k)
-    use_cat = by_category and "category_code" in panel.columns
-    est.set_params(by_category=use_cat)
-    wcells = win["cell"].to_numpy()
-    extra = as_cells(wcells) if cells is None else np.union1d(as_cells(wcells), as_cells(cells))
-    est.fit(panel, end=start - 1, cells=extra,  # fit keeps the days up to ``end``: no copy of the history
-            categories=win["category_code"].astype(str).unique() if use_cat and len(win) else None)
+    est, win, use_cat = fit_before(panel, start, end, k=k, model=model, by_category=by_category, cells=cells,
+                                   period="window")
     sw = score_cells(est, win, end, window_days, k=k, by_category=use_cat, min_observed=min_observed, cells=cells)
     return select_alerts(sw, alpha=alpha, by_category=use_cat, dedupe=dedupe, max_alerts=max_alerts,
                          top_drivers=top_drivers)

@@ -14,7 +14,6 @@ import h3
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import clone
 
 from models.alerts import (
     _LN10,
@@ -25,6 +24,7 @@ from models.alerts import (
     _sentence,
     _top_drivers,
     bh_qvalues,
+    fit_before,
 )
 from models.cusum import cusum_pvalue, nb_cusum
 from models.expected import ExpectedCounts, day_numbers
@@ -207,17 +207,8 @@ def ramp_alerts(panel: pd.DataFrame, end_date, monitor_days: int = 28, k: int = 
     ``kind = "ramp"``, ``window_start`` = the estimated onset, observed / expected summed over the run."""
     end = int(day_numbers(end_date))
     start = end - int(monitor_days) + 1
-    d = day_numbers(panel["day"].to_numpy())
-    if not (d < start).any():
-        raise ValueError("no history before the monitoring period")
-    win = panel[(d >= start) & (d <= end)]
-    est = clone(model) if model is not None else ExpectedCounts(k=k)
-    use_cat = "category_code" in panel.columns and bool(est.get_params()["by_category"])
-    est.set_params(by_category=use_cat)
-    wcells = as_cells(win["cell"].to_numpy())
-    extra = wcells if cells is None else np.union1d(wcells, as_cells(cells))
-    est.fit(panel, end=start - 1, cells=extra,
-            categories=win["category_code"].astype(str).unique() if use_cat and len(win) else None)
+    est, win, _ = fit_before(panel, start, end, k=k, model=model, by_category=None, cells=cells,
+                             period="monitoring period")
     sr = score_ramps(est, win, end, monitor_days, k=k, kappa=kappa, min_observed=min_observed, cells=cells)
     return select_ramp_alerts(sr, alpha=alpha, top_drivers=top_drivers)
 
