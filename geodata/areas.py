@@ -353,19 +353,29 @@ def bbox(area_set: AreaSet) -> tuple[float, float, float, float]:
 def assign_areas(area_set: AreaSet, lng, lat) -> pd.DataFrame:
     """Codes of the grid containing each (lng, lat) WGS84 point, and of its village, town and county.
 
-    Vectorised: a raster index of the grids (:mod:`geodata.raster_index`) answers for most points of a
-    large batch, a shapely STRtree over the grids for the rest (near edges), with the same result. Points
-    on a shared grid edge go to one of the grids (deterministically, the first in file order); points outside every grid, or with NaN coordinates,
-    get None in all four columns. Returns a DataFrame aligned with the input (index 0..n-1, or the
-    index of ``lng`` when it is a Series).
+    Points on a shared grid edge go to one of the grids (deterministically, the first in file order);
+    points outside every grid, or with NaN coordinates, get None in all four columns. Returns a DataFrame
+    aligned with the input (index 0..n-1, or the index of ``lng`` when it is a Series). See
+    :func:`grid_index` for how the grids are found.
     """
     index = lng.index if isinstance(lng, pd.Series) else None
+    hit = grid_index(area_set, lng, lat)
+    county, town, village, grid = area_set._grid_codes
+    cols = {"county_code": county, "town_code": town, "village_code": village, "grid_code": grid}
+    # object columns so that "not found" is None (pandas' default str dtype would turn it into NaN)
+    return pd.DataFrame({k: pd.Series(v[hit], dtype=object, index=index) for k, v in cols.items()}, index=index)
+
+
+def grid_index(area_set: AreaSet, lng, lat) -> np.ndarray:
+    """Row of ``area_set.grids`` containing each (lng, lat) WGS84 point, −1 where none does.
+
+    Vectorised: a raster index of the grids (:mod:`geodata.raster_index`) answers for most points of a
+    large batch, a shapely STRtree over the grids for the rest (near edges), with the same result."""
     x = np.asarray(lng, dtype=float).ravel()
     y = np.asarray(lat, dtype=float).ravel()
     if x.shape != y.shape:
         raise ValueError("lng and lat must have the same length")
-    n = len(x)
-    hit = np.full(n, -1, dtype=np.int64)  # -1 → trailing None in the code arrays
+    hit = np.full(len(x), -1, dtype=np.int64)  # -1 → trailing None in the code arrays
     minx, miny, maxx, maxy = bbox(area_set)
     cand = np.flatnonzero((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy))  # NaN fails these
     if len(cand) >= RASTER_MIN_POINTS:  # most points settled by array look-up, the rest by the tree below
@@ -375,10 +385,7 @@ def assign_areas(area_set: AreaSet, lng, lat) -> pd.DataFrame:
     if len(cand):
         found = first_hits(area_set._grid_tree, x[cand], y[cand])
         hit[cand[found >= 0]] = found[found >= 0]
-    county, town, village, grid = area_set._grid_codes
-    cols = {"county_code": county, "town_code": town, "village_code": village, "grid_code": grid}
-    # object columns so that "not found" is None (pandas' default str dtype would turn it into NaN)
-    return pd.DataFrame({k: pd.Series(v[hit], dtype=object, index=index) for k, v in cols.items()}, index=index)
+    return hit
 
 
 # ------------------------------------------------------------------------------------------- gazetteer

@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from geodata.areas import AreaSet, assign_areas, bbox, resolve_address
+from geodata.areas import AreaSet, bbox, grid_index, resolve_address
 from geodata.coordcheck import check_coordinates
 from geodata.crs import CoordinateError, to_wgs84
 from geodata.h3cells import cells_from_points
@@ -499,34 +499,45 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
             continue
         w_lng[sel], w_lat[sel] = cx, cy
 
-    areas = assign_areas(ctx.areas, lng=w_lng, lat=w_lat)
-    located = areas["grid_code"].notna().to_numpy()
+    hit = grid_index(ctx.areas, w_lng, w_lat)
+    located = hit >= 0
     outside = (~np.isnan(w_lng) & ~located) | (issue == "outside_jurisdiction")
-    # a point given but unusable (zero, out of range, outside) falls back to the address; if that fails too,
-    # the row is quarantined with the coordinate reason
-    # the gazetteer is consulted only for rows that have no usable point
-    addr = {c: np.full(n, None, dtype=object) for c in ("town_code", "village_code", "grid_code")}
-    addr["precision"] = np.full(n, "none", dtype=object)
-    need = ~located
-    if need.any():
-        found_at = resolve_address(ctx.areas, get("address")[need])
-        for c in addr:
-            addr[c][need] = found_at[c].to_numpy(dtype=object)
-    grid_given = get("grid_code").astype("string").str.strip().fillna("")
-    grid_codes = ctx.areas.grids["code"].astype(str)
-    if profile.grid_match == "code_or_name":  # e.g. police beats PN1…PN13 that are grid NAMES of the deployment
-        names = ctx.areas.grids["name"].astype(str).str.strip().str.casefold()
-        unique = ~names.duplicated(keep=False)
-        by_name = dict(zip(names[unique], grid_codes[unique], strict=True))
-        named = grid_given.str.casefold().map(by_name)
-        grid_given = grid_given.where(grid_given.isin(set(grid_codes)) | named.isna(), named)
-    known_grid = grid_given.isin(set(grid_codes)).to_numpy()
-    addr_ok = addr["precision"] != "none"
+    # a point given but unusable (zero, out of range, outside) falls back to the address, then to the grid
+    # code; if those fail too, the row is quarantined with the coordinate reason. Only the rows without a
+    # usable point (``rest``, few in a normal export) go through the fallbacks, as Python objects.
+    rest = np.flatnonzero(~located)
+    r_town, r_village, r_grid = (np.full(len(rest), None, dtype=object) for _ in range(3))
+    r_precision = np.full(len(rest), "none", dtype=object)
+    addr_ok = known_grid = np.zeros(len(rest), dtype=bool)
+    if len(rest):
+        found_at = resolve_address(ctx.areas, get("address").iloc[rest])
+        r_town, r_village, r_grid = (np.array(found_at[c], dtype=object)
+                                     for c in ("town_code", "village_code", "grid_code"))
+        r_precision = found_at["precision"].to_numpy(dtype=object)
+        addr_ok = r_precision != "none"
+        grid_given = get("grid_code").iloc[rest].astype("string").str.strip().fillna("")
+        grid_codes = ctx.areas.grids["code"].astype(str)
+        if profile.grid_match == "code_or_name":  # e.g. police beats PN1…PN13 that are grid NAMES of the deployment
+            names = ctx.areas.grids["name"].astype(str).str.strip().str.casefold()
+            unique = ~names.duplicated(keep=False)
+            by_name = dict(zip(names[unique], grid_codes[unique], strict=True))
+            named = grid_given.str.casefold().map(by_name)
+            grid_given = grid_given.where(grid_given.isin(set(grid_codes)) | named.isna(), named)
+        known_grid = grid_given.isin(set(grid_codes)).to_numpy()
+        r_grid = np.where(addr_ok, r_grid, np.where(known_grid, grid_given.to_numpy(dtype=object), None))
+        r_grid = np.where(pd.isna(r_grid), None, r_grid)
+        r_precision = np.where(addr_ok, r_precision, np.where(known_grid, "grid", "none"))
+        # a grid known only by its code: parents from the deployment's layers (code prefixes as the fallback)
+        g2v = dict(zip(grid_codes, ctx.areas.grids["parent_code"].astype(str), strict=True))
+        v2t = dict(zip(ctx.areas.villages["code"].astype(str), ctx.areas.villages["parent_code"].astype(str),
+                       strict=True))
+        need = pd.isna(r_village) & pd.notna(r_grid)
+        r_village[need] = _parents(r_grid[need], g2v, 12)
+        need = pd.isna(r_town) & pd.notna(r_village)
+        r_town[need] = _parents(r_village[need], v2t, 9)
 
-    method = np.where(located, "gps", np.where(addr_ok, "address", np.where(known_grid, "grid-code", "none")))
-    precision = np.where(located, "point", np.where(addr_ok, addr["precision"],
-                                                   np.where(known_grid, "grid", "none")))
-    no_place = ~located & ~addr_ok & ~known_grid
+    no_place = np.zeros(n, dtype=bool)
+    no_place[rest] = ~addr_ok & ~known_grid
     rej.add(no_place & unparsable, found.get("lng", "lng"), BAD_COORDINATE, "coordinate is not a number")
     rej.add(no_place & outside, found.get("lng", "lng"), OUTSIDE_JURISDICTION,
             "point lies outside every grid of this jurisdiction")
@@ -535,35 +546,36 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     rej.add(no_place, found.get("address", "address"), NO_LOCATION,
             "no usable coordinates, and neither the address nor the grid code names a place in this jurisdiction")
 
-    keep_pt = located
-    out["lng"] = np.where(keep_pt, w_lng, np.nan)
-    out["lat"] = np.where(keep_pt, w_lat, np.nan)
-    out["src_crs"] = np.where(~np.isnan(lng) | ~np.isnan(lat), crs, None)
-    out["geocode_method"] = method
-    out["geocode_precision"] = precision
-    grid_code = np.where(located, areas["grid_code"].to_numpy(dtype=object),
-                         np.where(addr_ok, addr["grid_code"],
-                                  np.where(known_grid, grid_given.to_numpy(dtype=object), None)))
-    grid_code = np.where(pd.isna(grid_code), None, grid_code)
-    village = np.where(located, areas["village_code"].to_numpy(dtype=object),
-                       np.where(addr_ok, addr["village_code"], None))
-    # a grid known only by its code: parents from the deployment's layers (code prefixes as the fallback)
-    g2v = dict(zip(grid_codes, ctx.areas.grids["parent_code"].astype(str), strict=True))
-    v2t = dict(zip(ctx.areas.villages["code"].astype(str), ctx.areas.villages["parent_code"].astype(str), strict=True))
-    need = pd.isna(village) & pd.notna(grid_code)
-    village[need] = _parents(grid_code[need], g2v, 12)
-    town = np.where(located, areas["town_code"].to_numpy(dtype=object),
-                    np.where(addr_ok, addr["town_code"], None))
-    need = pd.isna(town) & pd.notna(village)
-    town[need] = _parents(village[need], v2t, 9)
-    out["grid_code"] = pd.Series(grid_code, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
-    out["village_code"] = pd.Series(village, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
-    out["town_code"] = pd.Series(town, index=out.index, dtype=object).astype(pd.StringDtype("pyarrow"))
-    out["county_code"] = np.where(pd.notna(out["town_code"]), ctx.areas.county_code, None)
-    cells = cells_from_points(lat=np.where(keep_pt, w_lat, np.nan), lng=np.where(keep_pt, w_lng, np.nan),
+    out["lng"] = np.where(located, w_lng, np.nan)
+    out["lat"] = np.where(located, w_lat, np.nan)
+    crs_code, crs_names = pd.factorize(crs)
+    out["src_crs"] = _text_column(crs_names, np.where(~np.isnan(lng) | ~np.isnan(lat), crs_code, -1))
+    method = np.where(addr_ok, "address", np.where(known_grid, "grid-code", "none"))
+    out["geocode_method"] = _text_column(["gps"], np.where(located, 0, -1), rest, method)
+    out["geocode_precision"] = _text_column(["point"], np.where(located, 0, -1), rest, r_precision)
+    county, town, village, grid = (codes[:-1] for codes in ctx.areas._grid_codes)
+    out["grid_code"] = _text_column(grid, hit, rest, r_grid)
+    out["village_code"] = _text_column(village, hit, rest, r_village)
+    out["town_code"] = _text_column(town, hit, rest, r_town)
+    out["county_code"] = _text_column([ctx.areas.county_code], np.where(out["town_code"].notna(), 0, -1))
+    cells = cells_from_points(lat=np.where(located, w_lat, np.nan), lng=np.where(located, w_lng, np.nan),
                               resolution=ctx.h3_resolution)
-    out["h3_cell"] = pd.array(np.where(keep_pt, cells, 0), dtype="UInt64")
-    out.loc[~keep_pt, "h3_cell"] = pd.NA
+    out["h3_cell"] = pd.arrays.IntegerArray(np.where(located, cells, 0).astype(np.uint64), ~located)
+
+
+def _text_column(values, index: np.ndarray, rest: np.ndarray | None = None, rest_values=None) -> pd.arrays.ArrowStringArray:
+    """A text column from a small table of ``values`` and one index per row (−1 = missing), built by Arrow
+    take so that no per-row Python string is made; the rows listed in ``rest`` take ``rest_values``
+    (objects, None = missing) instead."""
+    index = np.asarray(index, dtype=np.int64)
+    values = list(values)
+    if rest is not None and len(rest):
+        codes, uniques = pd.factorize(np.asarray(rest_values, dtype=object))
+        index = index.copy()
+        index[rest] = np.where(codes >= 0, codes + len(values), -1)
+        values += list(uniques)
+    table = pa.array(values, type=pa.large_string())
+    return pd.array(table.take(pa.array(index, mask=index < 0)), dtype=pd.StringDtype("pyarrow"))
 
 
 def _parents(codes: np.ndarray, parent_of: dict[str, str], prefix: int) -> np.ndarray:
