@@ -76,28 +76,22 @@ def load_portland(res: int = 9) -> pd.DataFrame:
     return _panel(d["lat"], d["lon"], d["occ_date"], d["call_group"], res)
 
 
-# Officer-initiated and administrative entries of the Milwaukee log (not matters reported by the public):
-# dropped in the "milwaukee_public" variant, the closer analogue of 非警务警情 / grid reports.
-MKE_OFFICER_INITIATED = {
-    "TRAFFIC STOP", "BUSINESS CHECK", "RETURN STATION", "FOLLOW UP", "PATROL", "SPECIAL ASSIGN", "POLICE ADMIN",
-    "PARK AND WALK", "ASSIGNMENT", "OUT OF SERVICE", "SUBJ STOP", "TS TARGETED", "COURT DUTY", "PRISONER TRANS",
-    "TAVERN CHECK", "VEHICLE MAINT", "SCHL MONITORING", "MEET GOVT AGENCY", "TRAFFIC LASER", "PROPERTY PICKUP",
-    "CONVEY PROPERTY", "INVESTIGATION", "PROBATION/PAROLE", "REPORTS", "ADDL INFO", "SHOTSPOTTER", "BOAT STOP",
-    "BUS INVESTIGATIO", "COMMUNITY MTNG", "VACANT HOUSE CHK", "NOTIFICATION", "MEET MFD", "HOSPITAL GUARD",
-    "POLICE ACADEMY", "TRAFFIC CONTROL", "SEARCH WARRANT", "REPORT TO 10-22", "CAR CHANGE", "ESCORT", "JUV CONVEY",
-    "SCHL PERIMETER", "GAME PLAN", "MAIL RUN", "PD/OTHER IN MKE", "PICKUP PARTNER", "PHOTO ASSIGN",
-    "PRISONER BOOKING", "CST ASSIGNMENT", "ESP TARGET ESCOR", "PROB_PAROL_CK_RQ", "HOME VISIT DV", "PLANT CAR",
-    "MFD SECURITY", "DOCUMENTED CALL", "SCHL PRESENTATIO", "CITIZEN CONVEY", "HOSPITAL TO MCMH",
-}
-
-
 def load_milwaukee(res: int = 9, public_only: bool = False) -> pd.DataFrame:
+    """The Milwaukee log, daily. ``public_only``: the series as One Map loads it with the shipped
+    ``milwaukee_cfs`` profile — only calls whose nature the mapping table (categories_v*.csv) maps to a
+    product category, counted by that category. Officer-initiated and administrative activity (traffic
+    stops, business checks, patrols, court duty, …: about half the log) is not a matter the public
+    reported; the profile leaves it unmapped, so the product quarantines it instead of alerting on it."""
     d = pd.read_parquet(SHARED / "milwaukee_pd_calls_for_service_2018.parquet")
     d = d[d["latitude"].between(42.8, 43.2) & d["longitude"].between(-88.1, -87.8)]
     d = d[d["time"] < pd.Timestamp("2018-05-21")]  # the export stops at 14:14 on the 21st
+    category = d["nature"]
     if public_only:
-        d = d[~d["nature"].astype(str).isin(MKE_OFFICER_INITIATED)]
-    return _panel(d["latitude"], d["longitude"], d["time"], d["nature"], res)
+        from pipelines.mappings import CategoryMap
+
+        category = CategoryMap.load().map("milwaukee_cfs", d["nature"])["category_code"]
+        d, category = d[category.notna()], category[category.notna()]
+    return _panel(d["latitude"], d["longitude"], d["time"], category, res)
 
 
 def demo_dir(path: Path | None) -> Path:
@@ -693,7 +687,9 @@ def main(argv: list[str] | None = None) -> int:
            "cells, disks, cell × category, disk × category; disks and categories de-duplicated against cell "
            "alerts). Its false alarms are real-data alerts that touch no injected cell — on Milwaukee (all rows) "
            "mostly officer-initiated bursts (22–38 TRAFFIC STOP entries in one res-9 cell in a day), which is "
-           "why the `milwaukee_public` variant drops officer-initiated natures (list in the script).",
+           "why the `milwaukee_public` variant is the log as One Map loads it: the `milwaukee_cfs` profile leaves "
+           "officer-initiated natures unmapped (quarantined, never alerted on) and counts the rest by product "
+           "category.",
            "* History is short for the two US sets (Portland: 28–61 observed days before each window, October "
            "missing; Milwaukee: 7–19 days), so weekday, season and trend terms cannot enter and the model "
            "reduces to shrunk cell levels + NB dispersion (per cell, pulled toward its category mix's) + "
