@@ -34,6 +34,7 @@ past and future. Both say what is attainable at all on a given target week.
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import sys
 import time
@@ -46,9 +47,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repository first on the path, as in the other bench scripts
 
 from models.backtest import DATASETS, dataset_study_cells, default_models, load_events, run_backtest  # noqa: E402
-from models.forecast import CellRiskForecaster, build_grid  # noqa: E402
+from models.forecast import CellRiskForecaster, build_grid, kernel_parts, kernel_score  # noqa: E402
 from models.pai import known_rate_bound, score_forecast  # noqa: E402
-from models.panel import day_coverage, events_to_panel, exposure_from_days  # noqa: E402
+from models.panel import day_coverage, events_to_panel, exposure_from_days, ring_matrix  # noqa: E402
 
 # (dataset, resolution, skip_gaps, add the gradient-boosting blend for comparison)
 RUNS = [
@@ -99,15 +100,21 @@ def md_table(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def noise_floor(dataset: str, res: int, scored) -> dict:
-    """Known-rate Poisson bound and leave-week-out PEI on the scored weeks (diagnostics only)."""
+def full_grid(dataset: str, res: int):
+    """The whole series as one dense cell x period grid on the backtest's universe (for diagnostics that
+    may look at the scored weeks)."""
     spec = DATASETS[dataset]
     ev, _ = load_events(spec)
     panel = events_to_panel(ev, res, time_col=spec.time_col, period=spec.period)
     cov = day_coverage(ev[spec.time_col], gap_hours=spec.gap_hours)
     expo = exposure_from_days(cov, spec.period)
     study, _ = dataset_study_cells(spec, ev, res, None)
-    g = build_grid(panel, cells=study, exposure=expo)
+    return build_grid(panel, cells=study, exposure=expo)
+
+
+def noise_floor(dataset: str, res: int, scored) -> dict:
+    """Known-rate Poisson bound and leave-week-out PEI on the scored weeks (diagnostics only)."""
+    g = full_grid(dataset, res)
     full = np.flatnonzero(g.exposure >= 1 - 1e-9)
     rates = g.Y[:, full].mean(axis=1)
     bound = known_rate_bound(rates, (0.01, 0.05), n_sim=200, seed=0)
@@ -119,6 +126,50 @@ def noise_floor(dataset: str, res: int, scored) -> dict:
         for f in lwo:
             lwo[f].append(score_forecast(s, g.Y[:, i], area_fraction=f, seed=[0, t.toordinal(), 0]).pei)
     return {"bound": bound, "lwo": {f: float(np.mean(v)) for f, v in lwo.items()}, "weeks": len(full)}
+
+
+def hindsight(dataset: str, res: int, scored, area_fraction: float = 0.05) -> dict:
+    """How far a *stationary-parameter* kernel could go on the scored weeks (diagnostics only, they see
+    the scored weeks): mean PAI at ``area_fraction`` of
+
+    * ``base``: the all-history rate (the lift target's baseline; equals the backtest's all-history row);
+    * ``kernel``: the best fixed kernel of the forecaster's own candidate grid, the *same* parameters at
+      every week, picked on the scored weeks themselves (each week still forecast from its past only);
+    * ``lwo``: ranking each week by the rate of all other fully observed weeks of the series, past and
+      future, ring-smoothed with the best (a1, a2) of the grid (a ceiling for any stationary surface).
+
+    Returns ``{name: (params, pai)}``. Ties at random with the backtest's seeds, so ``base`` reproduces
+    the all-history figure."""
+    g = full_grid(dataset, res)
+    ts = np.array([g.periods.get_loc(t) for t in pd.DatetimeIndex(scored)])
+    seeds = [[0, g.periods[t].toordinal(), 0] for t in ts]
+
+    def mean_pai(S):
+        return float(np.mean([score_forecast(S[:, j], g.Y[:, t], area_fraction=area_fraction, seed=seeds[j]).pai
+                              for j, t in enumerate(ts)]))
+
+    grid = CellRiskForecaster.DEFAULT_KERNEL_GRID
+    rw = CellRiskForecaster(period=DATASETS[dataset].period)._recent_window(g.step)
+    out = {"base": ((np.inf, 0.0, 0.0, 0.0), mean_pai(kernel_score(kernel_parts(g, ts, np.inf, rw), 0, 0, 0)))}
+    best = ((), -np.inf)
+    for hl in grid["halflife"]:
+        parts = kernel_parts(g, ts, float(hl), rw)
+        for a1, a2, b in itertools.product(grid["a1"], grid["a2"], grid["b"]):
+            v = mean_pai(kernel_score(parts, a1, a2, b))
+            if v > best[1]:
+                best = ((float(hl), a1, a2, b), v)
+    out["kernel"] = best
+    full = np.flatnonzero(g.exposure >= 1 - 1e-9)
+    tot = g.Y[:, full].sum(axis=1, keepdims=True)
+    X = tot - g.Y[:, ts]                     # every other fully observed week (ts are all fully observed)
+    R1, R2 = ring_matrix(g.cells, 1) @ X, ring_matrix(g.cells, 2) @ X
+    best = ((), -np.inf)
+    for a1, a2 in itertools.product(grid["a1"], grid["a2"]):
+        v = mean_pai(X + a1 * R1 + a2 * R2)
+        if v > best[1]:
+            best = ((a1, a2), v)
+    out["lwo"] = best
+    return out
 
 
 def main(argv=None) -> int:
@@ -146,6 +197,10 @@ def main(argv=None) -> int:
         if (dataset, res, False) in results:
             meta = results[(dataset, res, False)][1]
             floors[(dataset, res)] = noise_floor(dataset, res, meta["origins"])
+    hind = {}
+    for (dataset, res) in LIFT_TARGETS:
+        if (dataset, res, False) in results:
+            hind[(dataset, res)] = hindsight(dataset, res, results[(dataset, res, False)][1]["origins"])
 
     # ---- verdicts --------------------------------------------------------------------------------
     verdict_lines = []
@@ -205,6 +260,25 @@ def main(argv=None) -> int:
         "rate estimate). Both are diagnostics, never forecasts.",
         "",
     ]
+    if hind:
+        out += ["Sparse series: how far any kernel with fixed parameters could go (diagnostics that *see the "
+                "scored weeks*, `hindsight()` in this script; PAI@5 %, lift over all-history):", "",
+                "| series | all-history | forecaster | best fixed kernel, picked on the scored weeks | "
+                "leave-week-out: rate of all other weeks incl. the future, ring-smoothed | target |",
+                "|---|---|---|---|---|---|"]
+        for (dataset, res), h in hind.items():
+            base = h["base"][1]
+            f = results[(dataset, res, False)][0].loc["forecaster", "pai@0.05"]
+            (hl, a1, a2, b), kv = h["kernel"]
+            (la1, la2), lv = h["lwo"]
+            out.append(f"| {dataset} res {res} | {base:.2f} | {f:.2f} ({f / base - 1:+.1%}) | {kv:.2f} "
+                       f"({kv / base - 1:+.1%}; half-life {hl:g}, a1 {a1:g}, a2 {a2:g}, b {b:g}) | {lv:.2f} "
+                       f"({lv / base - 1:+.1%}; a1 {la1:g}, a2 {la2:g}) | "
+                       f"{(1 + LIFT_TARGETS[(dataset, res)]) * base:.2f} |")
+        out += ["", "A target above the leave-week-out column is not expected to be reached by a stationary risk "
+                "surface built from the series' own history (that column already knows the future weeks); "
+                "what remains is week-to-week change, which the experiments listed at the end did not find "
+                "either.", ""]
     if ANCHOR_LAST4:
         out += ["Check against the anchors (analytics-anchors.md §2b, naive last 4 weeks PAI@1/5, PEI@1/5, "
                 "ceiling@1/5):", ""]
@@ -243,9 +317,26 @@ def main(argv=None) -> int:
         "the test weeks): capping calls per cell-day, distinct (day, location) pairs, active days, square-root "
         "counts, EWM half-lives of 2–8 weeks, fixed ring weights. None beat the all-history count at both 1 % "
         "and 5 % by more than noise at res 9 (best: EWM half-life 2 weeks, +0.006 PEI@1 % but −0.006 @5 %); "
-        "active days was clearly worse (−0.023 PEI@1 %). On burglary, the best fixed kernel picked on the "
-        "test weeks themselves reached +15 % PAI@5 % over all-history, and ranking by the 5-year rate "
-        "including the future (smoothed) +16 %: +20 % is out of reach of stationary risk surfaces there.",
+        "active days was clearly worse (−0.023 PEI@1 %).",
+        "- Sparse burglary (exploratory, run in a scratch harness on the same grid and scorer, not kept in the "
+        "repo; *dev* = earlier weeks that the headline never scores, 2014-03..2016-02, *test* = the 64 scored "
+        "weeks; lifts in PAI@5 % over all-history): (1) vehicle-theft history as a risk-terrain covariate "
+        "for burglary (score + c × MVT rate, c 0.1–1): +3–5 points on top of a *fixed* lightly smoothed "
+        "kernel in both periods, but nothing once the ring weights are tuned — simulated with the "
+        "forecaster's own rolling tuner it was −0.5 (dev) / −4 (test) points with c in the grid and −1.4 / "
+        "+0.5 as a second-stage weight; best fixed kernel + MVT picked on the test weeks 4.52 (+17.6 %), "
+        "still below the target 4.61. (2) Gaussian KDE of the event points (100–400 m, half-life 52 "
+        "weeks–∞) instead of hex rings: best on dev (400 m, 104 weeks, +19 %) gives +6 % on test; best on "
+        "test +12.7 %. (3) Same-season rate (±3 / ±6 weeks of year in earlier years) added to the smoothed "
+        "rate: −1 to −18 points. (4) Near-repeat boosts (own + ring-1 counts of the last 1–13 weeks; a "
+        "Bowers-style prospective score over 8 weeks and 2 rings): at best +1–5 points on dev but 0 to −3 "
+        "on test (larger weights −5 to −30). (5) Weighting prowler vs priority "
+        "burglary calls: −2 to −8 points. (6) Tuning choices (52 / 104 / 156 inner weeks, 5 %-only "
+        "objective, coordinate-wise tuning, neighbourhood-smoothed or top-m averaged picks): ±3 points in "
+        "either direction between dev and test, i.e. selection noise. None was adopted.",
+        "- Burglary + vehicle theft: vehicle theft (two thirds of the events) is barely stationary: even the "
+        "leave-week-out 5-year rate gains only a few per cent over all-history (table above), and every "
+        "tested surface, including per-category weights and half-lives, stayed within +5 % on dev and test.",
     ]
     for (dataset, res), tg in TARGETS.items():
         fl = floors.get((dataset, res))

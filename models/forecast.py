@@ -45,6 +45,8 @@ __all__ = [
     "LastKWeeks",
     "PanelGrid",
     "build_grid",
+    "kernel_parts",
+    "kernel_score",
 ]
 
 
@@ -148,6 +150,36 @@ def _ewm(Y: np.ndarray, expo: np.ndarray, halflife: float, targets=None) -> tupl
     lag = t[None, :] - 1 - np.arange(T)[:, None]            # (T, nt)
     W = np.where(lag >= 0, 0.5 ** (np.maximum(lag, 0) / float(halflife)), 0.0)
     return Y @ W, expo @ W
+
+
+def kernel_parts(g: PanelGrid, targets, halflife: float, recent_window: int):
+    """The four terms of the forecaster's space-time kernel at each target period index ``t``, each
+    ``(U, len(targets))`` and computed from periods ``< t`` only: the exponentially weighted own rate
+    (half-life ``halflife`` periods; ``inf`` = the plain all-history rate), its ring-1 and ring-2
+    neighbour sums, and the rate over the last ``recent_window`` periods. Rates are per observed period.
+
+    Public so that a fixed kernel can be scored on every week of a long grid at once (the bench's
+    hindsight diagnostic) with exactly the forecaster's arithmetic; combine with :func:`kernel_score`."""
+    targets = np.asarray(targets, dtype=int)
+    U = g.cells.size
+    nt = targets.size
+    cumE = _cum(g.exposure[None, :])[0]
+    if np.isinf(halflife):
+        num = _cum(g.Y)[:, targets]
+        den = cumE[targets]
+    else:
+        num, den = _ewm(g.Y, g.exposure, halflife, targets)
+    E = np.nan_to_num(_rate(num, np.broadcast_to(den, (U, nt))))
+    d = np.broadcast_to(_window_sums(cumE, targets, int(recent_window)), (U, nt))
+    Rc = np.nan_to_num(_rate(_window_sums(_cum(g.Y), targets, int(recent_window)), d))
+    return E, ring_matrix(g.cells, 1) @ E, ring_matrix(g.cells, 2) @ E, Rc
+
+
+def kernel_score(parts, a1: float, a2: float, b: float) -> np.ndarray:
+    """Risk score of the space-time kernel: own rate + ``a1`` x ring-1 + ``a2`` x ring-2 neighbour sums +
+    ``b`` x the recent rate (``parts`` from :func:`kernel_parts`)."""
+    E, R1E, R2E, Rc = parts
+    return E + a1 * R1E + a2 * R2E + b * Rc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -447,20 +479,7 @@ class CellRiskForecaster(_PanelModel):
 
     # ---- kernel learner ---------------------------------------------------------------------------
     def _kernel_parts(self, g: PanelGrid, targets: np.ndarray, halflife: float):
-        """(EW own rate, ring-1 sum of it, ring-2 sum of it, recent rate), each (U, len(targets))."""
-        U = g.cells.size
-        nt = targets.size
-        if np.isinf(halflife):
-            num = _cum(g.Y)[:, targets]
-            den = _cum(g.exposure[None, :])[0][targets]
-        else:
-            num, den = _ewm(g.Y, g.exposure, halflife, targets)
-        E = np.nan_to_num(_rate(num, np.broadcast_to(den, (U, nt))))
-        cumE = _cum(g.exposure[None, :])[0]
-        rw = self._recent_window(g.step)
-        d = np.broadcast_to(_window_sums(cumE, targets, rw), (U, nt))
-        Rc = np.nan_to_num(_rate(_window_sums(_cum(g.Y), targets, rw), d))
-        return E, ring_matrix(g.cells, 1) @ E, ring_matrix(g.cells, 2) @ E, Rc
+        return kernel_parts(g, targets, halflife, self._recent_window(g.step))
 
     def _tune_kernel(self, g: PanelGrid, ts: np.ndarray) -> None:
         grid = {**self.DEFAULT_KERNEL_GRID, **(self.kernel_grid or {})}
@@ -505,8 +524,7 @@ class CellRiskForecaster(_PanelModel):
 
     def _kernel_score(self, g: PanelGrid, targets: np.ndarray) -> np.ndarray:
         p = self.kernel_params_
-        E, R1E, R2E, Rc = self._kernel_parts(g, targets, p["halflife"])
-        return E + p["a1"] * R1E + p["a2"] * R2E + p["b"] * Rc
+        return kernel_score(self._kernel_parts(g, targets, p["halflife"]), p["a1"], p["a2"], p["b"])
 
     # ---- likelihood learners -----------------------------------------------------------------------
     @staticmethod

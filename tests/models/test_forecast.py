@@ -15,6 +15,9 @@ from models.forecast import (
     EWMAHistory,
     KDEBaseline,
     LastKWeeks,
+    build_grid,
+    kernel_parts,
+    kernel_score,
 )
 from models.panel import (
     cells_from_lonlat,
@@ -22,6 +25,7 @@ from models.panel import (
     events_to_panel,
     exposure_from_days,
     period_floor,
+    ring_matrix,
     study_area_cells,
 )
 
@@ -232,6 +236,33 @@ def test_forecaster_learns_spatial_smoothing_on_sparse_data():
     assert m.kernel_table_ is not None
     assert m.kernel_params_["a1"] + m.kernel_params_["a2"] > 0
     assert np.mean(gains) > 0
+
+
+def test_kernel_parts_are_past_only_rates_and_match_the_forecaster():
+    panel, _ = synthetic_panel(30, seed=4, sparse=True)
+    g = build_grid(panel, cells=CELLS)                   # the whole series, future weeks included
+    t = 20
+    E, R1E, R2E, Rc = kernel_parts(g, [t], np.inf, 4)
+    # own rate = all-history rate before t; recent = last 4 weeks; rings = neighbour sums of the own rate
+    assert np.allclose(E[:, 0], g.Y[:, :t].sum(axis=1) / t)
+    assert np.allclose(Rc[:, 0], g.Y[:, t - 4:t].sum(axis=1) / 4)
+    i = int(np.flatnonzero(CELLS == CENTRE)[0])
+    ring1 = np.isin(CELLS, np.asarray(h3n.grid_ring(int(CENTRE), 1), dtype=np.uint64))
+    assert R1E[i, 0] == pytest.approx(E[ring1, 0].sum())
+    assert np.allclose(R2E, ring_matrix(CELLS, 2) @ E)
+    # nothing at or after t is read
+    g.Y[:, t:] += 99.0
+    for a, b in zip(kernel_parts(g, [t], 8.0, 4), kernel_parts(build_grid(panel, cells=CELLS), [t], 8.0, 4),
+                    strict=True):
+        assert np.allclose(a, b)
+    # the forecaster's prediction at an origin is kernel_score of its chosen parameters
+    origin = START + pd.Timedelta(weeks=t)
+    m = CellRiskForecaster().fit(panel, cells=CELLS, origin=origin)
+    p = m.kernel_params_
+    parts = kernel_parts(build_grid(panel, cells=CELLS), [t], p["halflife"], 4)
+    expected = kernel_score(parts, p["a1"], p["a2"], p["b"])[:, 0]
+    assert np.allclose(m.predict(panel, origin, cells=CELLS).to_numpy(), expected)
+    assert np.allclose(kernel_score(parts, 0.5, 0.0, 2.0), parts[0] + 0.5 * parts[1] + 2.0 * parts[3])
 
 
 # ---------------------------------------------------------------------------------------------------
