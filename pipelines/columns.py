@@ -1,4 +1,4 @@
-"""Fast column helpers for staging: look-ups through the distinct values, hex digests, text times.
+"""Fast column helpers for staging: look-ups through the distinct values, text by index, hex digests, text times.
 
 An export column of a million rows holds a few dozen distinct statuses, CRS names or category codes, so
 every per-value operation (a dict look-up, ``str.lower``) runs once per distinct value and the result is
@@ -32,6 +32,21 @@ def hex64(digest: np.ndarray) -> pd.Series:
     raw = _HEX[np.ascontiguousarray(digest, dtype=">u8").view(np.uint8).reshape(-1, 8)].view("S16").ravel()
     text = pa.array(raw, type=pa.binary()).cast(pa.string())
     return pd.Series(pd.StringDtype("pyarrow").__from_arrow__(text))
+
+
+def take_text(values, index: np.ndarray, rest: np.ndarray | None = None, rest_values=None) -> pd.arrays.ArrowStringArray:
+    """A text column from a small table of ``values`` and one index per row (−1 = missing), built by Arrow
+    take so that no per-row Python string is made; the rows listed in ``rest`` take ``rest_values``
+    (objects, None = missing) instead."""
+    index = np.asarray(index, dtype=np.int64)
+    values = list(values)
+    if rest is not None and len(rest):
+        codes, uniques = pd.factorize(np.asarray(rest_values, dtype=object))
+        index = index.copy()
+        index[rest] = np.where(codes >= 0, codes + len(values), -1)
+        values += list(uniques)
+    table = pa.array(values, type=pa.large_string())
+    return pd.array(table.take(pa.array(index, mask=index < 0)), dtype=pd.StringDtype("pyarrow"))
 
 
 _DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])  # YYYY-MM-DD HH:MM:SS

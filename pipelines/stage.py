@@ -23,7 +23,7 @@ from geodata.coordcheck import check_coordinates
 from geodata.crs import CoordinateError, to_wgs84
 from geodata.h3cells import cells_from_points
 from onemap.contracts import STATUS_CLOSED
-from pipelines.columns import hex64, lookup, strptime_common
+from pipelines.columns import hex64, lookup, strptime_common, take_text
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import Profile
 from pipelines.readers import ROW
@@ -549,33 +549,18 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     out["lng"] = np.where(located, w_lng, np.nan)
     out["lat"] = np.where(located, w_lat, np.nan)
     crs_code, crs_names = pd.factorize(crs)
-    out["src_crs"] = _text_column(crs_names, np.where(~np.isnan(lng) | ~np.isnan(lat), crs_code, -1))
+    out["src_crs"] = take_text(crs_names, np.where(~np.isnan(lng) | ~np.isnan(lat), crs_code, -1))
     method = np.where(addr_ok, "address", np.where(known_grid, "grid-code", "none"))
-    out["geocode_method"] = _text_column(["gps"], np.where(located, 0, -1), rest, method)
-    out["geocode_precision"] = _text_column(["point"], np.where(located, 0, -1), rest, r_precision)
+    out["geocode_method"] = take_text(["gps"], np.where(located, 0, -1), rest, method)
+    out["geocode_precision"] = take_text(["point"], np.where(located, 0, -1), rest, r_precision)
     county, town, village, grid = (codes[:-1] for codes in ctx.areas._grid_codes)
-    out["grid_code"] = _text_column(grid, hit, rest, r_grid)
-    out["village_code"] = _text_column(village, hit, rest, r_village)
-    out["town_code"] = _text_column(town, hit, rest, r_town)
-    out["county_code"] = _text_column([ctx.areas.county_code], np.where(out["town_code"].notna(), 0, -1))
+    out["grid_code"] = take_text(grid, hit, rest, r_grid)
+    out["village_code"] = take_text(village, hit, rest, r_village)
+    out["town_code"] = take_text(town, hit, rest, r_town)
+    out["county_code"] = take_text([ctx.areas.county_code], np.where(out["town_code"].notna(), 0, -1))
     cells = cells_from_points(lat=np.where(located, w_lat, np.nan), lng=np.where(located, w_lng, np.nan),
                               resolution=ctx.h3_resolution)
     out["h3_cell"] = pd.arrays.IntegerArray(np.where(located, cells, 0).astype(np.uint64), ~located)
-
-
-def _text_column(values, index: np.ndarray, rest: np.ndarray | None = None, rest_values=None) -> pd.arrays.ArrowStringArray:
-    """A text column from a small table of ``values`` and one index per row (−1 = missing), built by Arrow
-    take so that no per-row Python string is made; the rows listed in ``rest`` take ``rest_values``
-    (objects, None = missing) instead."""
-    index = np.asarray(index, dtype=np.int64)
-    values = list(values)
-    if rest is not None and len(rest):
-        codes, uniques = pd.factorize(np.asarray(rest_values, dtype=object))
-        index = index.copy()
-        index[rest] = np.where(codes >= 0, codes + len(values), -1)
-        values += list(uniques)
-    table = pa.array(values, type=pa.large_string())
-    return pd.array(table.take(pa.array(index, mask=index < 0)), dtype=pd.StringDtype("pyarrow"))
 
 
 def _parents(codes: np.ndarray, parent_of: dict[str, str], prefix: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.columns import hex64, lookup, strptime_common
+from pipelines.columns import hex64, lookup, strptime_common, take_text
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2**64 - 1), max_size=50))
@@ -25,6 +25,21 @@ def test_lookup_equals_a_dict_lookup_per_row(values):
     calls = []
     lookup(pd.Series(values, dtype=object), lambda v: calls.append(v))
     assert len(calls) == len(set(values) - {None}) + 1  # once per distinct value, plus once for "missing"
+
+
+@given(st.data())
+def test_take_text_equals_picking_per_row(data):
+    values = data.draw(st.lists(st.text(max_size=4), min_size=1, max_size=5))
+    n = data.draw(st.integers(0, 30))
+    index = np.array(data.draw(st.lists(st.integers(-1, len(values) - 1), min_size=n, max_size=n)), dtype=np.int64)
+    rest = np.array(sorted(data.draw(st.sets(st.integers(0, n - 1), max_size=n))) if n else [], dtype=np.int64)
+    rest_values = data.draw(st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=len(rest), max_size=len(rest)))
+    expected = [values[i] if i >= 0 else None for i in index]
+    for r, v in zip(rest, rest_values, strict=True):
+        expected[r] = v
+    got = take_text(values, index, rest, rest_values)
+    assert got.dtype == pd.StringDtype("pyarrow")
+    assert [None if pd.isna(v) else v for v in got] == expected
 
 
 def _strict(text: str | None):
