@@ -1,6 +1,8 @@
-"""Fixtures shared by the pipeline tests: a fresh deployment home and a point inside a demo grid."""
+"""Fixtures shared by the pipeline tests: a fresh deployment home, the demo county and a point inside a
+demo grid."""
 import pytest
 
+from geodata.areas import demo_area_set
 from onemap.settings import load_settings
 
 
@@ -11,11 +13,14 @@ def settings(tmp_path, monkeypatch):
                          local_file=tmp_path / "none.toml")
 
 
-@pytest.fixture
-def inside():
-    from geodata.areas import demo_area_set
+@pytest.fixture(scope="session")
+def areas():
+    return demo_area_set()
 
-    g = demo_area_set().grids
+
+@pytest.fixture
+def inside(areas):
+    g = areas.grids
     p = g.geometry.iloc[200].representative_point()
     return p.x, p.y, str(g["code"].iloc[200])
 

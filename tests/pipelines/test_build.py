@@ -8,14 +8,7 @@ from pipelines.ingest import ingest
 
 from .test_quarantine import police_row
 from .test_upsert import _csv
-
-
-def _table(settings, sql):
-    con = connect_readonly(settings.warehouse_path)
-    try:
-        return con.execute(sql).df()
-    finally:
-        con.close()
+from .warehouse import query_frame
 
 
 def test_incremental_build_touches_only_changed_days_and_equals_full(settings, inside, tmp_path):
@@ -29,11 +22,11 @@ def test_incremental_build_touches_only_changed_days_and_equals_full(settings, i
     ingest(settings, "police", [_csv(tmp_path / "b.csv", more)], progress=False)
     second = build(settings, as_of=pd.Timestamp("2026-11-20", tz="Asia/Shanghai"))
     assert second["days_rebuilt"] == 1
-    incremental = _table(settings, "SELECT * FROM hex.cell_day ORDER BY ALL")
+    incremental = query_frame(settings, "SELECT * FROM hex.cell_day ORDER BY ALL")
     build(settings, as_of=pd.Timestamp("2026-11-20", tz="Asia/Shanghai"), full=True)
-    full = _table(settings, "SELECT * FROM hex.cell_day ORDER BY ALL")
+    full = query_frame(settings, "SELECT * FROM hex.cell_day ORDER BY ALL")
     pd.testing.assert_frame_equal(incremental, full)
-    day = _table(settings, "SELECT sum(n) AS n FROM hex.cell_day WHERE resolution = 8 AND day = '2026-10-05'")
+    day = query_frame(settings, "SELECT sum(n) AS n FROM hex.cell_day WHERE resolution = 8 AND day = '2026-10-05'")
     assert int(day["n"].iloc[0]) == 3 + 7
 
 
@@ -71,7 +64,7 @@ def test_build_puts_a_slow_build_up_into_scores_alerts_as_a_ramp(settings, tmp_p
                                        办理期限="2026-12-31 00:00:00"))
     ingest(settings, "police", [_csv(tmp_path / "ramp.csv", rows)], progress=False)
     build(settings, as_of=pd.Timestamp("2026-11-20", tz="Asia/Shanghai"))
-    ramps = _table(settings, "SELECT * FROM scores.alerts WHERE kind = 'ramp'")
+    ramps = query_frame(settings, "SELECT * FROM scores.alerts WHERE kind = 'ramp'")
     assert len(ramps) >= 1
     assert (ramps["window_end"].astype(str) == "2026-11-19").all()
     run = (pd.to_datetime(ramps["window_end"]) - pd.to_datetime(ramps["window_start"])).dt.days + 1

@@ -6,7 +6,6 @@ import json
 import pandas as pd
 import pytest
 
-from geodata.areas import demo_area_set
 from pipelines import stage as S
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import ProfileError, load_profile
@@ -34,11 +33,6 @@ grid_code = ["beat"]
 [required]
 fields = ["reported_at", "category_raw_code"]
 """
-
-
-@pytest.fixture(scope="module")
-def areas():
-    return demo_area_set()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import json
 import pandas as pd
 import pytest
 
-from geodata.areas import demo_area_set
 from geodata.crs import wgs84_to_bd09, wgs84_to_gcj02
 from pipelines import stage as S
 from pipelines.mappings import CategoryMap
@@ -12,11 +11,6 @@ from pipelines.profiles import load_profile
 from pipelines.readers import ReadError, read_export
 
 NOW = pd.Timestamp("2026-11-20 12:00", tz="Asia/Shanghai")
-
-
-@pytest.fixture(scope="module")
-def areas():
-    return demo_area_set()
 
 
 @pytest.fixture(scope="module")

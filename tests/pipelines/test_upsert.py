@@ -8,23 +8,15 @@ import time
 import pandas as pd
 import pytest
 
-from onemap.warehouse import connect_readonly
 from pipelines.ingest import ingest
 
 from .test_quarantine import police_row
+from .warehouse import query_rows
 
 
 def _csv(path, rows):
     pd.DataFrame(rows).to_csv(path, index=False, encoding="utf-8")
     return path
-
-
-def _count(settings, sql):
-    con = connect_readonly(settings.warehouse_path)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_later_export_updates_status_and_appends_history(settings, inside, tmp_path):
@@ -36,20 +28,20 @@ def test_later_export_updates_status_and_appends_history(settings, inside, tmp_p
     week2 = [week2[0], week2[1], week2[2]] + [police_row(inside, 接警单编号="J3")] + [police_row(inside, 接警单编号="J9")]
     [s2] = ingest(settings, "police", [_csv(tmp_path / "w2.csv", week2)], progress=False)
     assert (s2.rows_read, s2.inserted, s2.updated, s2.unchanged, s2.quarantined) == (5, 1, 3, 1, 0)
-    history = _count(settings, "SELECT event_id, list(status ORDER BY observed_at, status) FROM "
+    history = query_rows(settings, "SELECT event_id, list(status ORDER BY observed_at, status) FROM "
                                "core.event_status_history GROUP BY 1 ORDER BY 1")
     hist = dict(history)
     assert hist["police:J0"] == ["登记受理", "先行调解"] or sorted(hist["police:J0"]) == ["先行调解", "登记受理"]
     assert len(hist["police:J2"]) == 2 and "已办结" in hist["police:J2"]
     assert hist["police:J3"] == ["登记受理"] and hist["police:J9"] == ["登记受理"]
-    assert _count(settings, "SELECT status, outcome FROM core.events WHERE event_id = 'police:J2'") == [("已办结", "化解")]
+    assert query_rows(settings, "SELECT status, outcome FROM core.events WHERE event_id = 'police:J2'") == [("已办结", "化解")]
     # the same file again: skipped; forced: nothing changes
     [again] = ingest(settings, "police", [tmp_path / "w2.csv"], progress=False)
     assert again.skipped
     [forced] = ingest(settings, "police", [tmp_path / "w2.csv"], force=True, progress=False)
     assert (forced.inserted, forced.updated, forced.unchanged) == (0, 0, 5)
-    assert _count(settings, "SELECT count(*) FROM core.event_status_history")[0][0] == 9  # 5 + 3 changes + 1 new
-    assert _count(settings, "SELECT count(*) FROM meta.batches")[0][0] == 3
+    assert query_rows(settings, "SELECT count(*) FROM core.event_status_history")[0][0] == 9  # 5 + 3 changes + 1 new
+    assert query_rows(settings, "SELECT count(*) FROM meta.batches")[0][0] == 3
 
 
 def test_failure_midway_leaves_nothing_partial(settings, inside, tmp_path, monkeypatch):
@@ -65,7 +57,7 @@ def test_failure_midway_leaves_nothing_partial(settings, inside, tmp_path, monke
         m.setattr(ing, "link_matters", boom)
         with pytest.raises(RuntimeError, match="disk full"):
             ingest(settings, "police", [second], progress=False)
-    assert _count(settings, "SELECT event_id FROM core.events") == [("police:A1",)]
+    assert query_rows(settings, "SELECT event_id FROM core.events") == [("police:A1",)]
     [s] = ingest(settings, "police", [second], progress=False)
     assert s.inserted == 1
 
@@ -82,7 +74,7 @@ def test_killed_load_leaves_published_warehouse_intact_and_rerun_completes(setti
     assert list(settings.warehouse_path.parent.glob("*.building")), "the load never started writing"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _count(settings, "SELECT count(*) FROM core.events")[0][0] == 1
+    assert query_rows(settings, "SELECT count(*) FROM core.events")[0][0] == 1
     [s] = ingest(settings, "police", [big], progress=False)
     assert s.inserted == 60_000 and s.reconciles
     assert not list(settings.warehouse_path.parent.glob("*.building*"))
@@ -98,7 +90,7 @@ def test_chunked_load_reconciles_across_chunks(settings, inside, tmp_path, monke
     [s] = ingest(settings, "police", [_csv(tmp_path / "c.csv", rows)], progress=False)
     assert s.rows_read == 32 and s.reconciles
     assert (s.inserted, s.updated, s.quarantined) == (30, 1, 1)
-    assert _count(settings, "SELECT status FROM core.events WHERE event_id = 'police:C3'") == [("先行调解",)]
+    assert query_rows(settings, "SELECT status FROM core.events WHERE event_id = 'police:C3'") == [("先行调解",)]
 
 
 def test_status_back_and_forth_within_one_file_keeps_history_unique(settings, inside, tmp_path, monkeypatch):
@@ -114,7 +106,7 @@ def test_status_back_and_forth_within_one_file_keeps_history_unique(settings, in
     rows += [police_row(inside, 接警单编号="H1", 接警单状态="登记受理")]
     [s] = ingest(settings, "police", [_csv(tmp_path / "h.csv", rows)], progress=False)
     assert s.reconciles and (s.inserted, s.updated) == (5, 2)
-    hist = _count(settings, "SELECT status, count(*) FROM core.event_status_history WHERE event_id = 'police:H1' "
+    hist = query_rows(settings, "SELECT status, count(*) FROM core.event_status_history WHERE event_id = 'police:H1' "
                             "GROUP BY 1 ORDER BY 1")
     assert hist == [("先行调解", 1), ("登记受理", 1)]
-    assert _count(settings, "SELECT status FROM core.events WHERE event_id = 'police:H1'") == [("登记受理",)]
+    assert query_rows(settings, "SELECT status FROM core.events WHERE event_id = 'police:H1'") == [("登记受理",)]
