@@ -93,10 +93,12 @@ def area_set_for(settings: Settings) -> AreaSet:
 
 def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path:
     target = settings.raw_dir / source / f"{sha[:16]}_{path.name}"
-    if not target.exists():
+    if not target.exists():  # written under a temporary name and renamed: a killed load leaves no half copy
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        target.chmod(0o444)
+        part = target.with_name(target.name + ".part")
+        shutil.copyfile(path, part)
+        part.chmod(0o444)
+        part.replace(target)
     return target
 
 
@@ -195,8 +197,11 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 bar.update()
                 continue
             batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
-            keep_raw_copy(settings, source, path, sha)
-            s = load_file(con, path, batch_id, progress)
+            # the raw copy is written by the kernel (sendfile) while the file is read and staged
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-copy") as copier:
+                copying = copier.submit(keep_raw_copy, settings, source, path, sha)
+                s = load_file(con, path, batch_id, progress)
+                copying.result()
             con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [batch_id, source, path.name, sha, profile.name, now, s.rows_read, s.inserted, s.updated,
                          s.unchanged, s.linked, s.quarantined])

@@ -177,6 +177,23 @@ def test_enormous_fields_are_cut(tmp_path):
     assert len(r.frame["报警内容"].iloc[0]) == 20_000
 
 
+def test_long_chinese_cells_under_the_limit_are_kept_whole(tmp_path):
+    text = HEADER + "J1,2026-11-01 10:00:00,200201," + "长" * 15_000 + "\n"  # 45,000 bytes, 15,000 characters
+    r = read_export(_write(tmp_path, "long.csv", text.encode()))
+    assert r.frame["报警内容"].iloc[0] == "长" * 15_000
+
+
+def test_a_row_longer_than_a_parse_block_is_read_by_arrow(tmp_path, monkeypatch):
+    import pipelines.readers as readers
+
+    monkeypatch.setattr(readers, "CSV_BLOCK_BYTES", 1024)
+    monkeypatch.setattr(readers, "_read_csv_tolerant", lambda *a: pytest.fail("fell back to the slow reader"))
+    rows = [f"J{i},2026-11-01 10:00:00,200201,{'长' * (3000 if i == 5 else 10)}" for i in range(40)]
+    r = read_export(_write(tmp_path, "blocks.csv", (HEADER + "\n".join(rows) + "\n").encode()))
+    assert len(r.frame) == 40 and r.malformed.empty
+    assert r.frame["报警内容"].iloc[5] == "长" * 3000
+
+
 def test_wrong_sheet_is_named(tmp_path):
     p = tmp_path / "w.xlsx"
     pd.DataFrame({"事件编号": ["G1"]}).to_excel(p, sheet_name="巡查上报", index=False)
