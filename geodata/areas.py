@@ -99,6 +99,13 @@ class AreaSet:
     def _address_index(self) -> _AddressIndex:
         return _AddressIndex(gazetteer(self))
 
+    def prepare(self) -> AreaSet:
+        """Build the look-up structures now (grid raster and tree, code columns, gazetteer; ~0.5–1 s for a
+        county) instead of on the first batch: a load calls this in a thread while it reads the file."""
+        for name in ("_grid_raster", "_grid_codes", "_address_index"):
+            getattr(self, name)
+        return self
+
 
 # ----------------------------------------------------------------------------------------------- loading
 

@@ -28,6 +28,7 @@ from pipelines.readers import read_export
 from pipelines.stage import StageContext, file_sha256, stage_export
 
 CHUNK_ROWS = 200_000  # rows staged and upserted at a time
+PREPARE_MIN_BYTES = 4 << 20  # from ~20k rows up the grid raster pays off (geodata.areas.RASTER_MIN_POINTS)
 
 
 @dataclass
@@ -108,6 +109,13 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
     if profile.source != source:
         raise ProfileError(f"profile {profile.name!r} is for source {profile.source!r}, not {source!r}")
     areas = area_set_for(settings)
+    preparing = None
+    if sum(Path(f).stat().st_size for f in files if Path(f).is_file()) >= PREPARE_MIN_BYTES:
+        # a large load: the grid index and gazetteer are built while the first file is hashed and read (both
+        # mostly outside the GIL), not on the first chunk, which nothing else overlaps
+        warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="areas")
+        preparing = warmer.submit(areas.prepare)
+        warmer.shutdown(wait=False)
     categories = CategoryMap.load()
     key = settings.hmac_key() if profile.party_columns else b""
     now = pd.Timestamp.now(tz=settings.timezone)
@@ -128,6 +136,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
 
         A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
         read = read_export(path, sheet=profile.sheet)
+        if preparing is not None:
+            preparing.result()
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
