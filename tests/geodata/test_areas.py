@@ -288,3 +288,14 @@ def test_resolve_grid_name_and_code(areas):
 
 def test_normalise_address():
     assert normalise_address("红草镇　ＡＢ１２号 门口") == "红草镇AB12号"
+
+
+def test_prepare_builds_the_lookups_and_changes_no_answer():
+    fresh = load_area_set(DEMO_DIR)
+    rng = np.random.default_rng(3)
+    minx, miny, maxx, maxy = bbox(fresh)
+    lng, lat = rng.uniform(minx, maxx, 30_000), rng.uniform(miny, maxy, 30_000)
+    lazy = assign_areas(load_area_set(DEMO_DIR), lng, lat)
+    assert fresh.prepare() is fresh
+    assert {"_grid_raster", "_grid_codes", "_address_index"} <= set(vars(fresh))
+    pd.testing.assert_frame_equal(assign_areas(fresh, lng, lat), lazy)
