@@ -97,6 +97,7 @@ def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path
     if not target.exists():  # written under a temporary name and renamed: a killed load leaves no half copy
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
+        part.unlink(missing_ok=True)  # left read-only by a load killed mid-copy
         shutil.copyfile(path, part)
         part.chmod(0o444)
         part.replace(target)
@@ -127,17 +128,21 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                             source_file=path.name, now=now, h3_resolution=settings.h3_finest,
                             timezone=settings.timezone)
 
-    def stage_file(path: Path, batch_id: str):
+    def read_file(path: Path):
         read = read_export(path, sheet=profile.sheet)
+        if preparing is not None:
+            preparing.result()  # the look-ups were built while the file was read
+        return read
+
+    def stage_file(path: Path, batch_id: str):
+        read = read_file(path)
         return read, stage_export(read.frame, profile, context(path, batch_id), malformed=read.malformed)
 
     def load_file(con, path: Path, batch_id: str, show: bool) -> BatchSummary:
         """Stage and upsert one file in chunks of CHUNK_ROWS rows (bounded memory, a progress bar).
 
         A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
-        read = read_export(path, sheet=profile.sheet)
-        if preparing is not None:
-            preparing.result()
+        read = read_file(path)
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0

@@ -110,3 +110,17 @@ def test_status_back_and_forth_within_one_file_keeps_history_unique(settings, in
                             "GROUP BY 1 ORDER BY 1")
     assert hist == [("先行调解", 1), ("登记受理", 1)]
     assert query_rows(settings, "SELECT status FROM core.events WHERE event_id = 'police:H1'") == [("登记受理",)]
+
+
+def test_raw_copy_replaces_a_half_copy_left_by_a_killed_load(settings, tmp_path):
+    from pipelines.ingest import keep_raw_copy
+
+    src = tmp_path / "export.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    target = settings.raw_dir / "police" / f"{'0' * 16}_export.csv"
+    target.parent.mkdir(parents=True)
+    stale = target.with_name(target.name + ".part")
+    stale.write_bytes(b"a,")
+    stale.chmod(0o444)
+    assert keep_raw_copy(settings, "police", src, "0" * 64) == target
+    assert target.read_bytes() == src.read_bytes() and not stale.exists()
