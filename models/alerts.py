@@ -217,6 +217,8 @@ class ScoredWindow:
     p_cell: np.ndarray = field(init=False)
     score_cell: np.ndarray = field(init=False)
     p_total: np.ndarray = field(init=False)       # the cell's total test alone
+    family_wins: np.ndarray = field(init=False)   # bool per cell: its category family, not its total, decided
+    family_pair: np.ndarray = field(init=False)   # per cell: index of its strongest cell × category pair, or −1
     ring_observed: np.ndarray = field(init=False)
     ring_expected: np.ndarray = field(init=False)
     p_ring: np.ndarray = field(init=False)
@@ -231,6 +233,8 @@ class ScoredWindow:
         self.expected = np.maximum(np.asarray(self.expected, dtype=np.float64), 1e-9)
         self.p_cell, self.score_cell = self._test(self.observed, self.expected, self.alpha_cell + self.uncertainty)
         self.p_total = self.p_cell
+        self.family_wins = np.zeros(n, dtype=bool)
+        self.family_pair = np.full(n, -1, dtype=np.int64)
         if self.category_family and self.has_categories and self.scorer == "nb":
             self.p_cell, self.score_cell = self._with_category_family(self.score_cell)
         self.ring_observed, self.ring_expected, self.p_ring, self.score_ring = self.ring_tests()
@@ -278,7 +282,6 @@ class ScoredWindow:
         fc = np.ones(K, dtype=bool) if self.family_categories is None else np.asarray(self.family_categories)
         score = np.where(fc[cols], score, 0.0)
         best = np.zeros(self.cells.size)
-        self.family_pair = np.full(self.cells.size, -1, dtype=np.int64)  # the cell's strongest pair (index)
         order = np.argsort(score, kind="stable")  # ascending: the last write per cell is its best pair
         best[rows[order]] = score[order]
         self.family_pair[rows[order]] = order
@@ -455,7 +458,7 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
     q_cell = bh_qvalues(sw.p_cell)
     cell_hit = fdr_bh(sw.p_cell, alpha)
     # a cell alert that its total alone (×2) would not carry is reported as its strongest category
-    wins = getattr(sw, "family_wins", np.zeros(sw.cells.size, dtype=bool)) & (
+    wins = sw.family_wins & (
         np.minimum(2 * sw.p_total, 1.0) > alpha * cell_hit.sum() / max(np.isfinite(sw.p_cell).sum(), 1))
     for i in np.flatnonzero(cell_hit):
         if wins[i]:  # carried by one category: say so, in that category's numbers
