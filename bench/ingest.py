@@ -3,8 +3,10 @@
     .venv/bin/python bench/ingest.py --rows 1000000
 
 Prints rows/s and peak memory for (1) `onemap ingest` (parse, validate, convert GCJ-02, spatial join to every
-grid, H3, redact, upsert into a fresh warehouse, publish), (2) DuckDB's bare read_csv of the same file and
-(3) a straightforward GeoPandas pipeline (read_csv -> points_from_xy -> sjoin -> h3 per row), with ratios.
+grid, H3, redact, upsert into a fresh warehouse, publish), (2) DuckDB's bare read_csv of the same file,
+(3) DuckDB copying the file as it is into a table of a fresh database file (``CREATE TABLE AS SELECT * FROM
+read_csv``, then a checkpoint: the cost of merely storing the rows, with no checks at all) and (4) a
+straightforward GeoPandas pipeline (read_csv -> points_from_xy -> sjoin -> h3 per row), with ratios.
 Each measured step runs in its own process so that peak RSS is its own.
 """
 from __future__ import annotations
@@ -57,6 +59,18 @@ def child(kind: str, path: str, home: str) -> None:
 
         n = duckdb.connect().execute("SELECT count(*) FROM read_csv(?, all_varchar=true)", [path]).fetchall()[0][0]
         extra = {}
+    elif kind == "duckdb-store":
+        import duckdb
+
+        db = Path(home) / "bench_store.duckdb"
+        db.unlink(missing_ok=True)
+        con = duckdb.connect(str(db))
+        con.execute("CREATE TABLE raw_rows AS SELECT * FROM read_csv(?)", [path])
+        con.execute("CHECKPOINT")
+        n = con.execute("SELECT count(*) FROM raw_rows").fetchall()[0][0]
+        con.close()
+        db.unlink()
+        extra = {}
     elif kind == "geopandas":
         import geopandas as gpd
         import h3
@@ -106,15 +120,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         results.append(run("onemap", path, Path(home)))
     results.append(run("duckdb", path, folder))
+    with tempfile.TemporaryDirectory() as home:
+        results.append(run("duckdb-store", path, Path(home)))
     if not args.skip_geopandas:
         results.append(run("geopandas", path, folder))
     ours = results[0]
-    print(f"\n{'pipeline':<12} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'CPU s':>7} {'peak MB':>8} "
+    print(f"\n{'pipeline':<13} {'rows':>10} {'seconds':>8} {'rows/s':>10} {'CPU s':>7} {'peak MB':>8} "
           f"{'ours vs this':>12}")
     for r in results:
         rate = r["rows"] / r["seconds"]
         ratio = (ours["rows"] / ours["seconds"]) / rate
-        print(f"{r['kind']:<12} {r['rows']:>10,} {r['seconds']:>8.2f} {rate:>10,.0f} {r['cpu_seconds']:>7.1f} "
+        print(f"{r['kind']:<13} {r['rows']:>10,} {r['seconds']:>8.2f} {rate:>10,.0f} {r['cpu_seconds']:>7.1f} "
               f"{r['peak_mb']:>8.0f} {ratio:>11.2f}x")
     print(f"\nonemap: inserted {ours['inserted']:,}, quarantined {ours['quarantined']:,}, reconciles={ours['reconciles']}")
 

@@ -138,11 +138,11 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         read = read_file(path)
         return read, stage_export(read.frame, profile, context(path, batch_id), malformed=read.malformed)
 
-    def load_file(con, path: Path, batch_id: str, show: bool) -> BatchSummary:
-        """Stage and upsert one file in chunks of CHUNK_ROWS rows (bounded memory, a progress bar).
+    def load_file(con, path: Path, batch_id: str, show: bool, read) -> BatchSummary:
+        """Stage and upsert one file (``read``: what `read_file` returned for it) in chunks of CHUNK_ROWS rows
+        (bounded memory, a progress bar).
 
         A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
-        read = read_file(path)
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
@@ -204,18 +204,23 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
 
     with write_session(settings.warehouse_path, settings.timezone) as con:
         for path in map(Path, files):
-            sha = file_sha256(path)
-            previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? "
-                                   "ORDER BY loaded_at", [sha, profile.name]).fetchall()
-            if previous and not force:
-                summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0, skipped=True))
-                bar.update()
-                continue
-            batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
-            # the raw copy is written by the kernel (sendfile) while the file is read and staged
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-copy") as copier:
-                copying = copier.submit(keep_raw_copy, settings, source, path, sha)
-                s = load_file(con, path, batch_id, progress)
+            # the file is parsed while it is hashed (both mostly outside the GIL); a file loaded before is
+            # then skipped, its parse wasted (and a read error ignored: nothing of it is loaded)
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="read") as io:
+                reading = io.submit(read_file, path)
+                sha = file_sha256(path)
+                previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? "
+                                       "ORDER BY loaded_at", [sha, profile.name]).fetchall()
+                if previous and not force:
+                    reading.exception()
+                    summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0,
+                                                  skipped=True))
+                    bar.update()
+                    continue
+                batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
+                # the raw copy is written by the kernel (sendfile) while the file is read and staged
+                copying = io.submit(keep_raw_copy, settings, source, path, sha)
+                s = load_file(con, path, batch_id, progress, reading.result())
                 copying.result()
             con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [batch_id, source, path.name, sha, profile.name, now, s.rows_read, s.inserted, s.updated,
