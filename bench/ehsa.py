@@ -114,7 +114,7 @@ def load_demo8(path: Path | None, years: float, every: int):
 # --------------------------------------------------------------------------------------------------
 # evaluation
 # --------------------------------------------------------------------------------------------------
-def evaluate(name: str, cells, weeks, X, origins) -> pd.DataFrame:
+def evaluate(name: str, cells, weeks, X, origins, time_step: int = 0, global_window: str = "slice") -> pd.DataFrame:
     """Rows per (origin, outcome, selection); outcome ``cell`` = the classed hex's own counts (the anchor's
     test), ``disk`` = the sums over its k=1 disk (the neighbourhood Gi* scores), same rules."""
     W = kring_weights(cells, k=1)
@@ -122,7 +122,7 @@ def evaluate(name: str, cells, weeks, X, origins) -> pd.DataFrame:
     rows = []
     for o, (kind, C) in ((o, c) for o in origins for c in cubes.items()):
         t = weeks.get_loc(o)
-        cls = classify_at(X, W, t, WINDOW)
+        cls = classify_at(X, W, t, WINDOW, time_step=time_step, global_window=global_window)
         out = forward_outcomes(C, t, WINDOW, HORIZON, RATIO, ZERO_MIN)
         sel = {c: cls == c for c in np.unique(cls) if c != "no_pattern"}
         ni = (cls == "new_hot") | (cls == "intensifying_hot")
@@ -188,14 +188,20 @@ def main(argv=None) -> int:
     ap.add_argument("--years", type=float, default=2.0, help="origins over the last N years of data")
     ap.add_argument("--demo-dir", type=Path, default=None, help="reuse a generated demo (else a temp dir)")
     ap.add_argument("--out", type=Path, default=None, help="write the markdown report here")
+    ap.add_argument("--time-step", type=int, default=0,
+                    help="Gi* neighbourhood time step (Esri's; 0 = purely spatial Gi* per slice)")
+    ap.add_argument("--global-window", choices=("slice", "cube"), default=None,
+                    help="bins each neighbourhood is compared with (default: slice, or cube with --time-step > 0)")
     args = ap.parse_args(argv)
+    window = args.global_window or ("cube" if args.time_step else "slice")
     t_all = time.perf_counter()
     loaders = {"portland8": lambda: load_portland(8, args.years, args.every),
                "portland9": lambda: load_portland(9, args.years, args.every),
                "demo8": lambda: load_demo8(args.demo_dir, args.years, args.every)}
     md = ["# Emerging hot spot classes: predictive check (bench/ehsa.py)", "",
           f"Command: `.venv/bin/python bench/ehsa.py --datasets {args.datasets} --every {args.every} "
-          f"--years {args.years:g}" + (" --out …`" if args.out else "`"), "",
+          f"--years {args.years:g} --time-step {args.time_step} --global-window {window}"
+          + (" --out …`" if args.out else "`"), "",
           "Protocol: see the docstring of `bench/ehsa.py`. Rise rule: next-4-week count ≥ 1.5 × 4 × trailing "
           "26-week mean (zero mean: ≥ 2 events); cold classes: next 4 ≤ 4 × mean / 1.5 (zero mean: 0 events). "
           "Precision pooled over origins.", ""]
@@ -203,7 +209,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         cells, weeks, X, origins, note = loaders[name]()
         t1 = time.perf_counter()
-        per = evaluate(name, cells, weeks, X, origins)
+        per = evaluate(name, cells, weeks, X, origins, args.time_step, window)
         secs = time.perf_counter() - t1
         head = (f"## {name}\n\n{note}. {len(origins)} origins {origins[0]:%Y-%m-%d} .. {origins[-1]:%Y-%m-%d} "
                 f"(every {args.every} weeks); {X.sum() / X.shape[1]:.0f} events per week on average. "

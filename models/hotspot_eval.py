@@ -25,12 +25,14 @@ from models.hotspots import emerging_hotspots, gi_star
 __all__ = ["classify_at", "exceeds", "forward_outcomes", "selection_stats", "top_cells"]
 
 
-def classify_at(X, W, t: int, window: int = 26, alpha: float = 0.05, fdr: str = "slice") -> np.ndarray:
-    """EHSA class codes of every row of ``X`` from the ``window`` weekly slices ending before column ``t``."""
+def classify_at(X, W, t: int, window: int = 26, alpha: float = 0.05, fdr: str = "slice", *,
+                time_step: int = 0, global_window: str = "slice") -> np.ndarray:
+    """EHSA class codes of every row of ``X`` from the ``window`` weekly slices ending before column ``t``
+    (``time_step`` / ``global_window``: the Gi* neighbourhood in time, see :func:`models.hotspots.gi_star`)."""
     X = np.asarray(X, dtype=np.float64)
     if not window <= t <= X.shape[1]:
         raise ValueError("need window <= t <= number of slices")
-    z, p = gi_star(X[:, t - window:t], W)
+    z, p = gi_star(X[:, t - window:t], W, time_step=time_step, global_window=global_window)
     return emerging_hotspots(z, p, alpha, fdr=fdr)
 
 

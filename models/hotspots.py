@@ -24,6 +24,7 @@ __all__ = [
     "EHSA_CLASSES",
     "EHSA_LABELS_EN",
     "EHSA_LABELS_ZH",
+    "GLOBAL_WINDOWS",
     "emerging_hotspots",
     "gi_star",
     "gi_star_z",
@@ -78,7 +79,10 @@ def gi_star_z(counts, W) -> np.ndarray:
     return z[:, 0] if one_d else z
 
 
-def gi_star(counts, W) -> tuple[np.ndarray, np.ndarray]:
+GLOBAL_WINDOWS = ("slice", "cube")
+
+
+def gi_star(counts, W, time_step: int = 0, global_window: str = "slice") -> tuple[np.ndarray, np.ndarray]:
     """Analytic Getis-Ord Gi* z-scores and two-sided normal p-values for every slice at once.
 
     ``counts``: n_cells × n_slices (a 1-D array is one slice; the output keeps the input's shape).
@@ -93,9 +97,61 @@ def gi_star(counts, W) -> tuple[np.ndarray, np.ndarray]:
     ``p = 2·P(Z > |z|)`` (esda's ``p_norm`` is one-sided). A slice with no variation (all counts equal)
     gets ``z = 0, p = 1``; so does a cell whose neighbourhood is the whole set (``k_i = n``).
     Works on residuals (observed − expected) as well as on counts.
+
+    Space-time Gi* as in ArcGIS's Emerging Hot Spot Analysis: ``time_step = N > 0`` widens each bin's
+    neighbourhood to its k-ring in the current slice *and the N slices before it* (fewer at the start of
+    the series), Esri's "neighborhood time step". ``global_window`` is the set of bins a neighbourhood is
+    compared with: ``"slice"`` (its own slice; only with ``time_step = 0``) or ``"cube"`` (every bin of
+    the cube, Esri's "entire cube", the default of ArcGIS Pro). With the cube window the formula above
+    holds with n the number of bins (cells × slices) and k_i the bins in the space-time neighbourhood,
+    which is esda's Gi* on the cube flattened to one graph (tested).
     """
-    z = gi_star_z(counts, W)
+    if global_window not in GLOBAL_WINDOWS:
+        raise ValueError(f"global_window must be one of {GLOBAL_WINDOWS}")
+    if time_step < 0 or int(time_step) != time_step:
+        raise ValueError("time_step must be a whole number ≥ 0")
+    if time_step and global_window == "slice":
+        raise ValueError("a space-time neighbourhood (time_step > 0) reaches into earlier slices; compare it "
+                         "with the whole cube (global_window='cube')")
+    z = gi_star_z(counts, W) if global_window == "slice" else _gi_star_z_cube(counts, W, int(time_step))
     return z, norm_two_sided_p(z)
+
+
+def _gi_star_z_cube(counts, W, time_step: int) -> np.ndarray:
+    """Gi* z-scores of every bin against the whole cube, over the k-ring × (this and ``time_step``
+    earlier slices) neighbourhood (see :func:`gi_star`)."""
+    X = np.asarray(counts, dtype=np.float64)
+    one_d = X.ndim == 1
+    if one_d:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError("counts must be n_cells × n_slices")
+    n_cells, n_slices = X.shape
+    W = _binary_with_self(W)
+    if W.shape[0] != n_cells:
+        raise ValueError(f"W is {W.shape[0]}×{W.shape[0]} but counts has {n_cells} rows")
+    n = n_cells * n_slices  # bins in the cube
+    mean = X.sum() / n
+    mean_sq = np.einsum("ij,ij->", X, X) / n
+    var = mean_sq - mean * mean
+    if n < 2 or var <= 1e-10 * mean_sq:  # a constant cube, up to rounding
+        z = np.zeros_like(X)
+    else:
+        xc = np.subtract(X, mean)
+        xc *= 1.0 / np.sqrt(var)
+        z = W @ xc  # Σ over the k-ring of the centred, scaled bins, per slice
+        np.cumsum(z, axis=1, out=z)  # and over the slices t − time_step … t
+        z[:, time_step + 1:] -= z[:, :-(time_step + 1)].copy()
+        degree = np.asarray(W.sum(axis=1)).ravel()
+        for t in range(min(time_step + 1, n_slices)):  # slice t ≥ time_step pools time_step + 1 slices
+            k = degree * (t + 1)  # bins in each neighbourhood
+            with np.errstate(divide="ignore"):
+                inv_scale = np.where(k < n, 1.0 / np.sqrt(np.clip(k * (n - k), 1e-300, None) / (n - 1)), 0.0)
+            if t < time_step:
+                z[:, t] *= inv_scale
+            else:
+                z[:, t:] *= inv_scale[:, None]
+    return z[:, 0] if one_d else z
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,8 +265,8 @@ def emerging_hotspots(
     consecutive; a ≥ 90 % cell whose final slice is not hot is historical even without a trend.
     The final-slice requirement for sporadic is Pro's current wording (ArcMap 10.x did not have it).
 
-    Difference from ArcGIS: Esri's Gi* for EHSA is space-*time* (its "neighborhood time step" also
-    pools earlier slices); here each slice's Gi* is purely spatial (k-ring), as in the product spec.
+    The z / p cube may come from a purely spatial Gi* per slice or from a space-time one (Esri's
+    "neighborhood time step", :func:`gi_star` with ``time_step``); the classes are read the same way.
 
     Returns an array of class codes (keys of :data:`EHSA_LABELS_EN` / :data:`EHSA_LABELS_ZH`).
     """
@@ -281,6 +337,8 @@ def hotspot_table(
     slices: Sequence | None = None,
     fdr: str = "slice",
     trend_alpha: float | None = None,
+    time_step: int = 0,
+    global_window: str = "slice",
 ) -> pd.DataFrame:
     """Gi* per slice + EHSA class per cell from a long (cell, slice, count) frame.
 
@@ -288,7 +346,8 @@ def hotspot_table(
     dropped. The study area is the cells in
     ``frame`` plus ``cells`` (pass every H3 cell of the jurisdiction so that empty cells take part —
     Gi* on only the cells that ever had an event overstates clustering); the time axis is the sorted
-    slices in ``frame`` plus ``slices``. Neighbourhoods are k-rings among those cells.
+    slices in ``frame`` plus ``slices``. Neighbourhoods are k-rings among those cells, in the slice itself
+    and the ``time_step`` slices before it, compared with ``global_window`` (see :func:`gi_star`).
 
     Returns one row per cell (index ``cell``, uint64) with:
     ``count`` (latest slice), ``z``, ``p`` (latest-slice Gi*), ``significant`` (latest slice, after
@@ -316,7 +375,7 @@ def hotspot_table(
     np.add.at(X, (ri, ci), df[count_col].to_numpy(dtype=np.float64))
 
     W = kring_weights(all_cells, k=k, include_self=True)
-    z, p = gi_star(X, W)
+    z, p = gi_star(X, W, time_step=time_step, global_window=global_window)
     sig = significance(p, alpha, fdr)
     tau, mk_z, mk_p = mann_kendall(z)
     t_alpha = alpha if trend_alpha is None else trend_alpha

@@ -41,6 +41,7 @@ class Settings:
     refresh_seconds: int
     hmac_key_env: str
     small_count_suppress: int
+    hotspot_time_step: int = 0
 
     @property
     def raw_dir(self) -> Path:
@@ -150,6 +151,7 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             refresh_seconds=int(serve["refresh_seconds"]),
             hmac_key_env=str(raw["privacy"]["hmac_key_env"]),
             small_count_suppress=int(raw["privacy"]["small_count_suppress"]),
+            hotspot_time_step=int(raw.get("hotspots", {}).get("time_step", 0)),
         )
     except KeyError as exc:
         raise SettingsError(f"missing setting {exc.args[0]!r} (base file {BASE_CONFIG})") from exc
@@ -160,6 +162,9 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             f"geo.h3_default={settings.h3_default} must be one of geo.h3_resolutions={list(resolutions)} and "
             f"geo.h3_finest={settings.h3_finest} must be the finest of them"
         )
+    if not (0 <= settings.hotspot_time_step < 26):
+        raise SettingsError(f"hotspots.time_step={settings.hotspot_time_step} must be 0 (each week on its own) "
+                            "up to 25 weeks")
     if not (0 < settings.port < 65536):
         raise SettingsError(f"serve.port={settings.port} is not a TCP port")
     return settings

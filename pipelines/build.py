@@ -270,7 +270,10 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
         slice_end = end  # a week with most of its days present counts as the latest slice
     start = slice_end - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1)
     run_id = uuid.uuid4().hex[:12]
-    params = {"weeks": weeks, "k": 1, "alpha": 0.05, "fdr": "slice", "slice_end": str(slice_end.date())}
+    time_step = settings.hotspot_time_step
+    window = "cube" if time_step else "slice"
+    params = {"weeks": weeks, "k": 1, "alpha": 0.05, "fdr": "slice", "slice_end": str(slice_end.date()),
+              "time_step": time_step, "global_window": window}
     rows = 0
     county = areas.county.geometry.union_all()
     for res in HOTSPOT_RESOLUTIONS:
@@ -279,7 +282,8 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
             "FROM hex.cell_day WHERE resolution = $res AND day BETWEEN $start AND $end GROUP BY ALL",
             {"res": res, "start": start.date(), "end": slice_end.date()}).df()
         table = hotspot_table(frame, "cell", "slice", "n", k=1, alpha=0.05,
-                              cells=cells_covering(county, res), slices=range(weeks))
+                              cells=cells_covering(county, res), slices=range(weeks), time_step=time_step,
+                              global_window=window)
         out = table.reset_index()
         out = pd.DataFrame({
             "run_id": run_id, "resolution": res, "cell": out["cell"].astype("uint64"),

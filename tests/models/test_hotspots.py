@@ -48,6 +48,58 @@ def test_gi_star_matches_esda_on_h3_patch(k):
         np.testing.assert_allclose(p[:, t], 2 * p_one_sided, atol=1e-9)
 
 
+def _space_time_weights(W0, n_slices: int, time_step: int):
+    """The cube flattened to one graph (bin = slice * n_cells + cell): bin (c, t) neighbours the k-ring of c
+    in slices t − time_step … t, and c itself in the earlier ones; itself left out (esda adds it for Gi*)."""
+    import scipy.sparse as sp
+
+    n = W0.shape[0]
+    W_self = (sp.csr_matrix(W0) + sp.identity(n, format="csr")).tocsr()
+    W_self.data[:] = 1.0
+    blocks = [[None] * n_slices for _ in range(n_slices)]
+    for t in range(n_slices):
+        for tau in range(max(0, t - time_step), t + 1):
+            blocks[t][tau] = W_self if tau < t else sp.csr_matrix(W0)
+        for tau in range(n_slices):
+            if blocks[t][tau] is None:
+                blocks[t][tau] = sp.csr_matrix((n, n))
+    return sp.bmat(blocks, format="csr")
+
+
+@pytest.mark.parametrize("k,time_step", [(1, 0), (1, 1), (2, 2)])
+def test_space_time_gi_star_matches_esda_on_the_flattened_cube(k, time_step):
+    cells = np.array(h3i.grid_disk(PATCH_CENTRE, 8), dtype=np.uint64)
+    rng = np.random.default_rng(20 + k + time_step)
+    cells = cells[rng.random(cells.size) < 0.85]
+    lam = rng.gamma(1.0, 2.0, size=(cells.size, 1)) * np.linspace(0.5, 1.5, 5)[None, :]  # a rising series
+    X = rng.poisson(lam).astype(float)
+    z, p = gi_star(X, kring_weights(cells, k=k), time_step=time_step, global_window="cube")
+    W_flat = _space_time_weights(kring_weights(cells, k=k, include_self=False), X.shape[1], time_step)
+    zs, p_one_sided = _esda_gi_star(X.T.ravel(), W_flat)  # slice-major, as the flattened graph
+    np.testing.assert_allclose(z, zs.reshape(X.shape[1], -1).T, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(p, 2 * p_one_sided.reshape(X.shape[1], -1).T, atol=1e-9)
+
+
+def test_space_time_gi_star_arguments_and_degenerate_cube():
+    cells = np.array(h3i.grid_disk(PATCH_CENTRE, 3), dtype=np.uint64)
+    W = kring_weights(cells)
+    X = np.random.default_rng(1).poisson(2, size=(cells.size, 4)).astype(float)
+    with pytest.raises(ValueError, match="global_window"):
+        gi_star(X, W, time_step=1)  # earlier slices are outside a per-slice comparison
+    with pytest.raises(ValueError, match="global_window must be"):
+        gi_star(X, W, global_window="week")
+    with pytest.raises(ValueError, match="whole number"):
+        gi_star(X, W, time_step=-1, global_window="cube")
+    z, p = gi_star(np.full_like(X, 3.0), W, time_step=1, global_window="cube")
+    assert np.all(z == 0) and np.all(p == 1)
+    # a neighbourhood reaching back: a burst in slice 1 still raises the cell's z in slice 2, not in slice 0
+    X = np.zeros((cells.size, 4))
+    X[0, 1] = 9.0
+    z1, _ = gi_star(X, W, time_step=1, global_window="cube")
+    z0, _ = gi_star(X, W, time_step=0, global_window="cube")
+    assert z1[0, 2] > 2 and z0[0, 2] < 0 and z1[0, 0] < 0
+
+
 def test_gi_star_shapes_weights_and_degenerate_slices():
     cells = np.array(h3i.grid_disk(PATCH_CENTRE, 3), dtype=np.uint64)
     rng = np.random.default_rng(0)

@@ -83,3 +83,32 @@ def test_build_puts_a_slow_build_up_into_scores_alerts_as_a_ramp(settings, tmp_p
         con.close()
     assert (shown["kind"] == "ramp").sum() == len(ramps) and (hidden["kind"] == "ramp").sum() == 0
     assert main(["--home", str(settings.home), "alerts", "--kind", "ramp"]) == 0
+
+
+def test_hotspot_time_step_setting_reaches_the_recorded_run(settings, inside, tmp_path):
+    """``[hotspots] time_step`` (ArcGIS's neighbourhood time step): a burst the week before keeps the cell's
+    space-time z up this week, is recorded with the run, and is refused outside 0..25."""
+    import dataclasses
+    import json
+
+    from onemap.settings import SettingsError, load_settings
+
+    rows = [police_row(inside, 接警单编号=f"B{i}", 报警时间=f"2026-11-0{3 + i % 3} 10:00:00",
+                       办理期限="2026-12-31 00:00:00") for i in range(12)]
+    rows += [police_row(inside, 接警单编号="N1", 报警时间="2026-11-14 10:00:00", 办理期限="2026-12-31 00:00:00")]
+    ingest(settings, "police", [_csv(tmp_path / "burst.csv", rows)], progress=False)
+    sql = ("SELECT h.cell, h.z, r.params FROM scores.hotspots h JOIN meta.model_runs r USING (run_id) "
+           "WHERE h.resolution = 9 AND h.count > 0")  # the cell of this week's one event
+    as_of = pd.Timestamp("2026-11-20", tz="Asia/Shanghai")
+    build(settings, as_of=as_of)
+    spatial = query_frame(settings, sql).iloc[0]
+    build(dataclasses.replace(settings, hotspot_time_step=2), as_of=as_of, full=True)
+    space_time = query_frame(settings, sql).iloc[0]
+    assert json.loads(spatial["params"])["time_step"] == 0
+    params = json.loads(space_time["params"])
+    assert params["time_step"] == 2 and params["global_window"] == "cube"
+    assert space_time["cell"] == spatial["cell"]
+    assert space_time["z"] > spatial["z"] + 2  # this week's neighbourhood reaches back to the burst
+    with pytest.raises(SettingsError, match="time_step"):
+        load_settings(environ={"ONEMAP_HOME": str(tmp_path / "h2"), "ONEMAP_HOTSPOTS__TIME_STEP": "-1"},
+                      local_file=tmp_path / "none.toml")
