@@ -79,14 +79,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_alerts(args: argparse.Namespace) -> int:
+def _date(text: str):
+    """An argparse type: a YYYY-MM-DD date, or a usage error that says so."""
     import datetime as dt
 
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
     from onemap import queries
     from onemap.warehouse import connect_readonly
 
     settings = _settings(args)
-    since = dt.date.fromisoformat(args.since) if args.since else None
+    since = args.since
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:
         frame = queries.alerts(con, since=since, window_days=args.window, kind=args.kind)
@@ -184,8 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Benjamini-Hochberg false-discovery control, each with a Chinese sentence; "
                                    "and slow build-ups still running on the last day (kind ramp, NB CUSUM over "
                                    "the last four weeks, window = the rise so far).")
-    p.add_argument("--since", help="only windows ending on or after this date (YYYY-MM-DD)")
-    p.add_argument("--window", type=int, choices=[1, 7], help="only 1-day or 7-day windows")
+    p.add_argument("--since", type=_date, help="only windows ending on or after this date (YYYY-MM-DD)")
+    p.add_argument("--window", type=int, choices=[1, 7],
+                   help="only 1-day or 7-day windows (ramps, whose window is the rise so far, are then left out)")
     p.add_argument("--kind", choices=["cell", "neighbourhood", "category", "ramp"], help="only alerts of this kind")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_alerts)
