@@ -81,8 +81,9 @@ class AreaSet:
         return RasterIndex(np.asarray(self.grids.geometry.values), self._grid_tree)
 
     @cached_property
-    def _grid_codes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per grid row: (county, town, village, grid) codes as object arrays with a trailing None."""
+    def grid_codes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per grid row (the order of ``grids`` and of :func:`grid_index`): (county, town, village, grid) codes
+        as object arrays, each with a trailing None that index -1 (no grid) picks."""
         grid = self.grids["code"].astype(str).to_numpy()
         village = self.grids["parent_code"].astype(str).to_numpy()
         v2t = dict(zip(self.villages["code"], self.villages["parent_code"], strict=False))
@@ -102,7 +103,7 @@ class AreaSet:
     def prepare(self) -> AreaSet:
         """Build the look-up structures now (grid raster and tree, code columns, gazetteer; ~0.5–1 s for a
         county) instead of on the first batch: a load calls this in a thread while it reads the file."""
-        for name in ("_grid_raster", "_grid_codes", "_address_index"):
+        for name in ("_grid_raster", "grid_codes", "_address_index"):
             getattr(self, name)
         return self
 
@@ -367,7 +368,7 @@ def assign_areas(area_set: AreaSet, lng, lat) -> pd.DataFrame:
     """
     index = lng.index if isinstance(lng, pd.Series) else None
     hit = grid_index(area_set, lng, lat)
-    county, town, village, grid = area_set._grid_codes
+    county, town, village, grid = area_set.grid_codes
     cols = {"county_code": county, "town_code": town, "village_code": village, "grid_code": grid}
     # object columns so that "not found" is None (pandas' default str dtype would turn it into NaN)
     return pd.DataFrame({k: pd.Series(v[hit], dtype=object, index=index) for k, v in cols.items()}, index=index)

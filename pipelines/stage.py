@@ -553,7 +553,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     method = np.where(addr_ok, "address", np.where(known_grid, "grid-code", "none"))
     out["geocode_method"] = take_text(["gps"], np.where(located, 0, -1), rest, method)
     out["geocode_precision"] = take_text(["point"], np.where(located, 0, -1), rest, r_precision)
-    _, town, village, grid = (codes[:-1] for codes in ctx.areas._grid_codes)  # county: the deployment's own
+    _, town, village, grid = (codes[:-1] for codes in ctx.areas.grid_codes)  # county: the deployment's own
     out["grid_code"] = take_text(grid, hit, rest, r_grid)
     out["village_code"] = take_text(village, hit, rest, r_village)
     out["town_code"] = take_text(town, hit, rest, r_town)
