@@ -49,18 +49,24 @@ def _binary_with_self(W) -> sp.csr_matrix:
     return W
 
 
-def gi_star_z(counts, W) -> np.ndarray:
-    """Gi* z-scores only (see :func:`gi_star`); skips the normal CDF, the costliest step for a big cube."""
+def _cube_and_weights(counts, W) -> tuple[np.ndarray, sp.csr_matrix, bool]:
+    """``counts`` as a float cells × slices array (a 1-D array as one slice, flagged), ``W`` binary with self."""
     X = np.asarray(counts, dtype=np.float64)
     one_d = X.ndim == 1
     if one_d:
         X = X[:, None]
     if X.ndim != 2:
         raise ValueError("counts must be n_cells × n_slices")
-    n = X.shape[0]
     W = _binary_with_self(W)
-    if W.shape[0] != n:
-        raise ValueError(f"W is {W.shape[0]}×{W.shape[0]} but counts has {n} rows")
+    if W.shape[0] != X.shape[0]:
+        raise ValueError(f"W is {W.shape[0]}×{W.shape[0]} but counts has {X.shape[0]} rows")
+    return X, W, one_d
+
+
+def gi_star_z(counts, W) -> np.ndarray:
+    """Gi* z-scores only (see :func:`gi_star`); skips the normal CDF, the costliest step for a big cube."""
+    X, W, one_d = _cube_and_weights(counts, W)
+    n = X.shape[0]
     k = np.asarray(W.sum(axis=1)).ravel()
     mean = X.sum(axis=0) / n  # (a NumPy reduction, not BLAS: OpenBLAS threads stall on a busy box)
     mean_sq = np.einsum("ij,ij->j", X, X) / n
@@ -120,16 +126,8 @@ def gi_star(counts, W, time_step: int = 0, global_window: str = "slice") -> tupl
 def _gi_star_z_cube(counts, W, time_step: int) -> np.ndarray:
     """Gi* z-scores of every bin against the whole cube, over the k-ring × (this and ``time_step``
     earlier slices) neighbourhood (see :func:`gi_star`)."""
-    X = np.asarray(counts, dtype=np.float64)
-    one_d = X.ndim == 1
-    if one_d:
-        X = X[:, None]
-    if X.ndim != 2:
-        raise ValueError("counts must be n_cells × n_slices")
+    X, W, one_d = _cube_and_weights(counts, W)
     n_cells, n_slices = X.shape
-    W = _binary_with_self(W)
-    if W.shape[0] != n_cells:
-        raise ValueError(f"W is {W.shape[0]}×{W.shape[0]} but counts has {n_cells} rows")
     n = n_cells * n_slices  # bins in the cube
     mean = X.sum() / n
     mean_sq = np.einsum("ij,ij->", X, X) / n

@@ -20,6 +20,7 @@ from geodata.areas import AreaSet, demo_area_set, load_area_set
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly, write_session
 from pipelines.aggregate import refresh_aggregates
+from pipelines.chunks import STREAMED_SUFFIXES, StreamedCsv, StreamFailed, WholeFile
 from pipelines.classify import classify_pending
 from pipelines.load import link_matters, quarantine, upsert_events
 from pipelines.mappings import CategoryMap
@@ -28,6 +29,7 @@ from pipelines.readers import read_export
 from pipelines.stage import StageContext, file_sha256, stage_export
 
 CHUNK_ROWS = 200_000  # rows staged and upserted at a time
+STREAM_MIN_BYTES = 16 << 20  # a CSV this large is staged while it is still being parsed (pipelines.chunks)
 PREPARE_MIN_BYTES = 4 << 20  # from ~20k rows up the grid raster pays off (geodata.areas.RASTER_MIN_POINTS)
 
 
@@ -138,20 +140,25 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         read = read_file(path)
         return read, stage_export(read.frame, profile, context(path, batch_id), malformed=read.malformed)
 
-    def load_file(con, path: Path, batch_id: str, show: bool, read) -> BatchSummary:
-        """Stage and upsert one file (``read``: what `read_file` returned for it) in chunks of CHUNK_ROWS rows
-        (bounded memory, a progress bar).
+    def load_file(con, path: Path, batch_id: str, show: bool, feed: WholeFile | StreamedCsv) -> BatchSummary:
+        """Stage and upsert one file, handed out by ``feed`` in chunks of CHUNK_ROWS rows (bounded work per
+        step, a progress bar). Nothing is written before the whole file has been parsed: a streamed parse that
+        fails raises StreamFailed first.
 
         A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
+        if preparing is not None:
+            preparing.result()  # the look-ups were built while the file was hashed and parsed
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
-        rows = tqdm(total=len(read.frame), desc=path.name, unit="row", disable=not show, leave=False)
-        starts = list(range(0, max(len(read.frame), 1), CHUNK_ROWS))
+        rows = tqdm(total=feed.total, desc=path.name, unit="row", disable=not show, leave=False)
 
-        def stage_chunk(start: int):
-            part = read.frame.iloc[start:start + CHUNK_ROWS]
-            return part, stage_export(part, profile, ctx, malformed=read.malformed if start == 0 else None)
+        def stage_next():
+            got = feed.next_frame()
+            if got is None:
+                return None
+            part, malformed = got
+            return part, stage_export(part, profile, ctx, malformed=malformed)
 
         # the next chunk is staged (pandas/numpy, mostly holding the GIL) while DuckDB writes this one
         # (DuckDB releases the GIL), so the two cores work at once; chunks still load in file order
@@ -160,19 +167,20 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         # compressed table takes 1.2 CPU-s on one thread against 1.5 on two (measured)
         con.execute("SET threads = 1")
         try:
-            pending = pool.submit(stage_chunk, starts[0])
-            for i in range(len(starts)):
-                part, staged = pending.result()
-                if i + 1 < len(starts):
-                    pending = pool.submit(stage_chunk, starts[i + 1])
+            pending = pool.submit(stage_next)
+            while (got := pending.result()) is not None:
+                part, staged = got
+                pending = pool.submit(stage_next)
+                rows.total = feed.rows_read()  # parsed to the end without a problem before anything is written
                 quarantined += _load_chunk(con, staged, batch_id, path, total, reasons, redactions, unmapped)
                 rows.update(len(part))
+            rows_read = feed.rows_read()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             con.execute("RESET threads")
         rows.close()
         linked = link_matters(con, batch_id)
-        return BatchSummary(batch_id, source, path.name, profile.name, read.rows_read, linked=linked,
+        return BatchSummary(batch_id, source, path.name, profile.name, rows_read, linked=linked,
                             quarantined=quarantined, reasons=dict(reasons), redactions=dict(redactions),
                             unmapped=dict(unmapped), **total)
 
@@ -205,14 +213,17 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
     with write_session(settings.warehouse_path, settings.timezone) as con:
         for path in map(Path, files):
             # the file is parsed while it is hashed (both mostly outside the GIL); a file loaded before is
-            # then skipped, its parse wasted (and a read error ignored: nothing of it is loaded)
+            # then skipped, its parse wasted (and a read error ignored: nothing of it is loaded). A large CSV is
+            # parsed chunk by chunk, and staging starts on its first chunk while the rest is parsed.
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="read") as io:
-                reading = io.submit(read_file, path)
+                streamed = path.suffix.lower() in STREAMED_SUFFIXES and path.is_file() \
+                    and path.stat().st_size >= STREAM_MIN_BYTES
+                reading = StreamedCsv(path, CHUNK_ROWS, io) if streamed else io.submit(read_file, path)
                 sha = file_sha256(path)
                 previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? "
                                        "ORDER BY loaded_at", [sha, profile.name]).fetchall()
                 if previous and not force:
-                    reading.exception()
+                    reading.settle() if streamed else reading.exception()
                     summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0,
                                                   skipped=True))
                     bar.update()
@@ -220,7 +231,11 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 batch_id = f"{source}-{sha[:12]}" + (f"-{len(previous)}" if previous else "")
                 # the raw copy is written by the kernel (sendfile) while the file is read and staged
                 copying = io.submit(keep_raw_copy, settings, source, path, sha)
-                s = load_file(con, path, batch_id, progress, reading.result())
+                try:
+                    s = load_file(con, path, batch_id, progress,
+                                  reading if streamed else WholeFile(reading.result(), CHUNK_ROWS))
+                except StreamFailed:  # nothing written yet: read it whole (good rows kept, problems named)
+                    s = load_file(con, path, batch_id, progress, WholeFile(read_file(path), CHUNK_ROWS))
                 copying.result()
             con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [batch_id, source, path.name, sha, profile.name, now, s.rows_read, s.inserted, s.updated,

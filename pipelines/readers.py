@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,10 +90,15 @@ def read_export(path: Path, sheet: str = "") -> ReadResult:
         raise ReadError(f"{path}: mixed or broken text encoding near byte {exc.start}: {exc.reason}") from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, KeyError, OSError, csv.Error) as exc:
         raise ReadError(f"{path}: cannot be parsed: {exc}") from exc
-    frame = result.frame
+    result.frame = _finish(result.frame, path, result.malformed.empty)
+    return result
+
+
+def _finish(frame: pd.DataFrame, path: Path, need_header: bool = True, first_row: int = 1) -> pd.DataFrame:
+    """Record numbers (from ``first_row``), clean and unique header names, enormous cells cut."""
     if ROW not in frame.columns:
-        frame.insert(0, ROW, range(1, len(frame) + 1))
-    if len(frame.columns) <= 1 and result.malformed.empty:
+        frame.insert(0, ROW, range(first_row, first_row + len(frame)))
+    if len(frame.columns) <= 1 and need_header:
         raise ReadError(f"{path}: no header row")
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     if len(set(frame.columns)) != len(frame.columns):
@@ -105,8 +111,41 @@ def read_export(path: Path, sheet: str = "") -> ReadResult:
         long = (s.str.len() > MAX_FIELD_CHARS).fillna(False)
         if long.any():
             frame.loc[long, col] = s[long].str.slice(0, MAX_FIELD_CHARS)
-    result.frame = frame
-    return result
+    return frame
+
+
+def csv_frames(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The frame ``read_export(path)`` returns for a well-formed CSV export, ``rows`` records at a time, each
+    handed out as soon as it is parsed (Arrow's streaming reader, which also takes less CPU than the
+    multi-threaded one): a load stages the first records while the rest of the file is still being parsed.
+    Always yields at least one frame (an empty one for a file with a header only).
+
+    A file this cannot read as it stands raises (``pa.ArrowInvalid`` for a row with the wrong number of fields
+    or one longer than a parse block, ``ReadError`` / ``UnicodeDecodeError`` for the rest); the caller then
+    reads it with :func:`read_export`, which keeps the good rows of a broken file and names the problem.
+    """
+    path = Path(path)
+    encoding, sep, header = _csv_layout(path)
+    reader = pacsv.open_csv(path, **_arrow_csv_options(encoding, sep, header, CSV_BLOCK_BYTES))
+    pending: list[pa.RecordBatch] = []
+    waiting = done = 0
+    for batch in reader:
+        pending.append(batch)
+        waiting += batch.num_rows
+        while waiting >= rows:
+            table = pa.Table.from_batches(pending, schema=reader.schema)
+            yield _csv_frame(table.slice(0, rows), header, path, done + 1)
+            done += rows
+            rest = table.slice(rows)
+            pending, waiting = rest.to_batches(), rest.num_rows
+    if waiting or not done:
+        yield _csv_frame(pa.Table.from_batches(pending, schema=reader.schema), header, path, done + 1)
+
+
+def _csv_frame(table: pa.Table, header: list[str], path: Path, first_row: int) -> pd.DataFrame:
+    # the columns stay Arrow-backed strings (empty cell = missing)
+    frame = table.rename_columns(header).to_pandas(types_mapper=_ARROW_TEXT.get)
+    return _finish(frame, path, first_row=first_row)
 
 
 def _bytes_at_most(values: pd.Series, limit: int) -> bool:
@@ -118,7 +157,8 @@ def _bytes_at_most(values: pd.Series, limit: int) -> bool:
     return longest is None or longest <= limit
 
 
-def _read_csv(path: Path) -> ReadResult:
+def _csv_layout(path: Path) -> tuple[str, str, list[str]]:
+    """(encoding, separator, header) of a CSV export; a header that repeats a name is a ReadError."""
     encoding = detect_encoding(path)
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     with open(path, encoding=encoding, newline="") as fh:
@@ -126,15 +166,25 @@ def _read_csv(path: Path) -> ReadResult:
     names = [h.strip().lstrip("\ufeff") for h in header]
     if len(set(names)) != len(names):
         raise ReadError(f"{path}: the header repeats column name(s) {sorted({n for n in names if names.count(n) > 1})}")
+    return encoding, sep, header
+
+
+def _arrow_csv_options(encoding: str, sep: str, header: list[str], block_size: int) -> dict:
+    """Arrow CSV options: every column read as text, the header line skipped, quoted newlines allowed."""
+    names = [f"c{i}" for i in range(len(header))]
+    return {
+        "read_options": pacsv.ReadOptions(encoding="utf8" if encoding == "utf-8-sig" else encoding,
+                                          column_names=names, skip_rows=1, block_size=block_size),
+        "parse_options": pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names},
+                                                null_values=[""], strings_can_be_null=True)}
+
+
+def _read_csv(path: Path) -> ReadResult:
+    encoding, sep, header = _csv_layout(path)
+
     def arrow_read(block_size: int) -> pa.Table:
-        return pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(encoding="utf8" if encoding == "utf-8-sig" else encoding,
-                                           column_names=[f"c{i}" for i in range(len(header))], skip_rows=1,
-                                           block_size=block_size),
-            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={f"c{i}": pa.large_string() for i in range(len(header))},
-                                                 null_values=[""], strings_can_be_null=True))
+        return pacsv.read_csv(path, **_arrow_csv_options(encoding, sep, header, block_size))
 
     try:
         try:
