@@ -157,13 +157,20 @@ def _join_drivers(drivers: Sequence[dict]) -> str:
     return "、".join(parts[:-1]) + "与" + parts[-1]
 
 
+def _area_text(hex_id: str, n_cells: int) -> str:
+    """About how much ground ``n_cells`` hexagons like ``hex_id`` cover, in 平方公里 (two significant digits)."""
+    km2 = h3.cell_area(hex_id, unit="km^2") * n_cells
+    return f"约 {float(f'{km2:.2g}'):g} 平方公里"
+
+
 def _sentence(kind: str, hex_id: str, start: dt.date, end: dt.date, days: int, observed: int, expected: float,
               drivers: Sequence[dict], n_cells: int = 1, n_rising: int = 0, label: str | None = None) -> str:
     when = f"近{days}天（{start.month}月{start.day}日起）持续上升" if kind == "ramp" else _fmt_dates(start, end, days)
+    # a leader reads a size, not a hex id (the id stays in the alert's cell column)
     if kind == "neighbourhood" or n_cells > 1:
-        place = f"以 H3 {hex_id} 为中心的 {n_cells} 个相邻六边形区域合计"
+        place = f"该处及周边 {n_cells} 个六边形区域（{_area_text(hex_id, n_cells)}）合计"
     else:
-        place = f"该区域（H3 {hex_id}）"
+        place = f"该处六边形区域（{_area_text(hex_id, 1)}）"
     what = f"{label} " if kind == "category" and label else " "
     s = f"{when}，{place}受理{what}{observed} 件，按历史同期预计{_fmt_expected(expected)}"
     if expected >= 0.95:

@@ -93,7 +93,9 @@ def test_sentence_names_observed_expected_and_top_category(city):
     exp = top["expected"]
     assert exp > 1 and ((f"预计约 {exp:.1f} 件" in s) or (f"预计约 {exp:.0f} 件" in s))
     assert "邻里纠纷（" in s and "物业纠纷（" in s
-    assert h3i.int_to_str(int(target)) in s
+    assert top["cell"] == h3i.int_to_str(int(target)) and top["cell"] not in s
+    area = h3i.cell_area(int(target), unit="km^2")
+    assert f"该处六边形区域（约 {float(f'{area:.2g}'):g} 平方公里）" in s
     assert "过去7天（11月9日至15日）" in s
     assert s.endswith("。")
     assert f"是预计的 {top['observed'] / exp:.1f} 倍" in s
@@ -119,7 +121,8 @@ def test_spread_cluster_over_seven_cells_is_a_neighbourhood_alert(city):
     assert first["cell"] in disk_hex
     assert first["n_cells"] == 7
     assert first["observed"] >= 14
-    assert "个相邻六边形区域合计" in first["sentence_zh"]
+    assert "该处及周边 7 个六边形区域（约 " in first["sentence_zh"] and "平方公里）合计" in first["sentence_zh"]
+    assert first["cell"] not in first["sentence_zh"]  # a size for the leader, the hex id in its own column
     # few if any of the seven cells alarm on their own
     assert (a[a["kind"] == "cell"]["cell"].isin(disk_hex)).sum() <= 2
 
