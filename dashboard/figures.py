@@ -88,4 +88,11 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
         ))
     fig.update_layout(showlegend=True, legend={"bgcolor": "rgba(16,38,64,0.8)", "font": {"color": "#dfe7f1"},
                                                "x": 0.01, "y": 0.99})
+    # measured (docs/analytics.md §3): the classes do not forecast a rise, and the screen says so
+    fig.add_annotation(text=HOTSPOT_CAVEAT, xref="paper", yref="paper", x=0.01, y=0.01, xanchor="left",
+                       yanchor="bottom", showarrow=False, align="left", bgcolor="rgba(16,38,64,0.8)",
+                       font={"size": 12, "color": "#dfe7f1" if theme == "dark" else "#223"})
     return fig
+
+
+HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测"

@@ -69,6 +69,8 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     page.wait_for_function("document.querySelectorAll('#map .legendtext').length > 0", timeout=30_000)
     legend = page.evaluate("Array.from(document.querySelectorAll('#map .legendtext')).map(e => e.textContent)")
     assert legend and all("热点" in t or "冷点" in t for t in legend)
+    # and says what the classes are not: a forecast
+    page.wait_for_function("document.querySelector('#map').innerText.includes('不是对下周的预测')", timeout=30_000)
 
     assert errors == []
     hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
