@@ -178,7 +178,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             con.execute("RESET threads")
-        rows.close()
+            rows.close()
         linked = link_matters(con, batch_id)
         return BatchSummary(batch_id, source, path.name, profile.name, rows_read, linked=linked,
                             quarantined=quarantined, reasons=dict(reasons), redactions=dict(redactions),
@@ -223,7 +223,10 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? "
                                        "ORDER BY loaded_at", [sha, profile.name]).fetchall()
                 if previous and not force:
-                    reading.settle() if streamed else reading.exception()
+                    if streamed:
+                        reading.settle()
+                    else:
+                        reading.exception()
                     summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0,
                                                   skipped=True))
                     bar.update()

@@ -102,3 +102,12 @@ def test_a_stream_that_fails_part_way_is_read_whole_and_nothing_is_written_twice
     assert s.reasons == {"malformed_row": 1}
     n = query_frame(settings, "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM core.events")
     assert (int(n["n"].iloc[0]), int(n["d"].iloc[0])) == (30, 30)
+
+
+def test_a_streamed_file_loaded_again_is_skipped_and_changes_nothing(settings, inside, tmp_path, monkeypatch):
+    rows = [police_row(inside, 接警单编号=f"R{i}") for i in range(20)]
+    first = _load(settings, tmp_path, monkeypatch, rows, "r.csv", streamed=True)
+    again = _load(settings, tmp_path, monkeypatch, rows, "r.csv", streamed=True)
+    assert first.inserted == 20 and not first.skipped
+    assert again.skipped and "already loaded" in again.line()
+    assert query_frame(settings, "SELECT count(*) AS n FROM core.events")["n"].iloc[0] == 20
