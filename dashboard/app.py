@@ -15,7 +15,7 @@ from dashboard.data import DashboardData
 from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
-from onemap.metrics import STRIP, format_value, kpi
+from onemap.metrics import STRIP, format_change, format_value, kpi
 from onemap.settings import Settings
 
 SOURCE_LABELS = {"grid": "网格巡查", "police": "非警务警情", "hotline": "12345热线"}
@@ -34,7 +34,8 @@ def _filter(start: str, end: str, categories, sources) -> queries.EventFilter:
 def _kpi_card(key: str) -> html.Div:
     k = kpi(key)
     return html.Div(className="kpi", title=k.meaning, children=[
-        html.Div(k.label, className="kpi-label"), html.Div("—", id=f"kpi-{key}", className="kpi-value")])
+        html.Div(k.label, className="kpi-label"), html.Div("—", id=f"kpi-{key}", className="kpi-value"),
+        html.Div("", id=f"kpi-{key}-change", className="kpi-change", title="环比：与之前同样长的一段时间相比")])
 
 
 def _alert_list(data: DashboardData, limit: int = 8) -> html.Ul | html.P:
@@ -108,7 +109,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
             return "hotspots" if (n or 0) % 2 else "counts"
 
     @app.callback(
-        Output("map", "figure"), *[Output(f"kpi-{k}", "children") for k in STRIP], Output("asof", "children"),
+        Output("map", "figure"), *[Output(f"kpi-{k}", "children") for k in STRIP],
+        *[Output(f"kpi-{k}-change", "children") for k in STRIP], Output("asof", "children"),
         Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
         Input("sources", "value"), Input("resolution", "value"), Input("layer", "value"),
         Input("refresh", "n_intervals"),
@@ -116,7 +118,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
     def update(start, end, categories, sources, resolution, layer, _tick):
         con = data.con()
         flt = _filter(start, end, categories, sources)
-        values = queries.kpis(con, flt)
+        values, before = queries.kpis_with_previous(con, flt)
         if layer == "hotspots":
             available = queries.hotspot_resolutions(con) or [int(resolution)]
             res = int(resolution) if int(resolution) in available else available[0]
@@ -126,6 +128,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
             fig = hex_map(counts, data.boundaries, data.town_labels, data.center)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
+                *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")
 
     @app.callback(

@@ -58,3 +58,19 @@ def format_value(k: Kpi, value) -> str:
     if k.kind == "mean":
         return f"{value:.2f}"
     return f"{int(value):,}"
+
+
+def format_change(k: Kpi, value, before) -> str:
+    """The change from an earlier period as a leader reads it (环比): counts in per cent, rates in percentage
+    points, means as a difference, with an arrow; "—" when either side is missing or a count was zero."""
+    if value is None or before is None:
+        return "—"
+    diff = value - before
+    arrow = "▲" if diff > 0 else "▼" if diff < 0 else "→"
+    if k.kind == "rate":
+        return f"{arrow} {abs(100 * diff):.1f} 个百分点"
+    if k.kind == "mean":
+        return f"{arrow} {abs(diff):.2f}"
+    if not before:
+        return "—" if value else f"{arrow} 0"
+    return f"{arrow} {abs(100 * diff / before):.1f}%"

@@ -4,6 +4,7 @@ Values are always bound as parameters; only identifiers from fixed whitelists ar
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -60,6 +61,22 @@ def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, 
     select = ", ".join(f"{k.sql} AS {k.key}" for k in KPIS)
     row = con.execute(f"SELECT {select} FROM core.events WHERE {where}", params).fetchall()[0]
     return {k.key: (None if v is None else float(v)) for k, v in zip(KPIS, row, strict=True)}
+
+
+def previous_period(flt: EventFilter) -> EventFilter:
+    """The period of the same length just before ``flt`` (环比), other conditions unchanged."""
+    days = (flt.end - flt.start).days + 1
+    return dataclasses.replace(flt, start=flt.start - dt.timedelta(days=days), end=flt.start - dt.timedelta(days=1))
+
+
+def kpis_with_previous(con, flt: EventFilter, as_of: pd.Timestamp | None = None
+                       ) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """KPIs of the period and of the period of the same length before it. The earlier period is measured as of
+    the same lag (``as_of`` moved back by the period's length), so a rate closed "by now" is not flattered by
+    the older period's extra time to close."""
+    as_of = as_of if as_of is not None else reference_time(con)
+    before = previous_period(flt)
+    return kpis(con, flt, as_of), kpis(con, before, as_of - pd.Timedelta(days=(flt.end - flt.start).days + 1))
 
 
 def reference_time(con) -> pd.Timestamp:

@@ -54,6 +54,10 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     assert "民情地图" in page.inner_text("header")
     before = _kpis(page)
     assert int(before["registered"].replace(",", "")) > 0
+    # each KPI carries its change from the previous period of the same length (环比)
+    changes = [page.inner_text(f"#kpi-{k}-change") for k in ("registered", "closed_rate")]
+    assert changes[0].startswith("环比 ") and changes[0][3] in "▲▼→—"
+    assert "个百分点" in changes[1] or changes[1] == "环比 —"
 
     page.get_by_label("非警务警情").check()
     page.wait_for_function(

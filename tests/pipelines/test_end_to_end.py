@@ -45,25 +45,35 @@ def test_every_row_is_loaded_or_quarantined(demo_home, con):
     assert "unknown_category" in reasons  # the generator plants unmapped police codes; they are reported
 
 
-def test_kpis_match_independent_counts(demo_home, con):
+def _loaded_files(demo_home, con) -> pd.DataFrame:
     files = _exports(demo_home)
     rejected = {r[0] for r in con.execute(
         "SELECT DISTINCT CASE WHEN source='grid' THEN 'grid:' ELSE 'police:' END || json_extract_string(raw, "
         "CASE WHEN source='grid' THEN '$.事件编号' ELSE '$.接警单编号' END) FROM staging.rejects").fetchall()}
-    files = files[~files["event_id"].isin(rejected)]
-    as_of = queries.reference_time(con)
-    start, end = dt.date(2026, 9, 1), dt.date(2026, 10, 31)
+    return files[~files["event_id"].isin(rejected)]
+
+
+def _expected_kpis(files: pd.DataFrame, start: dt.date, end: dt.date, as_of: pd.Timestamp) -> dict:
+    """The strip's KPIs computed from the export files with pandas, as of ``as_of``."""
     day = pd.to_datetime(files["reported"]).dt.date
     sel = files[(day >= start) & (day <= end)]
     closed_at = pd.to_datetime(sel["closed"].replace("", None)).dt.tz_localize("Asia/Shanghai")
     due = pd.to_datetime(sel["due"]).dt.tz_localize("Asia/Shanghai")
     closed = (sel["status"] == "已办结") & (closed_at <= as_of)
-    expected = {
+    return {
         "registered": len(sel),
         "closed_rate": closed.sum() / len(sel),
         "resolved_rate": (closed & (sel["outcome"] == "化解")).sum() / len(sel),
         "overdue": int((~closed & (due < as_of)).sum()),
+        "police": int(sel["event_id"].str.startswith("police:").sum()),
     }
+
+
+def test_kpis_match_independent_counts(demo_home, con):
+    files = _loaded_files(demo_home, con)
+    as_of = queries.reference_time(con)
+    start, end = dt.date(2026, 9, 1), dt.date(2026, 10, 31)
+    expected = _expected_kpis(files, start, end, as_of)
     got = queries.kpis(con, queries.EventFilter(start=start, end=end))
     assert got["registered"] == expected["registered"]
     assert got["closed_rate"] == pytest.approx(expected["closed_rate"])
@@ -71,7 +81,23 @@ def test_kpis_match_independent_counts(demo_home, con):
     assert got["overdue"] == expected["overdue"]
     # a filter narrows the numbers
     police = queries.kpis(con, queries.EventFilter(start=start, end=end, sources=("police",)))
-    assert police["registered"] == sel["event_id"].str.startswith("police:").sum()
+    assert police["registered"] == expected["police"]
+
+
+def test_previous_period_kpis_are_measured_at_the_same_lag(demo_home, con):
+    """环比 on the strip: the 31 days before October, each KPI as of the reference time moved back 31 days."""
+    files = _loaded_files(demo_home, con)
+    as_of = queries.reference_time(con)
+    october = queries.EventFilter(start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31))
+    assert queries.previous_period(october) == queries.EventFilter(start=dt.date(2026, 8, 31),
+                                                                   end=dt.date(2026, 9, 30))
+    now, before = queries.kpis_with_previous(con, october)
+    assert now == queries.kpis(con, october)
+    expected = _expected_kpis(files, dt.date(2026, 8, 31), dt.date(2026, 9, 30), as_of - pd.Timedelta(days=31))
+    assert before["registered"] == expected["registered"]
+    assert before["closed_rate"] == pytest.approx(expected["closed_rate"])
+    assert before["resolved_rate"] == pytest.approx(expected["resolved_rate"])
+    assert before["overdue"] == expected["overdue"]
 
 
 def test_hex_counts_add_up_at_every_resolution(con, demo_settings):

@@ -1,0 +1,30 @@
+"""KPI formatting: the value and its change from the previous period (环比) as the strip shows them."""
+import datetime as dt
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from onemap.metrics import format_change, kpi
+from onemap.queries import EventFilter, previous_period
+
+
+def test_change_is_per_cent_for_counts_points_for_rates_difference_for_means():
+    assert format_change(kpi("registered"), 120, 100) == "▲ 20.0%"
+    assert format_change(kpi("registered"), 80, 100) == "▼ 20.0%"
+    assert format_change(kpi("registered"), 100, 100) == "→ 0.0%"
+    assert format_change(kpi("closed_rate"), 0.70, 0.65) == "▲ 5.0 个百分点"
+    assert format_change(kpi("closed_rate"), 0.60, 0.65) == "▼ 5.0 个百分点"
+    assert format_change(kpi("satisfaction"), 4.1, 4.3) == "▼ 0.20"
+    assert format_change(kpi("registered"), 5, 0) == "—"  # no base to divide by
+    assert format_change(kpi("registered"), 0, 0) == "→ 0"
+    assert format_change(kpi("closed_rate"), None, 0.5) == "—"
+    assert format_change(kpi("closed_rate"), 0.5, None) == "—"
+
+
+@given(start=st.dates(dt.date(2000, 1, 1), dt.date(2030, 12, 31)), days=st.integers(1, 400))
+def test_previous_period_has_the_same_length_and_ends_the_day_before(start, days):
+    flt = EventFilter(start=start, end=start + dt.timedelta(days=days - 1), categories=("MD10",), sources=("grid",))
+    before = previous_period(flt)
+    assert (before.end - before.start).days + 1 == days
+    assert before.end == flt.start - dt.timedelta(days=1)
+    assert (before.categories, before.sources, before.town_code) == (flt.categories, flt.sources, flt.town_code)
