@@ -79,6 +79,23 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from dashboard.brief_files import make_brief
+
+    settings = _settings(args)
+    for path in make_brief(settings, args.week, Path(args.out) if args.out else None, args.format):
+        print(path)
+    return 0
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """An argparse type: a comma-separated list of docx / pdf."""
+    formats = tuple(f.strip().lower() for f in text.split(",") if f.strip())
+    if not formats or set(formats) - {"docx", "pdf"}:
+        raise argparse.ArgumentTypeError(f"expected docx, pdf or docx,pdf, got {text!r}")
+    return formats
+
+
 def _date(text: str):
     """An argparse type: a YYYY-MM-DD date, or a usage error that says so."""
     import datetime as dt
@@ -224,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crs", help="declare the files' CRS when missing or wrong: gcj02, bd09, EPSG:4549 ...")
     p.add_argument("--strict", action="store_true", help="refuse to load when the checks find errors")
     p.set_defaults(func=cmd_geodata_load)
+
+    p = sub.add_parser("report", help="write the weekly 研判 brief (.docx and .pdf) for the leadership meeting",
+                       description="Write the weekly 研判 brief of one Monday-Sunday week as a Word document and a "
+                                   "PDF: KPIs with 环比 and 同比, categories, towns, the week's alerts with their "
+                                   "reasons, emerging hot spots, a map, overdue cases for 督办 and repeat places "
+                                   "for 回访. Each figure is measured as of the end of its week, so the brief of a "
+                                   "past week reads the same whenever it is made.")
+    p.add_argument("--week", type=_date, help="any day of the week (YYYY-MM-DD); default: the last complete week")
+    p.add_argument("--out", help="output folder (default <home>/reports)")
+    p.add_argument("--format", type=_formats, default=("docx", "pdf"), help="docx, pdf or both (default docx,pdf)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="serve the map (Dash) on 127.0.0.1",
                        description="Serve the 民情地图 dashboard from the published warehouse.")

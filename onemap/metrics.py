@@ -13,6 +13,7 @@ from onemap.contracts import STATUS_CLOSED
 # "closed as of": the export says closed, and the close time is not after the reference time
 CLOSED = f"(status = '{STATUS_CLOSED}' AND closed_at <= $as_of)"
 OPEN = f"NOT {CLOSED}"
+OVERDUE = f"{OPEN} AND due_at < $as_of"  # open at the reference time and past its due time (督办)
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,9 @@ KPIS: tuple[Kpi, ...] = (
     Kpi("resolved_rate", "化解率", "closed with outcome 化解 ÷ registered in the period",
         f"count(*) FILTER (WHERE {CLOSED} AND outcome = '化解') / nullif(count(*), 0)", "rate"),
     Kpi("overdue", "超期", "open at the reference time and past their due time",
-        f"count(*) FILTER (WHERE {OPEN} AND due_at < $as_of)", "count"),
+        f"count(*) FILTER (WHERE {OVERDUE})", "count"),
     Kpi("overdue_rate", "超期率", "overdue ÷ open at the reference time",
-        f"count(*) FILTER (WHERE {OPEN} AND due_at < $as_of) / nullif(count(*) FILTER (WHERE {OPEN}), 0)", "rate"),
+        f"count(*) FILTER (WHERE {OVERDUE}) / nullif(count(*) FILTER (WHERE {OPEN}), 0)", "rate"),
     Kpi("onsite_rate", "现场处结率", "closed on the spot by the first responder ÷ registered",
         f"count(*) FILTER (WHERE {CLOSED} AND on_site_closed) / nullif(count(*), 0)", "rate"),
     Kpi("satisfaction", "满意度", "mean satisfaction (0–5) of closed cases that were surveyed",

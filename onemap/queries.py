@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from onemap.h3sql import h3_parent_sql
-from onemap.metrics import KPIS
+from onemap.metrics import KPIS, OVERDUE
 
 # the boundary vintage shown and counted: the one loaded last (`onemap geodata load` or the first build)
 CURRENT_VINTAGE = "(SELECT vintage FROM meta.area_vintages ORDER BY loaded_at DESC LIMIT 1)"
@@ -77,6 +77,56 @@ def kpis_with_previous(con, flt: EventFilter, as_of: pd.Timestamp | None = None
     as_of = as_of if as_of is not None else reference_time(con)
     before = previous_period(flt)
     return kpis(con, flt, as_of), kpis(con, before, as_of - pd.Timedelta(days=(flt.end - flt.start).days + 1))
+
+
+# top-level product category of a code: MDxx for the mediation list, the two-letter domain for grid events
+TOP_CATEGORY = "CASE WHEN category_code LIKE 'MD%' THEN left(category_code, 4) ELSE left(category_code, 2) END"
+
+
+def category_counts(con, flt: EventFilter) -> pd.Series:
+    """Events per top-level product category (onemap.categories.TOP_LEVEL_CODES) for the filter."""
+    where, params = flt.where()
+    rows = con.execute(f"SELECT {TOP_CATEGORY} AS code, count(*) FROM core.events WHERE {where} GROUP BY 1",
+                       params).fetchall()
+    return pd.Series({code: n for code, n in rows}, dtype="int64").rename("events")
+
+
+def overdue_cases(con, as_of: pd.Timestamp, limit: int = 20) -> tuple[pd.DataFrame, int]:
+    """Open cases past their due time at ``as_of`` (督办), longest overdue first, whatever their
+    registration date; confidential cases are counted but never listed. Returns (cases, how many in all)."""
+    params = {"as_of": as_of, "limit": int(limit)}
+    total = con.execute(f"SELECT count(*) FROM core.events WHERE {OVERDUE}", {"as_of": as_of}).fetchall()[0][0]
+    frame = con.execute(f"""
+        SELECT event_id, source, category_code, town_code, village_code, CAST(reported_at AS DATE) AS reported,
+               CAST(due_at AS DATE) AS due, date_diff('day', due_at, $as_of) AS days_overdue, status
+        FROM core.events WHERE {OVERDUE} AND NOT confidential
+        ORDER BY due_at, event_id LIMIT $limit""", params).df()
+    return frame, int(total)
+
+
+def area_names(con) -> dict[str, str]:
+    """Code -> name of every area of the current boundary vintage."""
+    return dict(con.execute(f"SELECT code, name FROM core.areas WHERE vintage = {CURRENT_VINTAGE}").fetchall())
+
+
+def cell_places(con, cells: Sequence[str], resolution: int) -> dict[str, str]:
+    """'town + village' of the H3 cells given as hex strings: the village that holds most of each cell's events
+    (a cell on a boundary is named for where its events are, not for its centre)."""
+    wanted = [int(c, 16) for c in cells]
+    if not wanted:
+        return {}
+    rows = con.execute(f"""
+        SELECT cell, arg_max(coalesce(town_code, '') || '|' || village_code, n) FROM (
+            SELECT {h3_parent_sql('h3_cell', resolution)} AS cell, town_code, village_code, count(*) AS n
+            FROM core.events WHERE h3_cell IS NOT NULL AND village_code IS NOT NULL
+              AND list_contains($cells, {h3_parent_sql('h3_cell', resolution)})
+            GROUP BY ALL) GROUP BY cell""", {"cells": wanted}).fetchall()
+    names = area_names(con)
+    out = {}
+    for cell, codes in rows:
+        town, village = codes.split("|", 1)
+        out[format(int(cell), "x")] = names.get(town, "") + names.get(village, "")
+    return out
 
 
 def reference_time(con) -> pd.Timestamp:
@@ -155,6 +205,14 @@ def hotspot_cells(con, resolution: int) -> pd.DataFrame:
         "WHERE resolution = ? AND pattern <> 'no_pattern' ORDER BY z DESC", [int(resolution)]).df()
     frame["cell"] = hex_ids(frame["cell"])
     return frame
+
+
+def scored_through(con) -> dict[str, dt.date | None]:
+    """The period the stored scores cover: the first and last day of the alert windows (``alerts_from``,
+    ``alerts_to``) and the last day of the hot spot slices (``hotspots_to``)."""
+    a = con.execute("SELECT min(window_end), max(window_end) FROM scores.alerts WHERE kind <> 'ramp'").fetchall()[0]
+    h = con.execute("SELECT max(slice_end) FROM scores.hotspots").fetchall()[0][0]
+    return {"alerts_from": a[0], "alerts_to": a[1], "hotspots_to": h}
 
 
 def hotspot_resolutions(con) -> list[int]:

@@ -1,0 +1,206 @@
+"""The weekly 研判 brief for the leadership meeting: a frozen snapshot of one Monday–Sunday week.
+
+:func:`weekly_brief` reads the published warehouse through ``onemap.queries`` (the dashboard's queries and the
+KPI definitions of ``onemap.metrics``) and returns the brief as an ordered list of blocks (headings, text,
+tables, bullets, the map). ``dashboard.brief_files`` writes those blocks as .docx and .pdf.
+
+Frozen: every figure is measured as of the end of its own week (Sunday 24:00, Asia/Shanghai; or the last
+build, for a week still running), so the brief of a past week reads the same whenever it is made. 环比 is
+the week before and 同比 the same week a year earlier (52 weeks, the same weekdays), each measured as of
+the end of that week.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from onemap import queries
+from onemap.categories import category_name
+from onemap.metrics import KPIS, format_change, format_value
+
+TOP_ALERTS = 10
+TOP_OVERDUE = 20
+TOP_REPEATS = 10
+HOT_CLASSES = ("new_hot", "intensifying_hot", "consecutive_hot", "persistent_hot")
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 1
+
+
+@dataclass
+class Text:
+    text: str
+    note: bool = False  # a caveat or a source line, set smaller
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Picture:
+    png: bytes
+    caption: str
+    width_mm: float = 160.0
+
+
+Block = Heading | Text | Table | Bullets | Picture
+
+
+@dataclass
+class WeeklyBrief:
+    county: str
+    week_start: dt.date
+    week_end: dt.date
+    as_of: pd.Timestamp
+    blocks: list[Block] = field(default_factory=list)
+    kpis: dict[str, float | None] = field(default_factory=dict)  # this week's values, for checks and notebooks
+
+    @property
+    def title(self) -> str:
+        return f"{self.county}社会治理研判周报（{self.week_start:%Y年%m月%d日}—{self.week_end:%m月%d日}）"
+
+    @property
+    def file_stem(self) -> str:
+        return f"研判周报_{self.week_start:%Y%m%d}-{self.week_end:%Y%m%d}"
+
+
+def _category_labels(codes) -> dict[str, str]:
+    """Category names, with the code added where two categories share a name (其他 of MD99 and of QT)."""
+    names = {c: category_name(c) for c in codes}
+    taken = pd.Series(list(names.values())).value_counts()
+    return {c: f"{n}（{c}）" if taken[n] > 1 else n for c, n in names.items()}
+
+
+def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
+    """Monday and Sunday of the week holding ``day``."""
+    start = day - dt.timedelta(days=day.weekday())
+    return start, start + dt.timedelta(days=6)
+
+
+def default_week(con) -> tuple[dt.date, dt.date]:
+    """The last complete Monday–Sunday week of the data (the running week if the data hold no complete one)."""
+    bounds = queries.date_bounds(con)
+    if bounds is None:
+        raise ValueError("the warehouse holds no events: load and build first")
+    last = bounds[1]
+    start, end = week_of(last)
+    if end > last and start - dt.timedelta(days=7) >= bounds[0] - dt.timedelta(days=6):
+        start, end = start - dt.timedelta(days=7), end - dt.timedelta(days=7)
+    return start, end
+
+
+def _end_of(day: dt.date, cap: pd.Timestamp) -> pd.Timestamp:
+    """Midnight after ``day`` in the deployment's zone, or ``cap`` (the last build) when that is earlier."""
+    end = pd.Timestamp(day + dt.timedelta(days=1), tz=cap.tz or "Asia/Shanghai")
+    return min(end, cap)
+
+
+def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None) -> WeeklyBrief:
+    """The brief of the week holding ``week`` (default: :func:`default_week`). ``map_png``: the week's map
+    (``dashboard.brief_map.week_map``), drawn by the caller so that this module stays free of imaging."""
+    start, end = week_of(week) if week else default_week(con)
+    built = queries.reference_time(con)
+    this = queries.EventFilter(start=start, end=end)
+    last_week = queries.previous_period(this)
+    last_year = queries.EventFilter(start=start - dt.timedelta(weeks=52), end=end - dt.timedelta(weeks=52))
+    as_of = _end_of(end, built)
+    now = queries.kpis(con, this, as_of)
+    before = queries.kpis(con, last_week, _end_of(last_week.end, built))
+    year = queries.kpis(con, last_year, _end_of(last_year.end, built))
+    brief = WeeklyBrief(county, start, end, as_of, kpis=now)
+    add = brief.blocks.append
+
+    add(Text(f"数据截至 {as_of:%Y-%m-%d %H:%M}（每项指标按其所在周结束时计算；环比为上周，同比为去年同期同一周）。", note=True))
+    add(Heading("一、本周概况"))
+    add(Table(["指标", "本周", "上周", "环比", "去年同期", "同比"],
+              [[k.label, format_value(k, now[k.key]), format_value(k, before[k.key]),
+                format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
+                format_change(k, now[k.key], year[k.key])] for k in KPIS]))
+
+    add(Heading("二、分类别变化"))
+    counts = pd.DataFrame({"now": queries.category_counts(con, this), "before": queries.category_counts(con, last_week),
+                           "year": queries.category_counts(con, last_year)}).fillna(0).astype(int)
+    counts = counts[counts["now"] + counts["before"] > 0]
+    counts = counts.assign(diff=counts["now"] - counts["before"]).sort_values(["now", "diff"], ascending=False)
+    registered = next(k for k in KPIS if k.key == "registered")
+    label = _category_labels(counts.index)
+    add(Table(["类别", "本周", "上周", "环比", "去年同期"],
+              [[label[code], f"{r.now:,}", f"{r.before:,}", format_change(registered, r.now, r.before),
+                f"{r.year:,}"] for code, r in counts.iterrows()]))
+    rising = counts[counts["diff"] > 0].sort_values("diff", ascending=False).head(3)
+    if len(rising):
+        add(Text("上升最多：" + "；".join(f"{label[c]} 增加 {r['diff']} 件" for c, r in rising.iterrows()) + "。"))
+
+    add(Heading("三、各镇街受理与办结"))
+    towns = queries.area_labels(con, "town")
+    rows = []
+    for code, name in zip(towns["code"], towns["name"], strict=True):
+        v = queries.kpis(con, queries.EventFilter(start=start, end=end, town_code=code), as_of)
+        rows.append([name] + [format_value(k, v[k.key]) for k in KPIS if k.key in
+                              ("registered", "closed_rate", "resolved_rate", "overdue")])
+    add(Table(["镇街", "受理数", "办结率", "化解率", "超期"], rows))
+
+    add(Heading("四、异常预警：风险区域及原因"))
+    scored = queries.scored_through(con)
+    alerts = queries.alerts(con, since=start, window_days=7, with_ramps=True)
+    alerts = alerts[alerts["window_end"] <= f"{end:%Y-%m-%d}"]
+    alerts = alerts.sort_values("score", ascending=False).drop_duplicates("place").head(TOP_ALERTS)
+    if len(alerts):
+        add(Bullets(list(alerts["sentence_zh"])))
+    elif scored["alerts_from"] is None or end < scored["alerts_from"]:
+        add(Text("本周不在已计算的预警范围内：每次更新只保留最近两周的预警"
+                 + (f"（{scored['alerts_from']:%m月%d日}起）。" if scored["alerts_from"] else "。")))
+    else:
+        add(Text("本周没有通过检验的异常（假发现率 5%）。"))
+
+    add(Heading("五、新兴热点"))
+    hot = queries.hotspot_cells(con, 8)
+    if len(hot):
+        through = f"截至 {scored['hotspots_to']:%Y年%m月%d日}" if scored["hotspots_to"] else "最近一次计算"
+        add(Text(f"{through}的近26周，各类热点六边形数："
+                 + "，".join(f"{z} {n} 个" for z, n in hot["pattern_zh"].value_counts().items()) + "。"))
+        named = hot[hot["pattern"].isin(HOT_CLASSES)].copy()
+        names = queries.cell_places(con, named["cell"], 8)
+        named["place"] = named["cell"].map(names)
+        named = named.dropna(subset=["place"]).drop_duplicates("place").head(8)
+        if len(named):
+            add(Bullets([f"{r.place}：{r.pattern_zh}（最近一周 {int(r.count)} 件）" for r in named.itertuples()]))
+    else:
+        add(Text("本期未计算新兴热点。"))
+    add(Text("热点类别显示事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测。", note=True))
+    if map_png:
+        add(Picture(map_png, f"图1 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
+
+    add(Heading("六、超期督办"))
+    overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE)
+    place = queries.area_names(con)
+    add(Text(f"截至本周末共有超期未办结 {total:,} 件（保密事件只计数、不列出），超期最久的 {len(overdue)} 件："))
+    if len(overdue):
+        add(Table(["编号", "类别", "地点", "受理日期", "办理期限", "超期天数", "当前状态"],
+                  [[r.event_id, category_name(r.category_code),
+                    place.get(r.town_code, "") + place.get(r.village_code, ""), f"{pd.Timestamp(r.reported):%Y-%m-%d}",
+                    f"{pd.Timestamp(r.due):%Y-%m-%d}", f"{int(r.days_overdue)}", r.status]
+                   for r in overdue.itertuples()]))
+
+    add(Heading("七、重复警情地点（回访）"))
+    repeats = queries.repeat_places(con, TOP_REPEATS)
+    if len(repeats):
+        add(Table(["地点", "起数", "时间", "主要类别"],
+                  [[r.place or r.grid_code, f"{r.n_events}", f"{r.first_day} 至 {r.last_day}",
+                    category_name(r.top_category)] for r in repeats.itertuples()]))
+    else:
+        add(Text("本期没有重复警情地点。"))
+    return brief

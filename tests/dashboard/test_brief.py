@@ -1,0 +1,129 @@
+"""The weekly 研判 brief: a frozen snapshot of one week, its numbers from the same queries and KPI definitions
+as the map, written as .docx and .pdf with Chinese text and a map."""
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pandas as pd
+import pytest
+
+from dashboard.brief import Bullets, Heading, Picture, Table, Text, default_week, week_of, weekly_brief
+from onemap import queries
+from onemap.cli import main
+from onemap.metrics import format_change, format_value, kpi
+from onemap.warehouse import connect_readonly
+
+WEEK = dt.date(2026, 11, 4)  # a Wednesday of the demo's last complete weeks (the demo ends 2026-11-15)
+
+
+@pytest.fixture(scope="module")
+def con(demo_settings):
+    c = connect_readonly(demo_settings.warehouse_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def brief(con):
+    return weekly_brief(con, "汕尾市城区", WEEK, map_png=b"\x89PNG not drawn here")
+
+
+def _table_after(brief, heading: str) -> Table:
+    i = next(i for i, b in enumerate(brief.blocks) if isinstance(b, Heading) and b.text == heading)
+    return next(b for b in brief.blocks[i:] if isinstance(b, Table))
+
+
+def test_week_bounds_and_default_week(con):
+    assert week_of(dt.date(2026, 11, 4)) == (dt.date(2026, 11, 2), dt.date(2026, 11, 8))
+    assert week_of(dt.date(2026, 11, 8)) == (dt.date(2026, 11, 2), dt.date(2026, 11, 8))
+    start, end = default_week(con)
+    assert (start.weekday(), end.weekday()) == (0, 6)
+    assert end <= queries.date_bounds(con)[1] < end + dt.timedelta(days=7)
+
+
+def test_kpis_are_the_maps_numbers_as_of_the_end_of_each_week(con, brief):
+    this = queries.EventFilter(start=dt.date(2026, 11, 2), end=dt.date(2026, 11, 8))
+    end_of = pd.Timestamp("2026-11-09", tz="Asia/Shanghai")
+    now = queries.kpis(con, this, end_of)
+    before = queries.kpis(con, queries.previous_period(this), end_of - pd.Timedelta(days=7))
+    year = queries.kpis(con, queries.EventFilter(start=dt.date(2025, 11, 3), end=dt.date(2025, 11, 9)),
+                        end_of - pd.Timedelta(weeks=52))
+    assert brief.kpis == now and now["registered"] > 0
+    rows = {r[0]: r for r in _table_after(brief, "一、本周概况").rows}
+    for key in ("registered", "closed_rate", "overdue"):
+        k = kpi(key)
+        assert rows[k.label] == [k.label, format_value(k, now[key]), format_value(k, before[key]),
+                                 format_change(k, now[key], before[key]), format_value(k, year[key]),
+                                 format_change(k, now[key], year[key])]
+
+
+def test_categories_and_towns_add_up_to_the_week(brief):
+    registered = int(brief.kpis["registered"])
+    categories = _table_after(brief, "二、分类别变化").rows
+    assert sum(int(r[1].replace(",", "")) for r in categories) == registered
+    assert len({r[0] for r in categories}) == len(categories)  # names made unique (其他 of MD99 and QT)
+    towns = _table_after(brief, "三、各镇街受理与办结").rows
+    assert len(towns) == 10 and sum(int(r[1].replace(",", "")) for r in towns) == registered
+
+
+def test_alerts_hot_spots_overdue_and_repeats_are_there_with_their_caveat(brief):
+    texts = [b.text for b in brief.blocks if isinstance(b, Text)]
+    bullets = [i for b in brief.blocks if isinstance(b, Bullets) for i in b.items]
+    assert any(t.startswith("【") for t in bullets) or any("没有通过检验的异常" in t for t in texts)
+    assert any("不是对下周的预测" in t for t in texts)
+    assert any(t.startswith("截至本周末共有超期未办结") for t in texts)
+    assert any(isinstance(b, Picture) for b in brief.blocks)
+    overdue = _table_after(brief, "六、超期督办").rows
+    assert all(int(r[5]) > 0 for r in overdue)
+
+
+def test_a_past_week_reads_the_same_whenever_it_is_made(con, brief):
+    again = weekly_brief(con, "汕尾市城区", dt.date(2026, 11, 8), map_png=b"x")
+    assert [b for b in again.blocks if not isinstance(b, Picture)] == \
+        [b for b in brief.blocks if not isinstance(b, Picture)]
+
+
+def test_report_command_writes_a_word_brief_and_a_pdf_with_chinese_text(demo_settings, tmp_path, capsys):
+    import docx
+    import pypdf
+
+    assert main(["--home", str(demo_settings.home), "report", "--week", "2026-11-04", "--out", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert [p.rsplit("/", 1)[-1] for p in written] == ["研判周报_20261102-20261108.docx", "研判周报_20261102-20261108.pdf"]
+    con = connect_readonly(demo_settings.warehouse_path)
+    try:
+        registered = queries.kpis(con, queries.EventFilter(start=dt.date(2026, 11, 2), end=dt.date(2026, 11, 8)),
+                                  pd.Timestamp("2026-11-09", tz="Asia/Shanghai"))["registered"]
+    finally:
+        con.close()
+    document = docx.Document(str(tmp_path / "研判周报_20261102-20261108.docx"))
+    headings = [p.text for p in document.paragraphs if p.style.name.startswith(("Heading", "Title"))]
+    assert headings[0] == "汕尾市城区社会治理研判周报（2026年11月02日—11月08日）"
+    assert "六、超期督办" in headings and len(document.inline_shapes) == 1  # the map
+    assert document.tables[0].rows[1].cells[1].text == f"{int(registered):,}"
+    reader = pypdf.PdfReader(io.BytesIO((tmp_path / "研判周报_20261102-20261108.pdf").read_bytes()))
+    assert len(reader.pages) >= 2
+    # the first page read back as text (pypdf decodes the embedded CJK subset reliably there)
+    text = reader.pages[0].extract_text().replace(" ", "").replace("\x00", "")
+    assert "汕尾市城区社会治理研判周报" in text and "一、本周概况" in text
+    assert f"受理数{int(registered):,}" in text
+    assert any("/Subtype /Image" in str(reader.pages[i].get("/Resources", {}).get_object()) or
+               "/XObject" in str(reader.pages[i].get("/Resources", {}).get_object()) for i in range(len(reader.pages)))
+
+
+def test_report_command_refuses_a_bad_format_or_date(demo_settings, capsys):
+    for args in (["--format", "xls"], ["--week", "11/04"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["--home", str(demo_settings.home), "report", *args])
+        assert exc.value.code == 2
+    assert "expected" in capsys.readouterr().err
+
+
+def test_an_old_week_says_its_alerts_were_not_kept_and_when_hot_spots_were_scored(con):
+    old = weekly_brief(con, "汕尾市城区", dt.date(2026, 9, 9), map_png=None)
+    texts = [b.text for b in old.blocks if isinstance(b, Text)]
+    scored = queries.scored_through(con)
+    assert any(t.startswith("本周不在已计算的预警范围内") for t in texts)
+    assert any(t.startswith(f"截至 {scored['hotspots_to']:%Y年%m月%d日}的近26周") for t in texts)
+    assert not any(isinstance(b, Picture) for b in old.blocks)  # no map given, none drawn
