@@ -11,6 +11,7 @@ import dash
 from dash import Input, Output, State, dcc, html
 from flask import Response
 
+from dashboard.brief_files import brief_for, render
 from dashboard.data import DashboardData
 from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
@@ -86,6 +87,10 @@ def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
         html.Header(className="header", children=[
             html.H1(f"民情地图 · {data.settings.county_name}"),
             html.Span("演示数据：村居与网格边界为合成数据（synthetic）", className="badge", id="synthetic-badge"),
+            html.Span(className="brief" + (" hidden" if kiosk else ""), title="最近一个完整周（周一至周日）的研判周报",
+                      children=["研判周报 ", html.Button("Word", id="brief-docx", className="brief-button"),
+                                html.Button("PDF", id="brief-pdf", className="brief-button"),
+                                dcc.Download(id="brief-download")]),
             html.Span(id="asof", className="asof"),
         ]),
         controls,
@@ -130,6 +135,13 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")
+
+    @app.callback(Output("brief-download", "data"), Input("brief-docx", "n_clicks"), Input("brief-pdf", "n_clicks"),
+                  prevent_initial_call=True)
+    def download_brief(_docx, _pdf):
+        fmt = "pdf" if dash.ctx.triggered_id == "brief-pdf" else "docx"
+        brief = brief_for(data.con(), data.settings)
+        return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
 
     @app.callback(
         Output("detail-body", "children"), Input("map", "clickData"),

@@ -31,26 +31,46 @@ FORMATS = ("docx", "pdf")
 FONT_NAME = "Noto Sans CJK SC"
 
 
+def brief_for(con, settings: Settings, week: dt.date | None = None) -> WeeklyBrief:
+    """The brief of the week holding ``week`` (default: the last complete week of the data), with its map."""
+    start, end = week_of(week) if week else default_week(con)
+    counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end), settings.h3_default)
+    png = week_map(counts, {level: queries.area_geojson(con, level) for level in ("county", "town")},
+                   queries.area_labels(con, "town"))
+    return weekly_brief(con, settings.county_name, start, png)
+
+
+def render(brief: WeeklyBrief, fmt: str) -> bytes:
+    """The brief as the bytes of a .docx or a .pdf file."""
+    writers = {"docx": write_docx, "pdf": write_pdf}
+    if fmt not in writers:
+        raise ValueError(f"unknown brief format {fmt!r} (docx or pdf)")
+    out = io.BytesIO()
+    writers[fmt](brief, out)
+    return out.getvalue()
+
+
 def make_brief(settings: Settings, week: dt.date | None = None, out_dir: Path | None = None,
                formats: tuple[str, ...] = FORMATS) -> list[Path]:
-    """The weekly brief of the week holding ``week`` (default: the last complete week of the data), drawn and
-    written as ``研判周报_<monday>-<sunday>.docx`` / ``.pdf`` into ``out_dir`` (default ``<home>/reports``)."""
+    """Write the brief (see :func:`brief_for`) as ``研判周报_<monday>-<sunday>.docx`` / ``.pdf`` into ``out_dir``
+    (default ``<home>/reports``); returns the files written."""
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:
-        start, end = week_of(week) if week else default_week(con)
-        counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end), settings.h3_default)
-        png = week_map(counts, {level: queries.area_geojson(con, level) for level in ("county", "town")},
-                       queries.area_labels(con, "town"))
-        brief = weekly_brief(con, settings.county_name, start, png)
+        brief = brief_for(con, settings, week)
     finally:
         con.close()
     out_dir = Path(out_dir) if out_dir else settings.home / "reports"
     out_dir.mkdir(parents=True, exist_ok=True)
-    writers = {"docx": write_docx, "pdf": write_pdf}
-    return [writers[f](brief, out_dir / f"{brief.file_stem}.{f}") for f in formats]
+    written = []
+    for fmt in formats:
+        path = out_dir / f"{brief.file_stem}.{fmt}"
+        path.write_bytes(render(brief, fmt))
+        written.append(path)
+    return written
 
 
-def write_docx(brief: WeeklyBrief, path: Path) -> Path:
+def write_docx(brief: WeeklyBrief, target) -> None:
+    """Write the brief as a Word document to ``target`` (a path or a binary file object)."""
     import docx
     from docx.oxml.ns import qn
     from docx.shared import Mm, Pt
@@ -82,12 +102,11 @@ def write_docx(brief: WeeklyBrief, path: Path) -> Path:
         elif isinstance(block, Picture):
             doc.add_picture(io.BytesIO(block.png), width=Mm(block.width_mm))
             doc.add_paragraph(block.caption)
-    path = Path(path)
-    doc.save(path)
-    return path
+    doc.save(target)
 
 
-def write_pdf(brief: WeeklyBrief, path: Path) -> Path:
+def write_pdf(brief: WeeklyBrief, target) -> None:
+    """Write the brief as a PDF to ``target`` (a binary file object)."""
     from fpdf import FPDF
     from fpdf.fonts import FontFace
 
@@ -126,6 +145,4 @@ def write_pdf(brief: WeeklyBrief, path: Path) -> Path:
             pdf.set_font("cjk", size=9)
             pdf.multi_cell(0, 5, block.caption, new_x="LMARGIN", new_y="NEXT", align="L")
             pdf.set_font("cjk", size=10)
-    path = Path(path)
-    pdf.output(str(path))
-    return path
+    target.write(bytes(pdf.output()))

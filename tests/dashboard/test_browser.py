@@ -82,3 +82,20 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     assert not [u for u in requests if not (u.startswith("http://127.0.0.1") or u.startswith("blob:http://127.0.0.1")
                                             or u.startswith("data:"))]
     page.close()
+
+
+def test_the_weekly_brief_downloads_from_the_map_page(server, browser, tmp_path):
+    """研判周报 → Word: the browser receives the .docx of the last complete week, and it opens."""
+    import docx
+
+    page = browser.new_page(viewport={"width": 1600, "height": 900}, accept_downloads=True)
+    page.goto(server)
+    page.wait_for_selector("#brief-docx", timeout=60_000)
+    with page.expect_download(timeout=60_000) as download:
+        page.click("#brief-docx")
+    target = tmp_path / download.value.suggested_filename
+    download.value.save_as(target)
+    assert target.name.startswith("研判周报_") and target.suffix == ".docx"
+    document = docx.Document(str(target))
+    assert "社会治理研判周报" in document.paragraphs[0].text
+    page.close()
