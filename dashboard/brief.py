@@ -18,7 +18,7 @@ import pandas as pd
 
 from onemap import queries
 from onemap.categories import category_name
-from onemap.metrics import KPIS, format_change, format_value
+from onemap.metrics import KPIS, format_change, format_value, kpi
 
 TOP_ALERTS = 10
 TOP_OVERDUE = 20
@@ -135,7 +135,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
                            "year": queries.category_counts(con, last_year)}).fillna(0).astype(int)
     counts = counts[counts["now"] + counts["before"] > 0]
     counts = counts.assign(diff=counts["now"] - counts["before"]).sort_values(["now", "diff"], ascending=False)
-    registered = next(k for k in KPIS if k.key == "registered")
+    registered = kpi("registered")
     label = _category_labels(counts.index)
     add(Table(["类别", "本周", "上周", "环比", "去年同期"],
               [[label[code], f"{r.now:,}", f"{r.before:,}", format_change(registered, r.now, r.before),
