@@ -108,9 +108,28 @@ def _end_of(day: dt.date, cap: pd.Timestamp) -> pd.Timestamp:
     return min(end, cap)
 
 
-def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None) -> WeeklyBrief:
+TREND_WEEKS = 12
+
+
+def weekly_trend(con, start: dt.date, weeks: int = TREND_WEEKS) -> pd.DataFrame:
+    """受理数 of the ``weeks`` weeks ending with the week starting ``start``, and of the same weeks a year
+    earlier (columns week, label, registered, year_before), by the KPI's own definition."""
+    rows = []
+    for i in range(weeks - 1, -1, -1):
+        monday = start - dt.timedelta(weeks=i)
+        week = queries.EventFilter(start=monday, end=monday + dt.timedelta(days=6))
+        earlier = queries.EventFilter(start=monday - dt.timedelta(weeks=52), end=week.end - dt.timedelta(weeks=52))
+        rows.append({"week": monday, "label": f"{monday.month}/{monday.day}",
+                     "registered": int(queries.kpis(con, week)["registered"] or 0),
+                     "year_before": int(queries.kpis(con, earlier)["registered"] or 0)})
+    return pd.DataFrame(rows)
+
+
+def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None,
+                 trend_png: bytes | None = None) -> WeeklyBrief:
     """The brief of the week holding ``week`` (default: :func:`default_week`). ``map_png``: the week's map
-    (``dashboard.brief_map.week_map``), drawn by the caller so that this module stays free of imaging."""
+    (``dashboard.brief_images.week_map``) and ``trend_png``: the chart of :func:`weekly_trend`
+    (``dashboard.brief_images.trend_chart``), drawn by the caller so that this module stays free of imaging."""
     start, end = week_of(week) if week else default_week(con)
     built = queries.reference_time(con)
     this = queries.EventFilter(start=start, end=end)
@@ -129,6 +148,9 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
               [[k.label, format_value(k, now[k.key]), format_value(k, before[k.key]),
                 format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
                 format_change(k, now[k.key], year[k.key])] for k in KPIS]))
+
+    if trend_png:
+        add(Picture(trend_png, f"图1 近{TREND_WEEKS}周每周受理数（红色为本周），折线为去年同期"))
 
     add(Heading("二、分类别变化"))
     counts = pd.DataFrame({"now": queries.category_counts(con, this), "before": queries.category_counts(con, last_week),
@@ -182,7 +204,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Text("本期未计算新兴热点。"))
     add(Text("热点类别显示事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测。", note=True))
     if map_png:
-        add(Picture(map_png, f"图1 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
+        add(Picture(map_png, f"图{2 if trend_png else 1} 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
 
     add(Heading("六、超期督办"))
     overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE)

@@ -20,8 +20,9 @@ from dashboard.brief import (
     default_week,
     week_of,
     weekly_brief,
+    weekly_trend,
 )
-from dashboard.brief_map import CJK_SC_INDEX, cjk_font_path, week_map
+from dashboard.brief_images import CJK_SC_INDEX, cjk_font_path, trend_chart, week_map
 from onemap import queries
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly
@@ -37,7 +38,9 @@ def brief_for(con, settings: Settings, week: dt.date | None = None) -> WeeklyBri
     counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end), settings.h3_default)
     png = week_map(counts, {level: queries.area_geojson(con, level) for level in ("county", "town")},
                    queries.area_labels(con, "town"))
-    return weekly_brief(con, settings.county_name, start, png)
+    trend = weekly_trend(con, start)
+    chart = trend_chart(list(trend["label"]), list(trend["registered"]), list(trend["year_before"]))
+    return weekly_brief(con, settings.county_name, start, png, chart)
 
 
 def render(brief: WeeklyBrief, fmt: str) -> bytes:

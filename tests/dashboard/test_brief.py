@@ -8,7 +8,17 @@ import io
 import pandas as pd
 import pytest
 
-from dashboard.brief import Bullets, Heading, Picture, Table, Text, default_week, week_of, weekly_brief
+from dashboard.brief import (
+    Bullets,
+    Heading,
+    Picture,
+    Table,
+    Text,
+    default_week,
+    week_of,
+    weekly_brief,
+    weekly_trend,
+)
 from onemap import queries
 from onemap.cli import main
 from onemap.metrics import format_change, format_value, kpi
@@ -100,7 +110,7 @@ def test_report_command_writes_a_word_brief_and_a_pdf_with_chinese_text(demo_set
     document = docx.Document(str(tmp_path / "研判周报_20261102-20261108.docx"))
     headings = [p.text for p in document.paragraphs if p.style.name.startswith(("Heading", "Title"))]
     assert headings[0] == "汕尾市城区社会治理研判周报（2026年11月02日—11月08日）"
-    assert "六、超期督办" in headings and len(document.inline_shapes) == 1  # the map
+    assert "六、超期督办" in headings and len(document.inline_shapes) == 2  # the trend chart and the map
     assert document.tables[0].rows[1].cells[1].text == f"{int(registered):,}"
     reader = pypdf.PdfReader(io.BytesIO((tmp_path / "研判周报_20261102-20261108.pdf").read_bytes()))
     assert len(reader.pages) >= 2
@@ -127,3 +137,12 @@ def test_an_old_week_says_its_alerts_were_not_kept_and_when_hot_spots_were_score
     assert any(t.startswith("本周不在已计算的预警范围内") for t in texts)
     assert any(t.startswith(f"截至 {scored['hotspots_to']:%Y年%m月%d日}的近26周") for t in texts)
     assert not any(isinstance(b, Picture) for b in old.blocks)  # no map given, none drawn
+
+
+def test_the_trend_is_twelve_weeks_ending_with_the_brief_week_beside_a_year_earlier(con, brief):
+    trend = weekly_trend(con, dt.date(2026, 11, 2))
+    assert len(trend) == 12 and list(trend["week"])[-1] == dt.date(2026, 11, 2)
+    assert all((b - a).days == 7 for a, b in zip(trend["week"], trend["week"][1:], strict=False))
+    assert trend["registered"].iloc[-1] == brief.kpis["registered"]
+    earlier = queries.kpis(con, queries.EventFilter(start=dt.date(2025, 11, 3), end=dt.date(2025, 11, 9)))
+    assert trend["year_before"].iloc[-1] == earlier["registered"]

@@ -1,4 +1,5 @@
-"""The brief's map as a PNG: the week's events per H3 cell over the county and town boundaries.
+"""The brief's pictures as PNG: the week's events per H3 cell over the county and town boundaries, and the
+weekly trend beside the same weeks a year earlier.
 
 Drawn with Pillow from the same data as the dashboard's map (``onemap.queries.hex_counts`` / ``area_geojson``)
 and its colour scale, because a printed brief needs a picture and a browser is not at hand. Longitude is
@@ -85,6 +86,48 @@ def week_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataF
     draw.text((x0 - 10, y0 - 34), "事件数", fill="#dfe7f1", font=small)
     draw.text((x0 + 32, y0 - 12), f"{top}", fill="#dfe7f1", font=small)
     draw.text((x0 + 32, y0 + bar_h - 12), "0", fill="#dfe7f1", font=small)
+    out = io.BytesIO()
+    img.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def trend_chart(weeks: list[str], counts: list[int], year_before: list[int], width: int = 1600,
+                height: int = 560) -> bytes:
+    """PNG bar chart of events per week (``counts``, labelled ``weeks``), the last bar highlighted, with the same
+    weeks a year earlier (``year_before``) as a line, so a rise shows against last week and against the season."""
+    img = Image.new("RGB", (width, height), "#ffffff")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(str(cjk_font_path()), 22, index=CJK_SC_INDEX)
+    left, right, top, bottom = 90, 30, 60, 70
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max([*counts, *year_before, 1])
+    step = 10 ** max(len(str(peak)) - 1, 0)
+    peak = (peak // step + 1) * step
+    for i in range(5):  # grid lines and axis labels
+        y = top + plot_h - plot_h * i / 4
+        draw.line([(left, y), (width - right, y)], fill="#e3e8ef", width=1)
+        draw.text((left - 12, y), f"{int(peak * i / 4):,}", fill="#4a5a6a", font=font, anchor="rm")
+    slot = plot_w / max(len(counts), 1)
+
+    def y_of(v: float) -> float:
+        return top + plot_h - plot_h * v / peak
+
+    for i, (label, n) in enumerate(zip(weeks, counts, strict=True)):
+        x0 = left + i * slot + slot * 0.18
+        x1 = left + (i + 1) * slot - slot * 0.18
+        colour = "#d7263d" if i == len(counts) - 1 else "#2f7f8f"
+        draw.rectangle([x0, y_of(n), x1, top + plot_h], fill=colour)
+        draw.text(((x0 + x1) / 2, y_of(n) - 6), f"{n}", fill="#1b2a3a", font=font, anchor="mb")
+        draw.text(((x0 + x1) / 2, top + plot_h + 12), label, fill="#4a5a6a", font=font, anchor="mt")
+    points = [(left + (i + 0.5) * slot, y_of(v)) for i, v in enumerate(year_before)]
+    if len(points) > 1:
+        draw.line(points, fill="#f08a3c", width=4, joint="curve")
+    for x, y in points:
+        draw.ellipse([x - 6, y - 6, x + 6, y + 6], fill="#f08a3c")
+    draw.rectangle([left, 16, left + 24, 36], fill="#2f7f8f")
+    draw.text((left + 32, 26), "每周受理数", fill="#1b2a3a", font=font, anchor="lm")
+    draw.line([(left + 220, 26), (left + 260, 26)], fill="#f08a3c", width=4)
+    draw.text((left + 268, 26), "去年同期", fill="#1b2a3a", font=font, anchor="lm")
     out = io.BytesIO()
     img.save(out, format="PNG", optimize=True)
     return out.getvalue()
