@@ -34,6 +34,8 @@ FONT_NAME = "Noto Sans CJK SC"
 
 def brief_for(con, settings: Settings, week: dt.date | None = None) -> WeeklyBrief:
     """The brief of the week holding ``week`` (default: the last complete week of the data), with its map."""
+    if not queries.is_built(con):
+        raise ValueError("the warehouse has been loaded but not built: run `onemap build` first")
     start, end = week_of(week) if week else default_week(con)
     counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end), settings.h3_default)
     png = week_map(counts, {level: queries.area_geojson(con, level) for level in ("county", "town")},

@@ -129,6 +129,11 @@ def cell_places(con, cells: Sequence[str], resolution: int) -> dict[str, str]:
     return out
 
 
+def is_built(con) -> bool:
+    """Whether `onemap build` has run on this warehouse (aggregates, scores and the boundaries are there)."""
+    return bool(con.execute("SELECT count(*) FROM meta.builds").fetchall()[0][0])
+
+
 def reference_time(con) -> pd.Timestamp:
     """The as-of time of the latest build (falls back to now when nothing was built yet)."""
     rows = con.execute("SELECT max(as_of) FROM meta.builds").fetchall()

@@ -146,3 +146,18 @@ def test_the_trend_is_twelve_weeks_ending_with_the_brief_week_beside_a_year_earl
     assert trend["registered"].iloc[-1] == brief.kpis["registered"]
     earlier = queries.kpis(con, queries.EventFilter(start=dt.date(2025, 11, 3), end=dt.date(2025, 11, 9)))
     assert trend["year_before"].iloc[-1] == earlier["registered"]
+
+
+def test_a_loaded_but_unbuilt_warehouse_is_refused_with_the_command_to_run(tmp_path, monkeypatch, capsys):
+    from onemap.settings import load_settings
+    from pipelines.ingest import ingest
+
+    monkeypatch.setenv("ONEMAP_HMAC_KEY", "ab" * 16)
+    settings = load_settings(environ={"ONEMAP_HOME": str(tmp_path / "h"), "ONEMAP_HMAC_KEY": "ab" * 16},
+                             local_file=tmp_path / "none.toml")
+    export = tmp_path / "e.csv"
+    export.write_text("接警单编号,报警时间,报警类别代码,报警内容,案发地址\nJ1,2026-11-01 10:00:00,200201,邻居漏水,新港街道\n",
+                      encoding="utf-8")
+    ingest(settings, "police", [export], progress=False)
+    assert main(["--home", str(settings.home), "report"]) == 2
+    assert "run `onemap build` first" in capsys.readouterr().err
