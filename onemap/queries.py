@@ -213,11 +213,16 @@ def hotspot_cells(con, resolution: int) -> pd.DataFrame:
 
 
 def scored_through(con) -> dict[str, dt.date | None]:
-    """The period the stored scores cover: the first and last day of the alert windows (``alerts_from``,
-    ``alerts_to``) and the last day of the hot spot slices (``hotspots_to``)."""
-    a = con.execute("SELECT min(window_end), max(window_end) FROM scores.alerts WHERE kind <> 'ramp'").fetchall()[0]
+    """The period the stored scores cover: the first and last day on which the latest alert run's windows end
+    (``alerts_from``, ``alerts_to``: the last ``days_back`` days of data, whether or not an alert fired) and the
+    last day of the hot spot slices (``hotspots_to``)."""
+    run = con.execute("SELECT CAST(json_extract(params, '$.days_back') AS INTEGER) FROM meta.model_runs "
+                      "WHERE model = 'unusual_now' ORDER BY ran_at DESC LIMIT 1").fetchall()
+    last = con.execute("SELECT max(day) FROM hex.cell_day").fetchall()[0][0]
     h = con.execute("SELECT max(slice_end) FROM scores.hotspots").fetchall()[0][0]
-    return {"alerts_from": a[0], "alerts_to": a[1], "hotspots_to": h}
+    if not run or run[0][0] is None or last is None:
+        return {"alerts_from": None, "alerts_to": None, "hotspots_to": h}
+    return {"alerts_from": last - dt.timedelta(days=run[0][0] - 1), "alerts_to": last, "hotspots_to": h}
 
 
 def hotspot_resolutions(con) -> list[int]:
