@@ -158,7 +158,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
             return html.P("该六边形在所选条件下无事件")
         items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
                           html.Div(r.summary_redacted or "", className="summary")]) for r in rows.itertuples()]
-        return [html.P(f"H3 {cell}：{len(rows)} 条（已脱敏，保密事件不显示）"), html.Ul(items, className="events")]
+        return [html.P(f"H3 {cell}：{len(rows)} 条（已脱敏；保密事件及涉家暴、未成年人事件只计入统计，不逐条显示）"),
+                html.Ul(items, className="events")]
 
 
 def create_app(settings: Settings, kiosk: bool = False) -> dash.Dash:

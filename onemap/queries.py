@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from onemap.categories import FLAGS
 from onemap.h3sql import h3_parent_sql
 from onemap.metrics import KPIS, OVERDUE
 
@@ -188,15 +189,22 @@ def area_labels(con, level: str) -> pd.DataFrame:
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})
 
 
+# events with these flags (domestic violence, minors) sit at household points: shown only aggregated (product.md)
+SENSITIVE_FLAGS = [f.key for f in FLAGS if f.sensitive]
+
+
 def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200) -> pd.DataFrame:
-    """The events behind one hex (redacted fields only), newest first."""
+    """The events behind one hex (redacted fields only), newest first. Confidential events and events with a
+    sensitive flag are never listed one by one: the map is a non-handling view, where they count only in
+    the aggregates."""
     where, params = flt.where()
-    params.update({"cell": int(cell_hex, 16), "limit": int(limit)})
+    params.update({"cell": int(cell_hex, 16), "limit": int(limit), "sensitive": SENSITIVE_FLAGS})
     parent = h3_parent_sql("h3_cell", resolution)
     return con.execute(
         f"SELECT strftime(reported_at, '%Y-%m-%d %H:%M') AS reported, source, category_code, status, "
         f"summary_redacted FROM core.events WHERE h3_cell IS NOT NULL AND {parent} = $cell AND {where} "
-        f"AND NOT confidential ORDER BY reported_at DESC LIMIT $limit", params).df()
+        f"AND NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive) "
+        f"ORDER BY reported_at DESC LIMIT $limit", params).df()
 
 
 def sources_present(con) -> Sequence[str]:

@@ -191,3 +191,17 @@ def test_town_week_mart_uses_the_same_kpi_definitions(con):
     flt = queries.EventFilter(start=week, end=week + dt.timedelta(days=6), town_code=town)
     got = queries.kpis(con, flt, as_of=as_of)
     assert (got["registered"], got["closed_rate"], got["overdue"]) == pytest.approx(mart)
+
+
+def test_drill_down_never_lists_confidential_or_sensitive_events(con):
+    """Domestic-violence and minor cases sit at household points: on the map they count, but are not listed."""
+    cell, total, hidden = con.execute("""
+        SELECT h3_cell, count(*),
+               count(*) FILTER (WHERE confidential OR list_has_any(coalesce(flags, []), $s))
+        FROM core.events WHERE h3_cell IN (SELECT h3_cell FROM core.events WHERE list_has_any(coalesce(flags, []), $s))
+        GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1""", {"s": queries.SENSITIVE_FLAGS}).fetchall()[0]
+    assert hidden >= 1
+    first, last = queries.date_bounds(con)
+    rows = queries.events_in_cell(con, queries.EventFilter(start=first, end=last), format(int(cell), "x"), 10,
+                                  limit=10_000)
+    assert len(rows) == total - hidden
