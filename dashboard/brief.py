@@ -209,7 +209,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     add(Heading("六、超期督办"))
     overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE)
     place = queries.area_names(con)
-    add(Text(f"截至本周末共有超期未办结 {total:,} 件（保密事件只计数、不列出），超期最久的 {len(overdue)} 件："))
+    add(Text(f"截至本周末共有超期未办结 {total:,} 件（保密及涉家暴、未成年人事件只计数、不列出），"
+             f"超期最久的 {len(overdue)} 件："))
     if len(overdue):
         add(Table(["编号", "类别", "地点", "受理日期", "办理期限", "超期天数", "当前状态"],
                   [[r.event_id, category_name(r.category_code),

@@ -80,6 +80,10 @@ def kpis_with_previous(con, flt: EventFilter, as_of: pd.Timestamp | None = None
     return kpis(con, flt, as_of), kpis(con, before, as_of - pd.Timedelta(days=(flt.end - flt.start).days + 1))
 
 
+# events with these flags (domestic violence, minors) sit at household points: shown only aggregated (product.md)
+SENSITIVE_FLAGS = [f.key for f in FLAGS if f.sensitive]
+
+
 # top-level product category of a code: MDxx for the mediation list, the two-letter domain for grid events
 TOP_CATEGORY = "CASE WHEN category_code LIKE 'MD%' THEN left(category_code, 4) ELSE left(category_code, 2) END"
 
@@ -94,13 +98,14 @@ def category_counts(con, flt: EventFilter) -> pd.Series:
 
 def overdue_cases(con, as_of: pd.Timestamp, limit: int = 20) -> tuple[pd.DataFrame, int]:
     """Open cases past their due time at ``as_of`` (督办), longest overdue first, whatever their
-    registration date; confidential cases are counted but never listed. Returns (cases, how many in all)."""
-    params = {"as_of": as_of, "limit": int(limit)}
+    registration date; confidential cases and cases with a sensitive flag are counted but never listed.
+    Returns (cases, how many in all)."""
+    params = {"as_of": as_of, "limit": int(limit), "sensitive": SENSITIVE_FLAGS}
     total = con.execute(f"SELECT count(*) FROM core.events WHERE {OVERDUE}", {"as_of": as_of}).fetchall()[0][0]
     frame = con.execute(f"""
         SELECT event_id, source, category_code, town_code, village_code, CAST(reported_at AS DATE) AS reported,
                CAST(due_at AS DATE) AS due, date_diff('day', due_at, $as_of) AS days_overdue, status
-        FROM core.events WHERE {OVERDUE} AND NOT confidential
+        FROM core.events WHERE {OVERDUE} AND NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive)
         ORDER BY due_at, event_id LIMIT $limit""", params).df()
     return frame, int(total)
 
@@ -187,10 +192,6 @@ def area_labels(con, level: str) -> pd.DataFrame:
     pts = [shapely.point_on_surface(shapely.from_wkb(bytes(w))) for _, _, w in rows]
     return pd.DataFrame({"code": [r[0] for r in rows], "name": [r[1] for r in rows],
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})
-
-
-# events with these flags (domestic violence, minors) sit at household points: shown only aggregated (product.md)
-SENSITIVE_FLAGS = [f.key for f in FLAGS if f.sensitive]
 
 
 def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200) -> pd.DataFrame:

@@ -161,3 +161,14 @@ def test_a_loaded_but_unbuilt_warehouse_is_refused_with_the_command_to_run(tmp_p
     ingest(settings, "police", [export], progress=False)
     assert main(["--home", str(settings.home), "report"]) == 2
     assert "run `onemap build` first" in capsys.readouterr().err
+
+
+def test_the_overdue_list_counts_but_never_lists_confidential_or_sensitive_cases(con, brief):
+    listed = [r[0] for r in _table_after(brief, "六、超期督办").rows]
+    held_back = con.execute(
+        "SELECT count(*) FROM core.events WHERE list_contains($ids, event_id) "
+        "AND (confidential OR list_has_any(coalesce(flags, []), $s))",
+        {"ids": listed, "s": queries.SENSITIVE_FLAGS}).fetchall()[0][0]
+    assert listed and held_back == 0
+    _, total = queries.overdue_cases(con, brief.as_of)
+    assert any(isinstance(b, Text) and b.text.startswith(f"截至本周末共有超期未办结 {total:,} 件") for b in brief.blocks)
