@@ -129,8 +129,11 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
             res = int(resolution) if int(resolution) in available else available[0]
             fig = hotspot_map(queries.hotspot_cells(con, res), data.boundaries, data.town_labels, data.center)
         else:
-            counts = queries.hex_counts(con, flt, int(resolution))
-            fig = hex_map(counts, data.boundaries, data.town_labels, data.center)
+            # the wall screen is public: cells with fewer than privacy.small_count_suppress events are not sent
+            hide = data.settings.small_count_suppress if kiosk else 0
+            counts = queries.hex_counts(con, flt, int(resolution), min_count=hide)
+            fig = hex_map(counts, data.boundaries, data.town_labels, data.center,
+                          note=f"少于 {hide} 件的六边形不在大屏显示" if hide > 1 else "")
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],

@@ -47,9 +47,12 @@ def base_map(boundaries: dict[str, dict], labels: pd.DataFrame, center: dict, th
 
 
 def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
-            theme: str = "dark", zoom: float = 10.3) -> go.Figure:
-    """H3 hex choropleth of event counts; ``counts`` has columns cell (hex string) and n."""
+            theme: str = "dark", zoom: float = 10.3, note: str = "") -> go.Figure:
+    """H3 hex choropleth of event counts; ``counts`` has columns cell (hex string) and n; ``note`` is written
+    in the map's corner."""
     fig = base_map(boundaries, labels, center, theme, zoom)
+    if note:
+        _corner_note(fig, note, theme)
     if len(counts):
         fig.add_trace(go.Choroplethmap(
             geojson=cell_boundaries_geojson([int(c, 16) for c in counts["cell"]]), locations=counts["cell"],
@@ -89,10 +92,14 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     fig.update_layout(showlegend=True, legend={"bgcolor": "rgba(16,38,64,0.8)", "font": {"color": "#dfe7f1"},
                                                "x": 0.01, "y": 0.99})
     # measured (docs/analytics.md §3): the classes do not forecast a rise, and the screen says so
-    fig.add_annotation(text=HOTSPOT_CAVEAT, xref="paper", yref="paper", x=0.01, y=0.01, xanchor="left",
-                       yanchor="bottom", showarrow=False, align="left", bgcolor="rgba(16,38,64,0.8)",
-                       font={"size": 12, "color": "#dfe7f1" if theme == "dark" else "#223"})
+    _corner_note(fig, HOTSPOT_CAVEAT, theme)
     return fig
+
+
+def _corner_note(fig: go.Figure, text: str, theme: str) -> None:
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0.01, y=0.01, xanchor="left", yanchor="bottom",
+                       showarrow=False, align="left", bgcolor="rgba(16,38,64,0.8)",
+                       font={"size": 12, "color": "#dfe7f1" if theme == "dark" else "#223"})
 
 
 HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测"

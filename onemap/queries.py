@@ -146,12 +146,13 @@ def reference_time(con) -> pd.Timestamp:
     return pd.Timestamp(rows[0][0]) if rows and rows[0][0] is not None else pd.Timestamp.now(tz="Asia/Shanghai")
 
 
-def hex_counts(con, flt: EventFilter, resolution: int) -> pd.DataFrame:
-    """Events per H3 cell (as hex strings) at a resolution, for the filter."""
+def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0) -> pd.DataFrame:
+    """Events per H3 cell (as hex strings) at a resolution, for the filter. With ``min_count``, cells with fewer
+    events are left out here, on the server (small-count suppression for public screens)."""
     where, params = flt.where(day_expr="day", town_col=None)
-    params["res"] = int(resolution)
+    params.update({"res": int(resolution), "min": int(min_count)})
     sql = (f"SELECT cell, sum(n)::BIGINT AS n FROM hex.cell_day WHERE resolution = $res AND {where} "
-           "GROUP BY cell ORDER BY cell")
+           "GROUP BY cell HAVING sum(n) >= $min ORDER BY cell")
     frame = con.execute(sql, params).df()
     frame["cell"] = hex_ids(frame["cell"])
     return frame

@@ -99,3 +99,24 @@ def test_the_weekly_brief_downloads_from_the_map_page(server, browser, tmp_path)
     document = docx.Document(str(target))
     assert "社会治理研判周报" in document.paragraphs[0].text
     page.close()
+
+
+def test_the_wall_screen_leaves_out_small_counts_and_says_so(demo_settings, browser):
+    """Kiosk mode is a public screen: hexes with fewer than privacy.small_count_suppress events are not sent."""
+    from dashboard.app import create_app
+
+    app = create_app(demo_settings, kiosk=True)
+    srv = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        page.goto(f"http://127.0.0.1:{srv.server_port}/")
+        page.wait_for_selector("#map .maplibregl-canvas", timeout=60_000)
+        page.wait_for_function("document.querySelector('#map').innerText.includes('不在大屏显示')", timeout=30_000)
+        z = page.evaluate("Array.from(document.querySelector('#map .js-plotly-plot')._fullData"
+                          ".find(t => t.type === 'choroplethmap').z)")
+        assert len(z) > 0 and min(z) >= demo_settings.small_count_suppress == 3
+        assert page.locator("#brief-docx").is_hidden()
+        page.close()
+    finally:
+        srv.shutdown()

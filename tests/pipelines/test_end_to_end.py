@@ -205,3 +205,13 @@ def test_drill_down_never_lists_confidential_or_sensitive_events(con):
     rows = queries.events_in_cell(con, queries.EventFilter(start=first, end=last), format(int(cell), "x"), 10,
                                   limit=10_000)
     assert len(rows) == total - hidden
+
+
+def test_small_counts_are_left_out_on_the_server_when_asked(con):
+    first, last = queries.date_bounds(con)
+    week = queries.EventFilter(start=last - dt.timedelta(days=6), end=last)
+    every = queries.hex_counts(con, week, 9)
+    shown = queries.hex_counts(con, week, 9, min_count=3)
+    assert (every["n"] < 3).any() and (shown["n"] >= 3).all()
+    pd.testing.assert_frame_equal(shown.reset_index(drop=True),
+                                  every[every["n"] >= 3].reset_index(drop=True))
