@@ -115,18 +115,26 @@ def area_names(con) -> dict[str, str]:
     return dict(con.execute(f"SELECT code, name FROM core.areas WHERE vintage = {CURRENT_VINTAGE}").fetchall())
 
 
-def cell_places(con, cells: Sequence[str], resolution: int) -> dict[str, str]:
-    """'town + village' of the H3 cells given as hex strings: the village that holds most of each cell's events
-    (a cell on a boundary is named for where its events are, not for its centre)."""
-    wanted = [int(c, 16) for c in cells]
-    if not wanted:
+def cell_places(con, cells: Sequence[str], resolution: int, k: int = 0) -> dict[str, str]:
+    """'town + village' of the H3 cells given as hex strings: the village that holds most of the events in each
+    cell (with ``k`` > 0: in its k-ring disk), so that a cell on a boundary is named for where its events are,
+    not for its centre. Cells with no placed event are left out."""
+    from h3.api import basic_int as h3i
+
+    centres = list(dict.fromkeys(int(c, 16) for c in cells))
+    if not centres:
         return {}
+    pairs = [(c, m) for c in centres for m in h3i.grid_disk(c, k)]
+    parent = h3_parent_sql("h3_cell", resolution)
     rows = con.execute(f"""
-        SELECT cell, arg_max(coalesce(town_code, '') || '|' || village_code, n) FROM (
-            SELECT {h3_parent_sql('h3_cell', resolution)} AS cell, town_code, village_code, count(*) AS n
+        WITH disk AS (SELECT unnest($centre)::UBIGINT AS centre, unnest($member)::UBIGINT AS cell)
+        SELECT d.centre, arg_max(coalesce(e.town_code, '') || '|' || e.village_code, e.n)
+        FROM disk d JOIN (
+            SELECT {parent} AS cell, town_code, village_code, count(*) AS n
             FROM core.events WHERE h3_cell IS NOT NULL AND village_code IS NOT NULL
-              AND list_contains($cells, {h3_parent_sql('h3_cell', resolution)})
-            GROUP BY ALL) GROUP BY cell""", {"cells": wanted}).fetchall()
+              AND {parent} IN (SELECT cell FROM disk)
+            GROUP BY ALL) e USING (cell)
+        GROUP BY d.centre""", {"centre": [c for c, _ in pairs], "member": [m for _, m in pairs]}).fetchall()
     names = area_names(con)
     out = {}
     for cell, codes in rows:

@@ -118,7 +118,7 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
 
         centres = [h3.cell_to_latlng(h3.int_to_str(int(c))) for c in cells]
         place, _ = _place_names(areas, [c[1] for c in centres], [c[0] for c in centres])
-        place = _places_of_edge_cells(con, areas, cells.to_numpy(), place, resolution)
+        place = _places_of_edge_cells(con, cells.to_numpy(), place, resolution)
         frame = pd.DataFrame({
             "run_id": run_id, "kind": alerts["kind"], "resolution": resolution, "cell": cells.to_numpy(),
             "place": place, "window_days": alerts["window_days"].astype(int),
@@ -237,38 +237,19 @@ def _insert(con, table: str, frame: pd.DataFrame) -> None:
         con.unregister("frame_to_insert")
 
 
-def _places_of_edge_cells(con, areas, cells: np.ndarray, place: np.ndarray, resolution: int) -> np.ndarray:
+def _places_of_edge_cells(con, cells: np.ndarray, place: np.ndarray, resolution: int) -> np.ndarray:
     """A cell whose centre lies outside every grid (on the county's edge) is named by the town and village
     that hold most of the events in its k = 1 disk (the alert's neighbourhood), so that no alert reaches the
     wall screen without a place."""
-    from h3.api import basic_int as h3i
-
-    from onemap.h3sql import h3_parent_sql
+    from onemap.queries import cell_places
 
     missing = np.flatnonzero(pd.isna(place))
     if not len(missing):
         return place
-    centres = np.unique(cells[missing]).astype("uint64")
-    disks = [(c, m) for c in centres for m in h3i.grid_disk(int(c), 1)]
-    con.register("edge_disks", pd.DataFrame(disks, columns=["centre", "cell"]).astype("uint64"))
-    try:
-        rows = con.execute(f"""
-            SELECT d.centre AS cell, arg_max(coalesce(e.town_code, '') || '|' || e.village_code, e.n) AS codes
-            FROM edge_disks d JOIN (
-                SELECT {h3_parent_sql('h3_cell', resolution)} AS cell, town_code, village_code, count(*) AS n
-                FROM core.events WHERE h3_cell IS NOT NULL AND village_code IS NOT NULL
-                  AND {h3_parent_sql('h3_cell', resolution)} IN (SELECT cell FROM edge_disks)
-                GROUP BY ALL) e USING (cell)
-            GROUP BY d.centre""").df()
-    finally:
-        con.unregister("edge_disks")
-    names = pd.concat([areas.towns[["code", "name"]], areas.villages[["code", "name"]]]).set_index("code")["name"]
-    codes = rows["codes"].str.split("|", n=1, expand=True).reindex(columns=[0, 1])
-    rows["name"] = codes[0].map(names).fillna("") + codes[1].map(names).fillna("")
-    by_cell = dict(zip(rows["cell"].astype("uint64"), rows["name"], strict=True))
+    hexes = [format(int(c), "x") for c in cells[missing]]
+    found = cell_places(con, hexes, resolution, k=1)
     out = place.copy()
-    for i in missing:
-        out[i] = by_cell.get(np.uint64(cells[i])) or None
+    out[missing] = [found.get(h) or None for h in hexes]
     return out
 
 
