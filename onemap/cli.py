@@ -115,11 +115,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:
         frame = queries.alerts(con, since=since, window_days=args.window, kind=args.kind)
-        kept_from = queries.scored_through(con)["alerts_from"]
+        kept = queries.scored_through(con)
     finally:
         con.close()
-    if since and kept_from and since < kept_from:  # said on stderr: csv / json output stays clean
-        print(f"note: a build keeps the alerts of the last 14 days of data; these start at {kept_from}",
+    if since and kept["alerts_from"] and since < kept["alerts_from"]:  # on stderr: csv / json stays clean
+        days = (kept["alerts_to"] - kept["alerts_from"]).days + 1
+        print(f"note: a build keeps the alerts of the last {days} days of data; these start at {kept['alerts_from']}",
               file=sys.stderr)
     if args.format == "json":
         print(frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1))

@@ -77,7 +77,7 @@ def kpis_with_previous(con, flt: EventFilter, as_of: pd.Timestamp | None = None
     the older period's extra time to close."""
     as_of = as_of if as_of is not None else reference_time(con)
     before = previous_period(flt)
-    return kpis(con, flt, as_of), kpis(con, before, as_of - pd.Timedelta(days=(flt.end - flt.start).days + 1))
+    return kpis(con, flt, as_of), kpis(con, before, as_of - (flt.start - before.start))
 
 
 # events with these flags (domestic violence, minors) sit at household points: shown only aggregated (product.md)
