@@ -11,7 +11,6 @@ import dash
 from dash import Input, Output, State, dcc, html
 from flask import Response
 
-from dashboard.brief_files import brief_for, render
 from dashboard.data import DashboardData
 from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
@@ -142,6 +141,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
     @app.callback(Output("brief-download", "data"), Input("brief-docx", "n_clicks"), Input("brief-pdf", "n_clicks"),
                   prevent_initial_call=True)
     def download_brief(_docx, _pdf):
+        from dashboard.brief_files import brief_for, render  # imaging and document libraries: only when asked
+
         fmt = "pdf" if dash.ctx.triggered_id == "brief-pdf" else "docx"
         brief = brief_for(data.con(), data.settings)
         return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
