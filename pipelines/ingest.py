@@ -131,13 +131,15 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                             timezone=settings.timezone)
 
     def read_file(path: Path):
-        read = read_export(path, sheet=profile.sheet)
+        return read_export(path, sheet=profile.sheet)
+
+    def look_ups_ready() -> None:
         if preparing is not None:
-            preparing.result()  # the look-ups were built while the file was read
-        return read
+            preparing.result()  # the look-ups were built while the file was hashed and read
 
     def stage_file(path: Path, batch_id: str):
         read = read_file(path)
+        look_ups_ready()
         return read, stage_export(read.frame, profile, context(path, batch_id), malformed=read.malformed)
 
     def load_file(con, path: Path, batch_id: str, show: bool, feed: WholeFile | StreamedCsv) -> BatchSummary:
@@ -146,8 +148,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         fails raises StreamFailed first.
 
         A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
-        if preparing is not None:
-            preparing.result()  # the look-ups were built while the file was hashed and parsed
+        look_ups_ready()
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
