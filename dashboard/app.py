@@ -11,6 +11,7 @@ import dash
 from dash import Input, Output, State, dcc, html
 from flask import Response
 
+from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
 from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
@@ -26,9 +27,11 @@ def _category_options() -> list[dict]:
     return [{"label": f"{code} {category_name(code)}", "value": code} for code in TOP_LEVEL_CODES]
 
 
-def _filter(start: str, end: str, categories, sources) -> queries.EventFilter:
+def _filter(viewer: Viewer, start: str, end: str, categories, sources) -> queries.EventFilter:
+    """The filter of a request: the controls' values, always within the viewer's own area (set here, on the
+    server, from the signed-in account; nothing the browser sends can widen it)."""
     return queries.EventFilter(start=dt.date.fromisoformat(start[:10]), end=dt.date.fromisoformat(end[:10]),
-                               categories=tuple(categories or ()), sources=tuple(sources or ()))
+                               categories=tuple(categories or ()), sources=tuple(sources or ()), scope=viewer.scope)
 
 
 def _kpi_card(key: str) -> html.Div:
@@ -38,8 +41,10 @@ def _kpi_card(key: str) -> html.Div:
         html.Div("", id=f"kpi-{key}-change", className="kpi-change", title="环比：与之前同样长的一段时间相比")])
 
 
-def _alert_list(data: DashboardData, limit: int = 8) -> html.Ul | html.P:
-    frame = queries.alerts(data.con(), window_days=7, limit=200, with_ramps=True)
+def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> html.Ul | html.P:
+    if viewer is None:
+        return html.P("—")
+    frame = queries.alerts(data.con(), window_days=7, limit=200, with_ramps=True, scope=viewer.scope)
     if frame.empty:
         return html.P("暂无经检验的异常（假发现率 5%）")
     latest = frame[frame["window_end"] == frame["window_end"].iloc[0]].head(limit)
@@ -48,8 +53,10 @@ def _alert_list(data: DashboardData, limit: int = 8) -> html.Ul | html.P:
                  html.Div(r.sentence_zh, className="summary")]) for r in latest.itertuples()])
 
 
-def _repeat_list(data: DashboardData, limit: int = 5) -> html.Ul | html.P:
-    frame = queries.repeat_places(data.con(), limit=limit)
+def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> html.Ul | html.P:
+    if viewer is None:
+        return html.P("—")
+    frame = queries.repeat_places(data.con(), limit=limit, scope=viewer.scope)
     if frame.empty:
         return html.P("暂无重复警情地点")
     return html.Ul(className="alerts", children=[
@@ -58,8 +65,10 @@ def _repeat_list(data: DashboardData, limit: int = 5) -> html.Ul | html.P:
                           f"{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
 
 
-def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
+def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> html.Div:
+    """The page; ``viewer`` None (Dash validating the layout, or no one signed in yet) gives it without data."""
     con = data.con()
+    area = f" · {viewer.scope.name}" if viewer and queries.narrow(viewer.scope) else ""
     bounds = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
     first, last = bounds
     start = max(first, last - dt.timedelta(days=DEFAULT_DAYS - 1))
@@ -84,13 +93,16 @@ def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
     ])
     return html.Div(className="page" + (" kiosk" if kiosk else ""), children=[
         html.Header(className="header", children=[
-            html.H1(f"民情地图 · {data.settings.county_name}"),
+            html.H1(f"民情地图 · {data.settings.county_name}{area}"),
             html.Span("演示数据：村居与网格边界为合成数据（synthetic）", className="badge", id="synthetic-badge"),
             html.Span(className="brief" + (" hidden" if kiosk else ""), title="最近一个完整周（周一至周日）的研判周报",
                       children=["研判周报 ", html.Button("Word", id="brief-docx", className="brief-button"),
                                 html.Button("PDF", id="brief-pdf", className="brief-button"),
                                 dcc.Download(id="brief-download")]),
             html.Span(id="asof", className="asof"),
+            html.Span(className="user" + (" hidden" if kiosk else ""), id="user", children=[
+                viewer.label if viewer else "", " ",
+                html.A("退出", href="/logout", className="logout") if viewer and viewer.name != "local" else ""]),
         ]),
         controls,
         html.Div(id="kpis", className="kpis", children=[_kpi_card(k) for k in STRIP]),
@@ -98,15 +110,15 @@ def build_layout(data: DashboardData, kiosk: bool) -> html.Div:
             dcc.Graph(id="map", className="map", config={"displaylogo": False, "scrollZoom": True},
                       style={"height": "100%"}),
             html.Aside(id="detail", className="detail", children=[
-                html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data)),
-                html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data)),
+                html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data, viewer)),
+                html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
                 html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
         ]),
         dcc.Interval(id="refresh", interval=data.settings.refresh_seconds * 1000, disabled=not kiosk),
     ])
 
 
-def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False) -> None:
+def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: bool = False) -> None:
     if kiosk:
         @app.callback(Output("layer", "value"), Input("refresh", "n_intervals"), prevent_initial_call=True)
         def rotate(n):  # the wall screen alternates between event counts and emerging hotspots
@@ -120,19 +132,27 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
         Input("refresh", "n_intervals"),
     )
     def update(start, end, categories, sources, resolution, layer, _tick):
-        con = data.con()
-        flt = _filter(start, end, categories, sources)
+        con, viewer = data.con(), gate.viewer()
+        flt = _filter(viewer, start, end, categories, sources)
         values, before = queries.kpis_with_previous(con, flt)
+        center, zoom = data.view(viewer.scope)
         if layer == "hotspots":
             available = queries.hotspot_resolutions(con) or [int(resolution)]
             res = int(resolution) if int(resolution) in available else available[0]
-            fig = hotspot_map(queries.hotspot_cells(con, res), data.boundaries, data.town_labels, data.center)
+            fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), data.boundaries, data.town_labels,
+                              center, zoom=zoom)
         else:
-            # the wall screen is public: cells with fewer than privacy.small_count_suppress events are not sent
-            hide = data.settings.small_count_suppress if kiosk else 0
-            counts = queries.hex_counts(con, flt, int(resolution), min_count=hide)
-            fig = hex_map(counts, data.boundaries, data.town_labels, data.center,
-                          note=f"少于 {hide} 件的六边形不在大屏显示" if hide > 1 else "")
+            # small counts are left out on the server: all of them on the public wall screen, those of
+            # sensitive events for a non-handling viewer (privacy.small_count_suppress)
+            small = data.settings.small_count_suppress
+            privacy = viewer.hex_privacy(small)
+            counts = queries.hex_counts(con, flt, int(resolution), **privacy)
+            note = ""
+            if privacy.get("min_count", 0) > 1:
+                note = f"少于 {small} 件的六边形不在大屏显示"
+            elif privacy.get("sensitive_min", 0) > 1:
+                note = f"涉家暴、未成年人事件：六边形内少于 {small} 件时不计入地图"
+            fig = hex_map(counts, data.boundaries, data.town_labels, center, zoom=zoom, note=note)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],
@@ -144,7 +164,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
         from dashboard.brief_files import brief_for, render  # imaging and document libraries: only when asked
 
         fmt = "pdf" if dash.ctx.triggered_id == "brief-pdf" else "docx"
-        brief = brief_for(data.con(), data.settings)
+        brief = brief_for(data.con(), data.settings, scope=gate.viewer().scope)
         return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
 
     @app.callback(
@@ -153,28 +173,39 @@ def register_callbacks(app: dash.Dash, data: DashboardData, kiosk: bool = False)
         State("sources", "value"), State("resolution", "value"), prevent_initial_call=True,
     )
     def detail(click, start, end, categories, sources, resolution):
+        viewer = gate.viewer()
+        if viewer.public:
+            return html.P("大屏不显示事件明细")
         point = (click or {}).get("points", [{}])[0]
         cell = point.get("location")
         if not cell:
             return html.P("请选择一个六边形")
-        rows = queries.events_in_cell(data.con(), _filter(start, end, categories, sources), cell, int(resolution))
+        rows = queries.events_in_cell(data.con(), _filter(viewer, start, end, categories, sources), cell,
+                                      int(resolution), handler=viewer.handler)
         if rows.empty:
             return html.P("该六边形在所选条件下无事件")
         items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
                           html.Div(r.summary_redacted or "", className="summary")]) for r in rows.itertuples()]
-        return [html.P(f"H3 {cell}：{len(rows)} 条（已脱敏；保密事件及涉家暴、未成年人事件只计入统计，不逐条显示）"),
+        hidden = "保密事件只计入统计" if viewer.handler else "保密事件及涉家暴、未成年人事件只计入统计"
+        return [html.P(f"H3 {cell}：{len(rows)} 条（已脱敏；{hidden}，不逐条显示）"),
                 html.Ul(items, className="events")]
 
 
-def create_app(settings: Settings, kiosk: bool = False) -> dash.Dash:
+def create_app(settings: Settings, kiosk: bool = False, kiosk_area: str | None = None) -> dash.Dash:
+    """The app. With accounts in the users file every page needs sign-in and shows the user's own area; the
+    wall screen (``kiosk``) is public and shows ``kiosk_area`` (a county / town / village code; default the
+    whole county)."""
     data = DashboardData(settings)
+    kiosk_scope = (queries.area_scope(data.con(), kiosk_area) if kiosk_area else queries.COUNTY) if kiosk else None
+    gate = Gate(settings, data.con, kiosk_scope)
     app = dash.Dash(__name__, title="民情地图 One Map", serve_locally=True, update_title=None,
                     assets_folder=str(__import__("pathlib").Path(__file__).parent / "assets"))
-    app.layout = lambda: build_layout(data, kiosk)
+    gate.install(app.server)
+    app.layout = lambda: build_layout(data, kiosk, gate.current())
 
     @app.server.route("/glyphs/<path:fontstack>/<path:glyph_range>.pbf")
     def glyphs(fontstack: str, glyph_range: str):  # noqa: ARG001 - MapLibre asks; an empty PBF means "no glyphs"
         return Response(b"", mimetype="application/x-protobuf")
 
-    register_callbacks(app, data, kiosk)
+    register_callbacks(app, data, gate, kiosk)
     return app

@@ -11,6 +11,7 @@ the end of that week.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -67,6 +68,7 @@ class WeeklyBrief:
     as_of: pd.Timestamp
     blocks: list[Block] = field(default_factory=list)
     kpis: dict[str, float | None] = field(default_factory=dict)  # this week's values, for checks and notebooks
+    area: str = ""  # the town or village of a scoped brief ("" = the whole county)
 
     @property
     def title(self) -> str:
@@ -74,7 +76,7 @@ class WeeklyBrief:
 
     @property
     def file_stem(self) -> str:
-        return f"研判周报_{self.week_start:%Y%m%d}-{self.week_end:%Y%m%d}"
+        return f"研判周报_{self.area + '_' if self.area else ''}{self.week_start:%Y%m%d}-{self.week_end:%Y%m%d}"
 
 
 def _category_labels(codes) -> dict[str, str]:
@@ -111,14 +113,14 @@ def _end_of(day: dt.date, cap: pd.Timestamp) -> pd.Timestamp:
 TREND_WEEKS = 12
 
 
-def weekly_trend(con, start: dt.date, weeks: int = TREND_WEEKS) -> pd.DataFrame:
+def weekly_trend(con, start: dt.date, weeks: int = TREND_WEEKS, scope: queries.Scope | None = None) -> pd.DataFrame:
     """受理数 of the ``weeks`` weeks ending with the week starting ``start``, and of the same weeks a year
-    earlier (columns week, label, registered, year_before), by the KPI's own definition."""
+    earlier (columns week, label, registered, year_before), by the KPI's own definition, within ``scope``."""
     rows = []
     for i in range(weeks - 1, -1, -1):
         monday = start - dt.timedelta(weeks=i)
-        week = queries.EventFilter(start=monday, end=monday + dt.timedelta(days=6))
-        earlier = queries.EventFilter(start=monday - dt.timedelta(weeks=52), end=week.end - dt.timedelta(weeks=52))
+        week = queries.EventFilter(start=monday, end=monday + dt.timedelta(days=6), scope=scope)
+        earlier = dataclasses.replace(week, start=monday - dt.timedelta(weeks=52), end=week.end - dt.timedelta(weeks=52))
         rows.append({"week": monday, "label": f"{monday.month}/{monday.day}",
                      "registered": int(queries.kpis(con, week)["registered"] or 0),
                      "year_before": int(queries.kpis(con, earlier)["registered"] or 0)})
@@ -126,20 +128,22 @@ def weekly_trend(con, start: dt.date, weeks: int = TREND_WEEKS) -> pd.DataFrame:
 
 
 def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None,
-                 trend_png: bytes | None = None) -> WeeklyBrief:
-    """The brief of the week holding ``week`` (default: :func:`default_week`). ``map_png``: the week's map
-    (``dashboard.brief_images.week_map``) and ``trend_png``: the chart of :func:`weekly_trend`
+                 trend_png: bytes | None = None, scope: queries.Scope | None = None) -> WeeklyBrief:
+    """The brief of the week holding ``week`` (default: :func:`default_week`) for ``scope`` (default the whole
+    county; a town's or village's brief holds only its own events, alerts, hot spots and places). ``map_png``:
+    the week's map (``dashboard.brief_images.week_map``) and ``trend_png``: the chart of :func:`weekly_trend`
     (``dashboard.brief_images.trend_chart``), drawn by the caller so that this module stays free of imaging."""
     start, end = week_of(week) if week else default_week(con)
     built = queries.reference_time(con)
-    this = queries.EventFilter(start=start, end=end)
+    this = queries.EventFilter(start=start, end=end, scope=scope)
     last_week = queries.previous_period(this)
-    last_year = queries.EventFilter(start=start - dt.timedelta(weeks=52), end=end - dt.timedelta(weeks=52))
+    last_year = dataclasses.replace(this, start=start - dt.timedelta(weeks=52), end=end - dt.timedelta(weeks=52))
+    area = scope.name if queries.narrow(scope) else ""
     as_of = _end_of(end, built)
     now = queries.kpis(con, this, as_of)
     before = queries.kpis(con, last_week, _end_of(last_week.end, built))
     year = queries.kpis(con, last_year, _end_of(last_year.end, built))
-    brief = WeeklyBrief(county, start, end, as_of, kpis=now)
+    brief = WeeklyBrief(county + area, start, end, as_of, kpis=now, area=area)
     add = brief.blocks.append
 
     add(Text(f"数据截至 {as_of:%Y-%m-%d %H:%M}（每项指标按其所在周结束时计算；环比为上周，同比为去年同期同一周）。", note=True))
@@ -166,18 +170,22 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     if len(rising):
         add(Text("上升最多：" + "；".join(f"{label[c]} 增加 {r['diff']} 件" for c, r in rising.iterrows()) + "。"))
 
-    add(Heading("三、各镇街受理与办结"))
-    towns = queries.area_labels(con, "town")
+    # the areas one level down: towns of the county, villages of a town; a village's brief has its own row
+    level = {"county": "town", "town": "village"}.get((scope or queries.COUNTY).level)
+    label = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
+    areas = ([(queries.Scope(level, a.code), a.name) for a in queries.child_areas(con, scope).itertuples()]
+             if level else [(scope, scope.name)])
+    add(Heading(f"三、{'' if level is None else '各'}{label}受理与办结"))
     rows = []
-    for code, name in zip(towns["code"], towns["name"], strict=True):
-        v = queries.kpis(con, queries.EventFilter(start=start, end=end, town_code=code), as_of)
+    for area, name in areas:
+        v = queries.kpis(con, dataclasses.replace(this, scope=area), as_of)
         rows.append([name] + [format_value(k, v[k.key]) for k in KPIS if k.key in
                               ("registered", "closed_rate", "resolved_rate", "overdue")])
-    add(Table(["镇街", "受理数", "办结率", "化解率", "超期"], rows))
+    add(Table([label if level else "村（社区）", "受理数", "办结率", "化解率", "超期"], rows))
 
     add(Heading("四、异常预警：风险区域及原因"))
     scored = queries.scored_through(con)
-    alerts = queries.alerts(con, since=start, window_days=7, with_ramps=True)
+    alerts = queries.alerts(con, since=start, window_days=7, with_ramps=True, scope=scope)
     alerts = alerts[alerts["window_end"] <= f"{end:%Y-%m-%d}"]
     alerts = alerts.sort_values("score", ascending=False).drop_duplicates("place").head(TOP_ALERTS)
     if len(alerts):
@@ -189,7 +197,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Text("本周没有通过检验的异常（假发现率 5%）。"))
 
     add(Heading("五、新兴热点"))
-    hot = queries.hotspot_cells(con, 8)
+    hot = queries.hotspot_cells(con, 8, scope)
     if len(hot):
         through = f"截至 {scored['hotspots_to']:%Y年%m月%d日}" if scored["hotspots_to"] else "最近一次计算"
         add(Text(f"{through}的近26周，各类热点六边形数："
@@ -207,7 +215,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Picture(map_png, f"图{2 if trend_png else 1} 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
 
     add(Heading("六、超期督办"))
-    overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE)
+    overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE, scope)
     place = queries.area_names(con)
     add(Text(f"截至本周末共有超期未办结 {total:,} 件（保密及涉家暴、未成年人事件只计数、不列出），"
              f"超期最久的 {len(overdue)} 件："))
@@ -219,7 +227,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
                    for r in overdue.itertuples()]))
 
     add(Heading("七、重复警情地点（回访）"))
-    repeats = queries.repeat_places(con, TOP_REPEATS)
+    repeats = queries.repeat_places(con, TOP_REPEATS, scope)
     if len(repeats):
         add(Table(["地点", "起数", "时间", "主要类别"],
                   [[r.place or r.grid_code, f"{r.n_events}", f"{r.first_day} 至 {r.last_day}",

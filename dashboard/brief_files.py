@@ -32,17 +32,18 @@ FORMATS = ("docx", "pdf")
 FONT_NAME = "Noto Sans CJK SC"
 
 
-def brief_for(con, settings: Settings, week: dt.date | None = None) -> WeeklyBrief:
-    """The brief of the week holding ``week`` (default: the last complete week of the data), with its map."""
+def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queries.Scope | None = None) -> WeeklyBrief:
+    """The brief of the week holding ``week`` (default: the last complete week of the data) for ``scope`` (default
+    the whole county), with its map and trend chart."""
     if not queries.is_built(con):
         raise ValueError("the warehouse has been loaded but not built: run `onemap build` first")
     start, end = week_of(week) if week else default_week(con)
-    counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end), settings.h3_default)
+    counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end, scope=scope), settings.h3_default)
     png = week_map(counts, {level: queries.area_geojson(con, level) for level in ("county", "town")},
                    queries.area_labels(con, "town"))
-    trend = weekly_trend(con, start)
+    trend = weekly_trend(con, start, scope=scope)
     chart = trend_chart(list(trend["label"]), list(trend["registered"]), list(trend["year_before"]))
-    return weekly_brief(con, settings.county_name, start, png, chart)
+    return weekly_brief(con, settings.county_name, start, png, chart, scope=scope)
 
 
 def render(brief: WeeklyBrief, fmt: str) -> bytes:
@@ -56,12 +57,13 @@ def render(brief: WeeklyBrief, fmt: str) -> bytes:
 
 
 def make_brief(settings: Settings, week: dt.date | None = None, out_dir: Path | None = None,
-               formats: tuple[str, ...] = FORMATS) -> list[Path]:
-    """Write the brief (see :func:`brief_for`) as ``研判周报_<monday>-<sunday>.docx`` / ``.pdf`` into ``out_dir``
-    (default ``<home>/reports``); returns the files written."""
+               formats: tuple[str, ...] = FORMATS, area: str | None = None) -> list[Path]:
+    """Write the brief (see :func:`brief_for`) of the county, or of the town / village with code ``area``, as
+    ``研判周报_<monday>-<sunday>.docx`` / ``.pdf`` into ``out_dir`` (default ``<home>/reports``); returns the
+    files written."""
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:
-        brief = brief_for(con, settings, week)
+        brief = brief_for(con, settings, week, queries.area_scope(con, area) if area else None)
     finally:
         con.close()
     out_dir = Path(out_dir) if out_dir else settings.home / "reports"

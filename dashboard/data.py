@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import functools
+import math
 
 from onemap import queries
 from onemap.settings import Settings
 from onemap.warehouse import PublishedWarehouse
+
+COUNTY_ZOOM = 10.3
+ZOOM_MARGIN = -0.6  # zoom out a little from the exact fit, so that the area's edge stays in view
 
 
 class DashboardData:
@@ -24,6 +28,16 @@ class DashboardData:
     @functools.cached_property
     def town_labels(self):
         return queries.area_labels(self.con(), "town")
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one DashboardData per app, kept for the app's life
+    def view(self, scope: queries.Scope) -> tuple[dict, float]:
+        """Map centre and zoom that frame the scope's area (the county's default view for the whole county)."""
+        if not queries.narrow(scope):
+            return self.center, COUNTY_ZOOM
+        minx, miny, maxx, maxy = queries.scope_shape(self.con(), scope).bounds
+        span = max(maxx - minx, (maxy - miny) * 1.6, 1e-4)  # the map is wider than tall
+        zoom = min(max(math.log2(360.0 / span) + ZOOM_MARGIN, COUNTY_ZOOM), 15.0)
+        return {"lon": (minx + maxx) / 2, "lat": (miny + maxy) / 2}, zoom
 
     @functools.cached_property
     def center(self) -> dict:

@@ -53,9 +53,69 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(s.line())
     stats = build(settings)
     print(f"built warehouse {settings.warehouse_path}: {stats['events']:,} events")
+    _ensure_demo_accounts(settings)
     if args.no_serve:
         return 0
     return _serve(settings, args.host or settings.host, args.port or settings.port, kiosk=False)
+
+
+def _ensure_demo_accounts(settings: Settings) -> None:
+    """The demo county's documented accounts (onemap.access.DEMO_ACCOUNTS), made only when the deployment has no
+    users file yet and only for areas its boundaries hold."""
+    from onemap import queries
+    from onemap.access import DEMO_ACCOUNTS, add_user
+    from onemap.warehouse import connect_readonly
+
+    if settings.users_path.exists():
+        return
+    con = connect_readonly(settings.warehouse_path, settings.timezone)
+    try:
+        known = set(queries.area_names(con))
+    finally:
+        con.close()
+    made = [a for a in DEMO_ACCOUNTS if a.area in known]
+    for a in made:
+        add_user(settings.users_path, a.name, a.area, a.role, a.password, a.display)
+    if made:
+        print("demo accounts (sign in on the map; each sees only its own area):\n"
+              + "\n".join(f"  {a.name:<8} password {a.password:<13} {a.display} ({a.role})" for a in made))
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from onemap import queries
+    from onemap.access import ROLES, add_user, load_users, remove_user
+    from onemap.warehouse import connect_readonly
+
+    settings = _settings(args)
+    path = settings.users_path
+    if args.user_command == "list":
+        users = load_users(path)
+        if not users:
+            print(f"no accounts in {path}: the map is open on this machine only")
+        for u in users.values():
+            print(f"{u.name:<16} {u.area:<13} {u.role:<8} {u.display}")
+        return 0
+    if args.user_command == "remove":
+        remove_user(path, args.name)
+        print(f"removed {args.name} from {path}")
+        return 0
+    con = connect_readonly(settings.warehouse_path, settings.timezone)
+    try:
+        scope = queries.area_scope(con, args.area)  # the area must exist in the current boundaries
+    finally:
+        con.close()
+    password = os.environ.get(args.password_env, "") if args.password_env else ""
+    if args.password_env and not password:
+        raise ValueError(f"environment variable {args.password_env} is empty")
+    if not password:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            raise ValueError("the two passwords differ")
+    user = add_user(path, args.name, scope.code, args.role, password, args.display or "", replace=args.force)
+    print(f"{user.name}: {scope.name} ({scope.level} {scope.code}), {ROLES[user.role]} -> {path}")
+    return 0
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -83,7 +143,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from dashboard.brief_files import make_brief
 
     settings = _settings(args)
-    for path in make_brief(settings, args.week, Path(args.out) if args.out else None, args.format):
+    for path in make_brief(settings, args.week, Path(args.out) if args.out else None, args.format, args.area):
         print(path)
     return 0
 
@@ -158,10 +218,17 @@ def cmd_geodata_load(args: argparse.Namespace) -> int:
     return geodata_load_main(settings, args.directory, args.vintage, declared_crs=args.crs, strict=args.strict)
 
 
-def _serve(settings: Settings, host: str, port: int, kiosk: bool) -> int:
-    from dashboard.app import create_app
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-    app = create_app(settings, kiosk=kiosk)
+
+def _serve(settings: Settings, host: str, port: int, kiosk: bool, area: str | None = None) -> int:
+    from dashboard.app import create_app
+    from onemap.access import load_users
+
+    if not kiosk and host not in LOOPBACK and not load_users(settings.users_path):
+        raise ValueError(f"serving on {host} (beyond this machine) needs user accounts, so that each user sees only "
+                         f"their own area: add them with `onemap user add NAME --area CODE` ({settings.users_path})")
+    app = create_app(settings, kiosk=kiosk, kiosk_area=area)
     print(f"serving 民情地图 at http://{host}:{port}/ (Ctrl+C to stop)")
     app.run(host=host, port=port, debug=False)
     return 0
@@ -169,7 +236,9 @@ def _serve(settings: Settings, host: str, port: int, kiosk: bool) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    return _serve(settings, args.host or settings.host, args.port or settings.port, kiosk=args.kiosk)
+    if args.area and not args.kiosk:
+        raise ValueError("--area sets the wall screen's area (with --kiosk); users see the area of their account")
+    return _serve(settings, args.host or settings.host, args.port or settings.port, kiosk=args.kiosk, area=args.area)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,14 +325,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--week", type=_date, help="any day of the week (YYYY-MM-DD); default: the last complete week")
     p.add_argument("--out", help="output folder (default <home>/reports)")
     p.add_argument("--format", type=_formats, default=("docx", "pdf"), help="docx, pdf or both (default docx,pdf)")
+    p.add_argument("--area", help="a town or village code: that area's brief (default the whole county)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("serve", help="serve the map (Dash) on 127.0.0.1",
                        description="Serve the 民情地图 dashboard from the published warehouse.")
     p.add_argument("--host", help="address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8050)")
-    p.add_argument("--kiosk", action="store_true", help="wall-screen mode: dark, no controls, auto-refresh")
+    p.add_argument("--kiosk", action="store_true", help="wall-screen mode: dark, no controls, auto-refresh, public "
+                                                        "(no sign-in; hexes with fewer than 3 events left out)")
+    p.add_argument("--area", help="with --kiosk: the town or village code the wall screen shows (default the county)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("user", help="manage the map's user accounts (area and role of each)",
+                       description="Accounts of the map, kept in the users file ([access] users_file, default "
+                                   "<home>/secrets/users.toml). Each user sees only the events, alerts, hot spots, "
+                                   "places and briefs of their area, enforced on the server. When the file holds "
+                                   "any account, the map asks everyone to sign in.")
+    users = p.add_subparsers(dest="user_command", required=True)
+    p = users.add_parser("add", help="add (or with --force replace) an account")
+    p.add_argument("name", help="sign-in name: ASCII letters, digits, _ . -")
+    p.add_argument("--area", required=True, help="county, town or village code the user sees, e.g. 441502001")
+    p.add_argument("--role", choices=["viewer", "handler"], default="viewer",
+                   help="viewer: sensitive events (domestic violence, minors) only as counts of 3 or more; "
+                        "handler: the staff who work the cases, who see them listed (default viewer)")
+    p.add_argument("--display", help="a name shown in the map's header, e.g. 新港街道综治中心")
+    p.add_argument("--password-env", help="read the password from this environment variable (default: prompt)")
+    p.add_argument("--force", action="store_true", help="replace an existing account of that name")
+    p.set_defaults(func=cmd_user)
+    p = users.add_parser("list", help="list the accounts")
+    p.set_defaults(func=cmd_user)
+    p = users.add_parser("remove", help="remove an account")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_user)
     return parser
 
 

@@ -20,16 +20,65 @@ from onemap.metrics import KPIS, OVERDUE
 CURRENT_VINTAGE = "(SELECT vintage FROM meta.area_vintages ORDER BY loaded_at DESC LIMIT 1)"
 
 
+SCOPE_LEVELS = ("county", "town", "village")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The area a viewer may see (jurisdiction scoping): the whole county, one town or one village. Every query
+    that serves a viewer takes one; a county scope is the whole deployment, the others restrict by the
+    event's own ``town_code`` / ``village_code`` (so a town user also sees its events placed only to the town)."""
+    level: str
+    code: str
+    name: str = ""
+
+    def __post_init__(self):
+        if self.level not in SCOPE_LEVELS:
+            raise ValueError(f"a scope is one of {', '.join(SCOPE_LEVELS)}, not {self.level!r} ({self.code})")
+
+    @property
+    def whole(self) -> bool:
+        return self.level == "county"
+
+    def clause(self) -> tuple[str, dict]:
+        """SQL condition on core.events (and tables with its area code columns) and its parameters."""
+        if self.whole:
+            return "TRUE", {}
+        return f"{self.level}_code = $scope_code", {"scope_code": self.code}
+
+
+COUNTY = Scope("county", "")  # the whole deployment, when the code does not matter
+
+
+def narrow(scope: Scope | None) -> bool:
+    """Whether ``scope`` restricts anything (a town or a village, not the whole county)."""
+    return scope is not None and not scope.whole
+
+
+def area_scope(con, code: str) -> Scope:
+    """The scope of the area with this code in the current boundaries; a clear error if there is none."""
+    rows = con.execute(f"SELECT level, name FROM core.areas WHERE code = ? AND vintage = {CURRENT_VINTAGE}",
+                       [str(code)]).fetchall()
+    if not rows:
+        raise ValueError(f"no area with code {code!r} in the current boundaries (core.areas)")
+    level, name = rows[0]
+    if level not in SCOPE_LEVELS:
+        raise ValueError(f"area {code} ({name}) is a {level}: a viewer's scope is the county, a town or a village")
+    return Scope(level, str(code), name)
+
+
 @dataclass(frozen=True)
 class EventFilter:
     start: dt.date                 # first day, inclusive (Asia/Shanghai calendar day of reported_at)
     end: dt.date                   # last day, inclusive
     categories: tuple[str, ...] = ()   # product codes or top-level prefixes (e.g. 'MD10' matches MD1001); empty = all
     sources: tuple[str, ...] = ()      # grid / police / hotline; empty = all
-    town_code: str | None = None       # jurisdiction scope; None = whole county
+    scope: Scope | None = None         # jurisdiction scope; None = whole county
 
     def where(self, day_expr: str = "CAST(reported_at AS DATE)", code_col: str = "category_code",
-              source_col: str = "source", town_col: str | None = "town_code") -> tuple[str, dict]:
+              source_col: str = "source", area_codes: bool = True) -> tuple[str, dict]:
+        """SQL condition and parameters. ``area_codes=False``: the table has no area code columns (the hex
+        aggregates), so a narrow scope cannot be applied there and is refused rather than ignored."""
         clauses = [f"{day_expr} BETWEEN $start AND $end"]
         params: dict = {"start": self.start, "end": self.end}
         if self.categories:
@@ -38,9 +87,12 @@ class EventFilter:
         if self.sources:
             clauses.append(f"list_contains($sources, {source_col})")
             params["sources"] = list(self.sources)
-        if self.town_code and town_col:
-            clauses.append(f"{town_col} = $town")
-            params["town"] = self.town_code
+        if narrow(self.scope):
+            if not area_codes:
+                raise ValueError("a town or village scope is applied on core.events, not on a county-wide aggregate")
+            sql, extra = self.scope.clause()
+            clauses.append(sql)
+            params.update(extra)
         return " AND ".join(clauses), params
 
 
@@ -96,16 +148,19 @@ def category_counts(con, flt: EventFilter) -> pd.Series:
     return pd.Series({code: n for code, n in rows}, dtype="int64").rename("events")
 
 
-def overdue_cases(con, as_of: pd.Timestamp, limit: int = 20) -> tuple[pd.DataFrame, int]:
-    """Open cases past their due time at ``as_of`` (督办), longest overdue first, whatever their
+def overdue_cases(con, as_of: pd.Timestamp, limit: int = 20, scope: Scope | None = None) -> tuple[pd.DataFrame, int]:
+    """Open cases past their due time at ``as_of`` (督办) in ``scope``, longest overdue first, whatever their
     registration date; confidential cases and cases with a sensitive flag are counted but never listed.
     Returns (cases, how many in all)."""
-    params = {"as_of": as_of, "limit": int(limit), "sensitive": SENSITIVE_FLAGS}
-    total = con.execute(f"SELECT count(*) FROM core.events WHERE {OVERDUE}", {"as_of": as_of}).fetchall()[0][0]
+    in_scope, params = (scope or COUNTY).clause()
+    params["as_of"] = as_of
+    total = con.execute(f"SELECT count(*) FROM core.events WHERE {OVERDUE} AND {in_scope}", params).fetchall()[0][0]
+    params.update({"limit": int(limit), "sensitive": SENSITIVE_FLAGS})
     frame = con.execute(f"""
         SELECT event_id, source, category_code, town_code, village_code, CAST(reported_at AS DATE) AS reported,
                CAST(due_at AS DATE) AS due, date_diff('day', due_at, $as_of) AS days_overdue, status
-        FROM core.events WHERE {OVERDUE} AND NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive)
+        FROM core.events WHERE {OVERDUE} AND {in_scope} AND NOT confidential
+          AND NOT list_has_any(coalesce(flags, []), $sensitive)
         ORDER BY due_at, event_id LIMIT $limit""", params).df()
     return frame, int(total)
 
@@ -115,16 +170,13 @@ def area_names(con) -> dict[str, str]:
     return dict(con.execute(f"SELECT code, name FROM core.areas WHERE vintage = {CURRENT_VINTAGE}").fetchall())
 
 
-def cell_places(con, cells: Sequence[str], resolution: int, k: int = 0) -> dict[str, str]:
-    """'town + village' of the H3 cells given as hex strings: the village that holds most of the events in each
-    cell (with ``k`` > 0: in its k-ring disk), so that a cell on a boundary is named for where its events are,
-    not for its centre. Cells with no placed event are left out."""
+def _cell_homes(con, cells: Sequence[int], resolution: int, k: int) -> dict[int, tuple[str, str]]:
+    """(town code, village code) holding most of the placed events in each cell's k-ring disk."""
     from h3.api import basic_int as h3i
 
-    centres = list(dict.fromkeys(int(c, 16) for c in cells))
-    if not centres:
+    if not len(cells):
         return {}
-    pairs = [(c, m) for c in centres for m in h3i.grid_disk(c, k)]
+    pairs = [(c, m) for c in cells for m in h3i.grid_disk(c, k)]
     parent = h3_parent_sql("h3_cell", resolution)
     rows = con.execute(f"""
         WITH disk AS (SELECT unnest($centre)::UBIGINT AS centre, unnest($member)::UBIGINT AS cell)
@@ -135,12 +187,57 @@ def cell_places(con, cells: Sequence[str], resolution: int, k: int = 0) -> dict[
               AND {parent} IN (SELECT cell FROM disk)
             GROUP BY ALL) e USING (cell)
         GROUP BY d.centre""", {"centre": [c for c, _ in pairs], "member": [m for _, m in pairs]}).fetchall()
-    names = area_names(con)
-    out = {}
-    for cell, codes in rows:
-        town, village = codes.split("|", 1)
-        out[format(int(cell), "x")] = names.get(town, "") + names.get(village, "")
-    return out
+    return {int(cell): tuple(codes.split("|", 1)) for cell, codes in rows}
+
+
+def cell_places(con, cells: Sequence[str], resolution: int, k: int = 0) -> dict[str, str]:
+    """'town + village' of the H3 cells given as hex strings: the village that holds most of the events in each
+    cell (with ``k`` > 0: in its k-ring disk), so that a cell on a boundary is named for where its events are,
+    not for its centre. Cells with no placed event are left out."""
+    homes = _cell_homes(con, list(dict.fromkeys(int(c, 16) for c in cells)), resolution, k)
+    names = area_names(con) if homes else {}
+    return {format(cell, "x"): names.get(town, "") + names.get(village, "") for cell, (town, village) in homes.items()}
+
+
+def cells_in_scope(con, cells: Sequence[str], resolution: int, scope: Scope | None) -> set[str]:
+    """The cells (hex strings) that belong to ``scope``: a cell belongs to the town / village holding most of its
+    placed events (the area its alerts are named after); a cell with none, to that of its neighbours (k = 1).
+    County-wide results of the models (alerts, hot spots) are shown to a town or village user for these cells."""
+    if not narrow(scope):
+        return set(cells)
+    wanted = list(dict.fromkeys(int(c, 16) for c in cells))
+    homes = _cell_homes(con, wanted, resolution, 0)
+    homes.update(_cell_homes(con, [c for c in wanted if c not in homes], resolution, 1))
+    part = 0 if scope.level == "town" else 1
+    return {format(c, "x") for c, home in homes.items() if home[part] == scope.code}
+
+
+def scope_shape(con, scope: Scope):
+    """The scope's boundary (shapely, WGS84) in the current vintage."""
+    import shapely
+
+    rows = con.execute(f"SELECT geometry_wkb FROM core.areas WHERE code = ? AND vintage = {CURRENT_VINTAGE}",
+                       [scope.code]).fetchall()
+    if not rows:
+        raise ValueError(f"no boundary for area {scope.code} in the current vintage")
+    return shapely.from_wkb(bytes(rows[0][0]))
+
+
+def child_areas(con, scope: Scope | None) -> pd.DataFrame:
+    """The areas one level below ``scope`` (the towns of the county, the villages of a town, the grids of a
+    village), with code and name, for per-area tables."""
+    scope = scope or COUNTY
+    if scope.whole:
+        return con.execute(f"SELECT code, name FROM core.areas WHERE level = 'town' AND vintage = {CURRENT_VINTAGE} "
+                           "ORDER BY code").df()
+    return con.execute(f"SELECT code, name FROM core.areas WHERE parent_code = ? AND vintage = {CURRENT_VINTAGE} "
+                       "ORDER BY code", [scope.code]).df()
+
+
+def boundaries_synthetic(con) -> bool:
+    """Whether the current boundaries are synthetic (the demo county), not a deployment's own."""
+    row = con.execute(f"SELECT bool_or(synthetic) FROM core.areas WHERE vintage = {CURRENT_VINTAGE}").fetchall()
+    return bool(row and row[0][0])
 
 
 def is_built(con) -> bool:
@@ -154,13 +251,25 @@ def reference_time(con) -> pd.Timestamp:
     return pd.Timestamp(rows[0][0]) if rows and rows[0][0] is not None else pd.Timestamp.now(tz="Asia/Shanghai")
 
 
-def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0) -> pd.DataFrame:
-    """Events per H3 cell (as hex strings) at a resolution, for the filter. With ``min_count``, cells with fewer
-    events are left out here, on the server (small-count suppression for public screens)."""
-    where, params = flt.where(day_expr="day", town_col=None)
-    params.update({"res": int(resolution), "min": int(min_count)})
-    sql = (f"SELECT cell, sum(n)::BIGINT AS n FROM hex.cell_day WHERE resolution = $res AND {where} "
-           "GROUP BY cell HAVING sum(n) >= $min ORDER BY cell")
+def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensitive_min: int = 0) -> pd.DataFrame:
+    """Events per H3 cell (as hex strings) at a resolution, for the filter. Left out here, on the server:
+    with ``min_count``, cells with fewer events (public screens); with ``sensitive_min``, events with a
+    sensitive flag in a cell that holds fewer of them than that (they sit at household points: a
+    non-handling viewer sees them only as counts of three or more, product.md). A town or village scope and
+    ``sensitive_min`` are counted from core.events, everything else from the hex.cell_day aggregate."""
+    if narrow(flt.scope) or sensitive_min > 1:
+        where, params = flt.where()
+        params.update({"min": max(int(min_count), 1), "smin": int(sensitive_min), "sensitive": SENSITIVE_FLAGS})
+        parent = h3_parent_sql("h3_cell", resolution)
+        sql = (f"SELECT cell, n FROM (SELECT cell, (n_all - CASE WHEN s < $smin THEN s ELSE 0 END)::BIGINT AS n "
+               f"FROM (SELECT {parent} AS cell, count(*) AS n_all, count(*) FILTER "
+               "(WHERE list_has_any(coalesce(flags, []), $sensitive)) AS s "
+               f"FROM core.events WHERE h3_cell IS NOT NULL AND {where} GROUP BY 1)) WHERE n >= $min ORDER BY cell")
+    else:
+        where, params = flt.where(day_expr="day", area_codes=False)
+        params.update({"res": int(resolution), "min": int(min_count)})
+        sql = (f"SELECT cell, sum(n)::BIGINT AS n FROM hex.cell_day WHERE resolution = $res AND {where} "
+               "GROUP BY cell HAVING sum(n) >= $min ORDER BY cell")
     frame = con.execute(sql, params).df()
     frame["cell"] = hex_ids(frame["cell"])
     return frame
@@ -169,7 +278,7 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0) -> pd
 def area_counts(con, flt: EventFilter, level: str) -> pd.DataFrame:
     if level not in ("town", "village", "grid"):
         raise ValueError(f"unknown area level {level!r}")
-    where, params = flt.where(day_expr="day", town_col=None)
+    where, params = flt.where(day_expr="day", area_codes=False)
     params["level"] = level
     return con.execute(f"SELECT d.code, a.name, sum(d.n)::BIGINT AS n FROM hex.area_day d "
                        f"LEFT JOIN core.areas a ON a.code = d.code AND a.level = d.level AND a.vintage = {CURRENT_VINTAGE} "
@@ -203,12 +312,13 @@ def area_labels(con, level: str) -> pd.DataFrame:
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})
 
 
-def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200) -> pd.DataFrame:
-    """The events behind one hex (redacted fields only), newest first. Confidential events and events with a
-    sensitive flag are never listed one by one: the map is a non-handling view, where they count only in
-    the aggregates."""
+def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200,
+                   handler: bool = False) -> pd.DataFrame:
+    """The events behind one hex (redacted fields only) in the filter's scope, newest first. Confidential
+    events are never listed one by one, and events with a sensitive flag only to a handling role
+    (``handler``): elsewhere they count only in the aggregates."""
     where, params = flt.where()
-    params.update({"cell": int(cell_hex, 16), "limit": int(limit), "sensitive": SENSITIVE_FLAGS})
+    params.update({"cell": int(cell_hex, 16), "limit": int(limit), "sensitive": [] if handler else SENSITIVE_FLAGS})
     parent = h3_parent_sql("h3_cell", resolution)
     return con.execute(
         f"SELECT strftime(reported_at, '%Y-%m-%d %H:%M') AS reported, source, category_code, status, "
@@ -221,13 +331,16 @@ def sources_present(con) -> Sequence[str]:
     return [r[0] for r in con.execute("SELECT DISTINCT source FROM core.events ORDER BY 1").fetchall()]
 
 
-def hotspot_cells(con, resolution: int) -> pd.DataFrame:
-    """Latest emerging-hotspot classes per cell (cells with no pattern are left out)."""
+def hotspot_cells(con, resolution: int, scope: Scope | None = None) -> pd.DataFrame:
+    """Latest emerging-hotspot classes per cell (cells with no pattern are left out); with a town or village
+    ``scope``, only its cells (:func:`cells_in_scope`)."""
     frame = con.execute(
         "SELECT cell, pattern, pattern_zh, z, p, significant, count FROM scores.hotspots "
         "WHERE resolution = ? AND pattern <> 'no_pattern' ORDER BY z DESC", [int(resolution)]).df()
     frame["cell"] = hex_ids(frame["cell"])
-    return frame
+    if narrow(scope):
+        frame = frame[frame["cell"].isin(cells_in_scope(con, frame["cell"], resolution, scope))]
+    return frame.reset_index(drop=True)
 
 
 def scored_through(con) -> dict[str, dt.date | None]:
@@ -252,10 +365,11 @@ ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "category_
 
 
 def alerts(con, since: dt.date | None = None, window_days: int | None = None, limit: int | None = None, *,
-           kind: str | None = None, with_ramps: bool = False) -> pd.DataFrame:
+           kind: str | None = None, with_ramps: bool = False, scope: Scope | None = None) -> pd.DataFrame:
     """Stored "unusual now" alerts, newest window first, strongest first within a window. ``kind``: only
     cell / neighbourhood / category / ramp alerts; ``with_ramps``: ramp alerts (whose window is their
-    run, of any length) are kept whatever ``window_days`` asks for."""
+    run, of any length) are kept whatever ``window_days`` asks for; ``scope``: only alerts on cells of a town
+    or village (:func:`cells_in_scope`; a neighbourhood alert by its centre cell)."""
     clauses, params = ["TRUE"], {}
     if since is not None:
         clauses.append("window_end >= $since")
@@ -266,20 +380,29 @@ def alerts(con, since: dt.date | None = None, window_days: int | None = None, li
     if kind is not None:
         clauses.append("kind = $kind")
         params["kind"] = str(kind)
-    sql = (f"SELECT {', '.join(ALERT_FIELDS)} FROM scores.alerts WHERE {' AND '.join(clauses)} "
+    sql = (f"SELECT {', '.join(ALERT_FIELDS)}, resolution FROM scores.alerts WHERE {' AND '.join(clauses)} "
            "ORDER BY window_end DESC, score DESC")
-    if limit is not None:
+    if limit is not None and not narrow(scope):
         sql += " LIMIT $limit"
         params["limit"] = int(limit)
     frame = con.execute(sql, params).df()
     frame["cell"] = hex_ids(frame["cell"])
+    if narrow(scope):
+        keep = set().union(*(cells_in_scope(con, group["cell"], res, scope) for res, group in frame.groupby("resolution")))
+        frame = frame[frame["cell"].isin(keep)].head(limit).reset_index(drop=True)
     frame["window_end"] = pd.to_datetime(frame["window_end"]).dt.strftime("%Y-%m-%d")
-    return frame
+    return frame[list(ALERT_FIELDS)]
 
 
-def repeat_places(con, limit: int = 20) -> pd.DataFrame:
-    """Places (never people) with repeated incidents in the calibrated window, for follow-up visits (回访)."""
-    return con.execute(
-        "SELECT place, grid_code, n_events, window_days, top_category, strftime(first_at, '%m-%d') AS first_day, "
-        "strftime(last_at, '%m-%d') AS last_day, lng, lat FROM scores.repeat_places "
-        "ORDER BY n_events DESC, last_at DESC LIMIT ?", [int(limit)]).df()
+def repeat_places(con, limit: int = 20, scope: Scope | None = None) -> pd.DataFrame:
+    """Places (never people) with repeated incidents in the calibrated window, for follow-up visits (回访); with a
+    town or village ``scope``, the places inside its boundary."""
+    sql = ("SELECT place, grid_code, n_events, window_days, top_category, strftime(first_at, '%m-%d') AS first_day, "
+           "strftime(last_at, '%m-%d') AS last_day, lng, lat FROM scores.repeat_places ORDER BY n_events DESC, last_at DESC")
+    if not narrow(scope):
+        return con.execute(sql + " LIMIT ?", [int(limit)]).df()
+    import shapely
+
+    frame = con.execute(sql).df()
+    inside = shapely.contains_xy(scope_shape(con, scope), frame["lng"].to_numpy(), frame["lat"].to_numpy())
+    return frame[inside].head(int(limit)).reset_index(drop=True)

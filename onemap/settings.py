@@ -42,6 +42,17 @@ class Settings:
     hmac_key_env: str
     small_count_suppress: int
     hotspot_time_step: int = 0
+    users_file: Path | None = None
+
+    @property
+    def users_path(self) -> Path:
+        """The accounts file (``[access] users_file``, default <home>/secrets/users.toml): outside the repo."""
+        return self.users_file or self.home / "secrets" / "users.toml"
+
+    @property
+    def session_key_file(self) -> Path:
+        """The key that signs the dashboard's sign-in cookies, generated on first use."""
+        return self.home / "secrets" / "session.key"
 
     @property
     def raw_dir(self) -> Path:
@@ -152,6 +163,8 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             hmac_key_env=str(raw["privacy"]["hmac_key_env"]),
             small_count_suppress=int(raw["privacy"]["small_count_suppress"]),
             hotspot_time_step=int(raw.get("hotspots", {}).get("time_step", 0)),
+            users_file=(Path(raw["access"]["users_file"]).expanduser().resolve()
+                        if raw.get("access", {}).get("users_file") else None),
         )
     except KeyError as exc:
         raise SettingsError(f"missing setting {exc.args[0]!r} (base file {BASE_CONFIG})") from exc

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from onemap.metrics import format_change, kpi
-from onemap.queries import EventFilter, previous_period
+from onemap.queries import EventFilter, Scope, previous_period
 
 
 def test_change_is_per_cent_for_counts_points_for_rates_difference_for_means():
@@ -23,8 +23,9 @@ def test_change_is_per_cent_for_counts_points_for_rates_difference_for_means():
 
 @given(start=st.dates(dt.date(2000, 1, 1), dt.date(2030, 12, 31)), days=st.integers(1, 400))
 def test_previous_period_has_the_same_length_and_ends_the_day_before(start, days):
-    flt = EventFilter(start=start, end=start + dt.timedelta(days=days - 1), categories=("MD10",), sources=("grid",))
+    flt = EventFilter(start=start, end=start + dt.timedelta(days=days - 1), categories=("MD10",), sources=("grid",),
+                      scope=Scope("town", "441502001"))
     before = previous_period(flt)
     assert (before.end - before.start).days + 1 == days
     assert before.end == flt.start - dt.timedelta(days=1)
-    assert (before.categories, before.sources, before.town_code) == (flt.categories, flt.sources, flt.town_code)
+    assert (before.categories, before.sources, before.scope) == (flt.categories, flt.sources, flt.scope)

@@ -166,7 +166,7 @@ def test_kiosk_layout_hides_controls_and_refreshes(demo_settings):
     from dashboard.app import build_layout
     from dashboard.data import DashboardData
 
-    layout = build_layout(DashboardData(demo_settings), kiosk=True)
+    layout = build_layout(DashboardData(demo_settings), kiosk=True, viewer=None)
     found = {}
 
     def walk(node):
@@ -188,7 +188,7 @@ def test_town_week_mart_uses_the_same_kpi_definitions(con):
     town, week = row
     mart = con.execute("SELECT registered, closed_rate, overdue FROM marts.town_week_kpis "
                        "WHERE town_code = ? AND week_start = ?", [town, week]).fetchall()[0]
-    flt = queries.EventFilter(start=week, end=week + dt.timedelta(days=6), town_code=town)
+    flt = queries.EventFilter(start=week, end=week + dt.timedelta(days=6), scope=queries.Scope("town", town))
     got = queries.kpis(con, flt, as_of=as_of)
     assert (got["registered"], got["closed_rate"], got["overdue"]) == pytest.approx(mart)
 

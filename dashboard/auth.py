@@ -1,0 +1,184 @@
+"""Sign-in and the current viewer: who asks decides what every page, callback and download may read.
+
+When the deployment's users file holds any account, every route but the sign-in page and the static
+files needs a signed-in session: a page is redirected to ``/login``, a callback or download gets 401. The
+session carries the user name only; the user's area and role are looked up again on every request, so
+removing an account or changing its area takes effect at once. Without accounts the map is open on the
+machine it runs on (``onemap serve`` refuses other addresses then) and shows the whole county to a
+non-handling viewer. The wall screen (``serve --kiosk``) is a public display with a fixed area.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import flask
+
+from onemap import queries
+from onemap.access import ROLES, User, load_users
+from onemap.settings import Settings
+
+OPEN_PREFIXES = ("/login", "/logout", "/assets/", "/_dash-component-suites/", "/_favicon.ico")
+FAILED_SIGN_IN_DELAY = 0.5  # seconds; slows password guessing
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The person (or screen) a request is served to."""
+    name: str
+    scope: queries.Scope
+    handler: bool = False   # a handling role: sensitive events listed and counted in full
+    public: bool = False    # the wall screen: small counts left out altogether
+    label: str = ""
+
+    def hex_privacy(self, small: int) -> dict:
+        """hex_counts keywords for this viewer (``small``: privacy.small_count_suppress)."""
+        if self.public:
+            return {"min_count": small}
+        return {} if self.handler else {"sensitive_min": small}
+
+
+def session_key(settings: Settings) -> bytes:
+    """The key signing the session cookies: <home>/secrets/session.key, made on first use (owner-only)."""
+    path = settings.session_key_file
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32), encoding="utf-8")
+        path.chmod(0o600)
+    return bytes.fromhex(path.read_text(encoding="utf-8").strip())
+
+
+class Gate:
+    """Accounts, sign-in routes and the per-request viewer of one app."""
+
+    def __init__(self, settings: Settings, con_factory, kiosk_scope: queries.Scope | None = None):
+        self.settings = settings
+        self.con = con_factory
+        self.kiosk_scope = kiosk_scope
+        self._users: tuple[float, dict[str, User]] = (-1.0, {})
+
+    def users(self) -> dict[str, User]:
+        """The accounts, read again whenever the file changes."""
+        path = self.settings.users_path
+        stamp = path.stat().st_mtime if path.is_file() else 0.0
+        if stamp != self._users[0]:
+            self._users = (stamp, load_users(path))
+        return self._users[1]
+
+    @property
+    def kiosk(self) -> bool:
+        return self.kiosk_scope is not None
+
+    def sign_in_required(self) -> bool:
+        return not self.kiosk and bool(self.users())
+
+    def current(self) -> Viewer | None:
+        """The viewer of the current request, or None outside a request or before sign-in (Dash builds the
+        layout once at start-up and on its first request, whichever that is, to validate it)."""
+        if not flask.has_request_context():
+            return None
+        if self.sign_in_required() and flask.session.get("user") not in self.users():
+            return None
+        return self.viewer()
+
+    def viewer(self) -> Viewer:
+        """The viewer of the current request (call inside a request: a page, a callback, a download)."""
+        if self.kiosk:
+            return Viewer("wall-screen", self.kiosk_scope, public=True, label="大屏")
+        if not self.sign_in_required():
+            return Viewer("local", queries.COUNTY, label="本机（未设用户）")
+        user = self.users().get(flask.session.get("user", ""))
+        if user is None:
+            flask.abort(401)
+        scope = queries.area_scope(self.con(), user.area)
+        return Viewer(user.name, scope, handler=user.handler,
+                      label=f"{user.display or user.name} · {scope.name} · {ROLES[user.role][:2]}")
+
+    def install(self, server: flask.Flask) -> None:
+        server.secret_key = session_key(self.settings)
+        server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                             PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12))
+
+        @server.before_request
+        def guard():
+            path = flask.request.path
+            if not self.sign_in_required() or path.startswith(OPEN_PREFIXES):
+                return None
+            if flask.session.get("user") in self.users():
+                return None
+            if flask.request.method == "GET" and not path.startswith("/_"):
+                return flask.redirect(f"/login?next={path}")
+            return flask.Response("sign in first", status=401)
+
+        @server.route("/login", methods=["GET", "POST"])
+        def login():
+            error = ""
+            target = _safe_next(flask.request.values.get("next", "/"))
+            if flask.request.method == "POST":
+                name = flask.request.form.get("user", "")
+                user = self.users().get(name)
+                if user is not None and user.check(flask.request.form.get("password", "")):
+                    flask.session.clear()
+                    flask.session["user"] = user.name
+                    flask.session.permanent = True
+                    return flask.redirect(target)
+                time.sleep(FAILED_SIGN_IN_DELAY)
+                error = "用户名或密码不正确"
+            return flask.render_template_string(LOGIN_PAGE, title=self.settings.county_name, error=error,
+                                                target=target, demo=self._demo_accounts()), (401 if error else 200)
+
+        @server.route("/logout")
+        def logout():
+            flask.session.clear()
+            return flask.redirect("/login")
+
+    def _demo_accounts(self) -> list[tuple[str, str, str]]:
+        """The documented demo accounts, shown on the sign-in page of the synthetic demo county only."""
+        from onemap.access import DEMO_ACCOUNTS
+
+        if not queries.boundaries_synthetic(self.con()):
+            return []
+        users = self.users()
+        return [(a.name, a.password, a.display) for a in DEMO_ACCOUNTS
+                if a.name in users and users[a.name].check(a.password)]
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this server (no scheme, no host): the sign-in page must not redirect elsewhere."""
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · 民情地图 · {{ title }}</title>
+<style>
+body { background:#0b1a2e; color:#dfe7f1; font-family:"Noto Sans CJK SC","Noto Sans SC",sans-serif;
+       display:flex; align-items:center; justify-content:center; height:100vh; margin:0; }
+form { background:#102640; padding:32px 40px; border-radius:8px; min-width:320px; }
+h1 { font-size:22px; margin:0 0 20px; }
+label { display:block; margin:12px 0 4px; font-size:14px; }
+input { width:100%; padding:8px; font-size:16px; box-sizing:border-box; border-radius:4px; border:1px solid #35557a;
+        background:#0b1a2e; color:#dfe7f1; }
+button { margin-top:20px; width:100%; padding:10px; font-size:16px; background:#2f7f8f; color:#fff; border:0;
+         border-radius:4px; cursor:pointer; }
+.error { color:#ff8a8a; margin-top:12px; }
+.demo { margin-top:20px; font-size:13px; color:#9fb3c8; }
+.demo td { padding:2px 8px 2px 0; }
+</style></head>
+<body><form method="post" action="/login">
+<h1>民情地图 · {{ title }}</h1>
+<input type="hidden" name="next" value="{{ target }}">
+<label for="user">用户名</label><input id="user" name="user" autocomplete="username" autofocus>
+<label for="password">密码</label><input id="password" name="password" type="password" autocomplete="current-password">
+<button type="submit" id="sign-in">登录</button>
+{% if error %}<div class="error" id="login-error">{{ error }}</div>{% endif %}
+{% if demo %}<div class="demo">演示账号（合成数据，仅供演示）：<table>
+{% for name, password, display in demo %}<tr><td>{{ name }}</td><td>{{ password }}</td><td>{{ display }}</td></tr>{% endfor %}
+</table></div>{% endif %}
+</form></body></html>
+"""
