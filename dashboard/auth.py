@@ -3,8 +3,8 @@
 When the deployment's users file holds any account, every route but the sign-in page and the static
 files needs a signed-in session: a page is redirected to ``/login``, a callback or download gets 401. The
 session carries the user name only; the user's area and role are looked up again on every request, so
-removing an account or changing its area takes effect at once. Without accounts the map is open on the
-machine it runs on (``onemap serve`` refuses other addresses then) and shows the whole county to a
+removing an account or changing its area takes effect at once. Without a users file the map is open on
+the machine it runs on (``onemap serve`` refuses other addresses then) and shows the whole county to a
 non-handling viewer. The wall screen (``serve --kiosk``) is a public display with a fixed area.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from onemap import queries
 from onemap.access import ROLES, User, load_users
 from onemap.settings import Settings
 
-OPEN_PREFIXES = ("/login", "/logout", "/assets/", "/_dash-component-suites/", "/_favicon.ico")
+OPEN_PREFIXES = ("/login", "/logout", "/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
 FAILED_SIGN_IN_DELAY = 0.5  # seconds; slows password guessing
 
 
@@ -58,12 +58,12 @@ class Gate:
         self.settings = settings
         self.con = con_factory
         self.kiosk_scope = kiosk_scope
-        self._users: tuple[float, dict[str, User]] = (-1.0, {})
+        self._users: tuple[tuple[int, int] | None, dict[str, User]] = ((-1, -1), {})
 
     def users(self) -> dict[str, User]:
-        """The accounts, read again whenever the file changes."""
+        """The accounts, read again whenever the file changes (it is replaced, never edited in place)."""
         path = self.settings.users_path
-        stamp = path.stat().st_mtime if path.is_file() else 0.0
+        stamp = (path.stat().st_ino, path.stat().st_mtime_ns) if path.is_file() else None
         if stamp != self._users[0]:
             self._users = (stamp, load_users(path))
         return self._users[1]
@@ -73,7 +73,8 @@ class Gate:
         return self.kiosk_scope is not None
 
     def sign_in_required(self) -> bool:
-        return not self.kiosk and bool(self.users())
+        """Whenever a users file exists, even with every account removed from it (then no one gets in)."""
+        return not self.kiosk and self.settings.users_path.is_file()
 
     def current(self) -> Viewer | None:
         """The viewer of the current request, or None outside a request or before sign-in (Dash builds the

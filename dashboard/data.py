@@ -9,7 +9,8 @@ from onemap.settings import Settings
 from onemap.warehouse import PublishedWarehouse
 
 COUNTY_ZOOM = 10.3
-ZOOM_MARGIN = -0.6  # zoom out a little from the exact fit, so that the area's edge stays in view
+ZOOM_MARGIN = -0.3  # zoom out a little from the exact fit, so that the area's edge stays in view
+MAP_PX = (1100, 600)  # the map's size on a 1600x900 desk screen; larger wall screens show more around it
 
 
 class DashboardData:
@@ -35,8 +36,12 @@ class DashboardData:
         if not queries.narrow(scope):
             return self.center, COUNTY_ZOOM
         minx, miny, maxx, maxy = queries.scope_shape(self.con(), scope).bounds
-        span = max(maxx - minx, (maxy - miny) * 1.6, 1e-4)  # the map is wider than tall
-        zoom = min(max(math.log2(360.0 / span) + ZOOM_MARGIN, COUNTY_ZOOM), 15.0)
+        # web-mercator zoom at which the bounds fit a map of MAP_PX (512-px tiles; a degree of latitude is
+        # ~1/cos(lat) longer than one of longitude on the screen), a little zoomed out so the edge shows
+        stretch = 1.0 / math.cos(math.radians((miny + maxy) / 2))
+        fit = min(math.log2(MAP_PX[0] * 360.0 / (512.0 * max(maxx - minx, 1e-4))),
+                  math.log2(MAP_PX[1] * 360.0 / (512.0 * max((maxy - miny) * stretch, 1e-4))))
+        zoom = min(max(fit + ZOOM_MARGIN, COUNTY_ZOOM), 15.0)
         return {"lon": (minx + maxx) / 2, "lat": (miny + maxy) / 2}, zoom
 
     @functools.cached_property

@@ -93,7 +93,8 @@ def cmd_user(args: argparse.Namespace) -> int:
     if args.user_command == "list":
         users = load_users(path)
         if not users:
-            print(f"no accounts in {path}: the map is open on this machine only")
+            print(f"no accounts in {path}: " + ("no one can sign in" if path.exists() else
+                                                "the map is open on this machine only"))
         for u in users.values():
             print(f"{u.name:<16} {u.area:<13} {u.role:<8} {u.display}")
         return 0
@@ -340,8 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("user", help="manage the map's user accounts (area and role of each)",
                        description="Accounts of the map, kept in the users file ([access] users_file, default "
                                    "<home>/secrets/users.toml). Each user sees only the events, alerts, hot spots, "
-                                   "places and briefs of their area, enforced on the server. When the file holds "
-                                   "any account, the map asks everyone to sign in.")
+                                   "places and briefs of their area, enforced on the server. Once the file exists, "
+                                   "the map asks everyone to sign in.")
     users = p.add_subparsers(dest="user_command", required=True)
     p = users.add_parser("add", help="add (or with --force replace) an account")
     p.add_argument("name", help="sign-in name: ASCII letters, digits, _ . -")

@@ -1,12 +1,16 @@
 """Drive the real map page in Debian's Chromium (Playwright, no downloaded browser)."""
+import datetime as dt
 import threading
 from urllib.parse import urlparse
 
 import pytest
 from werkzeug.serving import make_server
 
+from onemap.access import DEMO_ACCOUNTS
+
 pytestmark = pytest.mark.browser
 
+COUNTY, TOWN = (next(a for a in DEMO_ACCOUNTS if a.name == n) for n in ("county", "xingang"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -33,6 +37,16 @@ def browser():
         b.close()
 
 
+def _sign_in(page, base: str, account) -> None:
+    """Open the map: the server sends the browser to the sign-in page first; fill it in like a user."""
+    page.goto(base)
+    page.wait_for_url("**/login?next=/", timeout=30_000)
+    page.fill("#user", account.name)
+    page.fill("#password", account.password)
+    page.click("#sign-in")
+    page.wait_for_selector("#map .maplibregl-canvas", timeout=60_000)
+
+
 def _kpis(page) -> dict[str, str]:
     return {k: page.inner_text(f"#kpi-{k}") for k in ("registered", "closed_rate", "resolved_rate", "overdue")}
 
@@ -42,8 +56,7 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     requests, errors = [], []
     page.on("request", lambda r: requests.append(r.url))
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(server)
-    page.wait_for_selector("#map .maplibregl-canvas", timeout=60_000)
+    _sign_in(page, server, COUNTY)
     page.wait_for_function("document.querySelector('#kpi-registered').innerText !== '—'", timeout=30_000)
     # the hex layer is drawn: the choropleth trace holds cells, and MapLibre has painted its canvas
     n_cells = page.evaluate("document.querySelector('#map .js-plotly-plot').data"
@@ -89,8 +102,7 @@ def test_the_weekly_brief_downloads_from_the_map_page(server, browser, tmp_path)
     import docx
 
     page = browser.new_page(viewport={"width": 1600, "height": 900}, accept_downloads=True)
-    page.goto(server)
-    page.wait_for_selector("#brief-docx", timeout=60_000)
+    _sign_in(page, server, COUNTY)
     with page.expect_download(timeout=60_000) as download:
         page.click("#brief-docx")
     target = tmp_path / download.value.suggested_filename
@@ -120,3 +132,33 @@ def test_the_wall_screen_leaves_out_small_counts_and_says_so(demo_settings, brow
         page.close()
     finally:
         srv.shutdown()
+
+
+def test_a_town_user_signs_in_and_sees_only_the_town(server, browser, demo_settings):
+    """新港街道's account: the header names the town, the KPIs count its events only, and signing out ends it."""
+    from onemap import queries
+    from onemap.warehouse import connect_readonly
+
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    page.goto(server + "login")
+    page.fill("#user", TOWN.name)
+    page.fill("#password", "not-the-password")
+    page.click("#sign-in")
+    assert "用户名或密码不正确" in page.inner_text("#login-error")
+    _sign_in(page, server, TOWN)
+    page.wait_for_function("document.querySelector('#kpi-registered').innerText !== '—'", timeout=30_000)
+    con = connect_readonly(demo_settings.warehouse_path)
+    try:
+        town = queries.area_scope(con, TOWN.area)
+        last = queries.date_bounds(con)[1]
+        n = con.execute("SELECT count(*) FROM core.events WHERE town_code = ? AND CAST(reported_at AS DATE) "
+                        "BETWEEN ? AND ?", [town.code, last - dt.timedelta(days=27), last]).fetchall()[0][0]
+    finally:
+        con.close()
+    assert town.name in page.inner_text("header h1") and town.name in page.inner_text("#user")
+    assert page.inner_text("#kpi-registered") == f"{n:,}"
+    page.click("#user a")
+    page.wait_for_url("**/login", timeout=30_000)
+    page.goto(server)
+    page.wait_for_url("**/login?next=/", timeout=30_000)
+    page.close()

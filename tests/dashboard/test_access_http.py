@@ -1,0 +1,158 @@
+"""Sign-in and jurisdiction scoping on the server, over HTTP (Flask's test client): without a session nothing
+but the sign-in page and static files is served, and a town user's callbacks return only the town's data
+whatever the browser sends."""
+import base64
+import dataclasses
+import datetime as dt
+import io
+import json
+
+import pytest
+
+from onemap import queries
+from onemap.access import DEMO_ACCOUNTS, add_user, remove_user
+from onemap.warehouse import connect_readonly
+
+TOWN = next(a for a in DEMO_ACCOUNTS if a.name == "xingang")
+COUNTY = next(a for a in DEMO_ACCOUNTS if a.name == "county")
+
+
+@pytest.fixture(scope="module")
+def app(demo_settings):
+    from dashboard.app import create_app
+
+    return create_app(demo_settings)
+
+
+@pytest.fixture(scope="module")
+def con(demo_settings):
+    c = connect_readonly(demo_settings.warehouse_path)
+    yield c
+    c.close()
+
+
+def _sign_in(client, account, target="/"):
+    return client.post("/login", data={"user": account.name, "password": account.password, "next": target})
+
+
+def _text(resp) -> str:
+    """A JSON response as text with its Chinese unescaped."""
+    return json.dumps(resp.get_json(), ensure_ascii=False)
+
+
+def _call(client, output_id: str, inputs: dict, state: dict | None = None) -> dict:
+    """Post one callback the way the Dash renderer does, for the callback whose outputs include ``output_id``."""
+    deps = client.get("/_dash-dependencies").get_json()
+    dep = next(d for d in deps if output_id in d["output"])
+    body = {
+        "output": dep["output"],
+        "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]}
+                    for o in dep["output"].strip(".").split("...")] if dep["output"].startswith("..")
+        else {"id": dep["output"].split(".")[0], "property": dep["output"].split(".")[1]},
+        "inputs": [{"id": i["id"], "property": i["property"], "value": inputs.get(f"{i['id']}.{i['property']}")}
+                   for i in dep["inputs"]],
+        "state": [{"id": s["id"], "property": s["property"], "value": (state or {}).get(f"{s['id']}.{s['property']}")}
+                  for s in dep["state"]],
+        "changedPropIds": [next(iter(inputs))],
+    }
+    resp = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+    assert resp.status_code == 200, resp.data[:300]
+    return resp.get_json()["response"]
+
+
+def test_without_a_session_only_the_sign_in_page_and_static_files_are_served(app):
+    client = app.server.test_client()
+    page = client.get("/")
+    assert page.status_code == 302 and page.headers["Location"].endswith("/login?next=/")
+    assert client.get("/_dash-layout").status_code == 401
+    assert client.get("/_dash-dependencies").status_code == 401
+    assert client.post("/_dash-update-component", json={}).status_code == 401
+    assert client.get("/assets/style.css").status_code == 200
+    login = client.get("/login")
+    assert login.status_code == 200 and "登录" in login.text
+    # the synthetic demo county shows its documented demo accounts; a real deployment would not
+    assert TOWN.name in login.text and TOWN.password in login.text
+
+
+def test_a_wrong_password_is_refused_and_sign_in_goes_only_to_pages_of_this_server(app):
+    client = app.server.test_client()
+    bad = client.post("/login", data={"user": TOWN.name, "password": "wrong-password"})
+    assert bad.status_code == 401 and "用户名或密码不正确" in bad.text
+    assert client.get("/_dash-layout").status_code == 401
+    for target in ("http://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        resp = _sign_in(app.server.test_client(), TOWN, target)
+        assert resp.status_code == 302 and resp.headers["Location"] == "/"
+    assert _sign_in(client, TOWN, "/?x=1").headers["Location"] == "/?x=1"
+    assert client.get("/_dash-layout").status_code == 200
+    client.get("/logout")
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_a_town_user_gets_the_towns_numbers_only(app, con):
+    client = app.server.test_client()
+    _sign_in(client, TOWN)
+    layout = _text(client.get("/_dash-layout"))
+    town = queries.area_scope(con, TOWN.area)
+    assert town.name in layout and "退出" in layout
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=27)
+    inputs = {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [], "sources.value": [],
+              "resolution.value": 9, "layer.value": "counts", "refresh.n_intervals": None}
+    out = _call(client, "kpi-registered.children", inputs)
+    in_town = con.execute("SELECT count(*) FROM core.events WHERE town_code = ? AND CAST(reported_at AS DATE) "
+                          "BETWEEN ? AND ?", [town.code, start, last]).fetchall()[0][0]
+    county = con.execute("SELECT count(*) FROM core.events WHERE CAST(reported_at AS DATE) BETWEEN ? AND ?",
+                         [start, last]).fetchall()[0][0]
+    assert out["kpi-registered"]["children"] == f"{in_town:,}" and in_town < county
+    hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
+    town_cells = set(queries.hex_counts(con, queries.EventFilter(start, last, scope=town), 9)["cell"])
+    assert set(hexes["locations"]) <= town_cells
+
+    # a hex of another town: the drill-down lists nothing of it
+    other = con.execute("SELECT h3_cell FROM core.events WHERE town_code <> ? AND h3_cell IS NOT NULL AND "
+                        "CAST(reported_at AS DATE) BETWEEN ? AND ? GROUP BY 1 HAVING bool_and(town_code <> ?) "
+                        "ORDER BY count(*) DESC LIMIT 1", [town.code, start, last, town.code]).fetchall()[0][0]
+    detail = _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": format(int(other), "x")}]}},
+                   {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [],
+                    "sources.value": [], "resolution.value": 15})
+    assert "无事件" in json.dumps(detail["detail-body"]["children"], ensure_ascii=False)
+
+
+def test_a_town_users_brief_is_the_towns(app, con):
+    import docx
+
+    client = app.server.test_client()
+    _sign_in(client, TOWN)
+    out = _call(client, "brief-download.data", {"brief-docx.n_clicks": 1, "brief-pdf.n_clicks": None})
+    sent = out["brief-download"]["data"]
+    town = queries.area_scope(con, TOWN.area)
+    assert town.name in sent["filename"]
+    document = docx.Document(io.BytesIO(base64.b64decode(sent["content"])))
+    assert town.name in document.paragraphs[0].text
+
+
+def test_an_account_removed_or_moved_takes_effect_at_the_next_request(demo_settings, con, tmp_path):
+    from dashboard.app import create_app
+
+    settings = dataclasses.replace(demo_settings, users_file=tmp_path / "users.toml")
+    add_user(settings.users_path, "temp", TOWN.area, "viewer", "temporary-pw")
+    client = create_app(settings).server.test_client()
+    assert _sign_in(client, dataclasses.replace(TOWN, name="temp", password="temporary-pw")).status_code == 302
+    assert client.get("/_dash-layout").status_code == 200
+    village = queries.child_areas(con, queries.area_scope(con, TOWN.area)).iloc[0]
+    add_user(settings.users_path, "temp", village.code, "viewer", "temporary-pw", replace=True)
+    assert village["name"] in _text(client.get("/_dash-layout"))
+    remove_user(settings.users_path, "temp")
+    assert client.get("/_dash-layout").status_code == 401
+
+
+def test_without_accounts_the_map_is_open_on_this_machine_only(demo_settings, tmp_path, monkeypatch, capsys):
+    from dashboard.app import create_app
+    from onemap.cli import main
+
+    settings = dataclasses.replace(demo_settings, users_file=tmp_path / "none.toml")
+    client = create_app(settings).server.test_client()
+    assert client.get("/_dash-layout").status_code == 200  # open: the whole county, non-handling
+    monkeypatch.setenv("ONEMAP_ACCESS__USERS_FILE", str(tmp_path / "none.toml"))
+    assert main(["--home", str(demo_settings.home), "serve", "--host", "0.0.0.0"]) == 2
+    assert "needs user accounts" in capsys.readouterr().err
