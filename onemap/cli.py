@@ -175,7 +175,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     since = args.since
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:
-        frame = queries.alerts(con, since=since, window_days=args.window, kind=args.kind)
+        scope = queries.area_scope(con, args.area) if args.area else None
+        frame = queries.alerts(con, since=since, window_days=args.window, kind=args.kind, scope=scope)
         kept = queries.scored_through(con)
     finally:
         con.close()
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, choices=[1, 7],
                    help="only 1-day or 7-day windows (ramps, whose window is the rise so far, are then left out)")
     p.add_argument("--kind", choices=["cell", "neighbourhood", "category", "ramp"], help="only alerts of this kind")
+    p.add_argument("--area", help="only alerts on the cells of this town or village (code)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_alerts)
 

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 import json
 
+import numpy as np
 import pytest
 
 from onemap import queries
@@ -156,3 +157,27 @@ def test_without_accounts_the_map_is_open_on_this_machine_only(demo_settings, tm
     monkeypatch.setenv("ONEMAP_ACCESS__USERS_FILE", str(tmp_path / "none.toml"))
     assert main(["--home", str(demo_settings.home), "serve", "--host", "0.0.0.0"]) == 2
     assert "needs user accounts" in capsys.readouterr().err
+
+
+def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_settings, con):
+    from dashboard.app import create_app
+
+    town = queries.area_scope(con, TOWN.area)
+    client = create_app(demo_settings, kiosk=True, kiosk_area=town.code).server.test_client()
+    assert client.get("/_dash-layout").status_code == 200  # no sign-in on a wall screen
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=27)
+    out = _call(client, "kpi-registered.children",
+                {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [],
+                 "sources.value": [], "resolution.value": 9, "layer.value": "counts", "refresh.n_intervals": None})
+    n = queries.kpis(con, queries.EventFilter(start, last, scope=town))["registered"]
+    assert out["kpi-registered"]["children"] == f"{int(n):,}"
+    hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
+    z = hexes["z"]  # plotly sends numeric arrays base64-encoded
+    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]) if isinstance(z, dict) else np.asarray(z)
+    assert len(z) and z.min() >= demo_settings.small_count_suppress
+    cell = hexes["locations"][0]
+    detail = _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": cell}]}},
+                   {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [],
+                    "sources.value": [], "resolution.value": 9})
+    assert "大屏不显示事件明细" in json.dumps(detail, ensure_ascii=False)
