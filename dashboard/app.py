@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import dash
+import pandas as pd
 from dash import Input, Output, State, dcc, html
 from flask import Response
 
@@ -90,6 +91,10 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
         html.Div([html.Label("六边形级别"), dcc.RadioItems(
             id="resolution", options=[{"label": f"H3-{r}", "value": r} for r in data.settings.h3_resolutions],
             value=res_default, inline=True)], className="control"),
+        html.Div([html.Label("导出事件数图层"), html.Div([
+            html.Button("CSV", id="hex-csv", className="brief-button", title="每个六边形的事件数（Excel 可直接打开）"),
+            html.Button("GeoJSON", id="hex-geojson", className="brief-button", title="六边形边界与事件数（QGIS 等可打开）"),
+            dcc.Download(id="hex-download")])], className="control"),
     ])
     return html.Div(className="page" + (" kiosk" if kiosk else ""), children=[
         html.Header(className="header", children=[
@@ -118,6 +123,22 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
     ])
 
 
+def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int
+               ) -> tuple[pd.DataFrame, str]:
+    """The event counts per hex that ``viewer`` may see, and the map's note on what is left out. Small counts
+    are left out on the server: all of them on the public wall screen, those of sensitive events for a
+    non-handling viewer (privacy.small_count_suppress). The map and the export both read this."""
+    small = data.settings.small_count_suppress
+    privacy = viewer.hex_privacy(small)
+    counts = queries.hex_counts(data.con(), flt, resolution, **privacy)
+    note = ""
+    if privacy.get("min_count", 0) > 1:
+        note = f"少于 {small} 件的六边形不在大屏显示"
+    elif privacy.get("sensitive_min", 0) > 1:
+        note = f"涉家暴、未成年人事件：六边形内少于 {small} 件时不计入地图"
+    return counts, note
+
+
 def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: bool = False) -> None:
     if kiosk:
         @app.callback(Output("layer", "value"), Input("refresh", "n_intervals"), prevent_initial_call=True)
@@ -142,21 +163,26 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), data.boundaries, data.town_labels,
                               center, zoom=zoom)
         else:
-            # small counts are left out on the server: all of them on the public wall screen, those of
-            # sensitive events for a non-handling viewer (privacy.small_count_suppress)
-            small = data.settings.small_count_suppress
-            privacy = viewer.hex_privacy(small)
-            counts = queries.hex_counts(con, flt, int(resolution), **privacy)
-            note = ""
-            if privacy.get("min_count", 0) > 1:
-                note = f"少于 {small} 件的六边形不在大屏显示"
-            elif privacy.get("sensitive_min", 0) > 1:
-                note = f"涉家暴、未成年人事件：六边形内少于 {small} 件时不计入地图"
+            counts, note = _hex_layer(data, viewer, flt, int(resolution))
             fig = hex_map(counts, data.boundaries, data.town_labels, center, zoom=zoom, note=note)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")
+
+    @app.callback(Output("hex-download", "data"), Input("hex-csv", "n_clicks"), Input("hex-geojson", "n_clicks"),
+                  State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),
+                  State("sources", "value"), State("resolution", "value"), prevent_initial_call=True)
+    def download_hexes(_csv, _geojson, start, end, categories, sources, resolution):
+        from dashboard.exports import hex_file
+
+        viewer = gate.viewer()
+        flt = _filter(viewer, start, end, categories, sources)
+        counts, _ = _hex_layer(data, viewer, flt, int(resolution))
+        fmt = "geojson" if dash.ctx.triggered_id == "hex-geojson" else "csv"
+        area = f"{viewer.scope.name}_" if queries.narrow(viewer.scope) else ""
+        return dcc.send_bytes(hex_file(counts, int(resolution), fmt),
+                              f"六边形事件数_{area}H3-{int(resolution)}_{flt.start}_{flt.end}.{fmt}")
 
     @app.callback(Output("brief-download", "data"), Input("brief-docx", "n_clicks"), Input("brief-pdf", "n_clicks"),
                   prevent_initial_call=True)

@@ -94,7 +94,10 @@ class Gate:
         user = self.users().get(flask.session.get("user", ""))
         if user is None:
             flask.abort(401)
-        scope = queries.area_scope(self.con(), user.area)
+        try:
+            scope = queries.area_scope(self.con(), user.area)
+        except ValueError as exc:  # e.g. a village merged away in a new boundary vintage (村居合并)
+            flask.abort(403, description=f"账号 {user.name} 的辖区已不在当前边界中，请联系管理员：{exc}")
         return Viewer(user.name, scope, handler=user.handler,
                       label=f"{user.display or user.name} · {scope.name} · {ROLES[user.role][:2]}")
 

@@ -17,7 +17,6 @@ page, query and export (``onemap.queries.Scope``), not by hiding widgets.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import tomllib
@@ -83,16 +82,29 @@ def load_users(path: Path) -> dict[str, User]:
     return users
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string: backslash, quote and the control characters TOML forbids (U+0000-U+001F, U+007F)
+    escaped; everything else, Chinese included, as it is."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
 def save_users(path: Path, users: dict[str, User]) -> None:
-    """Write the accounts (readable by the owner only). Strings are written as JSON strings, which are valid
-    TOML basic strings."""
+    """Write the accounts (readable by the owner only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# 民情地图 user accounts: written by `onemap user add`; passwords are salted scrypt hashes", ""]
     for user in sorted(users.values(), key=lambda u: u.name):
-        lines += [f"[users.{json.dumps(user.name)}]", f"area = {json.dumps(user.area)}",
-                  f"role = {json.dumps(user.role)}", f"display = {json.dumps(user.display, ensure_ascii=False)}",
-                  f"password = {json.dumps(user.password_hash)}", ""]
+        lines += [f"[users.{_toml_string(user.name)}]", f"area = {_toml_string(user.area)}",
+                  f"role = {_toml_string(user.role)}", f"display = {_toml_string(user.display)}",
+                  f"password = {_toml_string(user.password_hash)}", ""]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")
     tmp.chmod(0o600)

@@ -41,3 +41,13 @@ def demo_settings(demo_home):
     from onemap.settings import load_settings
 
     return load_settings(environ={**os.environ, "ONEMAP_HOME": str(demo_home)})
+
+
+@pytest.fixture(scope="module")
+def con(demo_settings):
+    """A read-only connection to the demo county's warehouse, one per test module."""
+    from onemap.warehouse import connect_readonly
+
+    c = connect_readonly(demo_settings.warehouse_path)
+    yield c
+    c.close()

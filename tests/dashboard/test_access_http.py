@@ -12,7 +12,6 @@ import pytest
 
 from onemap import queries
 from onemap.access import DEMO_ACCOUNTS, add_user, remove_user
-from onemap.warehouse import connect_readonly
 
 TOWN = next(a for a in DEMO_ACCOUNTS if a.name == "xingang")
 COUNTY = next(a for a in DEMO_ACCOUNTS if a.name == "county")
@@ -23,13 +22,6 @@ def app(demo_settings):
     from dashboard.app import create_app
 
     return create_app(demo_settings)
-
-
-@pytest.fixture(scope="module")
-def con(demo_settings):
-    c = connect_readonly(demo_settings.warehouse_path)
-    yield c
-    c.close()
 
 
 def _sign_in(client, account, target="/"):
@@ -181,3 +173,34 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
                    {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [],
                     "sources.value": [], "resolution.value": 9})
     assert "大屏不显示事件明细" in json.dumps(detail, ensure_ascii=False)
+
+
+def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):
+    """CSV and GeoJSON of the event-count layer: the town user's own hexes, with the viewer's small-count rule."""
+    import pandas as pd
+
+    client = app.server.test_client()
+    _sign_in(client, TOWN)
+    town = queries.area_scope(con, TOWN.area)
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=27)
+    state = {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": ["MD"],
+             "sources.value": [], "resolution.value": 9}
+    expected = queries.hex_counts(con, queries.EventFilter(start, last, categories=("MD",), scope=town), 9,
+                                  sensitive_min=3)
+    sent = _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
+                 state)["hex-download"]["data"]
+    assert sent["filename"] == f"六边形事件数_{town.name}_H3-9_{start}_{last}.csv"
+    raw = base64.b64decode(sent["content"])
+    assert raw.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads it as UTF-8
+    frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig")
+    assert list(frame.columns) == ["h3_cell", "resolution", "events", "centre_lat", "centre_lng"]
+    assert dict(zip(frame["h3_cell"], frame["events"], strict=True)) == dict(
+        zip(expected["cell"], expected["n"], strict=True))
+    assert len(frame) > 0 and (frame["resolution"] == 9).all()
+    sent = _call(client, "hex-download.data", {"hex-geojson.n_clicks": 1, "hex-csv.n_clicks": 1},
+                 state)["hex-download"]["data"]
+    geo = json.loads(base64.b64decode(sent["content"]))
+    assert sent["filename"].endswith(".geojson") and len(geo["features"]) == len(frame)
+    assert sum(f["properties"]["events"] for f in geo["features"]) == frame["events"].sum()
+    assert all(f["geometry"]["type"] == "Polygon" for f in geo["features"])

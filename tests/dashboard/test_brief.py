@@ -28,13 +28,6 @@ WEEK = dt.date(2026, 11, 4)  # a Wednesday of the demo's last complete weeks (th
 
 
 @pytest.fixture(scope="module")
-def con(demo_settings):
-    c = connect_readonly(demo_settings.warehouse_path)
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
 def brief(con):
     return weekly_brief(con, "汕尾市城区", WEEK, map_png=b"\x89PNG not drawn here")
 

@@ -9,14 +9,6 @@ import pytest
 import shapely
 
 from onemap import queries
-from onemap.warehouse import connect_readonly
-
-
-@pytest.fixture(scope="module")
-def con(demo_settings):
-    c = connect_readonly(demo_settings.warehouse_path)
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

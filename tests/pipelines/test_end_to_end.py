@@ -26,13 +26,6 @@ def _exports(home):
     return pd.concat([grid[cols], police[cols]], ignore_index=True)
 
 
-@pytest.fixture(scope="module")
-def con(demo_settings):
-    c = connect_readonly(demo_settings.warehouse_path)
-    yield c
-    c.close()
-
-
 def test_every_row_is_loaded_or_quarantined(demo_home, con):
     files = _exports(demo_home)
     loaded = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]

@@ -1,0 +1,98 @@
+"""Map-query latency by viewer: what jurisdiction scoping and the sensitive-count rule cost per map update.
+
+    .venv/bin/python bench/map_queries.py --events 5000000
+
+Builds a warehouse of N synthetic events over two years (bench/build.py's synthesiser and `onemap build`), then
+times the queries one map update makes (hex counts at H3 8 and 10 over the last 28 days, and the KPI strip with
+its 环比), for each kind of viewer:
+
+- county handler: hex counts from the hex.cell_day aggregate — the baseline of the ratios;
+- county viewer: hex counts from core.events, so that sensitive events in hexes holding fewer than three of them
+  can be left out (the aggregate has no flags);
+- town and village users: hex counts and KPIs restricted to the area's own events (from core.events).
+
+Prints ms p50 / p95 over repeated runs and the ratio to the baseline in the same run.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import importlib.util
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from onemap import queries  # noqa: E402
+from onemap.settings import load_settings  # noqa: E402
+from onemap.warehouse import connect_readonly  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_build", Path(__file__).with_name("build.py"))
+bench_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_build)
+
+
+def _times(fn, repeat: int) -> tuple[float, float]:
+    fn()  # warm: the first run reads the columns from disk
+    ms = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t) * 1000)
+    ms.sort()
+    return statistics.median(ms), ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=5_000_000)
+    ap.add_argument("--repeat", type=int, default=30)
+    args = ap.parse_args()
+    from pipelines.build import build
+
+    with tempfile.TemporaryDirectory() as home:
+        child = multiprocessing.get_context("fork").Process(target=bench_build._load, args=(home, args.events))
+        child.start()
+        child.join()
+        if child.exitcode:
+            raise SystemExit(f"synthesising the events failed (exit code {child.exitcode})")
+        settings = load_settings(environ={**os.environ, "ONEMAP_HOME": home})
+        t = time.perf_counter()
+        build(settings, as_of=bench_build.AS_OF, full=True)
+        print(f"built {args.events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
+        con = connect_readonly(settings.warehouse_path)
+        last = queries.date_bounds(con)[1]
+        county = queries.EventFilter(start=last - dt.timedelta(days=27), end=last)
+        town = queries.area_scope(con, queries.child_areas(con, None)["code"].iloc[0])
+        village = queries.area_scope(con, queries.child_areas(con, town)["code"].iloc[0])
+        n_town = queries.kpis(con, dataclasses.replace(county, scope=town))["registered"]
+        n_all = queries.kpis(con, county)["registered"]
+        print(f"28 days: {n_all:,.0f} events in the county, {n_town:,.0f} in {town.name}")
+        cases = [
+            ("county handler (hex.cell_day aggregate)", county, {}),
+            ("county viewer (core.events, sensitive < 3 left out)", county, {"sensitive_min": 3}),
+            (f"town user, {town.name} (core.events)", dataclasses.replace(county, scope=town), {"sensitive_min": 3}),
+            (f"village user, {village.name} (core.events)", dataclasses.replace(county, scope=village),
+             {"sensitive_min": 3}),
+        ]
+        print(f"\n{'viewer':<52} {'query':<22} {'p50 ms':>8} {'p95 ms':>8} {'vs handler':>10}")
+        base: dict[str, float] = {}
+        for label, flt, privacy in cases:
+            for query, fn in (("hex counts, H3 8", lambda f=flt, p=privacy: queries.hex_counts(con, f, 8, **p)),
+                              ("hex counts, H3 10", lambda f=flt, p=privacy: queries.hex_counts(con, f, 10, **p)),
+                              ("KPIs + 环比", lambda f=flt: queries.kpis_with_previous(con, f))):
+                p50, p95 = _times(fn, args.repeat)
+                base.setdefault(query, p50)
+                print(f"{label:<52} {query:<22} {p50:>8.1f} {p95:>8.1f} {p50 / base[query]:>9.2f}x")
+        con.close()
+    print(f"\nrepeat {args.repeat}; {os.cpu_count()} cores; load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
