@@ -7,9 +7,10 @@ times the queries one map update makes (hex counts at H3 8 and 10 over the last 
 its 环比), for each kind of viewer:
 
 - county handler: hex counts from the hex.cell_day aggregate — the baseline of the ratios;
-- county viewer: hex counts from core.events, so that sensitive events in hexes holding fewer than three of them
-  can be left out (the aggregate has no flags);
-- town and village users: hex counts and KPIs restricted to the area's own events (from core.events).
+- county viewer: the same aggregate, with sensitive events left out of hexes holding fewer than three of them
+  (the aggregate's n_sensitive);
+- town and village users: hex counts and KPIs restricted to the area's own events (from core.events, which has
+  the area codes the aggregate lacks).
 
 Prints ms p50 / p95 over repeated runs and the ratio to the baseline in the same run.
 """
@@ -76,7 +77,7 @@ def main() -> None:
         print(f"28 days: {n_all:,.0f} events in the county, {n_town:,.0f} in {town.name}")
         cases = [
             ("county handler (hex.cell_day aggregate)", county, {}),
-            ("county viewer (core.events, sensitive < 3 left out)", county, {"sensitive_min": 3}),
+            ("county viewer (aggregate, sensitive < 3 left out)", county, {"sensitive_min": 3}),
             (f"town user, {town.name} (core.events)", dataclasses.replace(county, scope=town), {"sensitive_min": 3}),
             (f"village user, {village.name} (core.events)", dataclasses.replace(county, scope=village),
              {"sensitive_min": 3}),

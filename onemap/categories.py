@@ -210,6 +210,8 @@ FLAGS: tuple[Flag, ...] = (
     Flag("escalation_risk", "激化风险(民转刑/极端)", "Escalation risk (civil-to-criminal / extreme)", False),
 )
 FLAG_KEYS: tuple[str, ...] = tuple(f.key for f in FLAGS)
+# events with these flags (domestic violence, minors) sit at household points: shown only aggregated (product.md)
+SENSITIVE_FLAGS: list[str] = [f.key for f in FLAGS if f.sensitive]
 
 # ------------------------------------------------------------------------------ statuses, outcomes
 

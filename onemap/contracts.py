@@ -229,6 +229,7 @@ HEX_DAILY = Table(
         C("category_code", "VARCHAR", False),
         C("source", "VARCHAR", False),
         C("n", "INTEGER", False),
+        C("n_sensitive", "INTEGER", doc="of n, events with a sensitive flag (onemap.categories.SENSITIVE_FLAGS)"),
     ),
     (),  # no PRIMARY KEY: DuckDB's index makes bulk aggregation ~20x slower; uniqueness is a check instead
     checks=(("one row per (resolution, cell, day, category, source)",

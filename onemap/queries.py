@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from onemap.categories import FLAGS
+from onemap.categories import SENSITIVE_FLAGS
 from onemap.h3sql import h3_parent_sql
 from onemap.metrics import KPIS, OVERDUE
 
@@ -75,11 +75,15 @@ class EventFilter:
     sources: tuple[str, ...] = ()      # grid / police / hotline; empty = all
     scope: Scope | None = None         # jurisdiction scope; None = whole county
 
-    def where(self, day_expr: str = "CAST(reported_at AS DATE)", code_col: str = "category_code",
+    def where(self, day_expr: str | None = None, code_col: str = "category_code",
               source_col: str = "source", area_codes: bool = True) -> tuple[str, dict]:
-        """SQL condition and parameters. ``area_codes=False``: the table has no area code columns (the hex
-        aggregates), so a narrow scope cannot be applied there and is refused rather than ignored."""
-        clauses = [f"{day_expr} BETWEEN $start AND $end"]
+        """SQL condition and parameters. ``day_expr``: a DATE column (the aggregates' ``day``); by default the
+        Asia/Shanghai calendar days of core.events' ``reported_at``, written as a range of instants (midnight
+        to midnight in the session's time zone) so that DuckDB neither converts every row's time zone nor
+        scans row groups outside the period. ``area_codes=False``: the table has no area code columns (the
+        hex aggregates), so a narrow scope cannot be applied there and is refused rather than ignored."""
+        clauses = [f"{day_expr} BETWEEN $start AND $end" if day_expr else
+                   "reported_at >= CAST($start AS TIMESTAMPTZ) AND reported_at < CAST($end AS TIMESTAMPTZ) + INTERVAL 1 DAY"]
         params: dict = {"start": self.start, "end": self.end}
         if self.categories:
             clauses.append(f"list_has_any([{code_col}, left({code_col}, 4), left({code_col}, 2)], $cats)")
@@ -132,8 +136,6 @@ def kpis_with_previous(con, flt: EventFilter, as_of: pd.Timestamp | None = None
     return kpis(con, flt, as_of), kpis(con, before, as_of - (flt.start - before.start))
 
 
-# events with these flags (domestic violence, minors) sit at household points: shown only aggregated (product.md)
-SENSITIVE_FLAGS = [f.key for f in FLAGS if f.sensitive]
 
 
 # top-level product category of a code: MDxx for the mediation list, the two-letter domain for grid events
@@ -255,21 +257,24 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensi
     """Events per H3 cell (as hex strings) at a resolution, for the filter. Left out here, on the server:
     with ``min_count``, cells with fewer events (public screens); with ``sensitive_min``, events with a
     sensitive flag in a cell that holds fewer of them than that (they sit at household points: a
-    non-handling viewer sees them only as counts of three or more, product.md). A town or village scope and
-    ``sensitive_min`` are counted from core.events, everything else from the hex.cell_day aggregate."""
-    if narrow(flt.scope) or sensitive_min > 1:
+    non-handling viewer sees them only as counts of three or more, product.md). A town or village
+    scope is counted from core.events, the whole county from the hex.cell_day aggregate (which carries the
+    sensitive events' count as ``n_sensitive``)."""
+    if narrow(flt.scope):
         where, params = flt.where()
-        params.update({"min": max(int(min_count), 1), "smin": int(sensitive_min), "sensitive": SENSITIVE_FLAGS})
+        params["sensitive"] = SENSITIVE_FLAGS
         parent = h3_parent_sql("h3_cell", resolution)
-        sql = (f"SELECT cell, n FROM (SELECT cell, (n_all - CASE WHEN s < $smin THEN s ELSE 0 END)::BIGINT AS n "
-               f"FROM (SELECT {parent} AS cell, count(*) AS n_all, count(*) FILTER "
-               "(WHERE list_has_any(coalesce(flags, []), $sensitive)) AS s "
-               f"FROM core.events WHERE h3_cell IS NOT NULL AND {where} GROUP BY 1)) WHERE n >= $min ORDER BY cell")
+        counted = (f"SELECT {parent} AS cell, count(*) AS n, count(*) FILTER "
+                   "(WHERE list_has_any(coalesce(flags, []), $sensitive)) AS s "
+                   f"FROM core.events WHERE h3_cell IS NOT NULL AND {where} GROUP BY 1")
     else:
         where, params = flt.where(day_expr="day", area_codes=False)
-        params.update({"res": int(resolution), "min": int(min_count)})
-        sql = (f"SELECT cell, sum(n)::BIGINT AS n FROM hex.cell_day WHERE resolution = $res AND {where} "
-               "GROUP BY cell HAVING sum(n) >= $min ORDER BY cell")
+        params["res"] = int(resolution)
+        counted = (f"SELECT cell, sum(n) AS n, sum(n_sensitive) AS s FROM hex.cell_day "
+                   f"WHERE resolution = $res AND {where} GROUP BY cell")
+    params.update({"min": max(int(min_count), 1), "smin": int(sensitive_min)})
+    sql = (f"SELECT cell, n FROM (SELECT cell, (n - CASE WHEN s < $smin THEN s ELSE 0 END)::BIGINT AS n "
+           f"FROM ({counted})) WHERE n >= $min ORDER BY cell")
     frame = con.execute(sql, params).df()
     frame["cell"] = hex_ids(frame["cell"])
     return frame

@@ -31,10 +31,20 @@ def _configure(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create what is missing: schemas, tables, and columns a newer contract added to an existing table
+    (nullable by rule, so that old rows stay valid; whoever fills a new column notices the NULLs)."""
     for schema in SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for t in TABLES:
         con.execute(t.ddl())
+        have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                                          "AND table_name = ?", [t.schema, t.name]).fetchall()}
+        for c in t.columns:
+            if c.name not in have:
+                if not c.nullable:
+                    raise RuntimeError(f"{t.qualified}.{c.name} is new in the contract and NOT NULL: existing "
+                                       "warehouses cannot gain it; make it nullable")
+                con.execute(f"ALTER TABLE {t.qualified} ADD COLUMN {c.name} {c.type}")
 
 
 def check_contracts(con: duckdb.DuckDBPyConnection) -> list[str]:

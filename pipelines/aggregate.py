@@ -6,6 +6,7 @@ full rebuild, e.g. when a later export moved an event to another day.
 """
 from __future__ import annotations
 
+from onemap.categories import SENSITIVE_FLAGS
 from onemap.h3sql import h3_parent_sql
 from onemap.settings import Settings
 
@@ -34,12 +35,13 @@ def aggregate(con, settings: Settings, days: list | None) -> None:
             cell = "h3_cell" if res == settings.h3_finest else h3_parent_sql("h3_cell", res)
             con.execute(f"""
                 INSERT INTO hex.cell_day
-                SELECT {res}, {cell} AS cell, CAST(reported_at AS DATE) AS day, category_code, source, count(*)
-                FROM core.events WHERE h3_cell IS NOT NULL{scope} GROUP BY ALL""")
+                SELECT {res}, {cell} AS cell, CAST(reported_at AS DATE) AS day, category_code, source, count(*),
+                       count(*) FILTER (WHERE list_has_any(coalesce(flags, []), $sensitive))
+                FROM core.events WHERE h3_cell IS NOT NULL{scope} GROUP BY ALL""", {"sensitive": SENSITIVE_FLAGS})
         else:
             con.execute(f"""
                 INSERT INTO hex.cell_day
-                SELECT {res}, {h3_parent_sql('cell', res)} AS cell, day, category_code, source, sum(n)
+                SELECT {res}, {h3_parent_sql('cell', res)} AS cell, day, category_code, source, sum(n), sum(n_sensitive)
                 FROM hex.cell_day WHERE resolution = {finer}{day_scope} GROUP BY ALL""")
         finer = res
     con.execute("DELETE FROM hex.area_day WHERE TRUE" + day_scope)
@@ -58,9 +60,11 @@ def aggregate(con, settings: Settings, days: list | None) -> None:
 
 
 def _aggregates_consistent(con) -> bool:
+    """Every located event counted once per resolution, and no row from before a column was added (NULL)."""
     located = con.execute("SELECT count(*) FROM core.events WHERE h3_cell IS NOT NULL").fetchall()[0][0]
     sums = {r[1] for r in con.execute("SELECT resolution, sum(n) FROM hex.cell_day GROUP BY 1").fetchall()}
-    return sums <= {located} and (located == 0 or sums == {located})
+    unfilled = con.execute("SELECT count(*) FROM hex.cell_day WHERE n_sensitive IS NULL").fetchall()[0][0]
+    return not unfilled and sums <= {located} and (located == 0 or sums == {located})
 
 
 def refresh_aggregates(con, settings: Settings, days: list | None) -> list | None:

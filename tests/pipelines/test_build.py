@@ -112,3 +112,32 @@ def test_hotspot_time_step_setting_reaches_the_recorded_run(settings, inside, tm
     with pytest.raises(SettingsError, match="time_step"):
         load_settings(environ={"ONEMAP_HOME": str(tmp_path / "h2"), "ONEMAP_HOTSPOTS__TIME_STEP": "-1"},
                       local_file=tmp_path / "none.toml")
+
+
+def test_a_warehouse_from_before_a_new_aggregate_column_gains_and_fills_it(demo_settings, tmp_path):
+    """hex.cell_day.n_sensitive came after the first warehouses: opening one for writing adds the column, and
+    the next (incremental) build finds the unfilled rows and re-aggregates everything."""
+    import dataclasses
+    import shutil
+
+    import duckdb
+
+    from onemap.categories import SENSITIVE_FLAGS
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_settings.home, home)
+    settings = dataclasses.replace(demo_settings, home=home)
+    old = duckdb.connect(str(settings.warehouse_path))
+    old.execute("ALTER TABLE hex.cell_day DROP COLUMN n_sensitive")
+    old.close()
+    stats = build(settings, as_of=pd.Timestamp("2026-11-16", tz="Asia/Shanghai"))
+    assert stats["days_rebuilt"] == -1
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        got = con.execute("SELECT sum(n_sensitive), count(*) FILTER (WHERE n_sensitive IS NULL) FROM hex.cell_day "
+                          "WHERE resolution = 10").fetchall()[0]
+        expected = con.execute("SELECT count(*) FROM core.events WHERE h3_cell IS NOT NULL AND "
+                               "list_has_any(coalesce(flags, []), ?)", [SENSITIVE_FLAGS]).fetchall()[0][0]
+    finally:
+        con.close()
+    assert got == (expected, 0) and expected > 0
