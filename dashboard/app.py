@@ -17,7 +17,7 @@ from dashboard.data import DashboardData
 from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
-from onemap.metrics import STRIP, format_change, format_value, kpi
+from onemap.metrics import STRIP, format_change, format_value, kpi, map_measure
 from onemap.settings import Settings
 
 SOURCE_LABELS = {"grid": "网格巡查", "police": "非警务警情", "hotline": "12345热线"}
@@ -85,13 +85,14 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                                    for s in queries.sources_present(con)],
             value=[], inline=True)], className="control"),
         html.Div([html.Label("图层"), dcc.RadioItems(
-            id="layer", options=[{"label": "事件数", "value": "counts"},
+            id="layer", options=[{"label": "受理数", "value": "counts"}, {"label": "未办结", "value": "open"},
+                                 {"label": "超期", "value": "overdue"},
                                  {"label": "新兴热点（近26周 Gi*）", "value": "hotspots"}],
             value="counts", inline=True)], className="control"),
         html.Div([html.Label("六边形级别"), dcc.RadioItems(
             id="resolution", options=[{"label": f"H3-{r}", "value": r} for r in data.settings.h3_resolutions],
             value=res_default, inline=True)], className="control"),
-        html.Div([html.Label("导出事件数图层"), html.Div([
+        html.Div([html.Label("导出六边形数据"), html.Div([
             html.Button("CSV", id="hex-csv", className="brief-button", title="每个六边形的事件数（Excel 可直接打开）"),
             html.Button("GeoJSON", id="hex-geojson", className="brief-button", title="六边形边界与事件数（QGIS 等可打开）"),
             dcc.Download(id="hex-download")])], className="control"),
@@ -123,14 +124,18 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
     ])
 
 
-def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int
-               ) -> tuple[pd.DataFrame, str]:
-    """The event counts per hex that ``viewer`` may see, and the map's note on what is left out. Small counts
-    are left out on the server: all of them on the public wall screen, those of sensitive events for a
-    non-handling viewer (privacy.small_count_suppress). The map and the export both read this."""
+LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue"}  # layer value -> map measure
+
+
+def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int,
+               layer: str = "counts") -> tuple[pd.DataFrame, str]:
+    """The counts per hex of a count layer (受理数 / 未办结 / 超期) that ``viewer`` may see, and the map's note on
+    what is left out. Small counts are left out on the server: all of them on the public wall screen, those
+    of sensitive events for a non-handling viewer (privacy.small_count_suppress). Map and export read this."""
     small = data.settings.small_count_suppress
     privacy = viewer.hex_privacy(small)
-    counts = queries.hex_counts(data.con(), flt, resolution, **privacy)
+    counts = queries.hex_counts(data.con(), flt, resolution, measure=LAYER_MEASURES.get(layer, "registered"),
+                                **privacy)
     note = ""
     if privacy.get("min_count", 0) > 1:
         note = f"少于 {small} 件的六边形不在大屏显示"
@@ -163,8 +168,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), data.boundaries, data.town_labels,
                               center, zoom=zoom)
         else:
-            counts, note = _hex_layer(data, viewer, flt, int(resolution))
-            fig = hex_map(counts, data.boundaries, data.town_labels, center, zoom=zoom, note=note)
+            counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
+            fig = hex_map(counts, data.boundaries, data.town_labels, center, zoom=zoom, note=note,
+                          title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],
@@ -172,17 +178,20 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
 
     @app.callback(Output("hex-download", "data"), Input("hex-csv", "n_clicks"), Input("hex-geojson", "n_clicks"),
                   State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),
-                  State("sources", "value"), State("resolution", "value"), prevent_initial_call=True)
-    def download_hexes(_csv, _geojson, start, end, categories, sources, resolution):
+                  State("sources", "value"), State("resolution", "value"), State("layer", "value"),
+                  prevent_initial_call=True)
+    def download_hexes(_csv, _geojson, start, end, categories, sources, resolution, layer):
         from dashboard.exports import hex_file
 
         viewer = gate.viewer()
         flt = _filter(viewer, start, end, categories, sources)
-        counts, _ = _hex_layer(data, viewer, flt, int(resolution))
+        layer = layer if layer in LAYER_MEASURES else "counts"  # the hot spot layer exports its counts
+        counts, _ = _hex_layer(data, viewer, flt, int(resolution), layer)
         fmt = "geojson" if dash.ctx.triggered_id == "hex-geojson" else "csv"
         area = f"{viewer.scope.name}_" if queries.narrow(viewer.scope) else ""
-        return dcc.send_bytes(hex_file(counts, int(resolution), fmt),
-                              f"六边形事件数_{area}H3-{int(resolution)}_{flt.start}_{flt.end}.{fmt}")
+        label = map_measure(LAYER_MEASURES[layer]).label
+        return dcc.send_bytes(hex_file(counts, int(resolution), fmt, LAYER_MEASURES[layer]),
+                              f"六边形{label}_{area}H3-{int(resolution)}_{flt.start}_{flt.end}.{fmt}")
 
     @app.callback(Output("brief-download", "data"), Input("brief-docx", "n_clicks"), Input("brief-pdf", "n_clicks"),
                   prevent_initial_call=True)

@@ -47,9 +47,9 @@ def base_map(boundaries: dict[str, dict], labels: pd.DataFrame, center: dict, th
 
 
 def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
-            theme: str = "dark", zoom: float = 10.3, note: str = "") -> go.Figure:
-    """H3 hex choropleth of event counts; ``counts`` has columns cell (hex string) and n; ``note`` is written
-    in the map's corner."""
+            theme: str = "dark", zoom: float = 10.3, note: str = "", title: str = "事件数") -> go.Figure:
+    """H3 hex choropleth of counts; ``counts`` has columns cell (hex string) and n; ``title`` names what is
+    counted (colour bar and hover); ``note`` is written in the map's corner."""
     fig = base_map(boundaries, labels, center, theme, zoom)
     if note:
         _corner_note(fig, note, theme)
@@ -59,9 +59,9 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
             z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0,
             zmax=float(counts["n"].quantile(0.99)) or 1.0,
             marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
-            colorbar={"title": {"text": "事件数"}, "thickness": 12, "x": 0.99,
+            colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99,
                       "tickfont": {"color": "#dfe7f1" if theme == "dark" else "#223"}},
-            hovertemplate="H3 %{location}<br>事件数 %{z}<extra></extra>", name="hex",
+            hovertemplate=f"H3 %{{location}}<br>{title} %{{z}}<extra></extra>", name="hex",
         ))
     return fig
 

@@ -44,6 +44,29 @@ KPIS: tuple[Kpi, ...] = (
 STRIP = ("registered", "closed_rate", "resolved_rate", "overdue")  # the KPI strip on the map page
 
 
+@dataclass(frozen=True)
+class MapMeasure:
+    """What a hex of the map counts: the events registered in the period, or those of them that are in a
+    given state at the reference time (the case burden a 督办 needs to see, not only where events were)."""
+    key: str
+    label: str
+    where: str | None  # SQL condition on core.events with $as_of; None = every registered event
+
+
+MAP_MEASURES: tuple[MapMeasure, ...] = (
+    MapMeasure("registered", "受理数", None),
+    MapMeasure("open", "未办结", OPEN),
+    MapMeasure("overdue", "超期", OVERDUE),
+)
+
+
+def map_measure(key: str) -> MapMeasure:
+    for m in MAP_MEASURES:
+        if m.key == key:
+            return m
+    raise KeyError(f"unknown map measure {key!r} ({', '.join(m.key for m in MAP_MEASURES)})")
+
+
 def kpi(key: str) -> Kpi:
     for k in KPIS:
         if k.key == key:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from onemap.categories import SENSITIVE_FLAGS
 from onemap.h3sql import h3_parent_sql
-from onemap.metrics import KPIS, OVERDUE
+from onemap.metrics import KPIS, OVERDUE, map_measure
 
 # the boundary vintage shown and counted: the one loaded last (`onemap geodata load` or the first build)
 CURRENT_VINTAGE = "(SELECT vintage FROM meta.area_vintages ORDER BY loaded_at DESC LIMIT 1)"
@@ -253,15 +253,21 @@ def reference_time(con) -> pd.Timestamp:
     return pd.Timestamp(rows[0][0]) if rows and rows[0][0] is not None else pd.Timestamp.now(tz="Asia/Shanghai")
 
 
-def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensitive_min: int = 0) -> pd.DataFrame:
-    """Events per H3 cell (as hex strings) at a resolution, for the filter. Left out here, on the server:
+def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensitive_min: int = 0,
+               measure: str = "registered", as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Events per H3 cell (as hex strings) at a resolution, for the filter; with ``measure`` (onemap.metrics
+    .MAP_MEASURES) only those open / overdue at ``as_of`` (default the last build). Left out here, on the server:
     with ``min_count``, cells with fewer events (public screens); with ``sensitive_min``, events with a
     sensitive flag in a cell that holds fewer of them than that (they sit at household points: a
     non-handling viewer sees them only as counts of three or more, product.md). A town or village
-    scope is counted from core.events, the whole county from the hex.cell_day aggregate (which carries the
-    sensitive events' count as ``n_sensitive``)."""
-    if narrow(flt.scope):
+    scope and the open / overdue measures are counted from core.events, the rest from the hex.cell_day
+    aggregate (which carries the sensitive events' count as ``n_sensitive``)."""
+    state = map_measure(measure).where
+    if narrow(flt.scope) or state:
         where, params = flt.where()
+        if state:
+            where += f" AND {state}"
+            params["as_of"] = as_of if as_of is not None else reference_time(con)
         params["sensitive"] = SENSITIVE_FLAGS
         parent = h3_parent_sql("h3_cell", resolution)
         counted = (f"SELECT {parent} AS cell, count(*) AS n, count(*) FILTER "

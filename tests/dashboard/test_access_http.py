@@ -185,16 +185,16 @@ def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):
     last = queries.date_bounds(con)[1]
     start = last - dt.timedelta(days=27)
     state = {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": ["MD"],
-             "sources.value": [], "resolution.value": 9}
+             "sources.value": [], "resolution.value": 9, "layer.value": "counts"}
     expected = queries.hex_counts(con, queries.EventFilter(start, last, categories=("MD",), scope=town), 9,
                                   sensitive_min=3)
     sent = _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
                  state)["hex-download"]["data"]
-    assert sent["filename"] == f"六边形事件数_{town.name}_H3-9_{start}_{last}.csv"
+    assert sent["filename"] == f"六边形受理数_{town.name}_H3-9_{start}_{last}.csv"
     raw = base64.b64decode(sent["content"])
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads it as UTF-8
     frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig")
-    assert list(frame.columns) == ["h3_cell", "resolution", "events", "centre_lat", "centre_lng"]
+    assert list(frame.columns) == ["h3_cell", "resolution", "measure", "events", "centre_lat", "centre_lng"]
     assert dict(zip(frame["h3_cell"], frame["events"], strict=True)) == dict(
         zip(expected["cell"], expected["n"], strict=True))
     assert len(frame) > 0 and (frame["resolution"] == 9).all()
@@ -204,3 +204,31 @@ def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):
     assert sent["filename"].endswith(".geojson") and len(geo["features"]) == len(frame)
     assert sum(f["properties"]["events"] for f in geo["features"]) == frame["events"].sum()
     assert all(f["geometry"]["type"] == "Polygon" for f in geo["features"])
+
+
+def test_the_overdue_layer_counts_the_overdue_cases_of_the_kpi(app, con):
+    """超期 layer: per hex, the cases registered in the period that are open past their due time at the last build;
+    over the located cases it adds up to the KPI strip's 超期, and its export says what it counts."""
+    import pandas as pd
+
+    client = app.server.test_client()
+    _sign_in(client, COUNTY)  # a handler: no small-count rule, so the hexes add up exactly
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=89)
+    inputs = {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [], "sources.value": [],
+              "resolution.value": 8, "layer.value": "overdue", "refresh.n_intervals": None}
+    out = _call(client, "kpi-overdue.children", inputs)
+    hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
+    z = hexes["z"]
+    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]) if isinstance(z, dict) else np.asarray(z)
+    located = con.execute(f"SELECT count(*) FROM core.events WHERE h3_cell IS NOT NULL AND {queries.OVERDUE} AND "
+                          "CAST(reported_at AS DATE) BETWEEN $d1 AND $d2",
+                          {"as_of": queries.reference_time(con), "d1": start, "d2": last}).fetchall()[0][0]
+    assert 0 < z.sum() == located <= int(out["kpi-overdue"]["children"].replace(",", ""))
+    assert "超期" in json.dumps(hexes, ensure_ascii=False)
+    state = {k: v for k, v in inputs.items() if k != "refresh.n_intervals"}
+    sent = _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
+                 state)["hex-download"]["data"]
+    frame = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])), encoding="utf-8-sig")
+    assert sent["filename"].startswith("六边形超期_") and (frame["measure"] == "overdue").all()
+    assert frame["events"].sum() == located
