@@ -190,9 +190,9 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     alerts = alerts.sort_values("score", ascending=False).drop_duplicates("place").head(TOP_ALERTS)
     if len(alerts):
         add(Bullets(list(alerts["sentence_zh"])))
-    elif scored["alerts_from"] is None or end < scored["alerts_from"]:
-        add(Text("本周不在已计算的预警范围内：每次更新只保留最近两周的预警"
-                 + (f"（{scored['alerts_from']:%m月%d日}起）。" if scored["alerts_from"] else "。")))
+    elif not queries.alerts_scored(con, end):
+        add(Text("本周不在已计算的预警范围内：预警从每次更新的最近两周算起，之前各次更新的预警保留"
+                 + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。")))
     else:
         add(Text("本周没有通过检验的异常（假发现率 5%）。"))
 

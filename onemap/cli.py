@@ -181,9 +181,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     finally:
         con.close()
     if since and kept["alerts_from"] and since < kept["alerts_from"]:  # on stderr: csv / json stays clean
-        days = (kept["alerts_to"] - kept["alerts_from"]).days + 1
-        print(f"note: a build keeps the alerts of the last {days} days of data; these start at {kept['alerts_from']}",
-              file=sys.stderr)
+        print(f"note: alerts are scored from {kept['alerts_from']} on (each build scores the last days of its data "
+              "and keeps the alerts of earlier builds)", file=sys.stderr)
     if args.format == "json":
         print(frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1))
     elif args.format == "csv":

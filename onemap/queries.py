@@ -354,17 +354,32 @@ def hotspot_cells(con, resolution: int, scope: Scope | None = None) -> pd.DataFr
     return frame.reset_index(drop=True)
 
 
+def alert_spans(con) -> list[tuple[dt.date, dt.date]]:
+    """The days on which scored alert windows end, as (first, last) spans, oldest first: each build scores the
+    last days of its data, whether or not an alert fires, and keeps the alerts of earlier builds before that
+    (a run recorded before spans were stored counts by its alerts' days)."""
+    rows = con.execute("""
+        SELECT coalesce(CAST(json_extract_string(r.params, '$.span_from') AS DATE), min(a.window_end)) AS s,
+               coalesce(CAST(json_extract_string(r.params, '$.span_to') AS DATE), max(a.window_end)) AS e
+        FROM meta.model_runs r LEFT JOIN scores.alerts a USING (run_id)
+        WHERE r.model = 'unusual_now' GROUP BY r.run_id, r.params ORDER BY s""").fetchall()
+    return [(s, e) for s, e in rows if s is not None]
+
+
+def alerts_scored(con, day: dt.date) -> bool:
+    """Whether alert windows ending on ``day`` were scored (so that no alert means none was found)."""
+    return any(s <= day <= e for s, e in alert_spans(con))
+
+
 def scored_through(con) -> dict[str, dt.date | None]:
-    """The period the stored scores cover: the first and last day on which the latest alert run's windows end
-    (``alerts_from``, ``alerts_to``: the last ``days_back`` days of data, whether or not an alert fired) and the
-    last day of the hot spot slices (``hotspots_to``)."""
-    run = con.execute("SELECT CAST(json_extract(params, '$.days_back') AS INTEGER) FROM meta.model_runs "
-                      "WHERE model = 'unusual_now' ORDER BY ran_at DESC LIMIT 1").fetchall()
-    last = con.execute("SELECT max(day) FROM hex.cell_day").fetchall()[0][0]
+    """The period the stored scores cover: the first and last day on which scored alert windows end
+    (``alerts_from``, ``alerts_to``; see :func:`alert_spans`) and the last day of the hot spot slices
+    (``hotspots_to``)."""
+    spans = alert_spans(con)
     h = con.execute("SELECT max(slice_end) FROM scores.hotspots").fetchall()[0][0]
-    if not run or run[0][0] is None or last is None:
+    if not spans:
         return {"alerts_from": None, "alerts_to": None, "hotspots_to": h}
-    return {"alerts_from": last - dt.timedelta(days=run[0][0] - 1), "alerts_to": last, "hotspots_to": h}
+    return {"alerts_from": spans[0][0], "alerts_to": max(e for _, e in spans), "hotspots_to": h}
 
 
 def hotspot_resolutions(con) -> list[int]:

@@ -86,12 +86,14 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
               FROM ({categories})) c USING (category_code)
         WHERE resolution = $res GROUP BY ALL ORDER BY ALL""", {"res": resolution}).df()
     panel["category_code"] = pd.Categorical.from_codes(panel["category_code"].to_numpy(), categories=codes)
-    con.execute("DELETE FROM scores.alerts")
-    con.execute("DELETE FROM meta.model_runs WHERE model = 'unusual_now'")
     if panel.empty:
+        con.execute("DELETE FROM scores.alerts")
+        con.execute("DELETE FROM meta.model_runs WHERE model = 'unusual_now'")
         return None
     last = pd.Timestamp(np.datetime64(int(panel["day"].max()), "D"))
     first = pd.Timestamp(np.datetime64(int(panel["day"].min()), "D"))
+    span = ((last - pd.Timedelta(days=days_back - 1)).date(), last.date())
+    _archive_alerts(con, span[0])
     study = cells_covering(areas.county.geometry.union_all(), resolution)
     run_id = uuid.uuid4().hex[:12]
     ends = [last - pd.Timedelta(days=back) for back in range(days_back)]
@@ -134,10 +136,24 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
         })
         _insert(con, "scores.alerts", frame)
     params = {"resolution": resolution, "alpha": ALERT_ALPHA, "windows": list(ALERT_WINDOWS), "days_back": days_back,
-              "k": 1, "ramp_monitor_days": RAMP_MONITOR_DAYS, "ramp_kappa": RAMP_KAPPA}
+              "k": 1, "ramp_monitor_days": RAMP_MONITOR_DAYS, "ramp_kappa": RAMP_KAPPA,
+              "span_from": f"{span[0]}", "span_to": f"{span[1]}"}
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
                 [run_id, _version(), json.dumps(params), len(alerts)])
     return run_id
+
+
+def _archive_alerts(con, span_from) -> None:
+    """Keep the alerts of earlier builds whose windows end before this build's span (the weekly brief of a past
+    week shows what was alerted then); this build recomputes everything from ``span_from`` on. An earlier
+    run stays recorded while it owns kept alerts or covers days before the span (so "no alert that day" is
+    told apart from "not scored"); a run wholly inside the new span is superseded."""
+    con.execute("DELETE FROM scores.alerts WHERE window_end >= ?", [span_from])
+    con.execute("""
+        DELETE FROM meta.model_runs WHERE model = 'unusual_now'
+          AND run_id NOT IN (SELECT DISTINCT run_id FROM scores.alerts)
+          AND coalesce(CAST(json_extract_string(params, '$.span_from') AS DATE) >= $from, TRUE)""",
+                {"from": span_from})
 
 
 def build_marts(con, as_of: pd.Timestamp) -> None:

@@ -49,8 +49,8 @@ def test_a_bad_date_is_a_usage_error_that_says_what_is_expected(capsys, demo_hom
     assert "expected a date YYYY-MM-DD, got '12/01/2026'" in capsys.readouterr().err
 
 
-def test_asking_for_older_alerts_than_a_build_keeps_says_so(capsys, demo_home):
+def test_asking_for_older_alerts_than_were_scored_says_so(capsys, demo_home):
     assert main(["--home", str(demo_home), "alerts", "--since", "2026-01-01", "--format", "csv"]) == 0
     captured = capsys.readouterr()
-    assert "a build keeps the alerts of the last 14 days of data; these start at 2026-11-02" in captured.err
+    assert "alerts are scored from 2026-11-02 on" in captured.err
     assert captured.out.startswith("window_end,")  # the csv itself is untouched

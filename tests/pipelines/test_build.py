@@ -141,3 +141,45 @@ def test_a_warehouse_from_before_a_new_aggregate_column_gains_and_fills_it(demo_
     finally:
         con.close()
     assert got == (expected, 0) and expected > 0
+
+
+def test_a_later_build_keeps_the_alerts_of_earlier_weeks(demo_settings, tmp_path):
+    """Alert archive: a build rescoring the last 14 days keeps what earlier builds alerted before that, so the
+    brief of a past week still lists its alerts; the runs that own them stay recorded."""
+    import dataclasses
+    import datetime as dt
+    import shutil
+
+    from onemap import queries
+    from onemap.warehouse import write_session
+
+    home = tmp_path / "home"
+    shutil.copytree(demo_settings.home, home)
+    settings = dataclasses.replace(demo_settings, home=home)
+    con = connect_readonly(settings.warehouse_path)
+    first = queries.alerts(con)
+    first_span = queries.alert_spans(con)
+    con.close()
+    assert len(first) and len(first_span) == 1
+    # three weeks later: move every event 21 days on (the data now ends three weeks after the first build's)
+    with write_session(settings.warehouse_path) as w:
+        w.execute("UPDATE core.events SET reported_at = reported_at + INTERVAL 21 DAY, "
+                  "occurred_at = occurred_at + INTERVAL 21 DAY, due_at = due_at + INTERVAL 21 DAY, "
+                  "closed_at = closed_at + INTERVAL 21 DAY, updated_at = now()")
+    build(settings, as_of=pd.Timestamp("2026-12-07", tz="Asia/Shanghai"))
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        spans = queries.alert_spans(con)
+        kept = queries.alerts(con)
+        new_from = spans[-1][0]
+        assert len(spans) == 2 and spans[0] == first_span[0] and new_from > first_span[0][1]
+        old = kept[kept["window_end"] < f"{new_from}"]
+        # the first build's alerts, all of them (their windows end before the new span), unchanged
+        pd.testing.assert_frame_equal(old.reset_index(drop=True),
+                                      first[first["window_end"] < f"{new_from}"].reset_index(drop=True))
+        assert queries.alerts_scored(con, first_span[0][1]) and queries.alerts_scored(con, spans[-1][1])
+        assert not queries.alerts_scored(con, first_span[0][1] + dt.timedelta(days=1))  # the gap between builds
+        runs = con.execute("SELECT count(*) FROM meta.model_runs WHERE model = 'unusual_now'").fetchall()[0][0]
+        assert runs == 2
+    finally:
+        con.close()
