@@ -57,7 +57,8 @@ def week_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataF
     lng1, lat1 = allpts.max(axis=0)
     kx = np.cos(np.radians((lat0 + lat1) / 2))
     margin = 40
-    scale = (width - 2 * margin - 140) / ((lng1 - lng0) * kx)
+    # fit the width, but no taller than wide (a tall town or village must still fit on the page)
+    scale = min((width - 2 * margin - 140) / ((lng1 - lng0) * kx), (width - 2 * margin) / (lat1 - lat0))
     height = int((lat1 - lat0) * scale + 2 * margin)
 
     def xy(lng, lat):

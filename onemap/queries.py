@@ -296,14 +296,16 @@ def area_counts(con, flt: EventFilter, level: str) -> pd.DataFrame:
                        f"WHERE d.level = $level AND {where} GROUP BY ALL ORDER BY n DESC", params).df()
 
 
-def area_geojson(con, level: str) -> dict:
-    """Boundaries of one area level as a GeoJSON FeatureCollection (WGS84), id = code."""
+def area_geojson(con, level: str, codes: Sequence[str] | None = None) -> dict:
+    """Boundaries of one area level (only ``codes``, when given) as a GeoJSON FeatureCollection (WGS84), id = code."""
     import shapely
 
     if level not in ("county", "town", "village", "grid"):
         raise ValueError(f"unknown area level {level!r}")
-    rows = con.execute("SELECT code, name, synthetic, geometry_wkb FROM core.areas WHERE level = ? "
-                       f"AND vintage = {CURRENT_VINTAGE} ORDER BY code", [level]).fetchall()
+    rows = con.execute("SELECT code, name, synthetic, geometry_wkb FROM core.areas WHERE level = $level "
+                       f"AND vintage = {CURRENT_VINTAGE} AND ($codes IS NULL OR list_contains($codes, code)) "
+                       "ORDER BY code", {"level": level, "codes": None if codes is None else list(codes)}
+                       ).fetchall()
     features = []
     for code, name, synthetic, wkb in rows:
         geom = shapely.from_wkb(bytes(wkb))
@@ -313,11 +315,13 @@ def area_geojson(con, level: str) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def area_labels(con, level: str) -> pd.DataFrame:
+def area_labels(con, level: str, codes: Sequence[str] | None = None) -> pd.DataFrame:
+    """Name and a label point (inside the shape) of each area of one level (only ``codes``, when given)."""
     import shapely
 
-    rows = con.execute("SELECT code, name, geometry_wkb FROM core.areas WHERE level = ? "
-                       f"AND vintage = {CURRENT_VINTAGE} ORDER BY code", [level]).fetchall()
+    rows = con.execute("SELECT code, name, geometry_wkb FROM core.areas WHERE level = $level "
+                       f"AND vintage = {CURRENT_VINTAGE} AND ($codes IS NULL OR list_contains($codes, code)) "
+                       "ORDER BY code", {"level": level, "codes": None if codes is None else list(codes)}).fetchall()
     pts = [shapely.point_on_surface(shapely.from_wkb(bytes(w))) for _, _, w in rows]
     return pd.DataFrame({"code": [r[0] for r in rows], "name": [r[1] for r in rows],
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})

@@ -58,11 +58,27 @@ def check_contracts(con: duckdb.DuckDBPyConnection) -> list[str]:
     return failures
 
 
-def connect_readonly(path: Path, timezone: str = "Asia/Shanghai") -> duckdb.DuckDBPyConnection:
+def missing_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Contract columns the warehouse's tables lack (a file written by an earlier version of One Map)."""
+    have = {tuple(r) for r in con.execute("SELECT table_schema, table_name, column_name "
+                                          "FROM information_schema.columns").fetchall()}
+    return [f"{t.qualified}.{c.name}" for t in TABLES for c in t.columns if (t.schema, t.name, c.name) not in have]
+
+
+def connect_readonly(path: Path, timezone: str = "Asia/Shanghai", require_current: bool = True
+                     ) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to the published warehouse; refuses, saying what to do, a file written by an
+    earlier version (``onemap build`` adds the new columns and fills them). The pipelines, which bring such a
+    file up to date, read it with ``require_current=False``."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"no warehouse at {path}: run `onemap ingest` and `onemap build` (or `onemap demo`)")
     con = duckdb.connect(str(path), read_only=True)
     _configure(con, timezone)
+    missing = missing_columns(con) if require_current else []
+    if missing:
+        con.close()
+        raise ValueError(f"{path} was written by an earlier version of One Map (it lacks {', '.join(missing[:5])}"
+                         f"{' …' if len(missing) > 5 else ''}): run `onemap build` once to bring it up to date")
     return con
 
 

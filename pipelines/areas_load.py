@@ -126,7 +126,7 @@ def vintages(settings: Settings) -> pd.DataFrame:
     """meta.area_vintages, newest load first (empty when none was loaded)."""
     if not settings.warehouse_path.is_file():
         return pd.DataFrame(columns=["vintage", "loaded_at"])
-    con = connect_readonly(settings.warehouse_path, settings.timezone)
+    con = connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
     try:
         return _frame(con.execute("SELECT * FROM meta.area_vintages ORDER BY loaded_at DESC"))
     finally:

@@ -83,7 +83,7 @@ def area_set_for(settings: Settings) -> AreaSet:
     from pipelines.areas_load import read_area_set
 
     if settings.warehouse_path.is_file():
-        con = connect_readonly(settings.warehouse_path, settings.timezone)
+        con = connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
         try:
             if con.execute("SELECT count(*) FROM meta.area_vintages").fetchall()[0][0]:
                 return read_area_set(con)

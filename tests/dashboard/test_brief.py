@@ -165,3 +165,26 @@ def test_the_overdue_list_counts_but_never_lists_confidential_or_sensitive_cases
     assert listed and held_back == 0
     _, total = queries.overdue_cases(con, brief.as_of)
     assert any(isinstance(b, Text) and b.text.startswith(f"截至本周末共有超期未办结 {total:,} 件") for b in brief.blocks)
+
+
+def test_a_towns_brief_holds_the_town_only_and_its_map_frames_the_town(con, demo_settings):
+    from dashboard.brief_files import _map_areas, brief_for
+
+    town = queries.area_scope(con, queries.child_areas(con, None)["code"].iloc[0])
+    brief = brief_for(con, demo_settings, WEEK, scope=town)
+    assert town.name in brief.title and brief.file_stem.startswith(f"研判周报_{town.name}_")
+    this = queries.EventFilter(*week_of(WEEK), scope=town)
+    assert brief.kpis["registered"] == queries.kpis(con, this, brief.as_of)["registered"]
+    villages = queries.child_areas(con, town)
+    tables = [b for b in brief.blocks if isinstance(b, Table)]
+    by_area = next(t for t in tables if t.columns[0] == "村（社区）")
+    assert [r[0] for r in by_area.rows] == list(villages["name"])
+    assert sum(int(r[1].replace(",", "")) for r in by_area.rows) <= brief.kpis["registered"]
+    overdue = next((t for t in tables if t.columns[0] == "编号"), None)
+    if overdue:
+        assert all(r[2].startswith(town.name) for r in overdue.rows)
+    outline, labels = _map_areas(con, town)
+    assert [f["id"] for f in outline["county"]["features"]] == [town.code]
+    assert sorted(f["id"] for f in outline["town"]["features"]) == sorted(villages["code"])
+    assert set(labels["name"]) == set(villages["name"])
+    assert any(isinstance(b, Picture) for b in brief.blocks)

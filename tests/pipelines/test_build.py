@@ -130,6 +130,8 @@ def test_a_warehouse_from_before_a_new_aggregate_column_gains_and_fills_it(demo_
     old = duckdb.connect(str(settings.warehouse_path))
     old.execute("ALTER TABLE hex.cell_day DROP COLUMN n_sensitive")
     old.close()
+    with pytest.raises(ValueError, match=r"lacks hex.cell_day.n_sensitive\): run `onemap build`"):
+        connect_readonly(settings.warehouse_path)  # the map and the brief say what to do, not a SQL error
     stats = build(settings, as_of=pd.Timestamp("2026-11-16", tz="Asia/Shanghai"))
     assert stats["days_rebuilt"] == -1
     con = connect_readonly(settings.warehouse_path)
