@@ -190,6 +190,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         fmt = "geojson" if dash.ctx.triggered_id == "hex-geojson" else "csv"
         area = f"{viewer.scope.name}_" if queries.narrow(viewer.scope) else ""
         label = map_measure(LAYER_MEASURES[layer]).label
+        gate.record("export", layer=LAYER_MEASURES[layer], resolution=int(resolution), start=flt.start, end=flt.end,
+                    format=fmt, cells=len(counts))
         return dcc.send_bytes(hex_file(counts, int(resolution), fmt, LAYER_MEASURES[layer]),
                               f"六边形{label}_{area}H3-{int(resolution)}_{flt.start}_{flt.end}.{fmt}")
 
@@ -200,6 +202,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
 
         fmt = "pdf" if dash.ctx.triggered_id == "brief-pdf" else "docx"
         brief = brief_for(data.con(), data.settings, scope=gate.viewer().scope)
+        gate.record("brief", week=brief.week_start, format=fmt)
         return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
 
     @app.callback(
@@ -217,6 +220,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             return html.P("请选择一个六边形")
         rows = queries.events_in_cell(data.con(), _filter(viewer, start, end, categories, sources), cell,
                                       int(resolution), handler=viewer.handler)
+        gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
         if rows.empty:
             return html.P("该六边形在所选条件下无事件")
         items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),

@@ -10,7 +10,10 @@ non-handling viewer. The wall screen (``serve --kiosk``) is a public display wit
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -59,6 +62,28 @@ class Gate:
         self.con = con_factory
         self.kiosk_scope = kiosk_scope
         self._users: tuple[tuple[int, int] | None, dict[str, User]] = ((-1, -1), {})
+        self._log_lock = threading.Lock()
+
+    @property
+    def audit_path(self):
+        """<home>/logs/access.jsonl: who signed in, and who downloaded or listed what (one JSON object a line)."""
+        return self.settings.logs_dir / "access.jsonl"
+
+    def record(self, action: str, **fields) -> None:
+        """Append one line to the access log: time, user, area, action and what it was about. Never events'
+        content, only what was asked for."""
+        viewer = self.current() if action != "sign_in_failed" else None
+        line = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": action,
+                "user": viewer.name if viewer else fields.pop("user", None),
+                "area": viewer.scope.code if viewer and not viewer.scope.whole else None, **fields,
+                "ip": flask.request.remote_addr if flask.has_request_context() else None}
+        try:
+            with self._log_lock:
+                self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.audit_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
+        except OSError as exc:  # a full or read-only disk must not take the map down; say so in the server log
+            logging.getLogger(__name__).error("cannot write the access log %s: %s", self.audit_path, exc)
 
     def users(self) -> dict[str, User]:
         """The accounts, read again whenever the file changes (it is replaced, never edited in place)."""
@@ -128,7 +153,9 @@ class Gate:
                     flask.session.clear()
                     flask.session["user"] = user.name
                     flask.session.permanent = True
+                    self.record("sign_in")
                     return flask.redirect(target)
+                self.record("sign_in_failed", user=name[:64])
                 time.sleep(FAILED_SIGN_IN_DELAY)
                 error = "用户名或密码不正确"
             return flask.render_template_string(LOGIN_PAGE, title=self.settings.county_name, error=error,
@@ -136,6 +163,8 @@ class Gate:
 
         @server.route("/logout")
         def logout():
+            if flask.session.get("user"):
+                self.record("sign_out")
             flask.session.clear()
             return flask.redirect("/login")
 

@@ -232,3 +232,29 @@ def test_the_overdue_layer_counts_the_overdue_cases_of_the_kpi(app, con):
     frame = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])), encoding="utf-8-sig")
     assert sent["filename"].startswith("六边形超期_") and (frame["measure"] == "overdue").all()
     assert frame["events"].sum() == located
+
+
+def test_sign_ins_downloads_and_drill_downs_are_written_to_the_access_log(app, demo_settings, con):
+    log = demo_settings.logs_dir / "access.jsonl"
+    start_at = log.stat().st_size if log.exists() else 0
+    client = app.server.test_client()
+    client.post("/login", data={"user": TOWN.name, "password": "guess-1"})
+    _sign_in(client, TOWN)
+    last = queries.date_bounds(con)[1]
+    state = {"dates.start_date": f"{last - dt.timedelta(days=27)}", "dates.end_date": f"{last}",
+             "categories.value": [], "sources.value": [], "resolution.value": 9, "layer.value": "overdue"}
+    _call(client, "hex-download.data", {"hex-geojson.n_clicks": 1, "hex-csv.n_clicks": None}, state)
+    cell = queries.hex_counts(con, queries.EventFilter(last - dt.timedelta(days=27), last,
+                                                       scope=queries.area_scope(con, TOWN.area)), 9)["cell"].iloc[0]
+    _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": cell}]}},
+          {k: v for k, v in state.items() if k != "layer.value"})
+    client.get("/logout")
+    with log.open(encoding="utf-8") as fh:
+        fh.seek(start_at)
+        lines = [json.loads(line) for line in fh]
+    assert [r["action"] for r in lines] == ["sign_in_failed", "sign_in", "export", "drill_down", "sign_out"]
+    assert lines[0]["user"] == TOWN.name and "guess-1" not in json.dumps(lines)
+    assert all(r["user"] == TOWN.name and r["area"] == TOWN.area for r in lines[1:])
+    assert (lines[2]["layer"], lines[2]["format"], lines[2]["resolution"]) == ("overdue", "geojson", 9)
+    assert lines[3]["cell"] == cell and lines[3]["listed"] > 0 and lines[3]["handler"] is False
+    assert all(r["at"] and r["ip"] == "127.0.0.1" for r in lines)
