@@ -12,7 +12,9 @@ its 环比), for each kind of viewer:
 - town and village users: hex counts and KPIs restricted to the area's own events (from core.events, which has
   the area codes the aggregate lacks).
 
-Prints ms p50 / p95 over repeated runs and the ratio to the baseline in the same run.
+For town and village users it also times ``queries.cells_in_scope`` (which of the county's alert and hot spot
+cells are theirs) on every cell holding an event, its worst case: the uniform synthetic events raise almost no
+alerts or hot spots. Prints ms p50 / p95 over repeated runs and the ratio to the baseline in the same run.
 """
 from __future__ import annotations
 
@@ -75,6 +77,8 @@ def main() -> None:
         n_town = queries.kpis(con, dataclasses.replace(county, scope=town))["registered"]
         n_all = queries.kpis(con, county)["registered"]
         print(f"28 days: {n_all:,.0f} events in the county, {n_town:,.0f} in {town.name}")
+        every_cell = {res: list(queries.hex_counts(con, dataclasses.replace(county, start=county.start.replace(
+            year=county.start.year - 2)), res)["cell"]) for res in (8, 9)}
         cases = [
             ("county handler (hex.cell_day aggregate)", county, {}),
             ("county viewer (aggregate, sensitive < 3 left out)", county, {"sensitive_min": 3}),
@@ -91,6 +95,16 @@ def main() -> None:
                 p50, p95 = _times(fn, args.repeat)
                 base.setdefault(query, p50)
                 print(f"{label:<52} {query:<22} {p50:>8.1f} {p95:>8.1f} {p50 / base[query]:>9.2f}x")
+            if not queries.narrow(flt.scope):
+                continue
+            # which of the county's alert / hot spot cells are the viewer's (queries.cells_in_scope), at worst:
+            # every cell holding an event (the uniform synthetic events raise almost no alerts or hot spots)
+            for res in (8, 9):
+                cells = every_cell[res]
+                p50, p95 = _times(lambda c=cells, r=res, sc=flt.scope: queries.cells_in_scope(con, c, r, sc),
+                                  args.repeat)
+                query = f"cells_in_scope, {len(cells):,} H3-{res}"
+                print(f"{label:<52} {query:<22} {p50:>8.1f} {p95:>8.1f} {'':>10}")
         con.close()
     print(f"\nrepeat {args.repeat}; {os.cpu_count()} cores; load average at the end {os.getloadavg()[0]:.1f}")
 

@@ -182,7 +182,7 @@ class Gate:
 def _safe_next(target: str) -> str:
     """Only a path on this server (no scheme, no host): the sign-in page must not redirect elsewhere."""
     parsed = urlparse(target)
-    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith("//"):
+    if parsed.scheme or parsed.netloc or not target.startswith("/") or target.startswith(("//", "/\\")):
         return "/"
     return target
 

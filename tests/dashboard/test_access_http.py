@@ -72,7 +72,7 @@ def test_a_wrong_password_is_refused_and_sign_in_goes_only_to_pages_of_this_serv
     bad = client.post("/login", data={"user": TOWN.name, "password": "wrong-password"})
     assert bad.status_code == 401 and "用户名或密码不正确" in bad.text
     assert client.get("/_dash-layout").status_code == 401
-    for target in ("http://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+    for target in ("http://evil.example/", "//evil.example/x", "/\\evil.example/x", "javascript:alert(1)"):
         resp = _sign_in(app.server.test_client(), TOWN, target)
         assert resp.status_code == 302 and resp.headers["Location"] == "/"
     assert _sign_in(client, TOWN, "/?x=1").headers["Location"] == "/?x=1"
