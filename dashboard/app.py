@@ -200,8 +200,11 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     def download_brief(_docx, _pdf):
         from dashboard.brief_files import brief_for, render  # imaging and document libraries: only when asked
 
+        viewer = gate.viewer()
+        if viewer.public:  # the wall screen hides the buttons; a request made by hand gets nothing either
+            raise dash.exceptions.PreventUpdate
         fmt = "pdf" if dash.ctx.triggered_id == "brief-pdf" else "docx"
-        brief = brief_for(data.con(), data.settings, scope=gate.viewer().scope)
+        brief = brief_for(data.con(), data.settings, scope=viewer.scope)
         gate.record("brief", week=brief.week_start, format=fmt)
         return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
 

@@ -173,6 +173,15 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
                    {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [],
                     "sources.value": [], "resolution.value": 9})
     assert "大屏不显示事件明细" in json.dumps(detail, ensure_ascii=False)
+    # nor a brief (its 督办 list names cases), even asked for by hand
+    deps = client.get("/_dash-dependencies").get_json()
+    dep = next(d for d in deps if "brief-download.data" in d["output"])
+    body = {"output": dep["output"], "outputs": {"id": "brief-download", "property": "data"},
+            "inputs": [{"id": "brief-docx", "property": "n_clicks", "value": 1},
+                       {"id": "brief-pdf", "property": "n_clicks", "value": None}],
+            "state": [], "changedPropIds": ["brief-docx.n_clicks"]}
+    resp = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+    assert resp.status_code == 204  # Dash's "no update"
 
 
 def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):
