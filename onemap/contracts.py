@@ -240,6 +240,21 @@ HEX_DAILY = Table(
              "HAVING sum(n) <> (SELECT count(*) FROM core.events WHERE h3_cell IS NOT NULL)"),),
 )
 
+CELL_HOMES = Table(
+    "hex", "cell_home",
+    (
+        C("resolution", "TINYINT", False),
+        C("cell", "UBIGINT", False),
+        C("town_code", "VARCHAR"),
+        C("village_code", "VARCHAR", False),
+        C("n", "BIGINT", False, "the village's placed events in the cell, all time"),
+    ),
+    (),
+    checks=(("one home per cell", "SELECT cell FROM hex.cell_home GROUP BY resolution, cell HAVING count(*) > 1"),),
+    doc="The village holding most of each cell's placed events (as of the last build): the area a cell's alerts "
+        "are named after and whose users see the county's alerts and hot spots on it.",
+)
+
 AREA_DAILY = Table(
     "hex", "area_day",
     (
@@ -378,7 +393,7 @@ TOWN_WEEK_KPIS = Table(
 )
 
 TABLES: tuple[Table, ...] = (CORE_EVENTS, STATUS_HISTORY, REJECTS, BATCHES, BUILDS, AREAS, AREA_VINTAGES,
-                             HEX_DAILY, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS, ALERTS, REPEAT_PLACES,
+                             HEX_DAILY, CELL_HOMES, AREA_DAILY, MODEL_RUNS, HOTSPOTS, OUTLIERS, ALERTS, REPEAT_PLACES,
                              TOWN_WEEK_KPIS)
 
 

@@ -172,23 +172,36 @@ def area_names(con) -> dict[str, str]:
     return dict(con.execute(f"SELECT code, name FROM core.areas WHERE vintage = {CURRENT_VINTAGE}").fetchall())
 
 
+def cell_home_sql(resolution: int) -> str:
+    """SQL for each H3 cell's home at a resolution: (cell, town_code, village_code, n), the village holding most
+    of the cell's placed events (n of them). The build stores it in hex.cell_home; :func:`_cell_homes` reads
+    that, or runs this on a warehouse not yet built."""
+    parent = h3_parent_sql("h3_cell", resolution)
+    return f"""
+        SELECT cell, home.town AS town_code, home.village AS village_code, n FROM (
+            SELECT cell, arg_max({{'town': town_code, 'village': village_code}}, n) AS home, max(n) AS n FROM (
+                SELECT {parent} AS cell, town_code, village_code, count(*) AS n FROM core.events
+                WHERE h3_cell IS NOT NULL AND village_code IS NOT NULL GROUP BY ALL)
+            GROUP BY cell)"""
+
+
 def _cell_homes(con, cells: Sequence[int], resolution: int, k: int) -> dict[int, tuple[str, str]]:
-    """(town code, village code) holding most of the placed events in each cell's k-ring disk."""
+    """(town code, village code) holding most of the placed events in each cell's k-ring disk: the home of the
+    disk's cell whose home village has the most events there."""
     from h3.api import basic_int as h3i
 
     if not len(cells):
         return {}
     pairs = [(c, m) for c in cells for m in h3i.grid_disk(c, k)]
-    parent = h3_parent_sql("h3_cell", resolution)
+    stored = con.execute("SELECT count(*) > 0 FROM hex.cell_home WHERE resolution = ?", [int(resolution)]
+                         ).fetchall()[0][0]
+    homes = (f"(SELECT cell, town_code, village_code, n FROM hex.cell_home WHERE resolution = {int(resolution)})"
+             if stored else f"({cell_home_sql(resolution)})")
     rows = con.execute(f"""
         WITH disk AS (SELECT unnest($centre)::UBIGINT AS centre, unnest($member)::UBIGINT AS cell)
-        SELECT d.centre, arg_max(coalesce(e.town_code, '') || '|' || e.village_code, e.n)
-        FROM disk d JOIN (
-            SELECT {parent} AS cell, town_code, village_code, count(*) AS n
-            FROM core.events WHERE h3_cell IS NOT NULL AND village_code IS NOT NULL
-              AND {parent} IN (SELECT cell FROM disk)
-            GROUP BY ALL) e USING (cell)
-        GROUP BY d.centre""", {"centre": [c for c, _ in pairs], "member": [m for _, m in pairs]}).fetchall()
+        SELECT d.centre, arg_max(coalesce(h.town_code, '') || '|' || h.village_code, h.n)
+        FROM disk d JOIN {homes} h USING (cell) GROUP BY d.centre""",
+                       {"centre": [c for c, _ in pairs], "member": [m for _, m in pairs]}).fetchall()
     return {int(cell): tuple(codes.split("|", 1)) for cell, codes in rows}
 
 

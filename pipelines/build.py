@@ -39,6 +39,7 @@ def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = Fa
         days = None if (full or last is None) else [r[0] for r in con.execute(
             "SELECT DISTINCT CAST(reported_at AS DATE) FROM core.events WHERE updated_at > ?", [last]).fetchall()]
         days = refresh_aggregates(con, settings, days)
+        build_cell_homes(con, settings)
         done("aggregates")
         score_hotspots(con, areas, settings, as_of)
         done("hot spots")
@@ -141,6 +142,17 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
                 [run_id, _version(), json.dumps(params), len(alerts)])
     return run_id
+
+
+def build_cell_homes(con, settings: Settings) -> None:
+    """hex.cell_home: each cell's home village at every resolution (onemap.queries.cell_home_sql), so that naming
+    alert cells and showing a town its share of the county's alerts and hot spots is a lookup."""
+    from onemap.queries import cell_home_sql
+
+    con.execute("DELETE FROM hex.cell_home")
+    for res in settings.h3_resolutions:
+        con.execute(f"INSERT INTO hex.cell_home SELECT {int(res)}, cell, town_code, village_code, n "
+                    f"FROM ({cell_home_sql(res)})")
 
 
 def _archive_alerts(con, span_from) -> None:

@@ -118,3 +118,21 @@ def test_repeat_places_and_overdue_cases_stay_inside_the_scope(con, events):
     unplaced = con.execute(f"SELECT count(*) FROM core.events WHERE {queries.OVERDUE} AND town_code IS NULL",
                            {"as_of": as_of}).fetchall()[0][0]
     assert overdue + unplaced == all_overdue
+
+
+@pytest.mark.parametrize("resolution", [8, 10])
+def test_each_cells_home_is_the_village_with_most_of_its_events(con, events, resolution):
+    """hex.cell_home (built) against a count in pandas: the stored village holds the most placed events of
+    its cell (ties may go either way), and the town is that village's own."""
+    placed = events.dropna(subset=["h3_cell", "village_code"]).copy()
+    placed["cell"] = placed["h3_cell"].map(lambda c: h3.str_to_int(h3.cell_to_parent(format(int(c), "x"), resolution)))
+    per = placed.groupby(["cell", "village_code"]).size().rename("n").reset_index()
+    top = per.groupby("cell")["n"].max()
+    stored = con.execute("SELECT cell, town_code, village_code, n FROM hex.cell_home WHERE resolution = ?",
+                         [resolution]).df()
+    stored["cell"] = stored["cell"].astype("int64").astype(object).map(int)
+    assert len(stored) == len(top) and set(stored["cell"]) == set(top.index)
+    got = per.set_index(["cell", "village_code"])["n"]
+    assert all(got[(c, v)] == top[c] == n for c, v, n in zip(stored["cell"], stored["village_code"], stored["n"],
+                                                             strict=True))
+    assert (stored["village_code"].str[:9] == stored["town_code"]).all()
