@@ -26,6 +26,8 @@ from onemap.settings import Settings
 
 OPEN_PREFIXES = ("/login", "/logout", "/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
 FAILED_SIGN_IN_DELAY = 0.5  # seconds; slows password guessing
+LOCK_AFTER = 5              # failed sign-ins of one user name within LOCK_SECONDS lock that name for LOCK_SECONDS
+LOCK_SECONDS = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Gate:
         self.kiosk_scope = kiosk_scope
         self._users: tuple[tuple[int, int] | None, dict[str, User]] = ((-1, -1), {})
         self._log_lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}  # user name -> times of recent failed sign-ins (in memory)
 
     @property
     def audit_path(self):
@@ -147,19 +150,29 @@ class Gate:
             error = ""
             target = _safe_next(flask.request.values.get("next", "/"))
             if flask.request.method == "POST":
-                name = flask.request.form.get("user", "")
+                name = flask.request.form.get("user", "")[:64]
                 user = self.users().get(name)
-                if user is not None and user.check(flask.request.form.get("password", "")):
+                if not secrets.compare_digest(flask.request.form.get("token", ""), flask.session.get("token", "-")):
+                    error = "登录页已过期，请重新输入"  # no token of this session: not our form (or a stale one)
+                elif self._locked(name):
+                    self.record("sign_in_locked", user=name)
+                    error = f"该账号连续登录失败 {LOCK_AFTER} 次，请 {LOCK_SECONDS // 60} 分钟后再试"
+                elif user is not None and user.check(flask.request.form.get("password", "")):
+                    self._failures.pop(name, None)
                     flask.session.clear()
                     flask.session["user"] = user.name
                     flask.session.permanent = True
                     self.record("sign_in")
                     return flask.redirect(target)
-                self.record("sign_in_failed", user=name[:64])
-                time.sleep(FAILED_SIGN_IN_DELAY)
-                error = "用户名或密码不正确"
+                else:
+                    self._failures.setdefault(name, []).append(time.monotonic())
+                    self.record("sign_in_failed", user=name)
+                    time.sleep(FAILED_SIGN_IN_DELAY)
+                    error = "用户名或密码不正确"
+            flask.session["token"] = flask.session.get("token") or secrets.token_urlsafe(24)
             return flask.render_template_string(LOGIN_PAGE, title=self.settings.county_name, error=error,
-                                                target=target, demo=self._demo_accounts()), (401 if error else 200)
+                                                target=target, token=flask.session["token"],
+                                                demo=self._demo_accounts()), (401 if error else 200)
 
         @server.route("/logout")
         def logout():
@@ -167,6 +180,14 @@ class Gate:
                 self.record("sign_out")
             flask.session.clear()
             return flask.redirect("/login")
+
+    def _locked(self, name: str) -> bool:
+        """Whether ``name`` had LOCK_AFTER failed sign-ins within the last LOCK_SECONDS (kept in memory: a
+        restart forgets them)."""
+        now = time.monotonic()
+        recent = [t for t in self._failures.get(name, []) if now - t < LOCK_SECONDS]
+        self._failures[name] = recent
+        return len(recent) >= LOCK_AFTER
 
     def _demo_accounts(self) -> list[tuple[str, str, str]]:
         """The documented demo accounts, shown on the sign-in page of the synthetic demo county only."""
@@ -206,6 +227,7 @@ button { margin-top:20px; width:100%; padding:10px; font-size:16px; background:#
 <body><form method="post" action="/login">
 <h1>民情地图 · {{ title }}</h1>
 <input type="hidden" name="next" value="{{ target }}">
+<input type="hidden" name="token" value="{{ token }}">
 <label for="user">用户名</label><input id="user" name="user" autocomplete="username" autofocus>
 <label for="password">密码</label><input id="password" name="password" type="password" autocomplete="current-password">
 <button type="submit" id="sign-in">登录</button>

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -24,8 +25,15 @@ def app(demo_settings):
     return create_app(demo_settings)
 
 
+def _login_form(client, name: str, password: str, target: str = "/"):
+    """Fill in the sign-in form as a browser does: fetch it (it carries this session's token), then post it."""
+    page = client.get("/login", query_string={"next": target})
+    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+    return client.post("/login", data={"user": name, "password": password, "next": target, "token": token})
+
+
 def _sign_in(client, account, target="/"):
-    return client.post("/login", data={"user": account.name, "password": account.password, "next": target})
+    return _login_form(client, account.name, account.password, target)
 
 
 def _text(resp) -> str:
@@ -69,7 +77,7 @@ def test_without_a_session_only_the_sign_in_page_and_static_files_are_served(app
 
 def test_a_wrong_password_is_refused_and_sign_in_goes_only_to_pages_of_this_server(app):
     client = app.server.test_client()
-    bad = client.post("/login", data={"user": TOWN.name, "password": "wrong-password"})
+    bad = _login_form(client, TOWN.name, "wrong-password")
     assert bad.status_code == 401 and "用户名或密码不正确" in bad.text
     assert client.get("/_dash-layout").status_code == 401
     for target in ("http://evil.example/", "//evil.example/x", "/\\evil.example/x", "javascript:alert(1)"):
@@ -247,7 +255,7 @@ def test_sign_ins_downloads_and_drill_downs_are_written_to_the_access_log(app, d
     log = demo_settings.logs_dir / "access.jsonl"
     start_at = log.stat().st_size if log.exists() else 0
     client = app.server.test_client()
-    client.post("/login", data={"user": TOWN.name, "password": "guess-1"})
+    _login_form(client, TOWN.name, "guess-1")
     _sign_in(client, TOWN)
     last = queries.date_bounds(con)[1]
     state = {"dates.start_date": f"{last - dt.timedelta(days=27)}", "dates.end_date": f"{last}",
@@ -267,3 +275,22 @@ def test_sign_ins_downloads_and_drill_downs_are_written_to_the_access_log(app, d
     assert (lines[2]["layer"], lines[2]["format"], lines[2]["resolution"]) == ("overdue", "geojson", 9)
     assert lines[3]["cell"] == cell and lines[3]["listed"] > 0 and lines[3]["handler"] is False
     assert all(r["at"] and r["ip"] == "127.0.0.1" for r in lines)
+
+
+def test_a_sign_in_needs_the_forms_token_and_repeated_failures_lock_the_name(demo_settings, tmp_path):
+    from dashboard.app import create_app
+    from dashboard.auth import LOCK_AFTER
+
+    settings = dataclasses.replace(demo_settings, users_file=tmp_path / "users.toml")
+    add_user(settings.users_path, "lockme", TOWN.area, "viewer", "the-right-password")
+    client = create_app(settings).server.test_client()
+    # a post that did not come from this session's form (another site, a script) is refused, right password or not
+    forged = client.post("/login", data={"user": "lockme", "password": "the-right-password", "next": "/"})
+    assert forged.status_code == 401 and "登录页已过期" in forged.text
+    for attempt in range(LOCK_AFTER):
+        assert _login_form(client, "lockme", f"wrong-{attempt}").status_code == 401
+    locked = _login_form(client, "lockme", "the-right-password")
+    assert locked.status_code == 401 and "连续登录失败" in locked.text
+    assert client.get("/_dash-layout").status_code == 401
+    log = [json.loads(line) for line in (settings.logs_dir / "access.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["action"] for r in log if r.get("user") == "lockme"][-2:] == ["sign_in_failed", "sign_in_locked"]
