@@ -132,6 +132,7 @@ class Gate:
     def install(self, server: flask.Flask) -> None:
         server.secret_key = session_key(self.settings)
         server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                             SESSION_COOKIE_SECURE=self.settings.secure_cookies,
                              PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12))
 
         @server.before_request

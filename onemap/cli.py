@@ -229,9 +229,11 @@ def _serve(settings: Settings, host: str, port: int, kiosk: bool, area: str | No
     if not kiosk and host not in LOOPBACK and not load_users(settings.users_path):
         raise ValueError(f"serving on {host} (beyond this machine) needs user accounts, so that each user sees only "
                          f"their own area: add them with `onemap user add NAME --area CODE` ({settings.users_path})")
+    from waitress import serve
+
     app = create_app(settings, kiosk=kiosk, kiosk_area=area)
-    print(f"serving 民情地图 at http://{host}:{port}/ (Ctrl+C to stop)")
-    app.run(host=host, port=port, debug=False)
+    print(f"serving 民情地图 at http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    serve(app.server, host=host, port=port, threads=8, ident="onemap")
     return 0
 
 

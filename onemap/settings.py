@@ -43,6 +43,7 @@ class Settings:
     small_count_suppress: int
     hotspot_time_step: int = 0
     users_file: Path | None = None
+    secure_cookies: bool = False
 
     @property
     def users_path(self) -> Path:
@@ -163,6 +164,7 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             hmac_key_env=str(raw["privacy"]["hmac_key_env"]),
             small_count_suppress=int(raw["privacy"]["small_count_suppress"]),
             hotspot_time_step=int(raw.get("hotspots", {}).get("time_step", 0)),
+            secure_cookies=bool(serve.get("secure_cookies", False)),
             users_file=(Path(raw["access"]["users_file"]).expanduser().resolve()
                         if raw.get("access", {}).get("users_file") else None),
         )

@@ -294,3 +294,12 @@ def test_a_sign_in_needs_the_forms_token_and_repeated_failures_lock_the_name(dem
     assert client.get("/_dash-layout").status_code == 401
     log = [json.loads(line) for line in (settings.logs_dir / "access.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["action"] for r in log if r.get("user") == "lockme"][-2:] == ["sign_in_failed", "sign_in_locked"]
+
+
+def test_sign_in_cookies_are_http_only_and_https_only_when_configured(demo_settings):
+    from dashboard.app import create_app
+
+    plain = create_app(demo_settings).server.test_client().get("/login").headers["Set-Cookie"]
+    assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Secure" not in plain
+    secure = create_app(dataclasses.replace(demo_settings, secure_cookies=True)).server.test_client()
+    assert "Secure" in secure.get("/login").headers["Set-Cookie"]
