@@ -108,7 +108,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             html.Span(id="asof", className="asof"),
             html.Span(className="user" + (" hidden" if kiosk else ""), id="user", children=[
                 viewer.label if viewer else "", " ",
-                html.A("退出", href="/logout", className="logout") if viewer and viewer.name != "local" else ""]),
+                *([html.A("改密码", href="/password", className="logout"), html.A("退出", href="/logout", className="logout")]
+                  if viewer and viewer.name != "local" else [])]),
         ]),
         controls,
         html.Div(id="kpis", className="kpis", children=[_kpi_card(k) for k in STRIP]),

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import flask
 
 from onemap import queries
-from onemap.access import ROLES, User, load_users
+from onemap.access import MIN_PASSWORD, ROLES, AccessError, User, change_password, load_users
 from onemap.settings import Settings
 
 OPEN_PREFIXES = ("/login", "/logout", "/assets/", "/_dash-component-suites/", "/_favicon.ico", "/favicon.ico")
@@ -171,9 +171,35 @@ class Gate:
                     time.sleep(FAILED_SIGN_IN_DELAY)
                     error = "用户名或密码不正确"
             flask.session["token"] = flask.session.get("token") or secrets.token_urlsafe(24)
-            return flask.render_template_string(LOGIN_PAGE, title=self.settings.county_name, error=error,
+            return flask.render_template_string(LOGIN_PAGE, css=FORM_CSS, title=self.settings.county_name, error=error,
                                                 target=target, token=flask.session["token"],
                                                 demo=self._demo_accounts()), (401 if error else 200)
+
+        @server.route("/password", methods=["GET", "POST"])
+        def password():
+            """A signed-in user's own change of password (the guard has already checked the session)."""
+            message, ok = "", False
+            if flask.request.method == "POST":
+                form = flask.request.form
+                if not secrets.compare_digest(form.get("token", ""), flask.session.get("token", "-")):
+                    message = "页面已过期，请重新输入"
+                elif form.get("new", "") != form.get("again", ""):
+                    message = "两次输入的新密码不一致"
+                elif len(form.get("new", "")) < MIN_PASSWORD:
+                    message = f"新密码至少 {MIN_PASSWORD} 个字符"
+                else:
+                    try:
+                        change_password(self.settings.users_path, flask.session["user"], form.get("old", ""),
+                                        form["new"])
+                        message, ok = "密码已修改", True
+                        self.record("password_changed")
+                    except AccessError as exc:
+                        message = str(exc)
+                        self.record("password_change_failed")
+            flask.session["token"] = flask.session.get("token") or secrets.token_urlsafe(24)
+            return flask.render_template_string(PASSWORD_PAGE, css=FORM_CSS, title=self.settings.county_name,
+                                                message=message,
+                                                ok=ok, token=flask.session["token"]), (200 if ok or not message else 400)
 
         @server.route("/logout")
         def logout():
@@ -209,9 +235,8 @@ def _safe_next(target: str) -> str:
     return target
 
 
-LOGIN_PAGE = """<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · 民情地图 · {{ title }}</title>
-<style>
+# the sign-in and password pages' look (inline: a file in assets/ would also style the map page)
+FORM_CSS = """
 body { background:#0b1a2e; color:#dfe7f1; font-family:"Noto Sans CJK SC","Noto Sans SC",sans-serif;
        display:flex; align-items:center; justify-content:center; height:100vh; margin:0; }
 form { background:#102640; padding:32px 40px; border-radius:8px; min-width:320px; }
@@ -224,7 +249,28 @@ button { margin-top:20px; width:100%; padding:10px; font-size:16px; background:#
 .error { color:#ff8a8a; margin-top:12px; }
 .demo { margin-top:20px; font-size:13px; color:#9fb3c8; }
 .demo td { padding:2px 8px 2px 0; }
-</style></head>
+.done { color:#8fe08f; margin-top:12px; }
+.demo a { color:#7fd1e0; }
+"""
+
+PASSWORD_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>修改密码 · 民情地图 · {{ title }}</title>
+<style>{{ css|safe }}</style></head>
+<body><form method="post" action="/password">
+<h1>修改密码</h1>
+<input type="hidden" name="token" value="{{ token }}">
+<label for="old">原密码</label><input id="old" name="old" type="password" autocomplete="current-password" autofocus>
+<label for="new">新密码</label><input id="new" name="new" type="password" autocomplete="new-password">
+<label for="again">再输入一次</label><input id="again" name="again" type="password" autocomplete="new-password">
+<button type="submit" id="change">修改</button>
+{% if message %}<div class="{{ 'done' if ok else 'error' }}" id="password-message">{{ message }}</div>{% endif %}
+<div class="demo"><a href="/">返回地图</a></div>
+</form></body></html>
+"""
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>登录 · 民情地图 · {{ title }}</title>
+<style>{{ css|safe }}</style></head>
 <body><form method="post" action="/login">
 <h1>民情地图 · {{ title }}</h1>
 <input type="hidden" name="next" value="{{ target }}">

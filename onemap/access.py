@@ -17,9 +17,13 @@ page, query and export (``onemap.queries.Scope``), not by hiding widgets.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,27 +115,51 @@ def save_users(path: Path, users: dict[str, User]) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def _editing(path: Path) -> Iterator[dict[str, User]]:
+    """The accounts, for one read-change-write at a time (the CLI and the server may both write)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        users = load_users(path)
+        yield users
+        save_users(path, users)
+
+
+def _checked_password(name: str, password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise AccessError(f"the password of {name!r} is shorter than {MIN_PASSWORD} characters")
+    return generate_password_hash(password)
+
+
 def add_user(path: Path, name: str, area: str, role: str, password: str, display: str = "",
              replace: bool = False) -> User:
     """Add an account (or replace one, with ``replace``) and save the file."""
-    path = Path(path)
-    users = load_users(path)
-    if name in users and not replace:
-        raise AccessError(f"{path}: user {name!r} exists (use --force to replace it)")
-    if len(password) < MIN_PASSWORD:
-        raise AccessError(f"the password of {name!r} is shorter than {MIN_PASSWORD} characters")
-    user = _validate(path, User(name, str(area), role, display, generate_password_hash(password)))
-    users[name] = user
-    save_users(path, users)
+    with _editing(path) as users:
+        if name in users and not replace:
+            raise AccessError(f"{path}: user {name!r} exists (use --force to replace it)")
+        user = _validate(Path(path), User(name, str(area), role, display, _checked_password(name, password)))
+        users[name] = user
     return user
 
 
+def change_password(path: Path, name: str, old: str, new: str) -> None:
+    """A user's own change of password: the old one must be right; area and role stay."""
+    with _editing(path) as users:
+        user = users.get(name)
+        if user is None or not user.check(old):
+            raise AccessError("原密码不正确")
+        if new == old:
+            raise AccessError("新密码与原密码相同")
+        users[name] = dataclasses.replace(user, password_hash=_checked_password(name, new))
+
+
 def remove_user(path: Path, name: str) -> None:
-    users = load_users(path)
-    if name not in users:
-        raise AccessError(f"{path}: no user {name!r}")
-    del users[name]
-    save_users(path, users)
+    with _editing(path) as users:
+        if name not in users:
+            raise AccessError(f"{path}: no user {name!r}")
+        del users[name]
 
 
 @dataclass(frozen=True)

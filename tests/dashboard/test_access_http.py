@@ -303,3 +303,32 @@ def test_sign_in_cookies_are_http_only_and_https_only_when_configured(demo_setti
     assert "HttpOnly" in plain and "SameSite=Lax" in plain and "Secure" not in plain
     secure = create_app(dataclasses.replace(demo_settings, secure_cookies=True)).server.test_client()
     assert "Secure" in secure.get("/login").headers["Set-Cookie"]
+
+
+def test_a_user_changes_their_own_password(demo_settings, tmp_path):
+    from dashboard.app import create_app
+    from onemap.access import load_users
+
+    settings = dataclasses.replace(demo_settings, users_file=tmp_path / "users.toml")
+    add_user(settings.users_path, "pw1", TOWN.area, "viewer", "first-password", display="测试")
+    client = create_app(settings).server.test_client()
+    assert client.get("/password").status_code == 302  # not signed in: to the sign-in page
+    _login_form(client, "pw1", "first-password")
+
+    def change(old, new, again):
+        page = client.get("/password")
+        token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+        return client.post("/password", data={"old": old, "new": new, "again": again, "token": token})
+
+    assert "两次输入的新密码不一致" in change("first-password", "second-password", "second-passw0rd").text
+    assert "至少 8 个字符" in change("first-password", "short", "short").text
+    wrong = change("not-it-at-all", "second-password", "second-password")
+    assert wrong.status_code == 400 and "原密码不正确" in wrong.text
+    done = change("first-password", "second-password", "second-password")
+    assert done.status_code == 200 and "密码已修改" in done.text
+    user = load_users(settings.users_path)["pw1"]
+    assert user.check("second-password") and not user.check("first-password")
+    assert (user.area, user.role, user.display) == (TOWN.area, "viewer", "测试")  # only the password changed
+    client.get("/logout")
+    assert _login_form(client, "pw1", "first-password").status_code == 401
+    assert _login_form(client, "pw1", "second-password").status_code == 302

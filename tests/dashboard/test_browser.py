@@ -157,7 +157,7 @@ def test_a_town_user_signs_in_and_sees_only_the_town(server, browser, demo_setti
         con.close()
     assert town.name in page.inner_text("header h1") and town.name in page.inner_text("#user")
     assert page.inner_text("#kpi-registered") == f"{n:,}"
-    page.click("#user a")
+    page.click("#user a:has-text('退出')")
     page.wait_for_url("**/login", timeout=30_000)
     page.goto(server)
     page.wait_for_url("**/login?next=/", timeout=30_000)
