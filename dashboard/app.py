@@ -9,7 +9,7 @@ import datetime as dt
 
 import dash
 import pandas as pd
-from dash import Input, Output, State, dcc, html
+from dash import ALL, Input, Output, State, dcc, html
 from flask import Response
 
 from dashboard.auth import Gate, Viewer
@@ -18,6 +18,7 @@ from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import STRIP, format_change, format_value, kpi, map_measure
+from onemap.reviews import VERDICTS, add_review, keys_of, latest_reviews
 from onemap.settings import Settings
 
 SOURCE_LABELS = {"grid": "网格巡查", "police": "非警务警情", "hotline": "12345热线"}
@@ -42,16 +43,34 @@ def _kpi_card(key: str) -> html.Div:
         html.Div("", id=f"kpi-{key}-change", className="kpi-change", title="环比：与之前同样长的一段时间相比")])
 
 
+def _visible_alerts(data: DashboardData, viewer: Viewer) -> pd.DataFrame:
+    """The alerts the side panel lists to ``viewer``: the latest 7-day window's (and running ramps) in its area."""
+    frame = queries.alerts(data.con(), window_days=7, limit=200, with_ramps=True, scope=viewer.scope)
+    return frame[frame["window_end"] == frame["window_end"].iloc[0]] if len(frame) else frame
+
+
+def _verdict_text(review: dict | None) -> str:
+    review = review or {}
+    return f"已核实：{VERDICTS[review['verdict']]}（{review.get('user', '')}）" if review.get("verdict") in VERDICTS else ""
+
+
 def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> html.Ul | html.P:
+    """The panel's alerts, each with 属实 / 误报 buttons (the review loop) for a signed-in viewer."""
     if viewer is None:
         return html.P("—")
-    frame = queries.alerts(data.con(), window_days=7, limit=200, with_ramps=True, scope=viewer.scope)
-    if frame.empty:
+    latest = _visible_alerts(data, viewer).head(limit)
+    if latest.empty:
         return html.P("暂无经检验的异常（假发现率 5%）")
-    latest = frame[frame["window_end"] == frame["window_end"].iloc[0]].head(limit)
-    return html.Ul(className="alerts", children=[
-        html.Li([html.B(f"{r.place or r.cell} · 实际 {r.observed} / 预计 {r.expected:.1f}"),
-                 html.Div(r.sentence_zh, className="summary")]) for r in latest.itertuples()])
+    reviewed = latest_reviews(data.settings.reviews_path)
+    items = []
+    for key, r in zip(keys_of(latest), latest.itertuples(), strict=True):
+        review = [] if viewer.public else [
+            html.Span(_verdict_text(reviewed.get(key)), id={"type": "review-status", "key": key}, className="review"),
+            *[html.Button(label, id={"type": "review", "key": key, "verdict": verdict}, className="review-button")
+              for verdict, label in VERDICTS.items()]]
+        items.append(html.Li([html.B(f"{r.place or r.cell} · 实际 {r.observed} / 预计 {r.expected:.1f}"),
+                              html.Div(r.sentence_zh, className="summary"), html.Div(review, className="review-row")]))
+    return html.Ul(className="alerts", children=items)
 
 
 def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> html.Ul | html.P:
@@ -176,6 +195,21 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")
+
+    @app.callback(Output({"type": "review-status", "key": ALL}, "children"),
+                  Input({"type": "review", "key": ALL, "verdict": ALL}, "n_clicks"), prevent_initial_call=True)
+    def review_alert(_clicks):
+        """属实 / 误报 on an alert the viewer can see (checked here, on the server), kept beside the warehouse."""
+        viewer, clicked = gate.viewer(), dash.ctx.triggered_id
+        if viewer.public or not clicked or not any(t["value"] for t in dash.ctx.triggered):
+            raise dash.exceptions.PreventUpdate
+        if clicked["key"] not in set(keys_of(_visible_alerts(data, viewer))):
+            raise dash.exceptions.PreventUpdate
+        add_review(data.settings.reviews_path, clicked["key"], clicked["verdict"], viewer.name,
+                   viewer.scope.code if queries.narrow(viewer.scope) else None)
+        gate.record("alert_review", key=clicked["key"], verdict=clicked["verdict"])
+        reviewed = latest_reviews(data.settings.reviews_path)
+        return [_verdict_text(reviewed.get(o["id"]["key"])) for o in dash.ctx.outputs_list]
 
     @app.callback(Output("hex-download", "data"), Input("hex-csv", "n_clicks"), Input("hex-geojson", "n_clicks"),
                   State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),

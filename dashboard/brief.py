@@ -20,6 +20,7 @@ import pandas as pd
 from onemap import queries
 from onemap.categories import category_name
 from onemap.metrics import KPIS, format_change, format_value, kpi
+from onemap.reviews import VERDICTS, with_reviews
 
 TOP_ALERTS = 10
 TOP_OVERDUE = 20
@@ -128,11 +129,13 @@ def weekly_trend(con, start: dt.date, weeks: int = TREND_WEEKS, scope: queries.S
 
 
 def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None,
-                 trend_png: bytes | None = None, scope: queries.Scope | None = None) -> WeeklyBrief:
+                 trend_png: bytes | None = None, scope: queries.Scope | None = None,
+                 reviews_path=None) -> WeeklyBrief:
     """The brief of the week holding ``week`` (default: :func:`default_week`) for ``scope`` (default the whole
     county; a town's or village's brief holds only its own events, alerts, hot spots and places). ``map_png``:
     the week's map (``dashboard.brief_images.week_map``) and ``trend_png``: the chart of :func:`weekly_trend`
-    (``dashboard.brief_images.trend_chart``), drawn by the caller so that this module stays free of imaging."""
+    (``dashboard.brief_images.trend_chart``), drawn by the caller so that this module stays free of imaging.
+    ``reviews_path``: analysts' verdicts on alerts (onemap.reviews), added to the alerts listed."""
     start, end = week_of(week) if week else default_week(con)
     built = queries.reference_time(con)
     this = queries.EventFilter(start=start, end=end, scope=scope)
@@ -189,6 +192,10 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     alerts = alerts[alerts["window_end"] <= f"{end:%Y-%m-%d}"]
     alerts = alerts.sort_values("score", ascending=False).drop_duplicates("place").head(TOP_ALERTS)
     if len(alerts):
+        if reviews_path is not None:
+            alerts = with_reviews(alerts, reviews_path)
+            alerts["sentence_zh"] = [s + (f"（经核实：{VERDICTS[v]}）" if v in VERDICTS else "")
+                                     for s, v in zip(alerts["sentence_zh"], alerts["review"], strict=True)]
         add(Bullets(list(alerts["sentence_zh"])))
     elif not queries.alerts_scored(con, end):
         add(Text("本周不在已计算的预警范围内：预警从每次更新的最近两周算起，之前各次更新的预警保留"

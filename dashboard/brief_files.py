@@ -42,7 +42,7 @@ def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queri
     png = week_map(counts, *_map_areas(con, scope))
     trend = weekly_trend(con, start, scope=scope)
     chart = trend_chart(list(trend["label"]), list(trend["registered"]), list(trend["year_before"]))
-    return weekly_brief(con, settings.county_name, start, png, chart, scope=scope)
+    return weekly_brief(con, settings.county_name, start, png, chart, scope=scope, reviews_path=settings.reviews_path)
 
 
 CHILD_LEVEL = {"county": "town", "town": "village", "village": "grid"}

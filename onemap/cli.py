@@ -169,6 +169,7 @@ def _date(text: str):
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     from onemap import queries
+    from onemap.reviews import VERDICTS, with_reviews
     from onemap.warehouse import connect_readonly
 
     settings = _settings(args)
@@ -180,6 +181,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         kept = queries.scored_through(con)
     finally:
         con.close()
+    frame = with_reviews(frame, settings.reviews_path)
     if since and kept["alerts_from"] and since < kept["alerts_from"]:  # on stderr: csv / json stays clean
         print(f"note: alerts are scored from {kept['alerts_from']} on (each build scores the last days of its data "
               "and keeps the alerts of earlier builds)", file=sys.stderr)
@@ -191,8 +193,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print("no alerts" + (f" since {since}" if since else ""))
     else:
         for r in frame.itertuples():
-            print(f"{r.window_end} [{r.window_days}天 {r.kind}] score {r.score:5.1f}  q {r.q_value:.3g}  {r.sentence_zh}")
-        print(f"{len(frame)} alerts (Benjamini-Hochberg false-discovery rate 0.05 within each window)")
+            verdict = f"  [{VERDICTS[r.review]}，{r.reviewed_by}]" if r.review in VERDICTS else ""
+            print(f"{r.window_end} [{r.window_days}天 {r.kind}] score {r.score:5.1f}  q {r.q_value:.3g}  {r.sentence_zh}"
+                  f"{verdict}")
+        reviewed = frame["review"].value_counts()
+        print(f"{len(frame)} alerts (Benjamini-Hochberg false-discovery rate 0.05 within each window); reviewed: "
+              + ", ".join(f"{VERDICTS[v]} {reviewed.get(v, 0)}" for v in VERDICTS))
     return 0
 
 

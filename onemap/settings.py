@@ -51,6 +51,11 @@ class Settings:
         return self.users_file or self.home / "secrets" / "users.toml"
 
     @property
+    def reviews_path(self) -> Path:
+        """Analysts' verdicts on alerts (onemap.reviews): beside the warehouse, which each build replaces."""
+        return self.home / "reviews" / "alert_reviews.jsonl"
+
+    @property
     def session_key_file(self) -> Path:
         """The key that signs the dashboard's sign-in cookies, generated on first use."""
         return self.home / "secrets" / "session.key"

@@ -332,3 +332,52 @@ def test_a_user_changes_their_own_password(demo_settings, tmp_path):
     client.get("/logout")
     assert _login_form(client, "pw1", "first-password").status_code == 401
     assert _login_form(client, "pw1", "second-password").status_code == 302
+
+
+def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings, con, tmp_path, capsys):
+    """属实 / 误报 on the map's alert list: only on an alert the user can see, kept beside the warehouse, and shown
+    by `onemap alerts`."""
+    from dashboard.app import create_app
+    from onemap.cli import main
+    from onemap.reviews import keys_of, latest_reviews
+
+    shown = queries.alerts(con, window_days=7, limit=200, with_ramps=True)
+    shown = shown[shown["window_end"] == shown["window_end"].iloc[0]]
+    def keys_in(town):
+        return keys_of(shown[shown["cell"].isin(queries.cells_in_scope(con, shown["cell"], 8,
+                                                                       queries.Scope("town", town)))])
+
+    town = next(t for t in queries.child_areas(con, None)["code"] if len(keys_in(t)))
+    mine = keys_in(town)
+    other = set(keys_of(shown)) - set(mine)
+    settings = dataclasses.replace(demo_settings, users_file=tmp_path / "users.toml")
+    add_user(settings.users_path, "analyst", town, "viewer", "analyst-password")
+    client = create_app(settings).server.test_client()
+    _login_form(client, "analyst", "analyst-password")
+    layout = _text(client.get("/_dash-layout"))
+    assert all(k in layout for k in mine) and not any(k in layout for k in other)
+
+    def press(key, verdict):
+        deps = client.get("/_dash-dependencies").get_json()
+        dep = next(d for d in deps if "review-status" in d["output"])
+        body = {"output": dep["output"],
+                "outputs": [{"id": {"key": k, "type": "review-status"}, "property": "children"} for k in mine],
+                "inputs": [[{"id": {"key": k, "type": "review", "verdict": v}, "property": "n_clicks",
+                             "value": 1 if (k, v) == (key, verdict) else None}
+                            for k in mine for v in ("confirmed", "false_alarm")]],
+                "state": [], "changedPropIds": [json.dumps({"key": key, "type": "review", "verdict": verdict},
+                                                           separators=(",", ":"), sort_keys=True) + ".n_clicks"]}
+        return client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
+
+    before = latest_reviews(settings.reviews_path)
+    resp = press(mine.iloc[0], "confirmed")
+    assert resp.status_code == 200
+    assert "已核实：属实（analyst）" in json.dumps(resp.get_json(), ensure_ascii=False)
+    assert latest_reviews(settings.reviews_path)[mine.iloc[0]]["user"] == "analyst"
+    if other:  # another town's alert, asked for by hand: refused, nothing written
+        assert press(sorted(other)[0], "false_alarm").status_code == 204
+        assert latest_reviews(settings.reviews_path).get(sorted(other)[0]) == before.get(sorted(other)[0])
+    assert main(["--home", str(demo_settings.home), "alerts", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    reviewed = [r for r in records if r["review"] == "confirmed" and r["reviewed_by"] == "analyst"]
+    assert reviewed and any(r["cell"] == mine.iloc[0].split("|")[1] for r in reviewed)

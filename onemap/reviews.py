@@ -1,0 +1,69 @@
+"""Analysts' verdicts on alerts (属实 / 误报): the review loop that tells, over time, how often an alert was right.
+
+Kept as an append-only JSON-lines file beside the warehouse (``<home>/reviews/alert_reviews.jsonl``), not in it:
+the warehouse is written only by the pipelines and replaced whole on every build, while verdicts are written by
+people at the map and must outlive builds. An alert is identified by what it is about (kind, cell, window end
+and length, category), which a rebuild that finds the same alert again keeps; the latest verdict on a key
+counts, and every earlier one stays in the file.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+from pathlib import Path
+
+import pandas as pd
+
+VERDICTS = {"confirmed": "属实", "false_alarm": "误报"}
+
+
+def alert_key(kind: str, cell: str, window_end: str, window_days: int, category_code: str | None) -> str:
+    """The identity of an alert across builds (the H3 cell id carries its resolution)."""
+    return f"{kind}|{cell}|{window_end}|{int(window_days)}|{category_code or ''}"
+
+
+def keys_of(alerts: pd.DataFrame) -> pd.Series:
+    """:func:`alert_key` of each row of an ``onemap.queries.alerts`` frame."""
+    return pd.Series([alert_key(r.kind, r.cell, r.window_end, r.window_days,
+                                None if pd.isna(r.category_code) else r.category_code)
+                      for r in alerts.itertuples()], index=alerts.index, dtype=object)
+
+
+def add_review(path: Path, key: str, verdict: str, user: str, area: str | None = None) -> dict:
+    """Append one verdict (one line, under a file lock: the server's threads and processes may write at once)."""
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    line = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "key": key, "verdict": verdict,
+            "user": user, "area": area}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return line
+
+
+def latest_reviews(path: Path) -> dict[str, dict]:
+    """The latest verdict on each alert key ({} when nothing was reviewed). A damaged line (a disk that filled
+    mid-write) is skipped, not fatal: the others stay readable."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    out: dict[str, dict] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                review = json.loads(line)
+                out[review["key"]] = review
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    return out
+
+
+def with_reviews(alerts: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``alerts`` with the columns ``review`` (confirmed / false_alarm / None) and ``reviewed_by``."""
+    latest = latest_reviews(path)
+    found = [latest.get(k, {}) for k in keys_of(alerts)]
+    return alerts.assign(review=pd.Series([r.get("verdict") for r in found], index=alerts.index, dtype=object),
+                         reviewed_by=pd.Series([r.get("user") for r in found], index=alerts.index, dtype=object))
