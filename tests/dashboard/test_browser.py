@@ -81,6 +81,13 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     # the map redraws after the filter (a failed MapLibre update would leave the old figure up)
     assert errors == []
 
+    # an analyst marks the first listed alert as confirmed (属实): the panel says so
+    buttons = page.locator("#alerts button", has_text="属实")
+    assert buttons.count() > 0, "the demo build lists alerts"
+    buttons.first.click()
+    page.wait_for_function("Array.from(document.querySelectorAll('#alerts .review'))"
+                           ".some(e => e.innerText.includes('已核实：属实（county）'))", timeout=30_000)
+
     # the emerging-hotspot layer draws classes with a legend
     page.get_by_label("新兴热点（近26周 Gi*）").check()
     page.wait_for_function("document.querySelectorAll('#map .legendtext').length > 0", timeout=30_000)
