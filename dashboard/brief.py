@@ -197,6 +197,10 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
             alerts["sentence_zh"] = [s + (f"（经核实：{VERDICTS[v]}）" if v in VERDICTS else "")
                                      for s, v in zip(alerts["sentence_zh"], alerts["review"], strict=True)]
         add(Bullets(list(alerts["sentence_zh"])))
+        if reviews_path is not None and alerts["review"].notna().any():
+            counts = alerts["review"].value_counts()
+            add(Text(f"以上 {len(alerts)} 条中已核实 {int(counts.sum())} 条："
+                     + "，".join(f"{label} {int(counts.get(v, 0))} 条" for v, label in VERDICTS.items()) + "。"))
     elif not queries.alerts_scored(con, end):
         add(Text("本周不在已计算的预警范围内：预警从每次更新的最近两周算起，之前各次更新的预警保留"
                  + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。")))

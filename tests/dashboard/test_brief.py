@@ -188,3 +188,22 @@ def test_a_towns_brief_holds_the_town_only_and_its_map_frames_the_town(con, demo
     assert sorted(f["id"] for f in outline["town"]["features"]) == sorted(villages["code"])
     assert set(labels["name"]) == set(villages["name"])
     assert any(isinstance(b, Picture) for b in brief.blocks)
+
+
+def test_the_briefs_alerts_carry_the_analysts_verdicts(con, tmp_path):
+    from onemap.reviews import add_review, keys_of
+
+    week = dt.date.fromisoformat(queries.alerts(con, window_days=7)["window_end"].iloc[0])  # a week with alerts
+    plain = weekly_brief(con, "汕尾市城区", week, map_png=None)
+    listed = next(b for b in plain.blocks if isinstance(b, Bullets) and "预计" in b.items[0])
+    start, end = week_of(week)
+    week_alerts = queries.alerts(con, since=start, window_days=7, with_ramps=True)
+    week_alerts = week_alerts[week_alerts["window_end"] <= f"{end}"]
+    first = week_alerts[week_alerts["sentence_zh"] == listed.items[0]].iloc[[0]]
+    reviews = tmp_path / "alert_reviews.jsonl"
+    add_review(reviews, keys_of(first).iloc[0], "false_alarm", "county")
+    reviewed = weekly_brief(con, "汕尾市城区", week, map_png=None, reviews_path=reviews)
+    items = next(b for b in reviewed.blocks if isinstance(b, Bullets) and "预计" in b.items[0]).items
+    assert items[0] == listed.items[0] + "（经核实：误报）" and items[1:] == listed.items[1:]
+    texts = [b.text for b in reviewed.blocks if isinstance(b, Text)]
+    assert f"以上 {len(items)} 条中已核实 1 条：属实 0 条，误报 1 条。" in texts
