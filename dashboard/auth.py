@@ -130,6 +130,7 @@ class Gate:
                       label=f"{user.display or user.name} · {scope.name} · {ROLES[user.role][:2]}")
 
     def install(self, server: flask.Flask) -> None:
+        self.users()  # a broken users file stops the server at start, naming the file, not at someone's sign-in
         server.secret_key = session_key(self.settings)
         server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                              SESSION_COOKIE_SECURE=self.settings.secure_cookies,

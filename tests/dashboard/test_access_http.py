@@ -381,3 +381,14 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
     records = json.loads(capsys.readouterr().out)
     reviewed = [r for r in records if r["review"] == "confirmed" and r["reviewed_by"] == "analyst"]
     assert reviewed and any(r["cell"] == mine.iloc[0].split("|")[1] for r in reviewed)
+
+
+def test_a_broken_users_file_stops_the_server_at_start_and_says_where(demo_settings, tmp_path, monkeypatch, capsys):
+    from onemap.cli import main
+
+    broken = tmp_path / "users.toml"
+    broken.write_text('[users.a]\narea = "441502001"\nrole = "chief"\npassword = "x"\n', encoding="utf-8")
+    monkeypatch.setenv("ONEMAP_ACCESS__USERS_FILE", str(broken))
+    assert main(["--home", str(demo_settings.home), "serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "role 'chief'" in err
