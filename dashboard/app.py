@@ -85,6 +85,13 @@ def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> 
                           f"{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
 
 
+def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
+    """The hex size a page opens with: the configured default for the county, one finer per tier below it
+    (a town's map at H3 9, a village's at H3 10), within the configured resolutions."""
+    finer = {"town": 1, "village": 2}.get(scope.level, 0) if queries.narrow(scope) else 0
+    return min(settings.h3_default + finer, settings.h3_finest)
+
+
 def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> html.Div:
     """The page; ``viewer`` None (Dash validating the layout, or no one signed in yet) gives it without data."""
     con = data.con()
@@ -92,7 +99,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
     bounds = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
     first, last = bounds
     start = max(first, last - dt.timedelta(days=DEFAULT_DAYS - 1))
-    res_default = data.settings.h3_default
+    res_default = _default_resolution(data.settings, viewer.scope if viewer else None)
     controls = html.Div(id="controls", className="controls" + (" hidden" if kiosk else ""), children=[
         html.Div([html.Label("时间范围"), dcc.DatePickerRange(
             id="dates", min_date_allowed=first, max_date_allowed=last, start_date=start, end_date=last,

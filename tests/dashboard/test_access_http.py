@@ -392,3 +392,27 @@ def test_a_broken_users_file_stops_the_server_at_start_and_says_where(demo_setti
     assert main(["--home", str(demo_settings.home), "serve", "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert str(broken) in err and "role 'chief'" in err
+
+
+def test_a_town_opens_one_hex_size_finer_than_the_county_and_a_village_two(app, demo_settings):
+    from dashboard.app import _default_resolution
+
+    opened = {}
+    for account in DEMO_ACCOUNTS:
+        client = app.server.test_client()
+        _sign_in(client, account)
+        layout = client.get("/_dash-layout").get_json()
+
+        def find(node):
+            if isinstance(node, dict):
+                if node.get("props", {}).get("id") == "resolution":
+                    return node["props"]["value"]
+                return next((v for v in map(find, node.values()) if v is not None), None)
+            if isinstance(node, list):
+                return next((v for v in map(find, node) if v is not None), None)
+            return None
+
+        opened[account.name] = find(layout)
+    assert opened == {"county": 8, "xingang": 9, "haijing": 10}
+    # never finer than the finest configured resolution
+    assert _default_resolution(dataclasses.replace(demo_settings, h3_default=10), queries.Scope("village", "x")) == 10
