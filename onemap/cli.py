@@ -169,7 +169,7 @@ def _date(text: str):
 
 def cmd_alerts(args: argparse.Namespace) -> int:
     from onemap import queries
-    from onemap.reviews import VERDICTS, with_reviews
+    from onemap.reviews import VERDICTS, summary, with_reviews
     from onemap.warehouse import connect_readonly
 
     settings = _settings(args)
@@ -182,6 +182,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     finally:
         con.close()
     frame = with_reviews(frame, settings.reviews_path)
+    if args.summary:
+        frame = summary(frame)
     if since and kept["alerts_from"] and since < kept["alerts_from"]:  # on stderr: csv / json stays clean
         print(f"note: alerts are scored from {kept['alerts_from']} on (each build scores the last days of its data "
               "and keeps the alerts of earlier builds)", file=sys.stderr)
@@ -189,6 +191,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         print(frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1))
     elif args.format == "csv":
         sys.stdout.write(frame.to_csv(index=False))
+    elif args.summary:
+        print(frame.to_string(index=False))
     elif frame.empty:
         print("no alerts" + (f" since {since}" if since else ""))
     else:
@@ -297,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only 1-day or 7-day windows (ramps, whose window is the rise so far, are then left out)")
     p.add_argument("--kind", choices=["cell", "neighbourhood", "category", "ramp"], help="only alerts of this kind")
     p.add_argument("--area", help="only alerts on the cells of this town or village (code)")
+    p.add_argument("--summary", action="store_true",
+                   help="per kind: alerts, reviewed, 属实 / 误报 and the confirmed share (analysts' verdicts)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_alerts)
 

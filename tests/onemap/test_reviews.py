@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from onemap.reviews import add_review, alert_key, keys_of, latest_reviews, with_reviews
+from onemap.reviews import add_review, alert_key, keys_of, latest_reviews, summary, with_reviews
 
 
 def _alerts() -> pd.DataFrame:
@@ -31,3 +31,25 @@ def test_the_latest_verdict_counts_and_every_one_is_kept(tmp_path):
 def test_a_rebuilt_alert_keeps_its_key():
     assert alert_key("cell", "8841", "2026-11-15", 7, None) == alert_key("cell", "8841", "2026-11-15", 7.0, "")
     assert alert_key("cell", "8841", "2026-11-15", 7, None) != alert_key("cell", "8841", "2026-11-15", 1, None)
+
+
+def test_the_summary_counts_verdicts_per_kind_and_in_all(tmp_path):
+    frame = _alerts()
+    path = tmp_path / "r.jsonl"
+    add_review(path, keys_of(frame)[0], "confirmed", "county")
+    got = summary(with_reviews(frame, path)).set_index("kind")
+    assert got.loc["cell"].to_dict() == {"alerts": 1, "reviewed": 1, "confirmed": 1, "false_alarm": 0, "precision": 1.0}
+    assert got.loc["category", "reviewed"] == 0 and pd.isna(got.loc["category", "precision"])
+    assert got.loc["all", "alerts"] == 2 and got.loc["all", "precision"] == 1.0
+
+
+def test_onemap_alerts_summary(demo_home, capsys):
+    import json
+
+    from onemap.cli import main
+
+    assert main(["--home", str(demo_home), "alerts", "--summary", "--format", "json"]) == 0
+    rows = {r["kind"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["all"]["alerts"] == sum(r["alerts"] for k, r in rows.items() if k != "all") > 0
+    assert main(["--home", str(demo_home), "alerts", "--summary"]) == 0
+    assert "precision" in capsys.readouterr().out
