@@ -175,16 +175,16 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
 
     # the areas one level down: towns of the county, villages of a town; a village's brief has its own row
     level = {"county": "town", "town": "village"}.get((scope or queries.COUNTY).level)
-    label = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
+    tier = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
     areas = ([(queries.Scope(level, a.code), a.name) for a in queries.child_areas(con, scope).itertuples()]
              if level else [(scope, scope.name)])
-    add(Heading(f"三、{'' if level is None else '各'}{label}受理与办结"))
+    add(Heading(f"三、{'' if level is None else '各'}{tier}受理与办结"))
     rows = []
     for area, name in areas:
         v = queries.kpis(con, dataclasses.replace(this, scope=area), as_of)
         rows.append([name] + [format_value(k, v[k.key]) for k in KPIS if k.key in
                               ("registered", "closed_rate", "resolved_rate", "overdue")])
-    add(Table([label if level else "村（社区）", "受理数", "办结率", "化解率", "超期"], rows))
+    add(Table([tier if level else "村（社区）", "受理数", "办结率", "化解率", "超期"], rows))
 
     add(Heading("四、异常预警：风险区域及原因"))
     scored = queries.scored_through(con)
@@ -200,7 +200,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         if reviews_path is not None and alerts["review"].notna().any():
             counts = alerts["review"].value_counts()
             add(Text(f"以上 {len(alerts)} 条中已核实 {int(counts.sum())} 条："
-                     + "，".join(f"{label} {int(counts.get(v, 0))} 条" for v, label in VERDICTS.items()) + "。"))
+                     + "，".join(f"{name} {int(counts.get(v, 0))} 条" for v, name in VERDICTS.items()) + "。"))
     elif not queries.alerts_scored(con, end):
         add(Text("本周不在已计算的预警范围内：预警从每次更新的最近两周算起，之前各次更新的预警保留"
                  + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。")))
