@@ -75,7 +75,7 @@ class Gate:
     def record(self, action: str, **fields) -> None:
         """Append one line to the access log: time, user, area, action and what it was about. Never events'
         content, only what was asked for."""
-        viewer = self.current() if action != "sign_in_failed" else None
+        viewer = self.current() if not action.startswith("sign_in_") else None
         line = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "action": action,
                 "user": viewer.name if viewer else fields.pop("user", None),
                 "area": viewer.scope.code if viewer and not viewer.scope.whole else None, **fields,
@@ -156,6 +156,7 @@ class Gate:
                 user = self.users().get(name)
                 if not secrets.compare_digest(flask.request.form.get("token", ""), flask.session.get("token", "-")):
                     error = "登录页已过期，请重新输入"  # no token of this session: not our form (or a stale one)
+                    self.record("sign_in_refused", user=name, reason="form token")
                 elif self._locked(name):
                     self.record("sign_in_locked", user=name)
                     error = f"该账号连续登录失败 {LOCK_AFTER} 次，请 {LOCK_SECONDS // 60} 分钟后再试"

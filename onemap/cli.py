@@ -243,7 +243,9 @@ def _serve(settings: Settings, host: str, port: int, kiosk: bool, area: str | No
 
     app = create_app(settings, kiosk=kiosk, kiosk_area=area)
     print(f"serving 民情地图 at http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
-    serve(app.server, host=host, port=port, threads=8, ident="onemap")
+    proxy = ({"trusted_proxy": settings.trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"},
+              "clear_untrusted_proxy_headers": True} if settings.trusted_proxy else {})
+    serve(app.server, host=host, port=port, threads=8, ident="onemap", **proxy)
     return 0
 
 

@@ -44,6 +44,7 @@ class Settings:
     hotspot_time_step: int = 0
     users_file: Path | None = None
     secure_cookies: bool = False
+    trusted_proxy: str = ""
 
     @property
     def users_path(self) -> Path:
@@ -170,6 +171,7 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             small_count_suppress=int(raw["privacy"]["small_count_suppress"]),
             hotspot_time_step=int(raw.get("hotspots", {}).get("time_step", 0)),
             secure_cookies=bool(serve.get("secure_cookies", False)),
+            trusted_proxy=str(serve.get("trusted_proxy", "")),
             users_file=(Path(raw["access"]["users_file"]).expanduser().resolve()
                         if raw.get("access", {}).get("users_file") else None),
         )
