@@ -88,7 +88,7 @@ def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> 
 def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
     """The hex size a page opens with: the configured default for the county, one finer per tier below it
     (a town's map at H3 9, a village's at H3 10), within the configured resolutions."""
-    finer = {"town": 1, "village": 2}.get(scope.level, 0) if queries.narrow(scope) else 0
+    finer = queries.SCOPE_LEVELS.index(scope.level) if scope else 0  # county 0, town 1, village 2
     return min(settings.h3_default + finer, settings.h3_finest)
 
 

@@ -174,7 +174,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Text("上升最多：" + "；".join(f"{label[c]} 增加 {r['diff']} 件" for c, r in rising.iterrows()) + "。"))
 
     # the areas one level down: towns of the county, villages of a town; a village's brief has its own row
-    level = {"county": "town", "town": "village"}.get((scope or queries.COUNTY).level)
+    level = queries.CHILD_LEVEL[(scope or queries.COUNTY).level]
+    level = level if level in queries.SCOPE_LEVELS else None  # grids are not a KPI level
     tier = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
     areas = ([(queries.Scope(level, a.code), a.name) for a in queries.child_areas(con, scope).itertuples()]
              if level else [(scope, scope.name)])

@@ -45,16 +45,13 @@ def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queri
     return weekly_brief(con, settings.county_name, start, png, chart, scope=scope, reviews_path=settings.reviews_path)
 
 
-CHILD_LEVEL = {"county": "town", "town": "village", "village": "grid"}
-
-
 def _map_areas(con, scope: queries.Scope | None) -> tuple[dict[str, dict], object]:
     """The brief map's outline (the county, or the town / village of a scoped brief), the areas one level below
     it, and their names: the map frames the brief's own area."""
     scope = scope or queries.COUNTY
     below = list(queries.child_areas(con, scope)["code"])
     outline = queries.area_geojson(con, scope.level, None if scope.whole else [scope.code])
-    child = CHILD_LEVEL[scope.level]
+    child = queries.CHILD_LEVEL[scope.level]
     return ({"county": outline, "town": queries.area_geojson(con, child, below)},
             queries.area_labels(con, child, below))
 

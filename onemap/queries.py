@@ -21,6 +21,7 @@ CURRENT_VINTAGE = "(SELECT vintage FROM meta.area_vintages ORDER BY loaded_at DE
 
 
 SCOPE_LEVELS = ("county", "town", "village")
+CHILD_LEVEL = {"county": "town", "town": "village", "village": "grid"}  # the areas one level below each
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,7 @@ def cell_places(con, cells: Sequence[str], resolution: int, k: int = 0) -> dict[
 
 def cells_in_scope(con, cells: Sequence[str], resolution: int, scope: Scope | None) -> set[str]:
     """The cells (hex strings) that belong to ``scope``: a cell belongs to the town / village holding most of its
-    placed events (the area its alerts are named after); a cell with none, to that of its neighbours (k = 1).
+    placed events (``hex.cell_home``); a cell with none, to that of its neighbours (k = 1).
     County-wide results of the models (alerts, hot spots) are shown to a town or village user for these cells."""
     if not narrow(scope):
         return set(cells)
@@ -242,11 +243,9 @@ def child_areas(con, scope: Scope | None) -> pd.DataFrame:
     """The areas one level below ``scope`` (the towns of the county, the villages of a town, the grids of a
     village), with code and name, for per-area tables."""
     scope = scope or COUNTY
-    if scope.whole:
-        return con.execute(f"SELECT code, name FROM core.areas WHERE level = 'town' AND vintage = {CURRENT_VINTAGE} "
-                           "ORDER BY code").df()
-    return con.execute(f"SELECT code, name FROM core.areas WHERE parent_code = ? AND vintage = {CURRENT_VINTAGE} "
-                       "ORDER BY code", [scope.code]).df()
+    return con.execute(f"SELECT code, name FROM core.areas WHERE level = $level AND vintage = {CURRENT_VINTAGE} "
+                       "AND ($whole OR parent_code = $code) ORDER BY code",
+                       {"level": CHILD_LEVEL[scope.level], "whole": scope.whole, "code": scope.code}).df()
 
 
 def boundaries_synthetic(con) -> bool:
@@ -309,16 +308,20 @@ def area_counts(con, flt: EventFilter, level: str) -> pd.DataFrame:
                        f"WHERE d.level = $level AND {where} GROUP BY ALL ORDER BY n DESC", params).df()
 
 
+def _area_rows(con, columns: str, level: str, codes: Sequence[str] | None) -> list[tuple]:
+    """``columns`` of the current vintage's areas of one level (only ``codes``, when given), by code."""
+    return con.execute(f"SELECT {columns} FROM core.areas WHERE level = $level AND vintage = {CURRENT_VINTAGE} "
+                       "AND ($codes IS NULL OR list_contains($codes, code)) ORDER BY code",
+                       {"level": level, "codes": None if codes is None else list(codes)}).fetchall()
+
+
 def area_geojson(con, level: str, codes: Sequence[str] | None = None) -> dict:
     """Boundaries of one area level (only ``codes``, when given) as a GeoJSON FeatureCollection (WGS84), id = code."""
     import shapely
 
     if level not in ("county", "town", "village", "grid"):
         raise ValueError(f"unknown area level {level!r}")
-    rows = con.execute("SELECT code, name, synthetic, geometry_wkb FROM core.areas WHERE level = $level "
-                       f"AND vintage = {CURRENT_VINTAGE} AND ($codes IS NULL OR list_contains($codes, code)) "
-                       "ORDER BY code", {"level": level, "codes": None if codes is None else list(codes)}
-                       ).fetchall()
+    rows = _area_rows(con, "code, name, synthetic, geometry_wkb", level, codes)
     features = []
     for code, name, synthetic, wkb in rows:
         geom = shapely.from_wkb(bytes(wkb))
@@ -332,9 +335,7 @@ def area_labels(con, level: str, codes: Sequence[str] | None = None) -> pd.DataF
     """Name and a label point (inside the shape) of each area of one level (only ``codes``, when given)."""
     import shapely
 
-    rows = con.execute("SELECT code, name, geometry_wkb FROM core.areas WHERE level = $level "
-                       f"AND vintage = {CURRENT_VINTAGE} AND ($codes IS NULL OR list_contains($codes, code)) "
-                       "ORDER BY code", {"level": level, "codes": None if codes is None else list(codes)}).fetchall()
+    rows = _area_rows(con, "code, name, geometry_wkb", level, codes)
     pts = [shapely.point_on_surface(shapely.from_wkb(bytes(w))) for _, _, w in rows]
     return pd.DataFrame({"code": [r[0] for r in rows], "name": [r[1] for r in rows],
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})
