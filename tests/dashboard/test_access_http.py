@@ -41,8 +41,16 @@ def _text(resp) -> str:
     return json.dumps(resp.get_json(), ensure_ascii=False)
 
 
-def _call(client, output_id: str, inputs: dict, state: dict | None = None) -> dict:
-    """Post one callback the way the Dash renderer does, for the callback whose outputs include ``output_id``."""
+def _numbers(values) -> np.ndarray:
+    """A numeric array of a plotly figure as sent to the browser (base64-encoded, or a plain list)."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values)
+
+
+def _call(client, output_id: str, inputs: dict, state: dict | None = None, status: int = 200) -> dict | None:
+    """Post one callback the way the Dash renderer does, for the callback whose outputs include ``output_id``;
+    the response is expected to have ``status`` (204: Dash's "no update", then None is returned)."""
     deps = client.get("/_dash-dependencies").get_json()
     dep = next(d for d in deps if output_id in d["output"])
     body = {
@@ -57,8 +65,8 @@ def _call(client, output_id: str, inputs: dict, state: dict | None = None) -> di
         "changedPropIds": [next(iter(inputs))],
     }
     resp = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
-    assert resp.status_code == 200, resp.data[:300]
-    return resp.get_json()["response"]
+    assert resp.status_code == status, resp.data[:300]
+    return resp.get_json()["response"] if status == 200 else None
 
 
 def test_without_a_session_only_the_sign_in_page_and_static_files_are_served(app):
@@ -173,8 +181,7 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
     n = queries.kpis(con, queries.EventFilter(start, last, scope=town))["registered"]
     assert out["kpi-registered"]["children"] == f"{int(n):,}"
     hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
-    z = hexes["z"]  # plotly sends numeric arrays base64-encoded
-    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]) if isinstance(z, dict) else np.asarray(z)
+    z = _numbers(hexes["z"])
     assert len(z) and z.min() >= demo_settings.small_count_suppress
     cell = hexes["locations"][0]
     detail = _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": cell}]}},
@@ -182,14 +189,7 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
                     "sources.value": [], "resolution.value": 9})
     assert "大屏不显示事件明细" in json.dumps(detail, ensure_ascii=False)
     # nor a brief (its 督办 list names cases), even asked for by hand
-    deps = client.get("/_dash-dependencies").get_json()
-    dep = next(d for d in deps if "brief-download.data" in d["output"])
-    body = {"output": dep["output"], "outputs": {"id": "brief-download", "property": "data"},
-            "inputs": [{"id": "brief-docx", "property": "n_clicks", "value": 1},
-                       {"id": "brief-pdf", "property": "n_clicks", "value": None}],
-            "state": [], "changedPropIds": ["brief-docx.n_clicks"]}
-    resp = client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
-    assert resp.status_code == 204  # Dash's "no update"
+    _call(client, "brief-download.data", {"brief-docx.n_clicks": 1, "brief-pdf.n_clicks": None}, status=204)
 
 
 def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):
@@ -236,8 +236,7 @@ def test_the_overdue_layer_counts_the_overdue_cases_of_the_kpi(app, con):
               "resolution.value": 8, "layer.value": "overdue", "refresh.n_intervals": None}
     out = _call(client, "kpi-overdue.children", inputs)
     hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
-    z = hexes["z"]
-    z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]) if isinstance(z, dict) else np.asarray(z)
+    z = _numbers(hexes["z"])
     located = con.execute(f"SELECT count(*) FROM core.events WHERE h3_cell IS NOT NULL AND {queries.OVERDUE} AND "
                           "CAST(reported_at AS DATE) BETWEEN $d1 AND $d2",
                           {"as_of": queries.reference_time(con), "d1": start, "d2": last}).fetchall()[0][0]
