@@ -26,6 +26,8 @@ TOP_ALERTS = 10
 TOP_OVERDUE = 20
 TOP_REPEATS = 10
 HOT_CLASSES = ("new_hot", "intensifying_hot", "consecutive_hot", "persistent_hot")
+AREA_TABLE = ("registered", "closed_rate", "resolved_rate", "overdue", "village_share")  # section 三's columns
+LOWEST_TIER_AREAS = 3
 
 
 @dataclass
@@ -85,6 +87,22 @@ def _category_labels(codes) -> dict[str, str]:
     names = {c: category_name(c) for c in codes}
     taken = pd.Series(list(names.values())).value_counts()
     return {c: f"{n}（{c}）" if taken[n] > 1 else n for c, n in names.items()}
+
+
+def _tier_sentence(week: dict, areas: list[tuple[str, dict]]) -> str:
+    """小事不出村、大事不出镇 in one sentence: where the week's closed cases were settled, and the areas whose
+    villages settled the least ("" when no closed case of the week names its handling tier)."""
+    village, below = week.get("village_share"), week.get("town_or_below_share")
+    if village is None:
+        return ""
+    share = kpi("village_share")
+    text = (f"层级办结（小事不出村、大事不出镇）：本周已办结且注明办理层级的案件中，村（社区）办结 "
+            f"{format_value(share, village)}，镇村两级合计 {format_value(share, below)}。")
+    known = sorted((v["village_share"], name) for name, v in areas if v.get("village_share") is not None)
+    if len(known) > LOWEST_TIER_AREAS:
+        text += "村级办结占比最低：" + "、".join(f"{name}（{format_value(share, v)}）"
+                                         for v, name in known[:LOWEST_TIER_AREAS]) + "。"
+    return text
 
 
 def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
@@ -180,12 +198,13 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     areas = ([(queries.Scope(level, a.code), a.name) for a in queries.child_areas(con, scope).itertuples()]
              if level else [(scope, scope.name)])
     add(Heading(f"三、{'' if level is None else '各'}{tier}受理与办结"))
-    rows = []
-    for area, name in areas:
-        v = queries.kpis(con, dataclasses.replace(this, scope=area), as_of)
-        rows.append([name] + [format_value(k, v[k.key]) for k in KPIS if k.key in
-                              ("registered", "closed_rate", "resolved_rate", "overdue")])
-    add(Table([tier if level else "村（社区）", "受理数", "办结率", "化解率", "超期"], rows))
+    shown = [kpi(k) for k in AREA_TABLE]
+    values = [(name, queries.kpis(con, dataclasses.replace(this, scope=area), as_of)) for area, name in areas]
+    add(Table([tier if level else "村（社区）", *(k.label for k in shown)],
+              [[name] + [format_value(k, v[k.key]) for k in shown] for name, v in values]))
+    tiers = _tier_sentence(now, values if level else [])
+    if tiers:
+        add(Text(tiers))
 
     add(Heading("四、异常预警：风险区域及原因"))
     scored = queries.scored_through(con)

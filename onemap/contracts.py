@@ -79,9 +79,9 @@ EVENT_COLUMNS = (
     C("h3_cell", "UBIGINT", doc="H3 cell at the finest resolution (geo.h3_finest); NULL without a point"),
     # process
     C("status", "VARCHAR", False),
-    C("handling_tier", "VARCHAR"),
+    C("handling_tier", "VARCHAR", doc="the tier handling (or that closed) the case: village / town / county / above"),
     C("department", "VARCHAR"),
-    C("dispatch_mode", "VARCHAR"),
+    C("dispatch_mode", "VARCHAR", doc="single / dual (双派单: to a department and to the grid worker at once)"),
     C("outcome", "VARCHAR"),
     C("on_site_closed", "BOOLEAN"),
     C("satisfaction", "DOUBLE"),
@@ -98,6 +98,8 @@ EVENT_COLUMNS = (
 )
 
 STATUS_CLOSED = "已办结"
+HANDLING_TIERS = ("village", "town", "county", "above")  # 村（社区）/ 镇街 / 县区 / 县区以上: 小事不出村、大事不出镇
+DISPATCH_MODES = ("single", "dual")
 
 CORE_EVENTS = Table(
     "core", "events", EVENT_COLUMNS, (),  # no index: see pipelines.load.upsert_events
@@ -111,6 +113,10 @@ CORE_EVENTS = Table(
          "SELECT event_id FROM core.events WHERE lng NOT BETWEEN -180 AND 180 OR lat NOT BETWEEN -90 AND 90"),
         ("a point has an H3 cell",
          "SELECT event_id FROM core.events WHERE lng IS NOT NULL AND h3_cell IS NULL"),
+        ("handling tiers are known words",
+         f"SELECT event_id FROM core.events WHERE handling_tier NOT IN {HANDLING_TIERS}"),
+        ("dispatch modes are known words",
+         f"SELECT event_id FROM core.events WHERE dispatch_mode NOT IN {DISPATCH_MODES}"),
         ("grid codes sit under their village",
          "SELECT event_id FROM core.events WHERE grid_code IS NOT NULL AND left(grid_code, 12) <> village_code"),
         ("links point at existing events",
@@ -382,7 +388,7 @@ TOWN_WEEK_KPIS = Table(
         C("week_start", "DATE", False, "Monday, Asia/Shanghai"),
         C("as_of", "TIMESTAMPTZ", False),
         *(C(k, "DOUBLE") for k in ("registered", "closed_rate", "resolved_rate", "overdue", "overdue_rate",
-                                   "onsite_rate", "satisfaction")),
+                                   "onsite_rate", "satisfaction", "village_share", "town_or_below_share")),
     ),
     ("town_code", "week_start"),
     checks=(("rates are proportions",

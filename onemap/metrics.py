@@ -14,6 +14,8 @@ from onemap.contracts import STATUS_CLOSED
 CLOSED = f"(status = '{STATUS_CLOSED}' AND closed_at <= $as_of)"
 OPEN = f"NOT {CLOSED}"
 OVERDUE = f"{OPEN} AND due_at < $as_of"  # open at the reference time and past its due time (督办)
+# closed as of the reference time by a tier the export names (sources without a tier stay out of the denominator)
+CLOSED_TIERED = f"{CLOSED} AND handling_tier IS NOT NULL"
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,17 @@ KPIS: tuple[Kpi, ...] = (
         f"count(*) FILTER (WHERE {CLOSED} AND on_site_closed) / nullif(count(*), 0)", "rate"),
     Kpi("satisfaction", "满意度", "mean satisfaction (0–5) of closed cases that were surveyed",
         f"avg(satisfaction) FILTER (WHERE {CLOSED})", "mean"),
+    # 小事不出村、大事不出镇: where cases are settled. Only cases whose export names the handling tier count.
+    Kpi("village_share", "村级办结占比", "closed by the village (community) tier ÷ closed with a known handling tier",
+        f"count(*) FILTER (WHERE {CLOSED_TIERED} AND handling_tier = 'village') "
+        f"/ nullif(count(*) FILTER (WHERE {CLOSED_TIERED}), 0)", "rate"),
+    Kpi("town_or_below_share", "镇村办结占比",
+        "closed by the village or town tier ÷ closed with a known handling tier",
+        f"count(*) FILTER (WHERE {CLOSED_TIERED} AND handling_tier IN ('village', 'town')) "
+        f"/ nullif(count(*) FILTER (WHERE {CLOSED_TIERED}), 0)", "rate"),
 )
 
-STRIP = ("registered", "closed_rate", "resolved_rate", "overdue")  # the KPI strip on the map page
+STRIP = ("registered", "closed_rate", "resolved_rate", "overdue", "village_share")  # the KPI strip on the map page
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,8 @@ def build_marts(con, as_of: pd.Timestamp) -> None:
     select = ", ".join(f"{k.sql} AS {k.key}" for k in KPIS)
     # the week of the local calendar day (the same Monday as truncating the zoned timestamp, at half the cost)
     con.execute("DELETE FROM marts.town_week_kpis")
-    con.execute(f"INSERT INTO marts.town_week_kpis SELECT town_code, "
+    columns = ", ".join(k.key for k in KPIS)
+    con.execute(f"INSERT INTO marts.town_week_kpis (town_code, week_start, as_of, {columns}) SELECT town_code, "
                 f"CAST(date_trunc('week', CAST(reported_at AS DATE)) AS DATE) AS week_start, $as_of, {select} "
                 f"FROM core.events WHERE town_code IS NOT NULL GROUP BY ALL", {"as_of": as_of})
 

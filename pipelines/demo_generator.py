@@ -75,6 +75,14 @@ HOTSPOT_KINDS = {
     "old_compound": ("老旧小区", {"MD02": 8, "MD15": 7, "MD9902": 3, "MS": 3, "AQ": 2}),
 }
 
+# where cases are settled (办理层级), by kind of matter: (村（社区）, 镇街, 县区, 市级) shares before each town's own
+# habit and the escalation of overdue cases; closed on the spot = settled in the village
+TIER_WORDS = np.array(["村（社区）", "镇（街道）", "县（区）", "市级"], dtype=object)
+TIER_SHARES = {"local": (0.70, 0.24, 0.05, 0.01), "heavy": (0.35, 0.45, 0.17, 0.03), "other": (0.50, 0.38, 0.10, 0.02)}
+TIER_KIND = {**dict.fromkeys(("MD01", "MD02", "MD9902", "MD9901", "MD15", "MS", "CG"), "local"),
+             **dict.fromkeys(("MD03", "MD04", "MD0401", "MD05", "MD07", "MD08", "MD10", "MD1001"), "heavy")}
+DUAL_SHARE = {"grid": 0.15, "police": 0.40}  # 双派单: to a department and the grid worker at once
+
 STAGES = ["登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了"]
 CLOSED = "已办结"
 SLA_DAYS = {"MD": 15, "CG": 5, "ZA": 3, "AQ": 3, "HJ": 7, "SY": 5, "MS": 10, "ZH": 2, "QT": 7}
@@ -399,6 +407,26 @@ class DemoGenerator:
         return DemoResult(out_dir, tuple(grid_files), tuple(police_files), truth_dir, int(len(ev)),
                           int(len(grid_rows)), int(len(police_rows)))
 
+    def _tiers(self, source: str, rows: pd.DataFrame, town: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        """办理层级 and 派单方式 of each row, drawn from their own stream (seeded by seed and source) so that
+        every other column stays as it was. Towns differ in how much their villages settle (镇村联动 is
+        stronger in some), and a case past its due time has often gone up a tier."""
+        rng = np.random.default_rng([self.seed, 1 if source == "grid" else 2])
+        n = len(rows)
+        shares = np.array([TIER_SHARES[TIER_KIND.get(c, "other")] for c in rows["category_code"]])
+        town_ids = pd.factorize(town, sort=True)[0]
+        habit = 0.75 + 0.1 * (town_ids % 5)  # 0.75 … 1.15 times the village share
+        village = np.clip(shares[:, 0] * habit, 0.05, 0.95)
+        shares = np.column_stack([village, shares[:, 1:] * ((1 - village) / shares[:, 1:].sum(axis=1))[:, None]])
+        tier = (rng.random(n)[:, None] > np.cumsum(shares, axis=1)[:, :-1]).sum(axis=1)
+        export_time = self.end_date + pd.Timedelta(hours=23, minutes=59)
+        late = (rows["closed"].fillna(export_time) > rows["due"]).to_numpy()
+        tier = np.where(late & (rng.random(n) < 0.5), np.minimum(tier + 1, 3), tier)
+        on_site = rows["on_site"].astype(bool).to_numpy()
+        tier = np.where(on_site, 0, tier)
+        dual = ~on_site & (rng.random(n) < DUAL_SHARE[source])
+        return TIER_WORDS[tier], np.where(dual, "双派", "单派")
+
     def _source_ids(self, ev: pd.DataFrame) -> np.ndarray:
         day = ev["reported"].dt.strftime("%Y%m%d").to_numpy()
         seq = ev.groupby([ev["source"], day]).cumcount().to_numpy() + 1
@@ -456,6 +484,7 @@ class DemoGenerator:
             "满意度评价": rows["satisfaction"].to_numpy(),
             "是否保密": np.where(rng.random(n) < 0.02, "是", "否"),
         })
+        frame["办理层级"], frame["派单方式"] = self._tiers("grid", rows, places["town"])
         paths = []
         cutoff = self.end_date - pd.Timedelta(days=29)
         recent = (rows["reported"] >= cutoff).to_numpy()
@@ -513,6 +542,7 @@ class DemoGenerator:
             "处置结果": rows["outcome"].fillna("").to_numpy(),
             "是否现场处结": np.where(rows["on_site"].astype(bool), "是", "否"),
         })
+        frame["办理层级"], frame["派单方式"] = self._tiers("police", rows, places["town"])
         p = out_dir / "非警务警情.csv"
         frame.to_csv(p, index=False, encoding="utf-8-sig")  # police exports usually carry a BOM
         return [p]

@@ -22,7 +22,7 @@ from geodata.areas import AreaSet, bbox, grid_index, resolve_address
 from geodata.coordcheck import check_coordinates
 from geodata.crs import CoordinateError, to_wgs84
 from geodata.h3cells import cells_from_points
-from onemap.contracts import STATUS_CLOSED
+from onemap.contracts import DISPATCH_MODES, HANDLING_TIERS, STATUS_CLOSED
 from pipelines.columns import hex64, lookup, strptime_common, take_text
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import Profile
@@ -36,6 +36,21 @@ STATUS_ALIASES = {
     "assessing": "风险研判", "dispatched": "分类流转", "已派单": "分类流转", "处理中": "分类流转",
     "in_progress": "跟踪督办", "督办中": "跟踪督办", "closed": STATUS_CLOSED, "办结": STATUS_CLOSED,
     "已结案": STATUS_CLOSED, "结案": STATUS_CLOSED, "已完成": STATUS_CLOSED,
+}
+# the tier handling a case, as exports name it (a profile's [values.handling_tier] adds a system's own words)
+TIER_ALIASES = {
+    **{t: t for t in HANDLING_TIERS},
+    **dict.fromkeys(("村", "社区", "村级", "社区级", "村居", "村（社区）", "村(社区)", "村/社区", "村居级"), "village"),
+    **dict.fromkeys(("镇", "乡", "街道", "乡镇", "镇级", "乡级", "街道级", "镇街", "镇（街道）", "镇(街道)", "乡镇（街道）",
+                     "乡镇(街道)", "镇/街道", "乡镇/街道"), "town"),
+    **dict.fromkeys(("县", "区", "县级", "区级", "县区", "县（区）", "县(区)", "县/区", "县（市、区）", "县(市、区)", "市辖区"),
+                    "county"),
+    **dict.fromkeys(("市", "市级", "省", "省级", "上级", "县级以上", "市及以上", "地市", "部门上报"), "above"),
+}
+DISPATCH_ALIASES = {
+    **{d: d for d in DISPATCH_MODES},
+    **dict.fromkeys(("单派", "单派单", "单一派单", "单"), "single"),
+    **dict.fromkeys(("双派", "双派单", "双向派单", "双"), "dual"),
 }
 TRUE_WORDS = {"是", "true", "1", "y", "yes", "t", "已", "现场处结"}
 FALSE_WORDS = {"否", "false", "0", "n", "no", "f", ""}
@@ -59,6 +74,7 @@ NO_LOCATION = "no_location"
 DUPLICATE_IN_FILE = "duplicate_in_file"
 BAD_NUMBER = "bad_number"
 MALFORMED_ROW = "malformed_row"
+UNKNOWN_VALUE = "unknown_value"  # a coded field (handling tier, dispatch mode) with a word no table knows
 
 
 @dataclass
@@ -217,6 +233,15 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _coded(values: pd.Series, aliases: dict[str, str]) -> tuple[pd.Series, np.ndarray]:
+    """A coded field's canonical words (missing where empty) and the mask of given values no alias knows.
+    Matched as written, then without spaces and case (``Village``, ``镇 级``)."""
+    text = values.astype("string").str.strip().fillna("")
+    found = lookup(text, lambda v: None if not v else aliases.get(v, aliases.get("".join(str(v).split()).casefold())))
+    canonical = pd.Series(found, index=values.index, dtype=object)
+    return canonical, (text.ne("").to_numpy() & canonical.isna().to_numpy())
+
+
 def _content_hash(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """A stable digest of the fields a later export may change; equal digest = nothing to update.
 
@@ -277,7 +302,8 @@ def _latest_time(raw: pd.DataFrame, out: pd.DataFrame, names: tuple[str, ...], l
 
 
 HASHED_FIELDS = ["status", "closed_at", "due_at", "outcome", "on_site_closed", "satisfaction", "category_code",
-                 "summary_redacted", "lng", "lat", "grid_code", "confidential", "department"]
+                 "summary_redacted", "lng", "lat", "grid_code", "confidential", "department", "handling_tier",
+                 "dispatch_mode"]
 
 
 def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
@@ -399,8 +425,11 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             found.get("satisfaction", "satisfaction"), BAD_NUMBER, "satisfaction must be a number 0-5")
     out["satisfaction"] = sat.astype(float)
     out["department"] = get("department")
-    out["handling_tier"] = None
-    out["dispatch_mode"] = None
+    for f, aliases, meaning in (("handling_tier", TIER_ALIASES, "village / town / county / above (村/镇街/县区/以上)"),
+                                ("dispatch_mode", DISPATCH_ALIASES, "single / dual (单派/双派)")):
+        out[f], unknown = _coded(get(f), aliases)
+        rej.add(unknown, found.get(f, f), UNKNOWN_VALUE, f"{f} not recognised (expected {meaning}): ",
+                values=get(f))
 
     # ---------------------------------------------------------------- place
     _stage_place(out, get, found, profile, ctx, rej)

@@ -13,6 +13,7 @@ import pytest
 
 from onemap import queries
 from onemap.access import DEMO_ACCOUNTS, add_user, remove_user
+from onemap.metrics import format_value, kpi
 
 TOWN = next(a for a in DEMO_ACCOUNTS if a.name == "xingang")
 COUNTY = next(a for a in DEMO_ACCOUNTS if a.name == "county")
@@ -113,6 +114,11 @@ def test_a_town_user_gets_the_towns_numbers_only(app, con):
     county = con.execute("SELECT count(*) FROM core.events WHERE CAST(reported_at AS DATE) BETWEEN ? AND ?",
                          [start, last]).fetchall()[0][0]
     assert out["kpi-registered"]["children"] == f"{in_town:,}" and in_town < county
+    share = kpi("village_share")  # the strip's 小事不出村 card: the town's own closed cases
+    town_kpis = queries.kpis(con, queries.EventFilter(start, last, scope=town), queries.reference_time(con))
+    county_kpis = queries.kpis(con, queries.EventFilter(start, last), queries.reference_time(con))
+    assert out["kpi-village_share"]["children"] == format_value(share, town_kpis["village_share"])
+    assert format_value(share, town_kpis["village_share"]) != format_value(share, county_kpis["village_share"])
     hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
     town_cells = set(queries.hex_counts(con, queries.EventFilter(start, last, scope=town), 9)["cell"])
     assert set(hexes["locations"]) <= town_cells

@@ -70,6 +70,29 @@ def test_categories_and_towns_add_up_to_the_week(brief):
     assert len(towns) == 10 and sum(int(r[1].replace(",", "")) for r in towns) == registered
 
 
+def test_towns_show_where_cases_were_settled_and_the_lowest_are_named(con, brief):
+    """小事不出村: each town's 村级办结占比 is the KPI of its own events; the sentence gives the county's shares and
+    names the three towns whose villages settled the least."""
+    table = _table_after(brief, "三、各镇街受理与办结")
+    share = kpi("village_share")
+    assert table.columns[-1] == share.label
+    end_of = pd.Timestamp("2026-11-09", tz="Asia/Shanghai")
+    towns = queries.child_areas(con, None)
+    got = {r[0]: r[-1] for r in table.rows}
+    values = {}
+    for town in towns.itertuples():
+        v = queries.kpis(con, queries.EventFilter(start=dt.date(2026, 11, 2), end=dt.date(2026, 11, 8),
+                                                  scope=queries.Scope("town", town.code)), end_of)["village_share"]
+        assert got[town.name] == format_value(share, v)
+        values[town.name] = v
+    [sentence] = [b.text for b in brief.blocks if isinstance(b, Text) and b.text.startswith("层级办结")]
+    assert f"村（社区）办结 {format_value(share, brief.kpis['village_share'])}" in sentence
+    assert f"镇村两级合计 {format_value(share, brief.kpis['town_or_below_share'])}" in sentence
+    lowest = sorted((v, n) for n, v in values.items() if v is not None)[:3]
+    assert sentence.endswith("村级办结占比最低：" + "、".join(f"{n}（{format_value(share, v)}）" for v, n in lowest) + "。")
+    assert 0 < brief.kpis["village_share"] < brief.kpis["town_or_below_share"] <= 1
+
+
 def test_alerts_hot_spots_overdue_and_repeats_are_there_with_their_caveat(brief):
     texts = [b.text for b in brief.blocks if isinstance(b, Text)]
     bullets = [i for b in brief.blocks if isinstance(b, Bullets) for i in b.items]

@@ -57,6 +57,8 @@ def test_a_good_row_loads(areas, inside):
     ({"报警类别代码": "299999"}, "报警类别代码", S.UNKNOWN_CATEGORY),
     ({"接警单状态": "飞走了"}, "接警单状态", S.UNKNOWN_STATUS),
     ({"是否现场处结": "也许"}, "是否现场处结", S.BAD_NUMBER),
+    ({"办理层级": "网格"}, "办理层级", S.UNKNOWN_VALUE),
+    ({"派单方式": "三派"}, "派单方式", S.UNKNOWN_VALUE),
     ({"经度": "abc", "案发地址": "某地"}, "经度", S.BAD_COORDINATE),
     ({"经度": "0", "纬度": "0", "案发地址": "某地"}, "经度", S.BAD_COORDINATE),
     ({"经度": "116.40", "纬度": "39.90", "案发地址": "北京某地"}, "经度", S.OUTSIDE_JURISDICTION),
