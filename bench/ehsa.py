@@ -54,6 +54,7 @@ from models.backtest import DATASETS, dataset_study_cells, load_events, scorable
 from models.hexgrid import kring_weights  # noqa: E402
 from models.hotspot_eval import classify_at, exceeds, forward_outcomes, selection_stats, top_cells  # noqa: E402
 from models.panel import day_coverage, events_to_panel, period_floor  # noqa: E402
+from onemap.metrics import wilson_interval  # noqa: E402
 
 WINDOW, HORIZON, RATIO, ZERO_MIN, TARGET = 26, 4, 1.5, 2, 0.60
 WEEK = pd.Timedelta("7D")
@@ -139,22 +140,13 @@ def evaluate(name: str, cells, weeks, X, origins, time_step: int = 0, global_win
     return pd.DataFrame(rows)
 
 
-def wilson(hits, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """95 % Wilson score interval of a binomial proportion."""
-    n = np.asarray(n, dtype=float)
-    p = np.asarray(hits, dtype=float) / np.where(n > 0, n, np.nan)
-    c = (p + z * z / (2 * n)) / (1 + z * z / n)
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return np.clip(c - h, 0, 1), np.clip(c + h, 0, 1)
-
-
 def summarise(per: pd.DataFrame, n_origins: int) -> pd.DataFrame:
     g = per.groupby("selection").agg(n=("n", "sum"), hits=("hits", "sum"), ratio_sum=("ratio_sum", "sum"),
                                      ratio_n=("ratio_n", "sum"), rule=("rule", "first"),
                                      origins_with=("n", lambda v: int((v > 0).sum())))
     g["per_origin"] = g["n"] / n_origins
     g["precision"] = g["hits"] / g["n"].where(g["n"] > 0)
-    g["lo"], g["hi"] = wilson(g["hits"], g["n"])
+    g["lo"], g["hi"] = wilson_interval(g["hits"], g["n"])
     g["mean_ratio"] = g["ratio_sum"] / g["ratio_n"].where(g["ratio_n"] > 0)
     cold = sorted(s for s in g.index if s.endswith("_cold"))
     order = [s for s in HOT_ORDER if s in g.index] + ["new+intensifying_hot", "all_hot"] + cold + BASELINES

@@ -179,11 +179,14 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         scope = queries.area_scope(con, args.area) if args.area else None
         frame = queries.alerts(con, since=since, window_days=args.window, kind=args.kind, scope=scope)
         kept = queries.scored_through(con)
+        if args.summary and args.by == "area":  # the areas one level down (a village's own alerts: the village)
+            level = queries.CHILD_LEVEL[(scope or queries.COUNTY).level]
+            frame["area"] = queries.cell_area_names(con, frame["cell"], level if level != "grid" else "village")
     finally:
         con.close()
     frame = with_reviews(frame, settings.reviews_path)
     if args.summary:
-        frame = summary(frame)
+        frame = summary(frame.assign(month=frame["window_end"].str[:7]), by=args.by).round(3)
     if since and kept["alerts_from"] and since < kept["alerts_from"]:  # on stderr: csv / json stays clean
         print(f"note: alerts are scored from {kept['alerts_from']} on (each build scores the last days of its data "
               "and keeps the alerts of earlier builds)", file=sys.stderr)
@@ -304,7 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["cell", "neighbourhood", "category", "ramp"], help="only alerts of this kind")
     p.add_argument("--area", help="only alerts on the cells of this town or village (code)")
     p.add_argument("--summary", action="store_true",
-                   help="per kind: alerts, reviewed, 属实 / 误报 and the confirmed share (analysts' verdicts)")
+                   help="per group: alerts, reviewed, 属实 / 误报 and the confirmed share (analysts' verdicts) with "
+                        "its 95%% Wilson interval")
+    p.add_argument("--by", choices=("kind", "month", "area"), default="kind",
+                   help="--summary per alert kind (default), per month of the window's end, or per area one "
+                        "level below --area (towns of the county, villages of a town)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_alerts)
 

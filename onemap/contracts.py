@@ -338,7 +338,7 @@ ALERTS = Table(
         C("kind", "VARCHAR", False, "cell / neighbourhood / category / ramp (slow build-up, NB CUSUM)"),
         C("resolution", "TINYINT", False),
         C("cell", "UBIGINT", False, "the cell, or the centre of the k-ring neighbourhood"),
-        C("place", "VARCHAR", doc="town and village names at the cell centre"),
+        C("place", "VARCHAR", doc="town and village names of the village the cell belongs to (queries.cell_homes)"),
         C("window_days", "INTEGER", False),
         C("window_start", "DATE", False),
         C("window_end", "DATE", False),

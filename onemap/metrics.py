@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from onemap.contracts import STATUS_CLOSED
 
 # "closed as of": the export says closed, and the close time is not after the reference time
@@ -108,3 +110,17 @@ def format_change(k: Kpi, value, before) -> str:
     if not before:
         return "—" if value else f"{arrow} 0"
     return f"{arrow} {abs(100 * diff / before):.1f}%"
+
+
+def wilson_interval(hits, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % Wilson score interval of a share ``hits / n`` (arrays or numbers; NaN where n = 0).
+
+    For the small counts of one town's week or one month's reviewed alerts, where "3 of 4" is not "75 %":
+    unlike the normal approximation it stays within 0–1 and is honest at 0 and n."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.asarray(hits, dtype=float) / np.where(n > 0, n, np.nan)
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    # the interval holds the share itself (at 0 and n rounding would otherwise leave it a hair outside)
+    return np.clip(np.minimum(centre - half, p), 0, 1), np.clip(np.maximum(centre + half, p), 0, 1)

@@ -206,26 +206,46 @@ def _cell_homes(con, cells: Sequence[int], resolution: int, k: int) -> dict[int,
     return {int(cell): tuple(codes.split("|", 1)) for cell, codes in rows}
 
 
-def cell_places(con, cells: Sequence[str], resolution: int, k: int = 0) -> dict[str, str]:
-    """'town + village' of the H3 cells given as hex strings: the village that holds most of the events in each
-    cell (with ``k`` > 0: in its k-ring disk), so that a cell on a boundary is named for where its events are,
-    not for its centre. Cells with no placed event are left out."""
-    homes = _cell_homes(con, list(dict.fromkeys(int(c, 16) for c in cells)), resolution, k)
-    names = area_names(con) if homes else {}
-    return {format(cell, "x"): names.get(town, "") + names.get(village, "") for cell, (town, village) in homes.items()}
-
-
-def cells_in_scope(con, cells: Sequence[str], resolution: int, scope: Scope | None) -> set[str]:
-    """The cells (hex strings) that belong to ``scope``: a cell belongs to the town / village holding most of its
-    placed events (``hex.cell_home``); a cell with none, to that of its neighbours (k = 1).
-    County-wide results of the models (alerts, hot spots) are shown to a town or village user for these cells."""
-    if not narrow(scope):
-        return set(cells)
+def cell_homes(con, cells: Sequence[str], resolution: int) -> dict[str, tuple[str, str]]:
+    """(town code, village code) each H3 cell (hex string) belongs to: the village holding most of its placed
+    events (``hex.cell_home``); a cell with none, that of its k = 1 disk. The one rule for "which village is this
+    cell": it decides who sees a cell (:func:`cells_in_scope`) and what an alert on it is named
+    (:func:`cell_places`). Cells with no placed event in their disk either are left out."""
     wanted = list(dict.fromkeys(int(c, 16) for c in cells))
     homes = _cell_homes(con, wanted, resolution, 0)
     homes.update(_cell_homes(con, [c for c in wanted if c not in homes], resolution, 1))
+    return {format(cell, "x"): home for cell, home in homes.items()}
+
+
+def cell_places(con, cells: Sequence[str], resolution: int) -> dict[str, str]:
+    """'town + village' names of the H3 cells given as hex strings, by :func:`cell_homes`: a cell on a boundary
+    is named for where its events are, not for its centre, and for the area whose users see it."""
+    homes = cell_homes(con, cells, resolution)
+    names = area_names(con) if homes else {}
+    return {cell: names.get(town, "") + names.get(village, "") for cell, (town, village) in homes.items()}
+
+
+def cells_in_scope(con, cells: Sequence[str], resolution: int, scope: Scope | None) -> set[str]:
+    """The cells (hex strings) that belong to ``scope`` by :func:`cell_homes`. County-wide results of the models
+    (alerts, hot spots) are shown to a town or village user for these cells."""
+    if not narrow(scope):
+        return set(cells)
     part = 0 if scope.level == "town" else 1
-    return {format(c, "x") for c, home in homes.items() if home[part] == scope.code}
+    return {cell for cell, home in cell_homes(con, cells, resolution).items() if home[part] == scope.code}
+
+
+def cell_area_names(con, cells: pd.Series, level: str) -> pd.Series:
+    """The name of the town or village (``level``) each H3 cell (hex string, any resolution) belongs to by
+    :func:`cell_homes`; "—" for a cell with no placed event around it."""
+    import h3
+
+    part = 0 if level == "town" else 1
+    names = area_names(con)
+    out = pd.Series("—", index=cells.index, dtype=object)
+    for resolution, group in cells.groupby(cells.map(h3.get_resolution)):
+        homes = cell_homes(con, list(group), int(resolution))
+        out[group.index] = [names.get(homes[c][part], "—") if c in homes else "—" for c in group]
+    return out
 
 
 def scope_shape(con, scope: Scope):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from onemap.metrics import wilson_interval
+
 VERDICTS = {"confirmed": "属实", "false_alarm": "误报"}
 
 
@@ -61,16 +63,20 @@ def latest_reviews(path: Path) -> dict[str, dict]:
     return out
 
 
-def summary(reviewed: pd.DataFrame) -> pd.DataFrame:
-    """Per alert kind and in all, from :func:`with_reviews` output: alerts, reviewed, 属实, 误报 and the share of
-    reviewed alerts that were confirmed (the alerts' precision as the centre judged it; empty before any review)."""
+def summary(reviewed: pd.DataFrame, by: str = "kind") -> pd.DataFrame:
+    """Per group (``by``: a column of ``reviewed``, e.g. kind, month or area) and in all, from :func:`with_reviews`
+    output: alerts, reviewed, 属实, 误报, and the share of reviewed alerts that were confirmed (the alerts'
+    precision as the centre judged it; empty before any review) with its 95 % Wilson interval, since a month's
+    or a town's handful of verdicts says less than its share suggests."""
     rows = []
-    for kind, group in [*reviewed.groupby("kind", sort=True), ("all", reviewed)]:
-        confirmed = int((group["review"] == "confirmed").sum())
-        false = int((group["review"] == "false_alarm").sum())
-        rows.append({"kind": kind, "alerts": len(group), "reviewed": confirmed + false, "confirmed": confirmed,
-                     "false_alarm": false,
-                     "precision": round(confirmed / (confirmed + false), 3) if confirmed + false else None})
+    for group, frame in [*reviewed.groupby(by, sort=True), ("all", reviewed)]:
+        confirmed = int((frame["review"] == "confirmed").sum())
+        false = int((frame["review"] == "false_alarm").sum())
+        n = confirmed + false
+        low, high = wilson_interval(confirmed, n)
+        rows.append({by: group, "alerts": len(frame), "reviewed": n, "confirmed": confirmed, "false_alarm": false,
+                     "precision": confirmed / n if n else None,
+                     "precision_low": float(low) if n else None, "precision_high": float(high) if n else None})
     return pd.DataFrame(rows)
 
 

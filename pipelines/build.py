@@ -117,11 +117,7 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
     alerts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(alerts):
         cells = alerts["cell"].map(lambda c: int(c, 16) if isinstance(c, str) else int(c)).astype("uint64")
-        import h3
-
-        centres = [h3.cell_to_latlng(h3.int_to_str(int(c))) for c in cells]
-        place, _ = _place_names(areas, [c[1] for c in centres], [c[0] for c in centres])
-        place = _places_of_edge_cells(con, cells.to_numpy(), place, resolution)
+        place = _alert_places(con, areas, cells.to_numpy(), resolution)
         frame = pd.DataFrame({
             "run_id": run_id, "kind": alerts["kind"], "resolution": resolution, "cell": cells.to_numpy(),
             "place": place, "window_days": alerts["window_days"].astype(int),
@@ -266,20 +262,22 @@ def _insert(con, table: str, frame: pd.DataFrame) -> None:
         con.unregister("frame_to_insert")
 
 
-def _places_of_edge_cells(con, cells: np.ndarray, place: np.ndarray, resolution: int) -> np.ndarray:
-    """A cell whose centre lies outside every grid (on the county's edge) is named by the town and village
-    that hold most of the events in its k = 1 disk (the alert's neighbourhood), so that no alert reaches the
-    wall screen without a place."""
+def _alert_places(con, areas, cells: np.ndarray, resolution: int) -> np.ndarray:
+    """Each alert cell's 'town + village': the area the cell belongs to (``onemap.queries.cell_homes``, the rule
+    that also decides which users see the alert), or, for a cell with no placed event in its disk, the
+    area at its centre; None where neither is known."""
+    import h3
+
     from onemap.queries import cell_places
 
+    hexes = [format(int(c), "x") for c in cells]
+    found = cell_places(con, hexes, resolution)
+    place = np.array([found.get(h) or None for h in hexes], dtype=object)
     missing = np.flatnonzero(pd.isna(place))
-    if not len(missing):
-        return place
-    hexes = [format(int(c), "x") for c in cells[missing]]
-    found = cell_places(con, hexes, resolution, k=1)
-    out = place.copy()
-    out[missing] = [found.get(h) or None for h in hexes]
-    return out
+    if len(missing):
+        centres = [h3.cell_to_latlng(hexes[i]) for i in missing]
+        place[missing], _ = _place_names(areas, [c[1] for c in centres], [c[0] for c in centres])
+    return place
 
 
 def _place_names(areas, lng, lat) -> tuple[np.ndarray, pd.DataFrame]:

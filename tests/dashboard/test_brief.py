@@ -230,3 +230,11 @@ def test_the_briefs_alerts_carry_the_analysts_verdicts(con, tmp_path):
     assert items[0] == listed.items[0] + "（经核实：误报）" and items[1:] == listed.items[1:]
     texts = [b.text for b in reviewed.blocks if isinstance(b, Text)]
     assert f"以上 {len(items)} 条中已核实 1 条：属实 0 条，误报 1 条。" in texts
+    # the record of the last four weeks: one verdict, a wide interval; a second, confirmed one changes it
+    record = next(t for t in texts if t.startswith("近4周"))
+    assert "已核实 1 条：属实 0 条，误报 1 条，属实率 0%（95% 区间 0%—79%）。" in record
+    add_review(reviews, keys_of(week_alerts.iloc[[-1]]).iloc[0], "confirmed", "county")
+    again = weekly_brief(con, "汕尾市城区", week, map_png=None, reviews_path=reviews)
+    record = next(b.text for b in again.blocks if isinstance(b, Text) and b.text.startswith("近4周"))
+    assert "已核实 2 条：属实 1 条，误报 1 条，属实率 50%（95% 区间 9%—91%）。" in record
+    assert not any(b.text.startswith("近4周") for b in plain.blocks if isinstance(b, Text))

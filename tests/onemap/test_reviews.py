@@ -37,10 +37,32 @@ def test_the_summary_counts_verdicts_per_kind_and_in_all(tmp_path):
     frame = _alerts()
     path = tmp_path / "r.jsonl"
     add_review(path, keys_of(frame)[0], "confirmed", "county")
-    got = summary(with_reviews(frame, path)).set_index("kind")
-    assert got.loc["cell"].to_dict() == {"alerts": 1, "reviewed": 1, "confirmed": 1, "false_alarm": 0, "precision": 1.0}
+    got = summary(with_reviews(frame, path)).round(3).set_index("kind")
+    assert got.loc["cell"].to_dict() == {"alerts": 1, "reviewed": 1, "confirmed": 1, "false_alarm": 0, "precision": 1.0,
+                                         "precision_low": 0.207, "precision_high": 1.0}  # one verdict says little
     assert got.loc["category", "reviewed"] == 0 and pd.isna(got.loc["category", "precision"])
+    assert pd.isna(got.loc["category", "precision_low"])
     assert got.loc["all", "alerts"] == 2 and got.loc["all", "precision"] == 1.0
+
+
+def test_the_summary_by_month_has_intervals_that_hold_the_share(tmp_path):
+    months = ["2026-09-30", "2026-10-05", "2026-10-20", "2026-11-01"] * 5
+    frame = pd.DataFrame({"kind": "cell", "cell": [f"88{i:02d}" for i in range(20)], "window_end": months,
+                          "window_days": 7, "category_code": None, "sentence_zh": "x"})
+    path = tmp_path / "r.jsonl"
+    for i, key in enumerate(keys_of(frame)):
+        if i % 4 != 3:  # November's alerts are not reviewed yet
+            add_review(path, key, "confirmed" if i % 3 else "false_alarm", "county")
+    reviewed = with_reviews(frame, path)
+    got = summary(reviewed.assign(month=reviewed["window_end"].str[:7]), by="month").set_index("month")
+    assert list(got.index) == ["2026-09", "2026-10", "2026-11", "all"]
+    assert got["alerts"].tolist() == [5, 10, 5, 20] and got["reviewed"].tolist() == [5, 10, 0, 15]
+    assert got.loc["all", "confirmed"] == got.loc[["2026-09", "2026-10"], "confirmed"].sum()
+    shown = got.dropna(subset=["precision"])
+    assert ((shown["precision_low"] <= shown["precision"]) & (shown["precision"] <= shown["precision_high"])).all()
+    # more verdicts, a narrower interval
+    assert (shown.loc["all", "precision_high"] - shown.loc["all", "precision_low"]
+            < shown.loc["2026-09", "precision_high"] - shown.loc["2026-09", "precision_low"])
 
 
 def test_onemap_alerts_summary(demo_home, capsys):
@@ -52,4 +74,19 @@ def test_onemap_alerts_summary(demo_home, capsys):
     rows = {r["kind"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["all"]["alerts"] == sum(r["alerts"] for k, r in rows.items() if k != "all") > 0
     assert main(["--home", str(demo_home), "alerts", "--summary"]) == 0
-    assert "precision" in capsys.readouterr().out
+    assert "precision_low" in capsys.readouterr().out
+    # per town: the towns' alerts add up to all of them, and each town's count is what its user sees
+    assert main(["--home", str(demo_home), "alerts", "--summary", "--by", "area", "--format", "json"]) == 0
+    towns = {r["area"]: r["alerts"] for r in json.loads(capsys.readouterr().out)}
+    total = towns.pop("all")
+    assert sum(towns.values()) == total == rows["all"]["alerts"]
+    from onemap import queries
+    from onemap.warehouse import connect_readonly
+
+    con = connect_readonly(demo_home / "warehouse" / "onemap.duckdb")
+    try:
+        by_code = {a.name: a.code for a in queries.child_areas(con, None).itertuples()}
+        for name, n in towns.items():
+            assert len(queries.alerts(con, scope=queries.Scope("town", by_code[name]))) == n
+    finally:
+        con.close()

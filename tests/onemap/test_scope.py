@@ -92,12 +92,22 @@ def test_alerts_and_hot_spots_of_a_town_lie_on_its_cells(con):
         seen_alerts += len(mine)
         seen_hot += len(hot)
         assert set(mine["cell"]) <= set(every_alert["cell"]) and set(hot["cell"]) <= set(every_hot["cell"])
-        # the cell belongs to the town holding most of its events: alerts named after a place name that town
+        # one rule decides who sees an alert and what it is named: every alert a town sees is named in that town
+        assert mine["place"].str.startswith(names[code]).all()
         places = queries.cell_places(con, list(mine["cell"]), 8)
-        assert all(places[c].startswith(names[code]) for c in mine["cell"] if c in places)
+        assert mine["place"].tolist() == [places[c] for c in mine["cell"]]
     # every alert and hot spot cell belongs to exactly one town (none lost, none shown twice)
     assert seen_alerts == len(every_alert) and seen_hot == len(every_hot)
     assert len(queries.alerts(con, limit=3, scope=queries.Scope("town", towns[0]))) <= 3
+    # a village user's alerts are named after that village
+    town = every_alert["place"].value_counts().index[0]
+    code = next(c for c in towns if town.startswith(names[c]))
+    seen = 0
+    for village in queries.child_areas(con, queries.Scope("town", code)).code:
+        mine = queries.alerts(con, scope=queries.Scope("village", village))
+        assert (mine["place"] == names[code] + names[village]).all()
+        seen += len(mine)
+    assert seen == (every_alert["place"].str.startswith(names[code])).sum() > 0
 
 
 def test_repeat_places_and_overdue_cases_stay_inside_the_scope(con, events):
