@@ -19,7 +19,7 @@ import pandas as pd
 
 from onemap import queries
 from onemap.categories import category_name
-from onemap.metrics import KPIS, format_change, format_value, kpi
+from onemap.metrics import KPIS, format_change, format_value, kpi, wilson_interval
 from onemap.reviews import VERDICTS, summary, with_reviews
 
 TOP_ALERTS = 10
@@ -28,6 +28,7 @@ TOP_REPEATS = 10
 HOT_CLASSES = ("new_hot", "intensifying_hot", "consecutive_hot", "persistent_hot")
 AREA_TABLE = ("registered", "closed_rate", "resolved_rate", "overdue", "village_share")  # section 三's columns
 LOWEST_TIER_AREAS = 3
+SMALL_BASE = 30  # a rate over fewer cases is marked in the area table
 
 
 @dataclass
@@ -218,10 +219,21 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
              if level else [(scope, scope.name)])
     add(Heading(f"三、{'' if level is None else '各'}{tier}受理与办结"))
     shown = [kpi(k) for k in AREA_TABLE]
-    values = [(name, queries.kpis(con, dataclasses.replace(this, scope=area), as_of)) for area, name in areas]
+    values, small = [], False
+    for area, name in areas:
+        flt = dataclasses.replace(this, scope=area)
+        v, n = queries.kpis(con, flt, as_of), queries.kpi_bases(con, flt, as_of)
+        few = {k.key for k in shown if k.kind == "rate" and v[k.key] is not None and n[k.key] < SMALL_BASE}
+        small |= bool(few)
+        values.append((name, v, few))
     add(Table([tier if level else "村（社区）", *(k.label for k in shown)],
-              [[name] + [format_value(k, v[k.key]) for k in shown] for name, v in values]))
-    tiers = _tier_sentence(now, values if level else [])
+              [[name] + [format_value(k, v[k.key]) + ("*" if k.key in few else "") for k in shown]
+               for name, v, few in values]))
+    if small:
+        low, high = wilson_interval(SMALL_BASE // 2, SMALL_BASE)
+        add(Text(f"* 比率的分母不足 {SMALL_BASE} 件，偶然性大（{SMALL_BASE} 件中办结一半时，95% 区间为 "
+                 f"{100 * low:.0f}%—{100 * high:.0f}%），比较{tier}时请谨慎。", note=True))
+    tiers = _tier_sentence(now, [(name, v) for name, v, _ in values] if level else [])
     if tiers:
         add(Text(tiers))
 

@@ -27,30 +27,33 @@ class Kpi:
     meaning: str
     sql: str
     kind: str  # "count" or "rate" or "mean"
+    base: str | None = None  # SQL count of the cases a rate or mean is taken over (its denominator)
+
+
+def _share(key: str, label: str, meaning: str, part: str, of: str | None = None) -> Kpi:
+    """A rate: the cases meeting ``part`` among those meeting ``of`` (None: every case registered in the period)."""
+    base = "count(*)" if of is None else f"count(*) FILTER (WHERE {of})"
+    within = part if of is None else f"({of}) AND ({part})"
+    return Kpi(key, label, meaning, f"count(*) FILTER (WHERE {within}) / nullif({base}, 0)", "rate", base)
 
 
 KPIS: tuple[Kpi, ...] = (
     Kpi("registered", "受理数", "cases registered (reported) in the period", "count(*)", "count"),
-    Kpi("closed_rate", "办结率", "closed as of the reference time ÷ registered in the period",
-        f"count(*) FILTER (WHERE {CLOSED}) / nullif(count(*), 0)", "rate"),
-    Kpi("resolved_rate", "化解率", "closed with outcome 化解 ÷ registered in the period",
-        f"count(*) FILTER (WHERE {CLOSED} AND outcome = '化解') / nullif(count(*), 0)", "rate"),
+    _share("closed_rate", "办结率", "closed as of the reference time ÷ registered in the period", CLOSED),
+    _share("resolved_rate", "化解率", "closed with outcome 化解 ÷ registered in the period",
+           f"{CLOSED} AND outcome = '化解'"),
     Kpi("overdue", "超期", "open at the reference time and past their due time",
         f"count(*) FILTER (WHERE {OVERDUE})", "count"),
-    Kpi("overdue_rate", "超期率", "overdue ÷ open at the reference time",
-        f"count(*) FILTER (WHERE {OVERDUE}) / nullif(count(*) FILTER (WHERE {OPEN}), 0)", "rate"),
-    Kpi("onsite_rate", "现场处结率", "closed on the spot by the first responder ÷ registered",
-        f"count(*) FILTER (WHERE {CLOSED} AND on_site_closed) / nullif(count(*), 0)", "rate"),
+    _share("overdue_rate", "超期率", "overdue ÷ open at the reference time", OVERDUE, OPEN),
+    _share("onsite_rate", "现场处结率", "closed on the spot by the first responder ÷ registered",
+           f"{CLOSED} AND on_site_closed"),
     Kpi("satisfaction", "满意度", "mean satisfaction (0–5) of closed cases that were surveyed",
-        f"avg(satisfaction) FILTER (WHERE {CLOSED})", "mean"),
+        f"avg(satisfaction) FILTER (WHERE {CLOSED})", "mean", f"count(satisfaction) FILTER (WHERE {CLOSED})"),
     # 小事不出村、大事不出镇: where cases are settled. Only cases whose export names the handling tier count.
-    Kpi("village_share", "村级办结占比", "closed by the village (community) tier ÷ closed with a known handling tier",
-        f"count(*) FILTER (WHERE {CLOSED_TIERED} AND handling_tier = 'village') "
-        f"/ nullif(count(*) FILTER (WHERE {CLOSED_TIERED}), 0)", "rate"),
-    Kpi("town_or_below_share", "镇村办结占比",
-        "closed by the village or town tier ÷ closed with a known handling tier",
-        f"count(*) FILTER (WHERE {CLOSED_TIERED} AND handling_tier IN ('village', 'town')) "
-        f"/ nullif(count(*) FILTER (WHERE {CLOSED_TIERED}), 0)", "rate"),
+    _share("village_share", "村级办结占比", "closed by the village (community) tier ÷ closed with a known handling tier",
+           "handling_tier = 'village'", CLOSED_TIERED),
+    _share("town_or_below_share", "镇村办结占比", "closed by the village or town tier ÷ closed with a known handling tier",
+           "handling_tier IN ('village', 'town')", CLOSED_TIERED),
 )
 
 STRIP = ("registered", "closed_rate", "resolved_rate", "overdue", "village_share")  # the KPI strip on the map page

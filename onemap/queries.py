@@ -112,13 +112,24 @@ def date_bounds(con) -> tuple[dt.date, dt.date] | None:
     return None if row[0] is None else (row[0], row[1])
 
 
-def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, float | None]:
-    """All KPIs of onemap.metrics for the events registered in the filter's period."""
+def _over_events(con, flt: EventFilter, as_of: pd.Timestamp | None, exprs: dict[str, str]) -> dict:
     where, params = flt.where()
     params["as_of"] = as_of if as_of is not None else reference_time(con)
-    select = ", ".join(f"{k.sql} AS {k.key}" for k in KPIS)
+    select = ", ".join(f"{sql} AS {key}" for key, sql in exprs.items())
     row = con.execute(f"SELECT {select} FROM core.events WHERE {where}", params).fetchall()[0]
-    return {k.key: (None if v is None else float(v)) for k, v in zip(KPIS, row, strict=True)}
+    return dict(zip(exprs, row, strict=True))
+
+
+def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, float | None]:
+    """All KPIs of onemap.metrics for the events registered in the filter's period."""
+    row = _over_events(con, flt, as_of, {k.key: k.sql for k in KPIS})
+    return {key: (None if v is None else float(v)) for key, v in row.items()}
+
+
+def kpi_bases(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, int]:
+    """How many cases each rate or mean KPI of :func:`kpis` is taken over (its denominator): a share of a
+    handful of cases is read with its interval (``metrics.wilson_interval``), not compared as it stands."""
+    return {key: int(v) for key, v in _over_events(con, flt, as_of, {k.key: k.base for k in KPIS if k.base}).items()}
 
 
 def previous_period(flt: EventFilter) -> EventFilter:

@@ -29,3 +29,21 @@ def test_previous_period_has_the_same_length_and_ends_the_day_before(start, days
     assert (before.end - before.start).days + 1 == days
     assert before.end == flt.start - dt.timedelta(days=1)
     assert (before.categories, before.sources, before.scope) == (flt.categories, flt.sources, flt.scope)
+
+
+def test_each_rate_is_a_whole_number_of_cases_over_its_base(con):
+    """kpi_bases gives the denominator of every rate and mean: registered cases for 办结率, open cases for 超期率,
+    closed cases naming their tier for the tier shares, surveyed closed cases for 满意度."""
+    from onemap import queries
+    from onemap.metrics import KPIS
+
+    last = queries.date_bounds(con)[1]
+    flt = EventFilter(start=last - dt.timedelta(days=27), end=last)
+    values, bases = queries.kpis(con, flt), queries.kpi_bases(con, flt)
+    assert set(bases) == {k.key for k in KPIS if k.kind in ("rate", "mean")}
+    assert bases["closed_rate"] == bases["resolved_rate"] == bases["onsite_rate"] == values["registered"] > 0
+    assert 0 < bases["village_share"] < values["registered"] and bases["overdue_rate"] >= values["overdue"]
+    for k in KPIS:
+        if k.kind == "rate":
+            cases = values[k.key] * bases[k.key]
+            assert abs(cases - round(cases)) < 1e-6, k.key
