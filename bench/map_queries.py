@@ -4,7 +4,7 @@
 
 Builds a warehouse of N synthetic events over two years (bench/build.py's synthesiser and `onemap build`), then
 times the queries one map update makes (hex counts at H3 8 and 10 over the last 28 days, and the KPI strip with
-its 环比), for each kind of viewer:
+its 环比 and 同比), for each kind of viewer:
 
 - county handler: hex counts from the hex.cell_day aggregate — the baseline of the ratios;
 - county viewer: the same aggregate, with sensitive events left out of hexes holding fewer than three of them
@@ -91,7 +91,7 @@ def main() -> None:
         for label, flt, privacy in cases:
             for query, fn in (("hex counts, H3 8", lambda f=flt, p=privacy: queries.hex_counts(con, f, 8, **p)),
                               ("hex counts, H3 10", lambda f=flt, p=privacy: queries.hex_counts(con, f, 10, **p)),
-                              ("KPIs + 环比", lambda f=flt: queries.kpis_with_previous(con, f))):
+                              ("KPIs + 环比 + 同比", lambda f=flt: queries.kpis_compared(con, f))):
                 p50, p95 = _times(fn, args.repeat)
                 base.setdefault(query, p50)
                 print(f"{label:<52} {query:<22} {p50:>8.1f} {p95:>8.1f} {p50 / base[query]:>9.2f}x")

@@ -40,7 +40,8 @@ def _kpi_card(key: str) -> html.Div:
     k = kpi(key)
     return html.Div(className="kpi", title=k.meaning, children=[
         html.Div(k.label, className="kpi-label"), html.Div("—", id=f"kpi-{key}", className="kpi-value"),
-        html.Div("", id=f"kpi-{key}-change", className="kpi-change", title="环比：与之前同样长的一段时间相比")])
+        html.Div("", id=f"kpi-{key}-change", className="kpi-change",
+                 title="环比：与之前同样长的一段时间相比；同比：与去年同期（52 周前的同样日子）相比")])
 
 
 def _visible_alerts(data: DashboardData, viewer: Viewer) -> pd.DataFrame:
@@ -187,7 +188,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     def update(start, end, categories, sources, resolution, layer, _tick):
         con, viewer = data.con(), gate.viewer()
         flt = _filter(viewer, start, end, categories, sources)
-        values, before = queries.kpis_with_previous(con, flt)
+        values, before, year = queries.kpis_compared(con, flt)
         center, zoom = data.view(viewer.scope)
         if layer == "hotspots":
             available = queries.hotspot_resolutions(con) or [int(resolution)]
@@ -200,7 +201,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
-                *[f"环比 {format_change(kpi(k), values[k], before[k])}" for k in STRIP],
+                *[f"环比 {format_change(kpi(k), values[k], before[k])} · 同比 {format_change(kpi(k), values[k], year[k])}"
+                  for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")
 
     @app.callback(Output({"type": "review-status", "key": ALL}, "children"),

@@ -159,7 +159,7 @@ def weekly_trend(con, start: dt.date, weeks: int = TREND_WEEKS, scope: queries.S
     for i in range(weeks - 1, -1, -1):
         monday = start - dt.timedelta(weeks=i)
         week = queries.EventFilter(start=monday, end=monday + dt.timedelta(days=6), scope=scope)
-        earlier = dataclasses.replace(week, start=monday - dt.timedelta(weeks=52), end=week.end - dt.timedelta(weeks=52))
+        earlier = queries.year_earlier(week)
         rows.append({"week": monday, "label": f"{monday.month}/{monday.day}",
                      "registered": int(queries.kpis(con, week)["registered"] or 0),
                      "year_before": int(queries.kpis(con, earlier)["registered"] or 0)})
@@ -178,7 +178,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     built = queries.reference_time(con)
     this = queries.EventFilter(start=start, end=end, scope=scope)
     last_week = queries.previous_period(this)
-    last_year = dataclasses.replace(this, start=start - dt.timedelta(weeks=52), end=end - dt.timedelta(weeks=52))
+    last_year = queries.year_earlier(this)
     area = scope.name if queries.narrow(scope) else ""
     as_of = _end_of(end, built)
     now = queries.kpis(con, this, as_of)

@@ -138,14 +138,23 @@ def previous_period(flt: EventFilter) -> EventFilter:
     return dataclasses.replace(flt, start=flt.start - dt.timedelta(days=days), end=flt.start - dt.timedelta(days=1))
 
 
-def kpis_with_previous(con, flt: EventFilter, as_of: pd.Timestamp | None = None
-                       ) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """KPIs of the period and of the period of the same length before it. The earlier period is measured as of
-    the same lag (``as_of`` moved back by the period's length), so a rate closed "by now" is not flattered by
-    the older period's extra time to close."""
+YEAR = dt.timedelta(weeks=52)  # 同比: the same weekdays a year earlier (364 days), as the weekly brief compares
+
+
+def year_earlier(flt: EventFilter) -> EventFilter:
+    """The same period a year earlier (同比), on the same weekdays, other conditions unchanged."""
+    return dataclasses.replace(flt, start=flt.start - YEAR, end=flt.end - YEAR)
+
+
+def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None
+                  ) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, float | None]]:
+    """KPIs of the period, of the period of the same length before it (环比) and of the same period a year earlier
+    (同比). Each earlier period is measured as of the same lag (``as_of`` moved back by as much as the period),
+    so a rate closed "by now" is not flattered by the older period's extra time to close."""
     as_of = as_of if as_of is not None else reference_time(con)
     before = previous_period(flt)
-    return kpis(con, flt, as_of), kpis(con, before, as_of - (flt.start - before.start))
+    return (kpis(con, flt, as_of), kpis(con, before, as_of - (flt.start - before.start)),
+            kpis(con, year_earlier(flt), as_of - YEAR))
 
 
 

@@ -69,8 +69,9 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     assert int(before["registered"].replace(",", "")) > 0
     # each KPI carries its change from the previous period of the same length (环比)
     changes = [page.inner_text(f"#kpi-{k}-change") for k in ("registered", "closed_rate")]
-    assert changes[0].startswith("环比 ") and changes[0][3] in "▲▼→—"
-    assert "个百分点" in changes[1] or changes[1] == "环比 —"
+    # ... and from the same period a year earlier (同比)
+    assert changes[0].startswith("环比 ") and changes[0][3] in "▲▼→—" and " · 同比 " in changes[0]
+    assert "个百分点" in changes[1] or changes[1] == "环比 — · 同比 —"
 
     page.get_by_label("非警务警情").check()
     page.wait_for_function(

@@ -84,8 +84,15 @@ def test_previous_period_kpis_are_measured_at_the_same_lag(demo_home, con):
     october = queries.EventFilter(start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31))
     assert queries.previous_period(october) == queries.EventFilter(start=dt.date(2026, 8, 31),
                                                                    end=dt.date(2026, 9, 30))
-    now, before = queries.kpis_with_previous(con, october)
+    now, before, year = queries.kpis_compared(con, october)
     assert now == queries.kpis(con, october)
+    # 同比: the same weekdays 52 weeks earlier, as of the reference time moved back as much
+    last_year = queries.EventFilter(start=dt.date(2025, 10, 2), end=dt.date(2025, 11, 1))
+    assert queries.year_earlier(october) == last_year
+    assert year == queries.kpis(con, last_year, as_of - pd.Timedelta(weeks=52))
+    expected_year = _expected_kpis(files, dt.date(2025, 10, 2), dt.date(2025, 11, 1), as_of - pd.Timedelta(weeks=52))
+    assert year["registered"] == expected_year["registered"] > 0
+    assert year["closed_rate"] == pytest.approx(expected_year["closed_rate"])
     expected = _expected_kpis(files, dt.date(2026, 8, 31), dt.date(2026, 9, 30), as_of - pd.Timedelta(days=31))
     assert before["registered"] == expected["registered"]
     assert before["closed_rate"] == pytest.approx(expected["closed_rate"])
