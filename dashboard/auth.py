@@ -28,6 +28,7 @@ OPEN_PREFIXES = ("/login", "/logout", "/assets/", "/_dash-component-suites/", "/
 FAILED_SIGN_IN_DELAY = 0.5  # seconds; slows password guessing
 LOCK_AFTER = 5              # failed sign-ins of one user name within LOCK_SECONDS lock that name for LOCK_SECONDS
 LOCK_SECONDS = 15 * 60
+LOG_TAIL_BYTES = 4 << 20    # how much of the access log's end a starting server reads for recent failed sign-ins
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,9 @@ class Gate:
         self.kiosk_scope = kiosk_scope
         self._users: tuple[tuple[int, int] | None, dict[str, User]] = ((-1, -1), {})
         self._log_lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}  # user name -> times of recent failed sign-ins (in memory)
+        # user name -> times (epoch seconds) of recent failed sign-ins; started from the access log, so that
+        # restarting the server does not lift a lock-out
+        self._failures: dict[str, list[float]] = self._failures_in_log()
 
     @property
     def audit_path(self):
@@ -168,7 +171,7 @@ class Gate:
                     self.record("sign_in")
                     return flask.redirect(target)
                 else:
-                    self._failures.setdefault(name, []).append(time.monotonic())
+                    self._failures.setdefault(name, []).append(time.time())
                     self.record("sign_in_failed", user=name)
                     time.sleep(FAILED_SIGN_IN_DELAY)
                     error = "用户名或密码不正确"
@@ -210,10 +213,41 @@ class Gate:
             flask.session.clear()
             return flask.redirect("/login")
 
+    def _failures_in_log(self) -> dict[str, list[float]]:
+        """The failed sign-ins of the last LOCK_SECONDS in the access log, per name; a successful sign-in clears
+        the name's earlier ones, as it does while the server runs. Only the log's tail is read (a lock-out's
+        window is minutes, the log holds years); an unreadable log starts with none, and says so."""
+        failures: dict[str, list[float]] = {}
+        since = time.time() - LOCK_SECONDS
+        try:
+            with self.audit_path.open("rb") as fh:
+                start = max(0, fh.seek(0, 2) - LOG_TAIL_BYTES)
+                fh.seek(start)
+                tail = fh.read().decode("utf-8", errors="replace").splitlines()[1 if start else 0:]  # whole lines
+        except FileNotFoundError:
+            return failures
+        except OSError as exc:
+            logging.getLogger(__name__).error("cannot read the access log %s: %s", self.audit_path, exc)
+            return failures
+        for line in tail:
+            try:
+                entry = json.loads(line)
+                at = dt.datetime.fromisoformat(entry["at"]).timestamp()
+                action, name = entry["action"], entry.get("user")
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged line (a disk that filled mid-write)
+            if at < since or not name:
+                continue
+            if action == "sign_in_failed":
+                failures.setdefault(name, []).append(at)
+            elif action == "sign_in":
+                failures.pop(name, None)
+        return failures
+
     def _locked(self, name: str) -> bool:
-        """Whether ``name`` had LOCK_AFTER failed sign-ins within the last LOCK_SECONDS (kept in memory: a
-        restart forgets them)."""
-        now = time.monotonic()
+        """Whether ``name`` had LOCK_AFTER failed sign-ins within the last LOCK_SECONDS (this run's and, from the
+        access log, the previous run's)."""
+        now = time.time()
         recent = [t for t in self._failures.get(name, []) if now - t < LOCK_SECONDS]
         self._failures[name] = recent
         return len(recent) >= LOCK_AFTER

@@ -301,6 +301,38 @@ def test_a_sign_in_needs_the_forms_token_and_repeated_failures_lock_the_name(dem
     assert [r["action"] for r in log if r.get("user") == "lockme"][-2:] == ["sign_in_failed", "sign_in_locked"]
 
 
+def test_a_lock_out_outlasts_a_restart_of_the_server(demo_settings, tmp_path):
+    """The failed sign-ins are in the access log; a new server process reads the recent ones back, so restarting
+    it does not lift a lock-out. Old failures, and failures before a successful sign-in, do not count."""
+    from dashboard.app import create_app
+    from dashboard.auth import LOCK_AFTER, LOCK_SECONDS
+
+    settings = dataclasses.replace(demo_settings, users_file=tmp_path / "users.toml", home=tmp_path / "home")
+    settings.home.mkdir()
+    (settings.home / "warehouse").symlink_to(demo_settings.warehouse_path.parent)  # its own access log, same data
+    for name in ("locked", "stale", "forgiven"):
+        add_user(settings.users_path, name, TOWN.area, "viewer", "the-right-password")
+    first = create_app(settings).server.test_client()
+    for attempt in range(LOCK_AFTER):
+        _login_form(first, "locked", f"wrong-{attempt}")
+    # four failures, a success, one more failure: five in the window, but only one since the success
+    for password in [*(f"wrong-{i}" for i in range(LOCK_AFTER - 1)), "the-right-password", "wrong-again"]:
+        _login_form(first, "forgiven", password)
+        first.get("/logout")
+    log = settings.logs_dir / "access.jsonl"
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=LOCK_SECONDS + 60)).isoformat(timespec="seconds")
+    with log.open("a", encoding="utf-8") as fh:
+        for _ in range(LOCK_AFTER):
+            fh.write(json.dumps({"at": old, "action": "sign_in_failed", "user": "stale"}) + "\n")
+        fh.write('{"at": "2026-12-02T10:00:00+00:00", "act')  # a line cut short
+    restarted = create_app(settings).server.test_client()
+    locked = _login_form(restarted, "locked", "the-right-password")
+    assert locked.status_code == 401 and "连续登录失败" in locked.text
+    for name in ("stale", "forgiven"):
+        assert _login_form(restarted, name, "the-right-password").status_code == 302, name
+        restarted.get("/logout")
+
+
 def test_sign_in_cookies_are_http_only_and_https_only_when_configured(demo_settings):
     from dashboard.app import create_app
 
