@@ -33,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onemap import queries  # noqa: E402
+from onemap.metrics import STRIP  # noqa: E402
 from onemap.settings import load_settings  # noqa: E402
 from onemap.warehouse import connect_readonly  # noqa: E402
 
@@ -56,19 +57,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=5_000_000)
     ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--home", type=Path, help="keep the built warehouse here and reuse it on the next run "
+                                              "(default: a temporary directory)")
     args = ap.parse_args()
     from pipelines.build import build
 
-    with tempfile.TemporaryDirectory() as home:
-        child = multiprocessing.get_context("fork").Process(target=bench_build._load, args=(home, args.events))
-        child.start()
-        child.join()
-        if child.exitcode:
-            raise SystemExit(f"synthesising the events failed (exit code {child.exitcode})")
+    with tempfile.TemporaryDirectory() as scratch:
+        home = str(args.home or scratch)
         settings = load_settings(environ={**os.environ, "ONEMAP_HOME": home})
-        t = time.perf_counter()
-        build(settings, as_of=bench_build.AS_OF, full=True)
-        print(f"built {args.events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
+        if settings.warehouse_path.is_file() and args.home:
+            print(f"reusing the warehouse in {home}", flush=True)
+        else:
+            child = multiprocessing.get_context("fork").Process(target=bench_build._load, args=(home, args.events))
+            child.start()
+            child.join()
+            if child.exitcode:
+                raise SystemExit(f"synthesising the events failed (exit code {child.exitcode})")
+            t = time.perf_counter()
+            build(settings, as_of=bench_build.AS_OF, full=True)
+            print(f"built {args.events:,} events in {time.perf_counter() - t:.0f} s", flush=True)
         con = connect_readonly(settings.warehouse_path)
         last = queries.date_bounds(con)[1]
         county = queries.EventFilter(start=last - dt.timedelta(days=27), end=last)
@@ -91,7 +98,9 @@ def main() -> None:
         for label, flt, privacy in cases:
             for query, fn in (("hex counts, H3 8", lambda f=flt, p=privacy: queries.hex_counts(con, f, 8, **p)),
                               ("hex counts, H3 10", lambda f=flt, p=privacy: queries.hex_counts(con, f, 10, **p)),
-                              ("KPIs + 环比 + 同比", lambda f=flt: queries.kpis_compared(con, f))):
+                              ("KPIs, one period", lambda f=flt: queries.kpis(con, f)),
+                              ("strip KPIs + 环比 + 同比", lambda f=flt: queries.kpis_compared(con, f, keys=STRIP)),
+                              ("KPIs per child area", lambda f=flt: queries.area_kpis(con, f))):
                 p50, p95 = _times(fn, args.repeat)
                 base.setdefault(query, p50)
                 print(f"{label:<52} {query:<22} {p50:>8.1f} {p95:>8.1f} {p50 / base[query]:>9.2f}x")

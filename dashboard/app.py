@@ -17,7 +17,15 @@ from dashboard.data import DashboardData
 from dashboard.figures import hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
-from onemap.metrics import STRIP, format_change, format_value, kpi, map_measure
+from onemap.metrics import (
+    STRIP,
+    format_change,
+    format_value,
+    format_with_base,
+    kpi,
+    map_measure,
+    small_base_note,
+)
 from onemap.reviews import VERDICTS, add_review, keys_of, latest_reviews
 from onemap.settings import Settings
 
@@ -86,6 +94,25 @@ def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> 
                           f"{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
 
 
+AREA_PANEL = ("registered", "closed_rate", "overdue", "village_share")  # the side panel's per-area table
+AREA_TITLE = {"county": "各镇街", "town": "各村（社区）", "village": "各网格"}  # the areas one level below each scope
+
+
+def _area_table(frame: pd.DataFrame) -> html.Div | html.P:
+    """The KPIs of each area one level below the viewer's (``queries.area_kpis``), busiest first; a rate over few
+    cases is starred, as in the brief."""
+    if frame.empty:
+        return html.P("—")
+    shown = [kpi(k) for k in AREA_PANEL]
+    rows = [[r["name"]] + [format_with_base(k, r[k.key], r.get(f"base_{k.key}")) for k in shown]
+            for _, r in frame.sort_values(["registered", "code"], ascending=[False, True]).iterrows()]
+    table = html.Table(className="areas", children=[
+        html.Thead(html.Tr([html.Th("")] + [html.Th(k.label, title=k.meaning) for k in shown])),
+        html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows])])
+    starred = any(cell.endswith("*") for row in rows for cell in row[1:])
+    return html.Div([table] + ([html.Div(small_base_note(), className="summary")] if starred else []))
+
+
 def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
     """The hex size a page opens with: the configured default for the county, one finer per tier below it
     (a town's map at H3 9, a village's at H3 10), within the configured resolutions."""
@@ -145,6 +172,9 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                       style={"height": "100%"}),
             html.Aside(id="detail", className="detail", children=[
                 html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data, viewer)),
+                html.H3(f"{AREA_TITLE[(viewer.scope if viewer else queries.COUNTY).level]}（所选时段）",
+                        className="" if not kiosk else "hidden"),
+                html.Div(id="areas", className="" if not kiosk else "hidden"),
                 html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
                 html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
         ]),
@@ -188,7 +218,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     def update(start, end, categories, sources, resolution, layer, _tick):
         con, viewer = data.con(), gate.viewer()
         flt = _filter(viewer, start, end, categories, sources)
-        values, before, year = queries.kpis_compared(con, flt)
+        values, before, year = queries.kpis_compared(con, flt, keys=STRIP)
         center, zoom = data.view(viewer.scope)
         if layer == "hotspots":
             available = queries.hotspot_resolutions(con) or [int(resolution)]
@@ -204,6 +234,18 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                 *[f"环比 {format_change(kpi(k), values[k], before[k])} · 同比 {format_change(kpi(k), values[k], year[k])}"
                   for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")
+
+    @app.callback(
+        Output("areas", "children"),
+        Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
+        Input("sources", "value"), Input("refresh", "n_intervals"),
+    )
+    def areas(start, end, categories, sources, _tick):
+        """The per-area KPI table of the viewer's own area (not on the public wall screen)."""
+        viewer = gate.viewer()
+        if viewer.public:
+            return None
+        return _area_table(queries.area_kpis(data.con(), _filter(viewer, start, end, categories, sources)))
 
     @app.callback(Output({"type": "review-status", "key": ALL}, "children"),
                   Input({"type": "review", "key": ALL, "verdict": ALL}, "n_clicks"), prevent_initial_call=True)

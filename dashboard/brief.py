@@ -11,7 +11,6 @@ the end of that week.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -19,7 +18,7 @@ import pandas as pd
 
 from onemap import queries
 from onemap.categories import category_name
-from onemap.metrics import KPIS, format_change, format_value, kpi, wilson_interval
+from onemap.metrics import KPIS, format_change, format_value, format_with_base, kpi, small_base_note
 from onemap.reviews import VERDICTS, summary, with_reviews
 
 TOP_ALERTS = 10
@@ -28,7 +27,6 @@ TOP_REPEATS = 10
 HOT_CLASSES = ("new_hot", "intensifying_hot", "consecutive_hot", "persistent_hot")
 AREA_TABLE = ("registered", "closed_rate", "resolved_rate", "overdue", "village_share")  # section 三's columns
 LOWEST_TIER_AREAS = 3
-SMALL_BASE = 30  # a rate over fewer cases is marked in the area table
 
 
 @dataclass
@@ -215,25 +213,18 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     level = queries.CHILD_LEVEL[(scope or queries.COUNTY).level]
     level = level if level in queries.SCOPE_LEVELS else None  # grids are not a KPI level
     tier = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
-    areas = ([(queries.Scope(level, a.code), a.name) for a in queries.child_areas(con, scope).itertuples()]
-             if level else [(scope, scope.name)])
     add(Heading(f"三、{'' if level is None else '各'}{tier}受理与办结"))
+    if level:  # one row per area, in one pass over the events
+        values = [(r["name"], r) for _, r in queries.area_kpis(con, this, as_of, scope).iterrows()]
+    else:
+        bases = queries.kpi_bases(con, this, as_of)
+        values = [(scope.name, {**now, **{f"base_{k}": n for k, n in bases.items()}})]
     shown = [kpi(k) for k in AREA_TABLE]
-    values, small = [], False
-    for area, name in areas:
-        flt = dataclasses.replace(this, scope=area)
-        v, n = queries.kpis(con, flt, as_of), queries.kpi_bases(con, flt, as_of)
-        few = {k.key for k in shown if k.kind == "rate" and v[k.key] is not None and n[k.key] < SMALL_BASE}
-        small |= bool(few)
-        values.append((name, v, few))
-    add(Table([tier if level else "村（社区）", *(k.label for k in shown)],
-              [[name] + [format_value(k, v[k.key]) + ("*" if k.key in few else "") for k in shown]
-               for name, v, few in values]))
-    if small:
-        low, high = wilson_interval(SMALL_BASE // 2, SMALL_BASE)
-        add(Text(f"* 比率的分母不足 {SMALL_BASE} 件，偶然性大（{SMALL_BASE} 件中办结一半时，95% 区间为 "
-                 f"{100 * low:.0f}%—{100 * high:.0f}%），比较{tier}时请谨慎。", note=True))
-    tiers = _tier_sentence(now, [(name, v) for name, v, _ in values] if level else [])
+    rows = [[name] + [format_with_base(k, v[k.key], v.get(f"base_{k.key}")) for k in shown] for name, v in values]
+    add(Table([tier if level else "村（社区）", *(k.label for k in shown)], rows))
+    if any(cell.endswith("*") for row in rows for cell in row[1:]):
+        add(Text(f"{small_base_note()}，比较{tier}时请谨慎。", note=True))
+    tiers = _tier_sentence(now, values if level else [])
     if tiers:
         add(Text(tiers))
 

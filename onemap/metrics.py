@@ -99,6 +99,22 @@ def format_value(k: Kpi, value) -> str:
     return f"{int(value):,}"
 
 
+SMALL_BASE = 30  # a rate over fewer cases is starred where areas are compared: its 95 % interval is wide
+
+
+def format_with_base(k: Kpi, value, base) -> str:
+    """:func:`format_value`, starred (*) for a rate taken over fewer than SMALL_BASE cases."""
+    few = k.kind == "rate" and value is not None and base is not None and base < SMALL_BASE
+    return format_value(k, value) + ("*" if few else "")
+
+
+def small_base_note() -> str:
+    """What the star of :func:`format_with_base` means, with the interval it stands for."""
+    low, high = wilson_interval(SMALL_BASE // 2, SMALL_BASE)
+    return (f"* 比率的分母不足 {SMALL_BASE} 件，偶然性大（{SMALL_BASE} 件中一半时，95% 区间为 "
+            f"{100 * low:.0f}%—{100 * high:.0f}%）")
+
+
 def format_change(k: Kpi, value, before) -> str:
     """The change from an earlier period as a leader reads it (环比): counts in per cent, rates in percentage
     points, means as a difference, with an arrow; "—" when either side is missing or a count was zero."""

@@ -120,10 +120,31 @@ def _over_events(con, flt: EventFilter, as_of: pd.Timestamp | None, exprs: dict[
     return dict(zip(exprs, row, strict=True))
 
 
-def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, float | None]:
-    """All KPIs of onemap.metrics for the events registered in the filter's period."""
-    row = _over_events(con, flt, as_of, {k.key: k.sql for k in KPIS})
+def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys: Sequence[str] | None = None
+         ) -> dict[str, float | None]:
+    """The KPIs of onemap.metrics (``keys``, default all) for the events registered in the filter's period. Each
+    KPI costs a pass of its own over the period's events, so a caller that shows a few asks for those."""
+    row = _over_events(con, flt, as_of, {k.key: k.sql for k in KPIS if keys is None or k.key in keys})
     return {key: (None if v is None else float(v)) for key, v in row.items()}
+
+
+def area_kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, scope: Scope | None = None) -> pd.DataFrame:
+    """Every KPI, and the base of each rate and mean (``base_<key>``), for each area one level below ``scope``
+    (default the filter's own scope: the towns of the county, the villages of a town, the grids of a village),
+    in one pass over the events. Every such area has a row, in code order, those without events with 受理数 0."""
+    scope = scope or flt.scope or COUNTY
+    level = CHILD_LEVEL[scope.level]
+    exprs = {f"k_{k.key}": k.sql for k in KPIS} | {f"b_{k.key}": k.base for k in KPIS if k.base}
+    where, params = flt.where()
+    params["as_of"] = as_of if as_of is not None else reference_time(con)
+    select = ", ".join(f"{sql} AS {key}" for key, sql in exprs.items())
+    found = con.execute(f"SELECT {level}_code AS code, {select} FROM core.events "
+                        f"WHERE {where} AND {level}_code IS NOT NULL GROUP BY 1", params).df()
+    found = found.rename(columns=lambda c: c[2:] if c.startswith("k_") else f"base_{c[2:]}" if c.startswith("b_") else c)
+    out = child_areas(con, scope).merge(found, on="code", how="left")
+    counts = ["registered", "overdue", *(c for c in out.columns if c.startswith("base_"))]
+    out[counts] = out[counts].fillna(0).astype(int)
+    return out.astype({c: object for c in out.columns if c not in counts}).where(out.notna(), None)
 
 
 def kpi_bases(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, int]:
@@ -146,15 +167,15 @@ def year_earlier(flt: EventFilter) -> EventFilter:
     return dataclasses.replace(flt, start=flt.start - YEAR, end=flt.end - YEAR)
 
 
-def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None
+def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys: Sequence[str] | None = None
                   ) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, float | None]]:
     """KPIs of the period, of the period of the same length before it (环比) and of the same period a year earlier
     (同比). Each earlier period is measured as of the same lag (``as_of`` moved back by as much as the period),
     so a rate closed "by now" is not flattered by the older period's extra time to close."""
     as_of = as_of if as_of is not None else reference_time(con)
     before = previous_period(flt)
-    return (kpis(con, flt, as_of), kpis(con, before, as_of - (flt.start - before.start)),
-            kpis(con, year_earlier(flt), as_of - YEAR))
+    return (kpis(con, flt, as_of, keys), kpis(con, before, as_of - (flt.start - before.start), keys),
+            kpis(con, year_earlier(flt), as_of - YEAR, keys))
 
 
 
@@ -336,16 +357,6 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensi
     frame = con.execute(sql, params).df()
     frame["cell"] = hex_ids(frame["cell"])
     return frame
-
-
-def area_counts(con, flt: EventFilter, level: str) -> pd.DataFrame:
-    if level not in ("town", "village", "grid"):
-        raise ValueError(f"unknown area level {level!r}")
-    where, params = flt.where(day_expr="day", area_codes=False)
-    params["level"] = level
-    return con.execute(f"SELECT d.code, a.name, sum(d.n)::BIGINT AS n FROM hex.area_day d "
-                       f"LEFT JOIN core.areas a ON a.code = d.code AND a.level = d.level AND a.vintage = {CURRENT_VINTAGE} "
-                       f"WHERE d.level = $level AND {where} GROUP BY ALL ORDER BY n DESC", params).df()
 
 
 def _area_rows(con, columns: str, level: str, codes: Sequence[str] | None) -> list[tuple]:

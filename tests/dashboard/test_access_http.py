@@ -196,6 +196,50 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
     assert "大屏不显示事件明细" in json.dumps(detail, ensure_ascii=False)
     # nor a brief (its 督办 list names cases), even asked for by hand
     _call(client, "brief-download.data", {"brief-docx.n_clicks": 1, "brief-pdf.n_clicks": None}, status=204)
+    # nor the per-village table (a village's handful of cases is not for a public screen)
+    assert _call(client, "areas.children", {"dates.start_date": f"{start}", "dates.end_date": f"{last}"}
+                 )["areas"]["children"] is None
+
+
+def _strings(node) -> list[str]:
+    """The text of a Dash component tree as the callback sent it, in order."""
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, list):
+        return [s for child in node for s in _strings(child)]
+    if isinstance(node, dict):
+        return _strings(node.get("props", {}).get("children")) if "props" in node else []
+    return []
+
+
+def test_the_area_table_lists_the_users_own_villages_with_their_kpis(app, con):
+    """A town user's side panel: one row per village of the town (busiest first), each with the KPIs of its own
+    events, the same numbers as queries.area_kpis; no village of another town."""
+    client = app.server.test_client()
+    _sign_in(client, TOWN)
+    town = queries.area_scope(con, TOWN.area)
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=27)
+    out = _call(client, "areas.children", {"dates.start_date": f"{start}", "dates.end_date": f"{last}",
+                                           "categories.value": [], "sources.value": []})
+    text = _strings(out["areas"]["children"])
+    expected = queries.area_kpis(con, queries.EventFilter(start, last, scope=town))
+    villages = queries.child_areas(con, town)
+    assert list(expected["code"]) == list(villages["code"])
+    names = [t for t in text if t in set(villages["name"])]
+    assert names == list(expected.sort_values(["registered", "code"], ascending=[False, True])["name"])
+    share = kpi("village_share")
+    for r in expected.itertuples():  # each row: name, 受理数, 办结率, 超期, 村级办结占比
+        i = text.index(r.name)
+        assert text[i + 1] == f"{r.registered:,}"
+        assert text[i + 4].rstrip("*") == format_value(share, r.village_share)
+        assert text[i + 4].endswith("*") == (r.village_share is not None and r.base_village_share < 30)
+    others = set(queries.area_names(con).values()) - set(villages["name"]) - {town.name}
+    assert not others & set(text)
+    # the villages' rows hold the town's events that are placed to a village
+    in_villages = con.execute("SELECT count(*) FROM core.events WHERE town_code = ? AND village_code IS NOT NULL "
+                              "AND CAST(reported_at AS DATE) BETWEEN ? AND ?", [town.code, start, last]).fetchone()[0]
+    assert expected["registered"].sum() == in_villages > 0
 
 
 def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):

@@ -90,7 +90,7 @@ def test_towns_show_where_cases_were_settled_and_the_lowest_are_named(con, brief
         values[town.name] = v
         marked += few
     notes = [b.text for b in brief.blocks if isinstance(b, Text) and b.text.startswith("* 比率的分母不足 30 件")]
-    assert marked > 0 and notes == ["* 比率的分母不足 30 件，偶然性大（30 件中办结一半时，95% 区间为 33%—67%），比较镇街时请谨慎。"]
+    assert marked > 0 and notes == ["* 比率的分母不足 30 件，偶然性大（30 件中一半时，95% 区间为 33%—67%），比较镇街时请谨慎。"]
     [sentence] = [b.text for b in brief.blocks if isinstance(b, Text) and b.text.startswith("层级办结")]
     assert f"村（社区）办结 {format_value(share, brief.kpis['village_share'])}" in sentence
     assert f"镇村两级合计 {format_value(share, brief.kpis['town_or_below_share'])}" in sentence

@@ -1,6 +1,7 @@
 """KPI formatting: the value and its change from the previous period (环比) as the strip shows them."""
 import datetime as dt
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -47,3 +48,13 @@ def test_each_rate_is_a_whole_number_of_cases_over_its_base(con):
         if k.kind == "rate":
             cases = values[k.key] * bases[k.key]
             assert abs(cases - round(cases)) < 1e-6, k.key
+    # the strip asks only for what it shows: the same numbers
+    from onemap.metrics import STRIP
+
+    assert queries.kpis(con, flt, keys=STRIP) == {k: values[k] for k in STRIP}
+    # per area: the towns' rows are each town's own KPIs
+    towns = queries.area_kpis(con, flt)
+    first = towns.iloc[0]
+    own = queries.kpis(con, EventFilter(flt.start, flt.end, scope=queries.Scope("town", first["code"])))
+    assert {k.key: first[k.key] for k in KPIS} == pytest.approx(own, nan_ok=True)
+    assert towns["registered"].sum() <= values["registered"]
