@@ -2,10 +2,10 @@
 import datetime as dt
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onemap.metrics import format_change, kpi
+from onemap.metrics import format_change, format_value, kpi
 from onemap.queries import EventFilter, Scope, previous_period
 
 
@@ -20,6 +20,8 @@ def test_change_is_per_cent_for_counts_points_for_rates_difference_for_means():
     assert format_change(kpi("registered"), 0, 0) == "→ 0"
     assert format_change(kpi("closed_rate"), None, 0.5) == "—"
     assert format_change(kpi("closed_rate"), 0.5, None) == "—"
+    assert format_change(kpi("median_days"), 2.25, 3.0) == "▼ 0.8 天"
+    assert format_value(kpi("median_days"), 2.25) == "2.2 天" and format_value(kpi("ontime_rate"), 0.875) == "87.5%"
 
 
 @given(start=st.dates(dt.date(2000, 1, 1), dt.date(2030, 12, 31)), days=st.integers(1, 400))
@@ -41,7 +43,7 @@ def test_each_rate_is_a_whole_number_of_cases_over_its_base(con):
     last = queries.date_bounds(con)[1]
     flt = EventFilter(start=last - dt.timedelta(days=27), end=last)
     values, bases = queries.kpis(con, flt), queries.kpi_bases(con, flt)
-    assert set(bases) == {k.key for k in KPIS if k.kind in ("rate", "mean")}
+    assert set(bases) == {k.key for k in KPIS if k.kind in ("rate", "mean", "days")}
     assert bases["closed_rate"] == bases["resolved_rate"] == bases["onsite_rate"] == values["registered"] > 0
     assert 0 < bases["village_share"] < values["registered"] and bases["overdue_rate"] >= values["overdue"]
     for k in KPIS:
@@ -58,3 +60,42 @@ def test_each_rate_is_a_whole_number_of_cases_over_its_base(con):
     own = queries.kpis(con, EventFilter(flt.start, flt.end, scope=queries.Scope("town", first["code"])))
     assert {k.key: first[k.key] for k in KPIS} == pytest.approx(own, nan_ok=True)
     assert towns["registered"].sum() <= values["registered"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 30), st.one_of(st.none(), st.floats(0, 40)), st.one_of(st.none(), st.floats(0, 20))),
+                max_size=30))
+def test_on_time_rate_counts_open_overdue_cases_and_median_days_is_the_median(cases):
+    """按时办结率 = closed by due ÷ (closed with a due time + open past due); 办结用时 = the median of closed cases'
+    days from report to close; both against a count by hand over (days to close or None, days to due or None)."""
+    import statistics
+
+    import duckdb
+    import pandas as pd
+
+    from onemap.metrics import kpi
+
+    as_of = pd.Timestamp("2026-11-30 12:00", tz="Asia/Shanghai")
+    start = as_of - pd.Timedelta(days=30)
+    rows, on_time, judged, days = [], 0, 0, []
+    for offset, close, due in cases:
+        reported = start + pd.Timedelta(days=offset)
+        closed_at = reported + pd.Timedelta(days=close) if close is not None else None
+        closed = closed_at is not None and closed_at <= as_of
+        due_at = reported + pd.Timedelta(days=due) if due is not None else None
+        rows.append(("已办结" if closed else "跟踪督办", reported, closed_at if closed else None, due_at))
+        if closed:
+            days.append((closed_at - reported).total_seconds() / 86400)
+        if due_at is not None and (closed or due_at < as_of):
+            judged += 1
+            on_time += bool(closed and closed_at <= due_at)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'Asia/Shanghai'")
+    con.execute("CREATE TABLE t (status VARCHAR, reported_at TIMESTAMPTZ, closed_at TIMESTAMPTZ, due_at TIMESTAMPTZ)")
+    if rows:
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+    ontime, median = kpi("ontime_rate"), kpi("median_days")
+    got = con.execute(f"SELECT {ontime.sql}, {ontime.base}, {median.sql} FROM t", {"as_of": as_of}).fetchone()
+    assert got[1] == judged
+    assert got[0] == (pytest.approx(on_time / judged) if judged else None)
+    assert got[2] == (pytest.approx(statistics.median(days), abs=1e-6) if days else None)
