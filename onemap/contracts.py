@@ -84,6 +84,8 @@ EVENT_COLUMNS = (
     C("dispatch_mode", "VARCHAR", doc="single / dual (双派单: to a department and to the grid worker at once)"),
     C("outcome", "VARCHAR"),
     C("on_site_closed", "BOOLEAN"),
+    C("reopened_at", "TIMESTAMPTZ", doc="load time of the first export that showed the closed case open again "
+                                        "(重开); kept through later updates"),
     C("satisfaction", "DOUBLE"),
     # privacy
     C("party_keys", "VARCHAR[]", doc="keyed HMAC pseudonyms only"),
@@ -389,7 +391,7 @@ TOWN_WEEK_KPIS = Table(
         C("as_of", "TIMESTAMPTZ", False),
         *(C(k, "DOUBLE") for k in ("registered", "closed_rate", "resolved_rate", "overdue", "overdue_rate",
                                    "onsite_rate", "satisfaction", "village_share", "town_or_below_share",
-                                   "ontime_rate", "median_days")),
+                                   "ontime_rate", "reopened_rate", "median_days")),
     ),
     ("town_code", "week_start"),
     checks=(("rates are proportions",

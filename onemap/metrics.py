@@ -54,6 +54,9 @@ KPIS: tuple[Kpi, ...] = (
     _share("ontime_rate", "按时办结率",
            "closed by their due time ÷ (closed with a due time + open past their due time)",
            f"{CLOSED} AND closed_at <= due_at", f"due_at IS NOT NULL AND ({CLOSED} OR due_at < $as_of)"),
+    # 重办结率轻解决率: a case closed and then shown open again by a later export was not settled
+    _share("reopened_rate", "重开率", "closed cases later shown open again ÷ cases closed at some time, as of the "
+           "reference time", "reopened_at <= $as_of", f"{CLOSED} OR reopened_at <= $as_of"),
     Kpi("median_days", "办结用时", "median days from report to close of the cases closed as of the reference time "
         "(a recent period reads low: its slow cases are still open)",
         f"median(epoch(closed_at - reported_at) / 86400.0) FILTER (WHERE {CLOSED})", "days",

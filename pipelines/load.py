@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from onemap.contracts import CORE_EVENTS, REJECTS
+from onemap.contracts import CORE_EVENTS, REJECTS, STATUS_CLOSED
 
 # Linking the same matter across sources: a police incident and a grid report close in space and time
 # with compatible categories. A grid worker reports from the spot within hours (GPS noise tens of
@@ -48,6 +48,7 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
                     WHEN e.content_hash = b.content_hash THEN 'same'
                     ELSE 'update' END AS kind,
                e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link,
+               e.reopened_at AS old_reopened,
                b.updated_at, b.batch_id
         FROM batch b LEFT JOIN core.events e USING (event_id)""")
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
@@ -63,9 +64,11 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
                                WHERE h.event_id = k.event_id AND h.status = k.new_status
                                  AND h.batch_id = k.batch_id))""")
     col_list = ", ".join(cols)
-    # an update keeps an existing cross-source link
-    select = ", ".join("coalesce(b.linked_event_id, k.old_link) AS linked_event_id" if c == "linked_event_id"
-                       else f"b.{c}" for c in cols)
+    # an update keeps an existing cross-source link, and the first time a closed case was shown open again
+    kept = {"linked_event_id": "coalesce(b.linked_event_id, k.old_link)",
+            "reopened_at": f"coalesce(k.old_reopened, CASE WHEN k.old_status = '{STATUS_CLOSED}' "
+                           f"AND b.status <> '{STATUS_CLOSED}' THEN b.updated_at END)"}
+    select = ", ".join(f"{kept[c]} AS {c}" if c in kept else f"b.{c}" for c in cols)
     # delete + insert rather than INSERT OR REPLACE: core.events carries no index (a primary-key index
     # makes bulk loads several times slower); uniqueness of event_id is a contract check instead
     con.execute("DELETE FROM core.events WHERE event_id IN (SELECT event_id FROM batch_kind WHERE kind = 'update')")

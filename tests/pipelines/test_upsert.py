@@ -44,6 +44,42 @@ def test_later_export_updates_status_and_appends_history(settings, inside, tmp_p
     assert query_rows(settings, "SELECT count(*) FROM meta.batches")[0][0] == 3
 
 
+def test_a_closed_case_shown_open_again_is_reopened_once_and_counts_in_the_reopen_rate(settings, inside, tmp_path):
+    """重开: week 2 closes J0 and J1; week 3 shows J0 open again (the complainant came back) and J1 still closed;
+    week 4 closes J0 again. J0 keeps the time it was first reopened; 重开率 = 1 of the 2 closed cases."""
+    import datetime as dt
+
+    from onemap import queries
+    from onemap.warehouse import connect_readonly
+
+    def week(n, rows):
+        [summary] = ingest(settings, "police", [_csv(tmp_path / f"w{n}.csv", rows)], progress=False)
+        return summary
+
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 09:00:00", "处置结果": "化解"}
+    week(1, [police_row(inside, 接警单编号=f"J{i}") for i in range(3)])
+    week(2, [police_row(inside, 接警单编号="J0", **closed), police_row(inside, 接警单编号="J1", **closed)])
+    assert query_rows(settings, "SELECT count(*) FROM core.events WHERE reopened_at IS NOT NULL")[0][0] == 0
+    week(3, [police_row(inside, 接警单编号="J0", 接警单状态="跟踪督办"), police_row(inside, 接警单编号="J1", **closed)])
+    [(first,)] = query_rows(settings, "SELECT reopened_at FROM core.events WHERE event_id = 'police:J0'")
+    assert first is not None
+    week(4, [police_row(inside, 接警单编号="J0", **{**closed, "办结时间": "2026-11-10 09:00:00"})])
+    assert query_rows(settings, "SELECT event_id, status, reopened_at FROM core.events WHERE reopened_at IS NOT NULL"
+                      ) == [("police:J0", "已办结", first)]
+    history = query_rows(settings, "SELECT list(status ORDER BY observed_at) FROM core.event_status_history "
+                                   "WHERE event_id = 'police:J0'")[0][0]
+    assert history == ["登记受理", "已办结", "跟踪督办", "已办结"]
+    con = connect_readonly(settings.warehouse_path, require_current=False)
+    try:
+        flt = queries.EventFilter(dt.date(2026, 11, 1), dt.date(2026, 11, 1))
+        now = pd.Timestamp.now(tz="Asia/Shanghai")
+        assert queries.kpis(con, flt, now)["reopened_rate"] == pytest.approx(1 / 2)
+        assert queries.kpi_bases(con, flt, now)["reopened_rate"] == 2
+        assert queries.kpis(con, flt, first - pd.Timedelta(seconds=1))["reopened_rate"] == 0  # as of before week 3
+    finally:
+        con.close()
+
+
 def test_failure_midway_leaves_nothing_partial(settings, inside, tmp_path, monkeypatch):
     good = _csv(tmp_path / "a.csv", [police_row(inside, 接警单编号="A1")])
     ingest(settings, "police", [good], progress=False)
