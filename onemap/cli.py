@@ -48,7 +48,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"generated {result.n_events:,} events for {settings.county_name} in {time.perf_counter() - t0:.1f} s "
           f"-> {out} (ground truth in {result.truth_dir})")
     _ensure_demo_key(settings)
-    for source, files in (("grid", result.grid_files), ("police", result.police_files)):
+    for source, files in (("grid", result.grid_files), ("police", result.police_files),
+                          ("grid", result.update_files)):
         for s in ingest(settings, source, list(files), progress=not args.quiet):
             print(s.line())
     stats = build(settings)

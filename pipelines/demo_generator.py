@@ -82,6 +82,7 @@ TIER_SHARES = {"local": (0.70, 0.24, 0.05, 0.01), "heavy": (0.35, 0.45, 0.17, 0.
 TIER_KIND = {**dict.fromkeys(("MD01", "MD02", "MD9902", "MD9901", "MD15", "MS", "CG"), "local"),
              **dict.fromkeys(("MD03", "MD04", "MD0401", "MD05", "MD07", "MD08", "MD10", "MD1001"), "heavy")}
 DUAL_SHARE = {"grid": 0.15, "police": 0.40}  # 双派单: to a department and the grid worker at once
+REOPEN_SHARE = 0.03  # of the grid cases closed in the two months before the last week: shown open again (重开)
 
 STAGES = ["登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了"]
 CLOSED = "已办结"
@@ -143,6 +144,9 @@ class DemoResult:
     n_events: int
     n_grid_rows: int
     n_police_rows: int
+    # the grid platform's later export of the records whose status changed in the last week (loaded after the
+    # others: an upsert of each, and its status history)
+    update_files: tuple[Path, ...] = ()
 
 
 def _prefix(code: str) -> str:
@@ -386,7 +390,9 @@ class DemoGenerator:
         ev["src_id"] = self._source_ids(ev)
         grid_rows = ev[ev["source"] == "grid"]
         police_rows = ev[ev["source"] == "police"]
-        grid_files = self._write_grid(rng, grid_rows, out_dir)
+        earlier, final = self._status_updates(grid_rows)
+        ev.loc[final.index, final.columns] = final  # the truth is the state after the update
+        grid_files, update_files = self._write_grid(rng, earlier, final, out_dir)
         police_files = self._write_police(rng, police_rows, out_dir)
 
         # ground truth
@@ -405,7 +411,7 @@ class DemoGenerator:
                 "note": "synthetic demo data for 汕尾市城区: villages, grids, people and events are invented"}
         (truth_dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return DemoResult(out_dir, tuple(grid_files), tuple(police_files), truth_dir, int(len(ev)),
-                          int(len(grid_rows)), int(len(police_rows)))
+                          int(len(grid_rows)), int(len(police_rows)), tuple(update_files))
 
     def _tiers(self, source: str, rows: pd.DataFrame, town: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """办理层级 and 派单方式 of each row, drawn from their own stream (seeded by seed and source) so that
@@ -446,7 +452,31 @@ class DemoGenerator:
                              "village": codes["village_code"].map(names).fillna("").to_numpy(),
                              "grid_name": codes["grid_code"].map(names).fillna("").to_numpy()})
 
-    def _write_grid(self, rng, rows: pd.DataFrame, out_dir: Path) -> list[Path]:
+    def _status_updates(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The grid exports as the platform wrote them a week before the end (``earlier``: every row), and the
+        rows a later export carries again with a new status (``final``, a subset): cases closed in the last
+        week, shown open in the earlier export, and a few cases closed before it that came back open (重开:
+        the complainant was not satisfied). Drawn from their own stream, so every other column stays as it was."""
+        rng = np.random.default_rng([self.seed, 3])
+        snapshot = self.end_date - pd.Timedelta(days=7)
+        closed_since = (rows["reported"] < snapshot) & (rows["closed"] >= snapshot)
+        recent = rows["reported"] >= snapshot - pd.Timedelta(days=60)
+        reopened = (rows["closed"] < snapshot - pd.Timedelta(days=2)) & recent & (rng.random(len(rows)) < REOPEN_SHARE)
+        earlier = rows.copy()
+        open_fields = {"closed": pd.NaT, "outcome": None, "on_site": False, "satisfaction": np.nan}
+        for field, value in open_fields.items():
+            earlier.loc[closed_since, field] = value
+        elapsed = (snapshot - rows["reported"]).dt.days
+        earlier.loc[closed_since, "status"] = np.where(elapsed[closed_since] < 7, STAGES[3], STAGES[4])
+        final = rows.loc[closed_since | reopened, ["status", "closed", "outcome", "on_site", "satisfaction"]].copy()
+        back = reopened[final.index]
+        for field, value in {**open_fields, "status": STAGES[4]}.items():
+            final.loc[back, field] = value
+        return earlier, final
+
+    def _write_grid(self, rng, rows: pd.DataFrame, final: pd.DataFrame, out_dir: Path
+                    ) -> tuple[list[Path], list[Path]]:
+        """The grid exports of ``rows`` (the earlier states), and the later export of the ``final`` states."""
         n = len(rows)
         code_of = {}
         for app_code, name, _, cat in GRID_TYPES:
@@ -497,7 +527,17 @@ class DemoGenerator:
         frame[recent].to_excel(p, index=False, sheet_name="巡查上报", engine="openpyxl")
         _make_xlsx_deterministic(p)
         paths.append(p)
-        return paths
+        # the later export: the same records, their new status (and close time, result, satisfaction)
+        update = frame[rows.index.isin(final.index)].copy()
+        now = final.loc[rows.index[rows.index.isin(final.index)]]
+        update["处理状态"] = now["status"].to_numpy()
+        update["办结时间"] = now["closed"].dt.strftime(fmt).fillna("").to_numpy()
+        update["处理结果"] = now["outcome"].fillna("").to_numpy()
+        update["是否现场处结"] = np.where(now["on_site"].astype(bool), "是", "否")
+        update["满意度评价"] = now["satisfaction"].to_numpy()
+        p = out_dir / f"状态更新_网格巡查上报_{self.end_date:%Y%m%d}.csv"
+        update.to_csv(p, index=False, encoding="utf-8")
+        return paths, [p]
 
     def _write_police(self, rng, rows: pd.DataFrame, out_dir: Path) -> list[Path]:
         n = len(rows)

@@ -91,3 +91,24 @@ def test_weekly_seasonality_differs_by_source(demo):
     grid_weekend = weekend[truth["source"] == "grid"].mean()
     police_weekend = weekend[truth["source"] == "police"].mean()
     assert grid_weekend < 2 / 7 < police_weekend
+
+
+def test_the_later_export_carries_the_last_weeks_status_changes(demo):
+    """Each row of the later export is a record of the earlier grid exports with a new status: closed in the last
+    week (shown at a stage before), or shown open again after it was closed (重开)."""
+    [update] = demo.update_files
+    later = pd.read_csv(update, dtype=str, keep_default_na=False).set_index("事件编号")
+    earlier = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in demo.grid_files if p.suffix == ".csv"]
+                        + [pd.read_excel(p, dtype=str).fillna("") for p in demo.grid_files if p.suffix == ".xlsx"]
+                        ).set_index("事件编号")
+    assert len(later) > 0 and later.index.isin(earlier.index).all() and later.index.is_unique
+    before = earlier.loc[later.index]
+    assert (later.drop(columns=["处理状态", "办结时间", "处理结果", "是否现场处结", "满意度评价"])
+            == before.drop(columns=["处理状态", "办结时间", "处理结果", "是否现场处结", "满意度评价"])).all().all()
+    closed = later["处理状态"] == "已办结"
+    assert (before.loc[closed, "处理状态"] != "已办结").all() and (later.loc[closed, "办结时间"] != "").all()
+    assert (before.loc[~closed, "处理状态"] == "已办结").all() and (later.loc[~closed, "办结时间"] == "").all()
+    assert closed.any() and (~closed).any()
+    earlier_export = pd.Timestamp("2026-11-08")  # a week before the demo's last day, 2026-11-15
+    assert (pd.to_datetime(later.loc[closed, "办结时间"]) >= earlier_export).all()
+    assert (pd.to_datetime(before.loc[closed, "上报时间"]) < earlier_export).all()

@@ -10,11 +10,13 @@ from onemap.warehouse import connect_readonly
 pytestmark = pytest.mark.slow
 
 
-def _exports(home):
-    """The generated export files, read with plain pandas (not with the product's readers)."""
+def _export_rows(home):
+    """Every row of the generated export files in load order, the grid platform's later status update last, read
+    with plain pandas (not with the product's readers)."""
     folder = home / "demo_exports"
     grid = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(folder.glob("网格巡查上报_*.csv"))]
-                     + [pd.read_excel(folder / "网格巡查上报_最近30天.xlsx", dtype=str).fillna("")])
+                     + [pd.read_excel(folder / "网格巡查上报_最近30天.xlsx", dtype=str).fillna("")]
+                     + [pd.read_csv(p, dtype=str, keep_default_na=False) for p in sorted(folder.glob("状态更新_*.csv"))])
     police = pd.read_csv(folder / "非警务警情.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
     grid = grid.rename(columns={"事件编号": "id", "上报时间": "reported", "处理状态": "status", "办理期限": "due",
                                 "办结时间": "closed", "处理结果": "outcome"})
@@ -26,14 +28,25 @@ def _exports(home):
     return pd.concat([grid[cols], police[cols]], ignore_index=True)
 
 
-def test_every_row_is_loaded_or_quarantined(demo_home, con):
-    files = _exports(demo_home)
+def _exports(home):
+    """Each record as its last export shows it (a later export updates the record)."""
+    return _export_rows(home).drop_duplicates("event_id", keep="last").reset_index(drop=True)
+
+
+def test_every_row_is_loaded_merged_or_quarantined(demo_home, con):
+    rows = _export_rows(demo_home)
     loaded = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
     rejected = con.execute("SELECT count(*) FROM staging.rejects").fetchall()[0][0]
-    assert loaded + rejected == len(files)
-    assert rejected < 0.02 * len(files)
-    batches = con.execute("SELECT sum(rows_read), sum(inserted), sum(quarantined) FROM meta.batches").fetchall()[0]
-    assert batches == (len(files), loaded, rejected)
+    assert rejected < 0.02 * len(rows)
+    batches = con.execute("SELECT sum(rows_read), sum(inserted), sum(updated), sum(unchanged), sum(quarantined) "
+                          "FROM meta.batches").fetchall()[0]
+    read, inserted, updated, unchanged, quarantined = batches
+    assert (read, inserted, quarantined) == (len(rows), loaded, rejected)
+    assert inserted + updated + unchanged + quarantined == read  # every row: loaded, merged or quarantined
+    # the later export's rows update records loaded before (a new status each: none unchanged)
+    later = con.execute("SELECT rows_read, inserted, updated, quarantined FROM meta.batches "
+                        "WHERE source_file LIKE '状态更新_%'").fetchall()
+    assert len(later) == 1 and later[0][1] == 0 and later[0][2] == later[0][0] - later[0][3] > 0
     reasons = {r[0] for r in con.execute("SELECT DISTINCT reason FROM staging.rejects").fetchall()}
     assert "unknown_category" in reasons  # the generator plants unmapped police codes; they are reported
 
@@ -137,6 +150,9 @@ def test_reloading_the_same_file_changes_nothing(demo_home, demo_settings):
     from pipelines.ingest import ingest
 
     before = demo_settings.warehouse_path.stat().st_mtime_ns
+    con = connect_readonly(demo_settings.warehouse_path)
+    history_before = con.execute("SELECT count(*) FROM core.event_status_history").fetchall()[0][0]
+    con.close()
     police = demo_home / "demo_exports" / "非警务警情.csv"
     [summary] = ingest(demo_settings, "police", [police], progress=False)
     assert summary.skipped
@@ -146,8 +162,7 @@ def test_reloading_the_same_file_changes_nothing(demo_home, demo_settings):
     assert demo_settings.warehouse_path.stat().st_mtime_ns != before  # a new file was published ...
     con = connect_readonly(demo_settings.warehouse_path)
     n_hist = con.execute("SELECT count(*) FROM core.event_status_history").fetchall()[0][0]
-    n_events = con.execute("SELECT count(*) FROM core.events").fetchall()[0][0]
-    assert n_hist == n_events  # ... but no status changed, so no history was added
+    assert n_hist == history_before  # ... but no status changed, so no history was added
 
 
 def test_events_behind_a_hex_are_redacted_and_exclude_confidential(con, demo_settings):
@@ -215,3 +230,21 @@ def test_small_counts_are_left_out_on_the_server_when_asked(con):
     assert (every["n"] < 3).any() and (shown["n"] >= 3).all()
     pd.testing.assert_frame_equal(shown.reset_index(drop=True),
                                   every[every["n"] >= 3].reset_index(drop=True))
+
+
+def test_the_demos_later_export_closes_cases_and_reopens_some(demo_home, con):
+    """The grid platform's later export carries the week's status changes: cases closed since the earlier export
+    (their history: a stage, then 已办结) and cases that came back open (重开, counted in 重开率)."""
+    later = _export_rows(demo_home)
+    later = later[later.duplicated("event_id", keep=False)].drop_duplicates("event_id", keep="last")
+    reopened = set(later.loc[later["status"] != "已办结", "event_id"])
+    closed_now = set(later.loc[later["status"] == "已办结", "event_id"])
+    assert reopened and closed_now
+    got = dict(con.execute("SELECT event_id, reopened_at IS NOT NULL FROM core.events WHERE event_id IN "
+                           "(SELECT unnest($ids))", {"ids": sorted(reopened | closed_now)}).fetchall())
+    assert {e for e, flag in got.items() if flag} == reopened
+    history = dict(con.execute("SELECT event_id, list(status ORDER BY observed_at) FROM core.event_status_history "
+                               "WHERE event_id IN (SELECT unnest($ids)) GROUP BY 1", {"ids": sorted(reopened)}).fetchall())
+    assert all(h[-2:] == ["已办结", "跟踪督办"] for h in history.values()) and len(history) == len(reopened)
+    first, last = queries.date_bounds(con)
+    assert queries.kpis(con, queries.EventFilter(first, last))["reopened_rate"] > 0
