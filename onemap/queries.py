@@ -112,19 +112,28 @@ def date_bounds(con) -> tuple[dt.date, dt.date] | None:
     return None if row[0] is None else (row[0], row[1])
 
 
-def _over_events(con, flt: EventFilter, as_of: pd.Timestamp | None, exprs: dict[str, str]) -> dict:
+def _over_events(con, flt: EventFilter, as_of: pd.Timestamp | None, exprs: dict[str, str],
+                 by: str | None = None) -> tuple[str, dict]:
+    """SQL (and parameters) of the aggregates ``exprs`` (name -> SQL with $as_of) over the filter's events, as of
+    ``as_of`` (default the last build); with ``by``, per value of that column (as ``code``; NULLs left out)."""
     where, params = flt.where()
     params["as_of"] = as_of if as_of is not None else reference_time(con)
     select = ", ".join(f"{sql} AS {key}" for key, sql in exprs.items())
-    row = con.execute(f"SELECT {select} FROM core.events WHERE {where}", params).fetchall()[0]
-    return dict(zip(exprs, row, strict=True))
+    if by is None:
+        return f"SELECT {select} FROM core.events WHERE {where}", params
+    return f"SELECT {by} AS code, {select} FROM core.events WHERE {where} AND {by} IS NOT NULL GROUP BY 1", params
+
+
+def _one_row(con, sql_params: tuple[str, dict]) -> dict:
+    cursor = con.execute(*sql_params)
+    return dict(zip([d[0] for d in cursor.description], cursor.fetchall()[0], strict=True))
 
 
 def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys: Sequence[str] | None = None
          ) -> dict[str, float | None]:
     """The KPIs of onemap.metrics (``keys``, default all) for the events registered in the filter's period. Each
     KPI costs a pass of its own over the period's events, so a caller that shows a few asks for those."""
-    row = _over_events(con, flt, as_of, {k.key: k.sql for k in KPIS if keys is None or k.key in keys})
+    row = _one_row(con, _over_events(con, flt, as_of, {k.key: k.sql for k in KPIS if keys is None or k.key in keys}))
     return {key: (None if v is None else float(v)) for key, v in row.items()}
 
 
@@ -133,14 +142,8 @@ def area_kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, scope: S
     (default the filter's own scope: the towns of the county, the villages of a town, the grids of a village),
     in one pass over the events. Every such area has a row, in code order, those without events with 受理数 0."""
     scope = scope or flt.scope or COUNTY
-    level = CHILD_LEVEL[scope.level]
-    exprs = {f"k_{k.key}": k.sql for k in KPIS} | {f"b_{k.key}": k.base for k in KPIS if k.base}
-    where, params = flt.where()
-    params["as_of"] = as_of if as_of is not None else reference_time(con)
-    select = ", ".join(f"{sql} AS {key}" for key, sql in exprs.items())
-    found = con.execute(f"SELECT {level}_code AS code, {select} FROM core.events "
-                        f"WHERE {where} AND {level}_code IS NOT NULL GROUP BY 1", params).df()
-    found = found.rename(columns=lambda c: c[2:] if c.startswith("k_") else f"base_{c[2:]}" if c.startswith("b_") else c)
+    exprs = {k.key: k.sql for k in KPIS} | {f"base_{k.key}": k.base for k in KPIS if k.base}
+    found = con.execute(*_over_events(con, flt, as_of, exprs, by=f"{CHILD_LEVEL[scope.level]}_code")).df()
     out = child_areas(con, scope).merge(found, on="code", how="left")
     counts = ["registered", "overdue", *(c for c in out.columns if c.startswith("base_"))]
     out[counts] = out[counts].fillna(0).astype(int)
@@ -150,7 +153,8 @@ def area_kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, scope: S
 def kpi_bases(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> dict[str, int]:
     """How many cases each rate or mean KPI of :func:`kpis` is taken over (its denominator): a share of a
     handful of cases is read with its interval (``metrics.wilson_interval``), not compared as it stands."""
-    return {key: int(v) for key, v in _over_events(con, flt, as_of, {k.key: k.base for k in KPIS if k.base}).items()}
+    row = _one_row(con, _over_events(con, flt, as_of, {k.key: k.base for k in KPIS if k.base}))
+    return {key: int(v) for key, v in row.items()}
 
 
 def previous_period(flt: EventFilter) -> EventFilter:
