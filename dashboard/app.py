@@ -26,7 +26,7 @@ from onemap.metrics import (
     map_measure,
     small_base_note,
 )
-from onemap.reviews import VERDICTS, add_review, keys_of, latest_reviews
+from onemap.reviews import VERDICTS, add_review, keys_of, latest_reviews, recent_record
 from onemap.settings import Settings
 
 SOURCE_LABELS = {"grid": "网格巡查", "police": "非警务警情", "hotline": "12345热线"}
@@ -63,13 +63,17 @@ def _verdict_text(review: dict | None) -> str:
     return f"已核实：{VERDICTS[review['verdict']]}（{review.get('user', '')}）" if review.get("verdict") in VERDICTS else ""
 
 
-def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> html.Ul | html.P:
+def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> html.Div | html.P:
     """The panel's alerts, each with 属实 / 误报 buttons (the review loop) for a signed-in viewer."""
     if viewer is None:
         return html.P("—")
     latest = _visible_alerts(data, viewer).head(limit)
+    # how often this area's alerts were right lately, as its analysts judged them (not on the public screen)
+    record = "" if viewer.public else recent_record(data.con(), queries.date_bounds(data.con())[1], viewer.scope,
+                                                    data.settings.reviews_path)
+    footer = [html.Div(record, className="summary", id="review-record")] if record else []
     if latest.empty:
-        return html.P("暂无经检验的异常（假发现率 5%）")
+        return html.Div([html.P("暂无经检验的异常（假发现率 5%）"), *footer])
     reviewed = latest_reviews(data.settings.reviews_path)
     items = []
     for key, r in zip(keys_of(latest), latest.itertuples(), strict=True):
@@ -79,7 +83,7 @@ def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> h
               for verdict, label in VERDICTS.items()]]
         items.append(html.Li([html.B(f"{r.place or r.cell} · 实际 {r.observed} / 预计 {r.expected:.1f}"),
                               html.Div(r.sentence_zh, className="summary"), html.Div(review, className="review-row")]))
-    return html.Ul(className="alerts", children=items)
+    return html.Div([html.Ul(className="alerts", children=items), *footer])
 
 
 def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> html.Ul | html.P:

@@ -19,7 +19,7 @@ import pandas as pd
 from onemap import queries
 from onemap.categories import category_name
 from onemap.metrics import KPIS, format_change, format_value, format_with_base, kpi, small_base_note
-from onemap.reviews import VERDICTS, summary, with_reviews
+from onemap.reviews import VERDICTS, recent_record, with_reviews
 
 TOP_ALERTS = 10
 TOP_OVERDUE = 20
@@ -102,25 +102,6 @@ def _tier_sentence(week: dict, areas: list[tuple[str, dict]]) -> str:
         text += "村级办结占比最低：" + "、".join(f"{name}（{format_value(share, v)}）"
                                          for v, name in known[:LOWEST_TIER_AREAS]) + "。"
     return text
-
-
-REVIEW_WEEKS = 4
-
-
-def _review_record(con, end: dt.date, scope, reviews_path) -> str:
-    """How often the alerts of the last four weeks were right, as the analysts judged them (属实 / 误报), with the
-    share's 95 % interval ("" before any of them was reviewed): a leader weighs this week's alerts by it."""
-    if reviews_path is None:
-        return ""
-    first = end - dt.timedelta(weeks=REVIEW_WEEKS) + dt.timedelta(days=1)
-    recent = queries.alerts(con, since=first, scope=scope)
-    recent = with_reviews(recent[recent["window_end"] <= f"{end:%Y-%m-%d}"], reviews_path)
-    row = summary(recent).iloc[-1]  # the "all" row
-    if not row["reviewed"]:
-        return ""
-    return (f"近{REVIEW_WEEKS}周（{first:%m月%d日}—{end:%m月%d日}）的 {row['alerts']} 条预警中已核实 {row['reviewed']} 条："
-            f"属实 {row['confirmed']} 条，误报 {row['false_alarm']} 条，属实率 {100 * row['precision']:.0f}%"
-            f"（95% 区间 {100 * row['precision_low']:.0f}%—{100 * row['precision_high']:.0f}%）。")
 
 
 def week_of(day: dt.date) -> tuple[dt.date, dt.date]:
@@ -248,7 +229,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
                  + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。")))
     else:
         add(Text("本周没有通过检验的异常（假发现率 5%）。"))
-    record = _review_record(con, end, scope, reviews_path)
+    record = recent_record(con, end, scope, reviews_path) if reviews_path is not None else ""
     if record:
         add(Text(record))
 

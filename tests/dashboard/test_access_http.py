@@ -455,6 +455,12 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
     assert resp.status_code == 200
     assert "已核实：属实（analyst）" in json.dumps(resp.get_json(), ensure_ascii=False)
     assert latest_reviews(settings.reviews_path)[mine.iloc[0]]["user"] == "analyst"
+    # the panel now says how often the town's recent alerts were right, with the interval
+    from onemap.reviews import recent_record
+
+    record = recent_record(con, queries.date_bounds(con)[1], queries.area_scope(con, town), settings.reviews_path)
+    assert record.startswith("近4周") and "属实率" in record and "95% 区间" in record
+    assert record in _text(client.get("/_dash-layout"))
     if other:  # another town's alert, asked for by hand: refused, nothing written
         assert press(sorted(other)[0], "false_alarm").status_code == 204
         assert latest_reviews(settings.reviews_path).get(sorted(other)[0]) == before.get(sorted(other)[0])
