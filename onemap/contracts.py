@@ -154,7 +154,9 @@ REJECTS = Table(
         C("field", "VARCHAR", False),
         C("reason", "VARCHAR", False),
         C("detail", "VARCHAR"),
-        C("raw", "JSON", doc="the row as read, with personal fields removed"),
+        C("raw", "JSON", doc="the row as read, without party and dropped columns, free text redacted"),
+        C("scrubbed", "BOOLEAN", doc="raw written as above; NULL: written by an earlier version, which kept free "
+                                     "text as read (the next load or build scrubs it)"),
     ),
     doc="Quarantine: every row that did not load, with the field and the reason.",
 )

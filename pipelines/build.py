@@ -14,6 +14,7 @@ from onemap.settings import Settings
 from onemap.warehouse import write_session
 from pipelines.aggregate import refresh_aggregates
 from pipelines.ingest import area_set_for
+from pipelines.load import scrub_quarantine
 
 
 def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = False) -> dict:
@@ -34,6 +35,7 @@ def build(settings: Settings, as_of: pd.Timestamp | None = None, full: bool = Fa
 
     with write_session(settings.warehouse_path, settings.timezone) as con:
         done("open a private copy")
+        scrub_quarantine(con)  # rows an earlier version quarantined with their free text as read
         _ensure_areas(con, areas, settings, as_of)
         last = con.execute("SELECT max(built_at) FROM meta.builds").fetchall()[0][0]
         days = None if (full or last is None) else [r[0] for r in con.execute(

@@ -22,7 +22,7 @@ from onemap.warehouse import connect_readonly, write_session
 from pipelines.aggregate import refresh_aggregates
 from pipelines.chunks import STREAMED_SUFFIXES, StreamedCsv, StreamFailed, WholeFile
 from pipelines.classify import classify_pending
-from pipelines.load import link_matters, quarantine, upsert_events
+from pipelines.load import link_matters, quarantine, scrub_quarantine, upsert_events
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
 from pipelines.readers import read_export
@@ -212,6 +212,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         return summaries
 
     with write_session(settings.warehouse_path, settings.timezone) as con:
+        scrub_quarantine(con)  # rows an earlier version quarantined with their free text as read
         for path in map(Path, files):
             # the file is parsed while it is hashed (both mostly outside the GIL); a file loaded before is
             # then skipped, its parse wasted (and a read error ignored: nothing of it is loaded). A large CSV is

@@ -200,3 +200,46 @@ def quarantine(con, rejects: pd.DataFrame) -> None:
         con.execute("INSERT INTO staging.rejects SELECT * FROM rejects_frame")
     finally:
         con.unregister("rejects_frame")
+
+
+def scrub_quarantine(con) -> int:
+    """Bring quarantine rows written by a version before free text was redacted there up to today's rule: party
+    and [drop] columns removed, the profile's summary and address text redacted (a whole malformed line
+    redacted). A profile that no longer exists: every value is redacted. Runs at every load and build; costs
+    one count when there is nothing to do. Returns the rows scrubbed."""
+    import json
+
+    from pipelines.profiles import ProfileError, load_profile
+    from pipelines.redact import redact_text
+    from pipelines.stage import FREE_TEXT_FIELDS
+
+    old = con.execute("SELECT r.batch_id, r.source_row, r.raw, b.profile FROM staging.rejects r "
+                      "LEFT JOIN meta.batches b USING (batch_id) WHERE r.scrubbed IS NULL").fetchall()
+    if not old:
+        return 0
+    profiles: dict[str | None, object] = {}
+    fixed = []
+    for batch_id, row, raw, name in old:
+        if name not in profiles:
+            try:
+                profiles[name] = load_profile(name) if name else None
+            except ProfileError:
+                profiles[name] = None
+        profile = profiles[name]
+        values = json.loads(raw) if raw else {}
+        if set(values) == {"line"} or profile is None:
+            values = {k: redact_text(str(v)) for k, v in values.items()}
+        else:
+            found = profile.resolve_headers(list(values))
+            gone = set(profile.party_columns) | set(profile.drop_columns)
+            text = {found[f] for f in FREE_TEXT_FIELDS if f in found}
+            values = {k: redact_text(str(v)) if k in text else v for k, v in values.items() if k not in gone}
+        fixed.append((batch_id, row, json.dumps(values, ensure_ascii=False)))
+    frame = pd.DataFrame(fixed, columns=["batch_id", "source_row", "raw"])
+    con.register("scrubbed_frame", frame)
+    try:
+        con.execute("UPDATE staging.rejects r SET raw = s.raw, scrubbed = TRUE FROM scrubbed_frame s "
+                    "WHERE r.batch_id = s.batch_id AND r.source_row = s.source_row AND r.scrubbed IS NULL")
+    finally:
+        con.unregister("scrubbed_frame")
+    return len(fixed)

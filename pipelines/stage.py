@@ -27,7 +27,7 @@ from pipelines.columns import hex64, lookup, strptime_common, take_text
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import Profile
 from pipelines.readers import ROW
-from pipelines.redact import pseudonymise, redact
+from pipelines.redact import pseudonymise, redact, redact_text
 
 STAGES = ("登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了")
 STATUS_ALIASES = {
@@ -479,13 +479,14 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     unmapped_counts = {str(k): int(v) for k, v in unmapped_counts.items()}
     events = out if keep.all() else out[keep]
     events["content_hash"] = _content_hash(events, HASHED_FIELDS)
-    rejects = _reject_frame(raw, rej, profile, ctx)
+    rejects = _reject_frame(raw, rej, profile, ctx, [found[f] for f in FREE_TEXT_FIELDS if f in found])
     if malformed is not None and len(malformed):
         rejects = pd.concat([rejects, pd.DataFrame({
             "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
             "source_row": malformed["source_row"].astype("int64").to_numpy(), "field": "*",
             "reason": MALFORMED_ROW, "detail": malformed["detail"].to_numpy(),
-            "raw": [json.dumps({"line": r}, ensure_ascii=False) for r in malformed["raw"]]})], ignore_index=True)
+            "raw": [json.dumps({"line": redact_text(r)}, ensure_ascii=False) for r in malformed["raw"]],
+            "scrubbed": True})], ignore_index=True)
     return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts)
 
 
@@ -606,16 +607,27 @@ def ctx_row_crs(get, profile: Profile) -> pd.Series | None:
     return None if s.isna().all() else s
 
 
-def _reject_frame(raw: pd.DataFrame, rej: _Rejects, profile: Profile, ctx: StageContext) -> pd.DataFrame:
+FREE_TEXT_FIELDS = ("summary", "address")  # redacted on load, in events and in the quarantine alike
+
+
+def _reject_frame(raw: pd.DataFrame, rej: _Rejects, profile: Profile, ctx: StageContext,
+                  free_text: list[str]) -> pd.DataFrame:
+    """The quarantined rows, each with its file, row, field, reason and the row as read: without the party and
+    [drop] columns, and with its free text (``free_text`` headers) redacted as the loaded events' is. The
+    warehouse holds no raw name or phone number, quarantine included (product.md, personal information)."""
     mask = rej.rejected
-    personal = set(profile.party_columns)
-    sub = raw.loc[mask, [c for c in raw.columns if c != ROW and c not in personal]]
+    personal = set(profile.party_columns) | set(profile.drop_columns)
+    sub = raw.loc[mask, [c for c in raw.columns if c != ROW and c not in personal]].copy()
+    for column in free_text:
+        if column in sub.columns:
+            sub[column] = redact(sub[column]).text
     raws = [json.dumps({k: v for k, v in r.items() if v is not None and v == v}, ensure_ascii=False)[:4000]
             for r in sub.to_dict("records")]
     return pd.DataFrame({
         "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
         "source_row": raw.loc[mask, ROW].astype("int64").to_numpy(),
         "field": rej.field[mask], "reason": rej.reason[mask], "detail": rej.detail[mask], "raw": raws,
+        "scrubbed": True,
     })
 
 

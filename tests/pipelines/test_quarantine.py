@@ -72,6 +72,28 @@ def test_each_reason(areas, inside, over, field, reason):
     assert rej["source_file"] == "test.csv" and rej["source_row"] == 1
     raw = json.loads(rej["raw"])
     assert "报警人姓名" not in raw and "报警电话" not in raw  # personal fields never reach the quarantine table
+    # nor does the free text unredacted: the warehouse holds no raw name or phone number, quarantine included
+    assert "13812345678" not in rej["raw"] and "王小明" not in rej["raw"] and "邻居漏水" in raw["报警内容"]
+
+
+def test_the_quarantine_keeps_no_dropped_column_and_no_phone_in_a_malformed_line(areas, inside, settings, tmp_path):
+    from pipelines.ingest import ingest
+
+    from .warehouse import query_rows
+
+    row = {"事件编号": "G1", "上报时间": "2026-11-01 10:00:00", "事件类型代码": "ZZ9", "经度": f"{inside[0]:.6f}",
+           "纬度": f"{inside[1]:.6f}", "坐标系": "WGS84", "处理状态": "登记受理", "上报人工号": "WGY0001",
+           "事件描述": "张三反映噪音，电话13912345678", "详细地址": "某路1号"}
+    staged = stage([row], areas, profile="demo_grid")
+    [rej] = staged.rejects.to_dict("records")
+    assert rej["reason"] == S.UNKNOWN_CATEGORY
+    assert "上报人工号" not in json.loads(rej["raw"]) and "13912345678" not in rej["raw"]
+    # a line the reader could not split into the header's fields is kept as text, redacted
+    text = HEADER + "J1,2026-11-01 10:00:00,200201,ok\nJ2,2026-11-01,200201,李四报称被打，电话13712345678,extra\n"
+    [summary] = ingest(settings, "police", [_write(tmp_path, "ragged.csv", text.encode())], progress=False)
+    assert summary.reconciles and summary.reasons.get(S.MALFORMED_ROW) == 1
+    [(raw,)] = query_rows(settings, f"SELECT raw FROM staging.rejects WHERE reason = '{S.MALFORMED_ROW}'")
+    assert "13712345678" not in raw and "李四" not in raw and "被打" in raw
 
 
 def test_unsupported_crs_bd09mc(areas, inside):
@@ -223,3 +245,26 @@ def test_unnamed_free_text_columns_are_redacted_in_ext(areas, inside):
     staged = stage([police_row(inside, 处警反馈="已联系报警人王小明，电话13812345678")], areas)
     ext = json.loads(staged.events.iloc[0]["ext"])
     assert "13812345678" not in ext["处警反馈"] and "王小明" not in ext["处警反馈"]
+
+
+def test_quarantine_rows_of_an_earlier_version_are_scrubbed_by_the_next_load(areas, inside, settings, tmp_path):
+    """An earlier version kept the free text of quarantined rows as read (names, phone numbers): the next load
+    (or build) removes the party and dropped columns and redacts the text, once, and marks the rows scrubbed."""
+    from onemap.warehouse import write_session
+    from pipelines.ingest import ingest
+
+    from .warehouse import query_rows
+
+    bad = police_row(inside, 接警单编号="J1", 报警类别代码="299999")
+    ingest(settings, "police", [_write(tmp_path, "a.csv", pd.DataFrame([bad]).to_csv(index=False).encode())],
+           progress=False)
+    as_read = json.dumps({**bad, "报警人姓名": "王小明"}, ensure_ascii=False)
+    with write_session(settings.warehouse_path, settings.timezone) as con:  # what the earlier version wrote
+        con.execute("UPDATE staging.rejects SET raw = ?, scrubbed = NULL", [as_read])
+    assert "13812345678" in query_rows(settings, "SELECT raw FROM staging.rejects")[0][0]
+    ingest(settings, "police", [_write(tmp_path, "b.csv", pd.DataFrame([police_row(inside, 接警单编号="J2")])
+                                       .to_csv(index=False).encode())], progress=False)
+    [(raw, scrubbed)] = query_rows(settings, "SELECT raw, scrubbed FROM staging.rejects")
+    values = json.loads(raw)
+    assert scrubbed is True and "报警人姓名" not in values and "13812345678" not in raw and "王小明" not in raw
+    assert values["报警类别代码"] == "299999" and "邻居漏水" in values["报警内容"]  # the rest as it was
