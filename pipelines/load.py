@@ -232,7 +232,8 @@ def scrub_quarantine(con) -> int:
         else:
             found = profile.resolve_headers(list(values))
             gone = set(profile.party_columns) | set(profile.drop_columns)
-            text = {found[f] for f in FREE_TEXT_FIELDS if f in found}
+            unmapped = set(values) - set(found.values()) - gone  # what events keep in ext, redacted
+            text = {found[f] for f in FREE_TEXT_FIELDS if f in found} | unmapped
             values = {k: redact_text(str(v)) if k in text else v for k, v in values.items() if k not in gone}
         fixed.append((batch_id, row, json.dumps(values, ensure_ascii=False)))
     frame = pd.DataFrame(fixed, columns=["batch_id", "source_row", "raw"])

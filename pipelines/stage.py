@@ -479,7 +479,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     unmapped_counts = {str(k): int(v) for k, v in unmapped_counts.items()}
     events = out if keep.all() else out[keep]
     events["content_hash"] = _content_hash(events, HASHED_FIELDS)
-    rejects = _reject_frame(raw, rej, profile, ctx, [found[f] for f in FREE_TEXT_FIELDS if f in found])
+    rejects = _reject_frame(raw, rej, profile, ctx, [found[f] for f in FREE_TEXT_FIELDS if f in found] + extra)
     if malformed is not None and len(malformed):
         rejects = pd.concat([rejects, pd.DataFrame({
             "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
@@ -607,13 +607,15 @@ def ctx_row_crs(get, profile: Profile) -> pd.Series | None:
     return None if s.isna().all() else s
 
 
-FREE_TEXT_FIELDS = ("summary", "address")  # redacted on load, in events and in the quarantine alike
+FREE_TEXT_FIELDS = ("summary", "address")  # redacted on load (with the unmapped columns, kept in ext), in events
+                                           # and in the quarantine alike
 
 
 def _reject_frame(raw: pd.DataFrame, rej: _Rejects, profile: Profile, ctx: StageContext,
                   free_text: list[str]) -> pd.DataFrame:
     """The quarantined rows, each with its file, row, field, reason and the row as read: without the party and
-    [drop] columns, and with its free text (``free_text`` headers) redacted as the loaded events' is. The
+    [drop] columns, and with its free text (``free_text`` headers: summary, address and the columns no field
+    maps, which events keep in ext) redacted as the loaded events' is. The
     warehouse holds no raw name or phone number, quarantine included (product.md, personal information)."""
     mask = rej.rejected
     personal = set(profile.party_columns) | set(profile.drop_columns)

@@ -83,11 +83,12 @@ def test_the_quarantine_keeps_no_dropped_column_and_no_phone_in_a_malformed_line
 
     row = {"事件编号": "G1", "上报时间": "2026-11-01 10:00:00", "事件类型代码": "ZZ9", "经度": f"{inside[0]:.6f}",
            "纬度": f"{inside[1]:.6f}", "坐标系": "WGS84", "处理状态": "登记受理", "上报人工号": "WGY0001",
-           "事件描述": "张三反映噪音，电话13912345678", "详细地址": "某路1号"}
+           "事件描述": "张三反映噪音，电话13912345678", "详细地址": "某路1号", "处置说明": "已联系业主13612345678"}
     staged = stage([row], areas, profile="demo_grid")
     [rej] = staged.rejects.to_dict("records")
     assert rej["reason"] == S.UNKNOWN_CATEGORY
     assert "上报人工号" not in json.loads(rej["raw"]) and "13912345678" not in rej["raw"]
+    assert "13612345678" not in rej["raw"] and "已联系业主" in json.loads(rej["raw"])["处置说明"]  # a column no field maps
     # a line the reader could not split into the header's fields is kept as text, redacted
     text = HEADER + "J1,2026-11-01 10:00:00,200201,ok\nJ2,2026-11-01,200201,李四报称被打，电话13712345678,extra\n"
     [summary] = ingest(settings, "police", [_write(tmp_path, "ragged.csv", text.encode())], progress=False)
