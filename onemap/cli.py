@@ -210,6 +210,72 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _emit(frame, fmt: str, out: str | None, table) -> None:
+    """A frame as JSON or CSV (to ``out``, with a BOM so that Excel reads the Chinese, or to stdout), or through
+    ``table()`` for people."""
+    if fmt == "json":
+        text = frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1)
+    elif fmt == "csv":
+        text = frame.to_csv(index=False)
+    else:
+        table()
+        return
+    if out:
+        Path(out).write_text(text, encoding="utf-8-sig" if fmt == "csv" else "utf-8")
+        print(f"wrote {len(frame):,} rows to {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def cmd_rejects(args: argparse.Namespace) -> int:
+    from onemap import quarantine
+    from onemap.warehouse import connect_readonly
+
+    settings = _settings(args)
+    con = connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
+    try:
+        frame = quarantine.rejects(con, file=args.file, reason=args.reason, batch=args.batch)
+    finally:
+        con.close()
+    if args.summary:
+        frame = quarantine.summary(frame)
+        _emit(frame, args.format, args.out, lambda: print(frame.to_string(index=False) if len(frame)
+                                                          else "nothing in quarantine"))
+        return 0
+    if args.raw:
+        if args.format == "table":
+            raise ValueError("--raw gives the rows in their file's layout: use it with --format csv or json")
+        _emit(quarantine.as_read(frame), args.format, args.out, None)
+        return 0
+    shown = frame.drop(columns=["raw", "batch_id"])
+
+    def table() -> None:
+        if frame.empty:
+            print("nothing in quarantine" + (" for this selection" if args.file or args.reason or args.batch else ""))
+            return
+        print(shown.head(args.limit).drop(columns=["loaded_at"]).to_string(index=False, max_colwidth=60))
+        if len(frame) > args.limit:
+            print(f"… {len(frame):,} rows in all; --format csv [--out FILE] gives every one")
+
+    _emit(shown, args.format, args.out, table)
+    return 0
+
+
+def cmd_loads(args: argparse.Namespace) -> int:
+    from onemap import quarantine
+    from onemap.warehouse import connect_readonly
+
+    settings = _settings(args)
+    con = connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
+    try:
+        frame = quarantine.loads(con)
+    finally:
+        con.close()
+    _emit(frame, args.format, args.out,
+          lambda: print(frame.drop(columns=["batch_id"]).to_string(index=False) if len(frame) else "no loads yet"))
+    return 0
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
     from models.backtest import DATASETS, run_backtest
 
@@ -315,6 +381,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "level below --area (towns of the county, villages of a town)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("rejects", help="list the quarantined rows (file, row, field, reason), or give them back in "
+                                       "their file's layout to correct and load again",
+                       description="Rows that did not load, from staging.rejects: each with its file, row number, "
+                                   "field, reason and detail. --summary counts them per file, reason and field; "
+                                   "--raw gives the rows of one file as read (its own headers; party and dropped "
+                                   "columns are not kept, free text is redacted), to correct in Excel and load "
+                                   "again with onemap ingest.")
+    p.add_argument("--file", help="only rows of this file (its name, as in onemap loads)")
+    p.add_argument("--reason", help="only rows quarantined for this reason (e.g. unknown_category)")
+    p.add_argument("--batch", help="only rows of this load (batch id)")
+    p.add_argument("--summary", action="store_true", help="counts per file, reason and field")
+    p.add_argument("--raw", action="store_true", help="the rows in their file's layout (needs --file when the "
+                                                       "selection spans files; csv or json)")
+    p.add_argument("--limit", type=int, default=30, help="rows shown in the table (default 30)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--out", help="write csv (with a BOM, for Excel) or json to this file instead of the screen")
+    p.set_defaults(func=cmd_rejects)
+
+    p = sub.add_parser("loads", help="list the loads: file, profile and read / inserted / updated / unchanged / "
+                                     "linked / quarantined, and whether they reconcile")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--out", help="write csv or json to this file instead of the screen")
+    p.set_defaults(func=cmd_loads)
 
     p = sub.add_parser("backtest", help="rolling-origin backtest of the next-period forecast (PAI, PEI, ceiling)",
                        description="Rolling-origin backtest of the cell risk forecaster beside the baselines "

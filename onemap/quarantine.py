@@ -1,0 +1,54 @@
+"""What the loads did and what they refused, for data staff: the load history (meta.batches) and the quarantine
+(staging.rejects), as frames, and the quarantined rows back in their source's own layout, to be corrected and
+loaded again (`onemap rejects --raw`)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+LOAD_COLUMNS = ("loaded_at", "source", "source_file", "profile", "rows_read", "inserted", "updated", "unchanged",
+                "linked", "quarantined")
+
+
+def loads(con) -> pd.DataFrame:
+    """Every load of a file (newest first) with its counts, and whether they reconcile: read = inserted + updated
+    + unchanged + quarantined."""
+    frame = con.execute(f"SELECT {', '.join(LOAD_COLUMNS)}, batch_id FROM meta.batches "
+                        "ORDER BY loaded_at DESC, source_file").df()
+    return frame.assign(reconciles=frame["rows_read"] == frame[["inserted", "updated", "unchanged",
+                                                                 "quarantined"]].sum(axis=1))
+
+
+def rejects(con, file: str | None = None, reason: str | None = None, batch: str | None = None) -> pd.DataFrame:
+    """Quarantined rows (by file and row number), optionally of one file name, reason or batch."""
+    clauses, params = ["TRUE"], {}
+    for column, value in (("r.source_file", file), ("r.reason", reason), ("r.batch_id", batch)):
+        if value is not None:
+            clauses.append(f"{column} = ${column[2:]}")
+            params[column[2:]] = value
+    return con.execute(f"""
+        SELECT b.loaded_at, r.source, r.source_file, r.source_row, r.field, r.reason, r.detail, r.raw, r.batch_id
+        FROM staging.rejects r LEFT JOIN meta.batches b USING (batch_id)
+        WHERE {' AND '.join(clauses)} ORDER BY b.loaded_at, r.source_file, r.source_row""", params).df()
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """How many rows each file lost to each reason, and on which field, most first."""
+    return (frame.groupby(["source_file", "reason", "field"]).size().rename("rows").reset_index()
+            .sort_values(["source_file", "rows"], ascending=[True, False], ignore_index=True))
+
+
+def as_read(frame: pd.DataFrame) -> pd.DataFrame:
+    """The quarantined rows of one file in its own layout (its headers, in its order), to correct and load again.
+    Party and dropped columns are not kept in quarantine, so they are absent; free text comes back redacted."""
+    files = frame["source_file"].unique()
+    if len(files) > 1:
+        raise ValueError(f"rows of {len(files)} files ({', '.join(files[:3])} …) have different layouts: "
+                         "choose one with --file")
+    rows = [json.loads(raw) if raw else {} for raw in frame["raw"]]
+    if any(set(r) == {"line"} for r in rows):
+        raise ValueError("malformed rows (wrong number of fields) cannot be laid out in columns: leave them out "
+                         "with --reason, or read their text with --format json")
+    headers = list(dict.fromkeys(h for r in rows for h in r))
+    return pd.DataFrame(rows, columns=headers, dtype=object)
