@@ -14,7 +14,7 @@ from flask import Response
 
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
-from dashboard.figures import hex_map, hotspot_map
+from dashboard.figures import daily_chart, hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import (
@@ -179,6 +179,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                 html.H3(f"{AREA_TITLE[(viewer.scope if viewer else queries.COUNTY).level]}（所选时段）",
                         className="" if not kiosk else "hidden"),
                 html.Div(id="areas", className="" if not kiosk else "hidden"),
+                html.H3("每日受理与日终积压（所选时段）"),
+                dcc.Graph(id="daily", config={"displayModeBar": False}, style={"height": "190px"}),
                 html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
                 html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
         ]),
@@ -238,6 +240,15 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                 *[f"环比 {format_change(kpi(k), values[k], before[k])} · 同比 {format_change(kpi(k), values[k], year[k])}"
                   for k in STRIP],
                 f"数据截至 {as_of:%Y-%m-%d %H:%M}")
+
+    @app.callback(
+        Output("daily", "figure"),
+        Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
+        Input("sources", "value"), Input("refresh", "n_intervals"),
+    )
+    def daily(start, end, categories, sources, _tick):
+        """Registered per day and the backlog at each day's end, of the viewer's own area (aggregate counts)."""
+        return daily_chart(queries.daily_series(data.con(), _filter(gate.viewer(), start, end, categories, sources)))
 
     @app.callback(
         Output("areas", "children"),

@@ -103,3 +103,25 @@ def _corner_note(fig: go.Figure, text: str, theme: str) -> None:
 
 
 HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测"
+
+
+def daily_chart(days: pd.DataFrame, theme: str = "dark") -> go.Figure:
+    """Cases registered each day (bars) and the backlog at each day's end (lines, right axis: open, and of them
+    past their due time), from ``onemap.queries.daily_series``: where the work piles up, not only where it comes in."""
+    text = "#dfe7f1" if theme == "dark" else "#1b2a3a"
+    fig = go.Figure([
+        go.Bar(x=days["day"], y=days["registered"], name="受理", marker_color="#2f7f8f",
+               hovertemplate="%{x|%m-%d} 受理 %{y}<extra></extra>"),
+        go.Scatter(x=days["day"], y=days["open"], name="未办结", yaxis="y2", mode="lines", line={"color": "#f2c14e"},
+                   hovertemplate="%{x|%m-%d} 日终未办结 %{y}<extra></extra>"),
+        go.Scatter(x=days["day"], y=days["overdue"], name="超期", yaxis="y2", mode="lines", line={"color": "#d7263d"},
+                   hovertemplate="%{x|%m-%d} 日终超期 %{y}<extra></extra>"),
+    ])
+    fig.update_layout(
+        height=190, margin={"l": 36, "r": 40, "t": 8, "b": 24}, paper_bgcolor=BACKGROUND[theme],
+        plot_bgcolor=BACKGROUND[theme], font={"color": text, "size": 11}, bargap=0.15,
+        legend={"orientation": "h", "y": 1.12, "x": 0, "font": {"size": 11}},
+        xaxis={"tickformat": "%m-%d", "gridcolor": "#1b3350"},
+        yaxis={"title": None, "gridcolor": "#1b3350", "rangemode": "tozero"},
+        yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False})
+    return fig

@@ -25,9 +25,12 @@ class ContractViolation(RuntimeError):
 
 
 def _configure(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
-    con.execute(f"SET TimeZone = '{timezone}'")  # the zone name comes from settings, not from users
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET autoload_known_extensions = false")
+    """The deployment's time zone (calendar days, period bounds) and no extension downloads, for this database
+    and every cursor of it: GLOBAL, because a plain SET holds for this connection only, and the dashboard's
+    threads each query through a ``cursor()``, which starts from the defaults (UTC; autoload on)."""
+    con.execute(f"SET GLOBAL TimeZone = '{timezone}'")  # the zone name comes from settings, not from users
+    con.execute("SET GLOBAL autoinstall_known_extensions = false")
+    con.execute("SET GLOBAL autoload_known_extensions = false")
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:

@@ -236,6 +236,14 @@ def test_the_area_table_lists_the_users_own_villages_with_their_kpis(app, con):
         assert text[i + 4].endswith("*") == (r.village_share is not None and r.base_village_share < 30)
     others = set(queries.area_names(con).values()) - set(villages["name"]) - {town.name}
     assert not others & set(text)
+    # the daily chart: the town's registrations per day, and its backlog
+    fig = _call(client, "daily.figure", {"dates.start_date": f"{start}", "dates.end_date": f"{last}",
+                                         "categories.value": [], "sources.value": []})["daily"]["figure"]
+    bars, backlog = fig["data"][0], fig["data"][1]
+    series = queries.daily_series(con, queries.EventFilter(start, last, scope=town))
+    assert _numbers(bars["y"]).sum() == series["registered"].sum() == queries.kpis(
+        con, queries.EventFilter(start, last, scope=town))["registered"]
+    assert list(_numbers(backlog["y"])) == list(series["open"])
     # the villages' rows hold the town's events that are placed to a village
     in_villages = con.execute("SELECT count(*) FROM core.events WHERE town_code = ? AND village_code IS NOT NULL "
                               "AND CAST(reported_at AS DATE) BETWEEN ? AND ?", [town.code, start, last]).fetchone()[0]

@@ -146,3 +146,23 @@ def test_each_cells_home_is_the_village_with_most_of_its_events(con, events, res
     assert all(got[(c, v)] == top[c] == n for c, v, n in zip(stored["cell"], stored["village_code"], stored["n"],
                                                              strict=True))
     assert (stored["village_code"].str[:9] == stored["town_code"]).all()
+
+
+def test_the_daily_backlog_matches_a_count_case_by_case(con):
+    """queries.daily_series against a count over every case for every day: registered that day; open at the day's
+    end (registered by then, not closed by then); of them, past their due day. In one town, for one category."""
+    town = queries.child_areas(con, None)["code"].iloc[0]
+    last = queries.date_bounds(con)[1]
+    flt = queries.EventFilter(last - dt.timedelta(days=20), last, categories=("MD",), scope=queries.Scope("town", town))
+    got = queries.daily_series(con, flt).set_index("day")
+    full = con.execute("SELECT CAST(reported_at AS DATE) AS r, CASE WHEN status = '已办结' THEN CAST(closed_at AS DATE) "
+                       "END AS c, CAST(due_at AS DATE) AS u FROM core.events WHERE town_code = ? AND "
+                       "category_code LIKE 'MD%'", [town]).df()
+    r, c, u = (pd.to_datetime(full[k]) for k in ("r", "c", "u"))
+    assert len(got) == 21 and got["open"].min() > 0
+    for day, row in got.iterrows():
+        day = pd.Timestamp(day)
+        still_open = (r <= day) & ~(c <= day)
+        assert row["registered"] == (r == day).sum()
+        assert row["open"] == still_open.sum(), day
+        assert row["overdue"] == (still_open & (u <= day)).sum(), day

@@ -92,6 +92,22 @@ def test_readers_see_the_new_file_after_publish(tmp_path):
     reader.close()
 
 
+def test_every_cursor_the_dashboard_queries_through_keeps_the_time_zone_and_no_extension_downloads(tmp_path):
+    """The dashboard's threads query through cursors of the published warehouse: each must count calendar days in
+    the deployment's zone (an event at 01:00 Beijing time belongs to that day, not to the day before in UTC) and
+    must not download or autoload extensions. A plain SET held for the parent connection only."""
+    path = tmp_path / "w.duckdb"
+    with write_session(path, "Asia/Shanghai") as con:
+        _insert(con, _event_row("grid:1", reported_at=pd.Timestamp("2025-01-02 01:00", tz="Asia/Shanghai")))
+    reader = PublishedWarehouse(path, "Asia/Shanghai")
+    cursor = reader.connection()
+    assert cursor.execute("SELECT CAST(reported_at AS DATE) FROM core.events").fetchall()[0][0] == \
+        pd.Timestamp("2025-01-02").date()
+    assert cursor.execute("SELECT current_setting('autoinstall_known_extensions'), "
+                          "current_setting('autoload_known_extensions')").fetchall()[0] == (False, False)
+    reader.close()
+
+
 def test_h3_parent_sql_matches_h3():
     import h3
     from hypothesis import given, settings
