@@ -118,10 +118,11 @@ def daily_chart(days: pd.DataFrame, theme: str = "dark") -> go.Figure:
                    hovertemplate="%{x|%m-%d} 日终超期 %{y}<extra></extra>"),
     ])
     fig.update_layout(
-        height=190, margin={"l": 36, "r": 40, "t": 8, "b": 24}, paper_bgcolor=BACKGROUND[theme],
+        height=190, margin={"l": 36, "r": 40, "t": 26, "b": 24}, paper_bgcolor=BACKGROUND[theme],
         plot_bgcolor=BACKGROUND[theme], font={"color": text, "size": 11}, bargap=0.15,
-        legend={"orientation": "h", "y": 1.12, "x": 0, "font": {"size": 11}},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
         xaxis={"tickformat": "%m-%d", "gridcolor": "#1b3350"},
         yaxis={"title": None, "gridcolor": "#1b3350", "rangemode": "tozero"},
-        yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False})
+        yaxis2={"overlaying": "y", "side": "right", "showgrid": False,
+                "range": [0, 1.1 * max(int(days["open"].max()) if len(days) else 0, 1)]})
     return fig
