@@ -100,7 +100,8 @@ def main() -> None:
                               ("hex counts, H3 10", lambda f=flt, p=privacy: queries.hex_counts(con, f, 10, **p)),
                               ("KPIs, one period", lambda f=flt: queries.kpis(con, f)),
                               ("strip KPIs + 环比 + 同比", lambda f=flt: queries.kpis_compared(con, f, keys=STRIP)),
-                              ("KPIs per child area", lambda f=flt: queries.area_kpis(con, f))):
+                              ("KPIs per child area", lambda f=flt: queries.area_kpis(con, f)),
+                              ("daily chart + backlog", lambda f=flt: queries.daily_series(con, f))):
                 p50, p95 = _times(fn, args.repeat)
                 base.setdefault(query, p50)
                 print(f"{label:<52} {query:<22} {p50:>8.1f} {p95:>8.1f} {p50 / base[query]:>9.2f}x")

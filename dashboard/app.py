@@ -46,7 +46,7 @@ def _filter(viewer: Viewer, start: str, end: str, categories, sources) -> querie
 
 def _kpi_card(key: str) -> html.Div:
     k = kpi(key)
-    return html.Div(className="kpi", title=k.meaning, children=[
+    return html.Div(className="kpi", title=f"{k.label}：{k.zh}", children=[
         html.Div(k.label, className="kpi-label"), html.Div("—", id=f"kpi-{key}", className="kpi-value"),
         html.Div("", id=f"kpi-{key}-change", className="kpi-change",
                  title="环比：与之前同样长的一段时间相比；同比：与去年同期（52 周前的同样日子）相比")])
@@ -111,7 +111,7 @@ def _area_table(frame: pd.DataFrame) -> html.Div | html.P:
     rows = [[r["name"]] + [format_with_base(k, r[k.key], r.get(f"base_{k.key}")) for k in shown]
             for _, r in frame.sort_values(["registered", "code"], ascending=[False, True]).iterrows()]
     table = html.Table(className="areas", children=[
-        html.Thead(html.Tr([html.Th("")] + [html.Th(k.label, title=k.meaning) for k in shown])),
+        html.Thead(html.Tr([html.Th("")] + [html.Th(k.label, title=k.zh) for k in shown])),
         html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows])])
     starred = any(cell.endswith("*") for row in rows for cell in row[1:])
     return html.Div([table] + ([html.Div(small_base_note(), className="summary")] if starred else []))

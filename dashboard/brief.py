@@ -18,7 +18,15 @@ import pandas as pd
 
 from onemap import queries
 from onemap.categories import category_name
-from onemap.metrics import KPIS, format_change, format_value, format_with_base, kpi, small_base_note
+from onemap.metrics import (
+    KPIS,
+    SMALL_BASE,
+    format_change,
+    format_value,
+    format_with_base,
+    kpi,
+    small_base_note,
+)
 from onemap.reviews import VERDICTS, recent_record, with_reviews
 
 TOP_ALERTS = 10
@@ -271,4 +279,9 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
                     category_name(r.top_category)] for r in repeats.itertuples()]))
     else:
         add(Text("本期没有重复警情地点。"))
+
+    # the definitions, so that a figure is read as it was computed (办结率 and 化解率 are often quoted undefined)
+    add(Heading("附：指标口径"))
+    add(Table(["指标", "口径"], [[k.label, k.zh] for k in KPIS]))
+    add(Text(f"统计时点为各周结束时（本周为 {as_of:%Y-%m-%d %H:%M}）；比率旁的 * 表示分母不足 {SMALL_BASE} 件。", note=True))
     return brief

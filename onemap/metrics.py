@@ -28,44 +28,55 @@ class Kpi:
     sql: str
     kind: str  # "count", "rate", "mean" or "days" (a median duration in days)
     base: str | None = None  # SQL count of the cases a rate or mean is taken over (its denominator)
+    zh: str = ""  # 口径: the definition in Chinese, as the map's tooltips and the brief's appendix give it
 
 
-def _share(key: str, label: str, meaning: str, part: str, of: str | None = None) -> Kpi:
+def _share(key: str, label: str, meaning: str, part: str, of: str | None = None, zh: str = "") -> Kpi:
     """A rate: the cases meeting ``part`` among those meeting ``of`` (None: every case registered in the period)."""
     base = "count(*)" if of is None else f"count(*) FILTER (WHERE {of})"
     within = part if of is None else f"({of}) AND ({part})"
-    return Kpi(key, label, meaning, f"count(*) FILTER (WHERE {within}) / nullif({base}, 0)", "rate", base)
+    return Kpi(key, label, meaning, f"count(*) FILTER (WHERE {within}) / nullif({base}, 0)", "rate", base, zh)
 
 
 KPIS: tuple[Kpi, ...] = (
-    Kpi("registered", "受理数", "cases registered (reported) in the period", "count(*)", "count"),
-    _share("closed_rate", "办结率", "closed as of the reference time ÷ registered in the period", CLOSED),
+    Kpi("registered", "受理数", "cases registered (reported) in the period", "count(*)", "count",
+        zh="所选时段内登记受理（上报）的事件数"),
+    _share("closed_rate", "办结率", "closed as of the reference time ÷ registered in the period", CLOSED,
+           zh="时段内受理的事件中，截至统计时点已办结的比例"),
     _share("resolved_rate", "化解率", "closed with outcome 化解 ÷ registered in the period",
-           f"{CLOSED} AND outcome = '化解'"),
+           f"{CLOSED} AND outcome = '化解'", zh="时段内受理的事件中，截至统计时点已办结且结果为“化解”的比例"),
     Kpi("overdue", "超期", "open at the reference time and past their due time",
-        f"count(*) FILTER (WHERE {OVERDUE})", "count"),
-    _share("overdue_rate", "超期率", "overdue ÷ open at the reference time", OVERDUE, OPEN),
+        f"count(*) FILTER (WHERE {OVERDUE})", "count",
+        zh="时段内受理的事件中，截至统计时点仍未办结且已过办理期限的件数"),
+    _share("overdue_rate", "超期率", "overdue ÷ open at the reference time", OVERDUE, OPEN,
+           zh="截至统计时点未办结的事件中，已过办理期限的比例"),
     _share("onsite_rate", "现场处结率", "closed on the spot by the first responder ÷ registered",
-           f"{CLOSED} AND on_site_closed"),
+           f"{CLOSED} AND on_site_closed", zh="时段内受理的事件中，由首到人员现场处结的比例"),
     Kpi("satisfaction", "满意度", "mean satisfaction (0–5) of closed cases that were surveyed",
-        f"avg(satisfaction) FILTER (WHERE {CLOSED})", "mean", f"count(satisfaction) FILTER (WHERE {CLOSED})"),
+        f"avg(satisfaction) FILTER (WHERE {CLOSED})", "mean", f"count(satisfaction) FILTER (WHERE {CLOSED})",
+        zh="已办结并做了回访评价的事件的平均满意度（0–5 分）"),
     # on time, honestly: a case still open past its due time counts against the rate, not only late closures
     # (a rate over closed cases alone reads 100 % beside a long overdue list)
     _share("ontime_rate", "按时办结率",
            "closed by their due time ÷ (closed with a due time + open past their due time)",
-           f"{CLOSED} AND closed_at <= due_at", f"due_at IS NOT NULL AND ({CLOSED} OR due_at < $as_of)"),
+           f"{CLOSED} AND closed_at <= due_at", f"due_at IS NOT NULL AND ({CLOSED} OR due_at < $as_of)",
+           zh="在办理期限内办结的件数 ÷（已办结且有期限的件数 + 仍未办结但已超期的件数）；超期未办的也算未按时"),
     # 重办结率轻解决率: a case closed and then shown open again by a later export was not settled
     _share("reopened_rate", "重开率", "closed cases later shown open again ÷ cases closed at some time, as of the "
-           "reference time", "reopened_at <= $as_of", f"{CLOSED} OR reopened_at <= $as_of"),
+           "reference time", "reopened_at <= $as_of", f"{CLOSED} OR reopened_at <= $as_of",
+           zh="办结过的事件中，后来的导出又显示为未办结（重开）的比例"),
     Kpi("median_days", "办结用时", "median days from report to close of the cases closed as of the reference time "
         "(a recent period reads low: its slow cases are still open)",
         f"median(epoch(closed_at - reported_at) / 86400.0) FILTER (WHERE {CLOSED})", "days",
-        f"count(*) FILTER (WHERE {CLOSED})"),
+        f"count(*) FILTER (WHERE {CLOSED})",
+        zh="已办结事件从上报到办结天数的中位数（最近时段偏小：慢的案件还没办完）"),
     # 小事不出村、大事不出镇: where cases are settled. Only cases whose export names the handling tier count.
     _share("village_share", "村级办结占比", "closed by the village (community) tier ÷ closed with a known handling tier",
-           "handling_tier = 'village'", CLOSED_TIERED),
+           "handling_tier = 'village'", CLOSED_TIERED,
+           zh="已办结且写明办理层级的事件中，由村（社区）办结的比例（小事不出村）"),
     _share("town_or_below_share", "镇村办结占比", "closed by the village or town tier ÷ closed with a known handling tier",
-           "handling_tier IN ('village', 'town')", CLOSED_TIERED),
+           "handling_tier IN ('village', 'town')", CLOSED_TIERED,
+           zh="已办结且写明办理层级的事件中，由村（社区）或镇（街道）办结的比例（大事不出镇）"),
 )
 
 STRIP = ("registered", "closed_rate", "resolved_rate", "overdue", "village_share")  # the KPI strip on the map page

@@ -100,3 +100,15 @@ def test_on_time_rate_counts_open_overdue_cases_and_median_days_is_the_median(ca
     assert got[1] == judged
     assert got[0] == (pytest.approx(on_time / judged) if judged else None)
     assert got[2] == (pytest.approx(statistics.median(days), abs=1e-6) if days else None)
+
+
+def test_every_kpi_has_its_chinese_definition_and_the_brief_prints_them(con):
+    """口径: each KPI carries a Chinese definition that the map's tooltips and the brief's appendix show."""
+    from dashboard.brief import Heading, Table, weekly_brief
+    from onemap.metrics import KPIS
+
+    assert all(k.zh and len(k.zh) >= 10 for k in KPIS) and len({k.zh for k in KPIS}) == len(KPIS)
+    brief = weekly_brief(con, "汕尾市城区", None, map_png=None)
+    i = next(i for i, b in enumerate(brief.blocks) if isinstance(b, Heading) and b.text == "附：指标口径")
+    table = next(b for b in brief.blocks[i:] if isinstance(b, Table))
+    assert table.rows == [[k.label, k.zh] for k in KPIS]
