@@ -96,6 +96,11 @@ def _category_labels(codes) -> dict[str, str]:
     return {c: f"{n}（{c}）" if taken[n] > 1 else n for c, n in names.items()}
 
 
+def _next_figure(brief: WeeklyBrief) -> int:
+    """The number of the next figure (图n) of the brief."""
+    return 1 + sum(isinstance(b, Picture) for b in brief.blocks)
+
+
 def _tier_sentence(week: dict, areas: list[tuple[str, dict]]) -> str:
     """小事不出村、大事不出镇 in one sentence: where the week's closed cases were settled, and the areas whose
     villages settled the least ("" when no closed case of the week names its handling tier)."""
@@ -153,9 +158,23 @@ def weekly_trend(con, start: dt.date, weeks: int = TREND_WEEKS, scope: queries.S
     return pd.DataFrame(rows)
 
 
+def weekly_backlog(con, start: dt.date, weeks: int = TREND_WEEKS, scope: queries.Scope | None = None
+                   ) -> pd.DataFrame:
+    """The backlog at the end of each of the ``weeks`` weeks ending with the week starting ``start`` (columns week:
+    its Monday, label: its Sunday, open, overdue): ``queries.daily_series`` on the Sundays, within ``scope``."""
+    first = start - dt.timedelta(weeks=weeks - 1)
+    days = queries.daily_series(con, queries.EventFilter(start=first, end=start + dt.timedelta(days=6), scope=scope))
+    sundays = days[pd.to_datetime(days["day"]).dt.day_of_week == 6]
+    sunday = pd.to_datetime(sundays["day"])
+    return pd.DataFrame({"week": (sunday - pd.Timedelta(days=6)).dt.date.to_numpy(),
+                         "label": [f"{d.month}/{d.day}" for d in sunday],  # the day the count is taken
+                         "open": sundays["open"].astype(int).to_numpy(),
+                         "overdue": sundays["overdue"].astype(int).to_numpy()})
+
+
 def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None,
                  trend_png: bytes | None = None, scope: queries.Scope | None = None,
-                 reviews_path=None) -> WeeklyBrief:
+                 reviews_path=None, backlog_png: bytes | None = None) -> WeeklyBrief:
     """The brief of the week holding ``week`` (default: :func:`default_week`) for ``scope`` (default the whole
     county; a town's or village's brief holds only its own events, alerts, hot spots and places). ``map_png``:
     the week's map (``dashboard.brief_images.week_map``) and ``trend_png``: the chart of :func:`weekly_trend`
@@ -182,7 +201,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
                 format_change(k, now[k.key], year[k.key])] for k in KPIS]))
 
     if trend_png:
-        add(Picture(trend_png, f"图1 近{TREND_WEEKS}周每周受理数（红色为本周），折线为去年同期"))
+        add(Picture(trend_png, f"图{_next_figure(brief)} 近{TREND_WEEKS}周每周受理数（红色为本周），折线为去年同期"))
 
     add(Heading("二、分类别变化"))
     counts = pd.DataFrame({"now": queries.category_counts(con, this), "before": queries.category_counts(con, last_week),
@@ -257,11 +276,13 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Text("本期未计算新兴热点。"))
     add(Text("热点类别显示事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测。", note=True))
     if map_png:
-        add(Picture(map_png, f"图{2 if trend_png else 1} 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
+        add(Picture(map_png, f"图{_next_figure(brief)} 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
 
     add(Heading("六、超期督办"))
     overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE, scope)
     place = queries.area_names(con)
+    if backlog_png:
+        add(Picture(backlog_png, f"图{_next_figure(brief)} 近{TREND_WEEKS}周每周末未办结与超期案件数"))
     add(Text(f"截至本周末共有超期未办结 {total:,} 件（保密及涉家暴、未成年人事件只计数、不列出），"
              f"超期最久的 {len(overdue)} 件："))
     if len(overdue):

@@ -19,10 +19,11 @@ from dashboard.brief import (
     WeeklyBrief,
     default_week,
     week_of,
+    weekly_backlog,
     weekly_brief,
     weekly_trend,
 )
-from dashboard.brief_images import CJK_SC_INDEX, cjk_font_path, trend_chart, week_map
+from dashboard.brief_images import CJK_SC_INDEX, backlog_chart, cjk_font_path, trend_chart, week_map
 from onemap import queries
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly
@@ -42,7 +43,10 @@ def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queri
     png = week_map(counts, *_map_areas(con, scope))
     trend = weekly_trend(con, start, scope=scope)
     chart = trend_chart(list(trend["label"]), list(trend["registered"]), list(trend["year_before"]))
-    return weekly_brief(con, settings.county_name, start, png, chart, scope=scope, reviews_path=settings.reviews_path)
+    backlog = weekly_backlog(con, start, scope=scope)
+    backlog_png = backlog_chart(list(backlog["label"]), list(backlog["open"]), list(backlog["overdue"]))
+    return weekly_brief(con, settings.county_name, start, png, chart, scope=scope, reviews_path=settings.reviews_path,
+                        backlog_png=backlog_png)
 
 
 def _map_areas(con, scope: queries.Scope | None) -> tuple[dict[str, dict], object]:

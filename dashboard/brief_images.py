@@ -92,43 +92,86 @@ def week_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataF
     return out.getvalue()
 
 
+class _Chart:
+    """A white chart canvas for the brief: value grid lines with labels on the left, one slot per period along
+    the bottom, a legend along the top."""
+
+    left, right, top, bottom = 90, 30, 60, 70
+
+    def __init__(self, labels: list[str], peak: float, width: int = 1600, height: int = 560):
+        self.img = Image.new("RGB", (width, height), "#ffffff")
+        self.draw = ImageDraw.Draw(self.img)
+        self.font = ImageFont.truetype(str(cjk_font_path()), 22, index=CJK_SC_INDEX)
+        self.plot_w, self.plot_h = width - self.left - self.right, height - self.top - self.bottom
+        step = 10 ** max(len(str(int(max(peak, 1)))) - 1, 0)
+        self.peak = (max(peak, 1) // step + 1) * step
+        for i in range(5):  # grid lines and axis labels
+            y = self.top + self.plot_h - self.plot_h * i / 4
+            self.draw.line([(self.left, y), (width - self.right, y)], fill="#e3e8ef", width=1)
+            self.draw.text((self.left - 12, y), f"{int(self.peak * i / 4):,}", fill="#4a5a6a", font=self.font,
+                           anchor="rm")
+        self.slot = self.plot_w / max(len(labels), 1)
+        for i, label in enumerate(labels):
+            self.draw.text((self.x(i), self.top + self.plot_h + 12), label, fill="#4a5a6a", font=self.font,
+                           anchor="mt")
+        self.legend_x = self.left
+
+    def x(self, i: int) -> float:
+        return self.left + (i + 0.5) * self.slot
+
+    def y(self, v: float) -> float:
+        return self.top + self.plot_h - self.plot_h * v / self.peak
+
+    def bars(self, values: list[int], colour: str, last_colour: str) -> None:
+        for i, n in enumerate(values):
+            x0, x1 = self.x(i) - self.slot * 0.32, self.x(i) + self.slot * 0.32
+            self.draw.rectangle([x0, self.y(n), x1, self.top + self.plot_h],
+                                fill=last_colour if i == len(values) - 1 else colour)
+            self.draw.text((self.x(i), self.y(n) - 6), f"{n}", fill="#1b2a3a", font=self.font, anchor="mb")
+
+    def line(self, values: list[int], colour: str, labels: bool = False) -> None:
+        points = [(self.x(i), self.y(v)) for i, v in enumerate(values)]
+        if len(points) > 1:
+            self.draw.line(points, fill=colour, width=4, joint="curve")
+        for (x, y), v in zip(points, values, strict=True):
+            self.draw.ellipse([x - 6, y - 6, x + 6, y + 6], fill=colour)
+            if labels:
+                self.draw.text((x, y - 10), f"{v:,}", fill="#1b2a3a", font=self.font, anchor="mb")
+
+    def key(self, label: str, colour: str, bar: bool) -> None:
+        """One legend entry: a swatch (bar) or a stroke (line) and its label."""
+        if bar:
+            self.draw.rectangle([self.legend_x, 16, self.legend_x + 24, 36], fill=colour)
+        else:
+            self.draw.line([(self.legend_x - 4, 26), (self.legend_x + 28, 26)], fill=colour, width=4)
+        self.draw.text((self.legend_x + 32, 26), label, fill="#1b2a3a", font=self.font, anchor="lm")
+        self.legend_x += 32 + int(self.draw.textlength(label, font=self.font)) + 40
+
+    def png(self) -> bytes:
+        out = io.BytesIO()
+        self.img.save(out, format="PNG", optimize=True)
+        return out.getvalue()
+
+
 def trend_chart(weeks: list[str], counts: list[int], year_before: list[int], width: int = 1600,
                 height: int = 560) -> bytes:
     """PNG bar chart of events per week (``counts``, labelled ``weeks``), the last bar highlighted, with the same
     weeks a year earlier (``year_before``) as a line, so a rise shows against last week and against the season."""
-    img = Image.new("RGB", (width, height), "#ffffff")
-    draw = ImageDraw.Draw(img)
-    font = ImageFont.truetype(str(cjk_font_path()), 22, index=CJK_SC_INDEX)
-    left, right, top, bottom = 90, 30, 60, 70
-    plot_w, plot_h = width - left - right, height - top - bottom
-    peak = max([*counts, *year_before, 1])
-    step = 10 ** max(len(str(peak)) - 1, 0)
-    peak = (peak // step + 1) * step
-    for i in range(5):  # grid lines and axis labels
-        y = top + plot_h - plot_h * i / 4
-        draw.line([(left, y), (width - right, y)], fill="#e3e8ef", width=1)
-        draw.text((left - 12, y), f"{int(peak * i / 4):,}", fill="#4a5a6a", font=font, anchor="rm")
-    slot = plot_w / max(len(counts), 1)
+    chart = _Chart(weeks, max([*counts, *year_before, 1]), width, height)
+    chart.bars(counts, "#2f7f8f", "#d7263d")
+    chart.line(year_before, "#f08a3c")
+    chart.key("每周受理数", "#2f7f8f", bar=True)
+    chart.key("去年同期", "#f08a3c", bar=False)
+    return chart.png()
 
-    def y_of(v: float) -> float:
-        return top + plot_h - plot_h * v / peak
 
-    for i, (label, n) in enumerate(zip(weeks, counts, strict=True)):
-        x0 = left + i * slot + slot * 0.18
-        x1 = left + (i + 1) * slot - slot * 0.18
-        colour = "#d7263d" if i == len(counts) - 1 else "#2f7f8f"
-        draw.rectangle([x0, y_of(n), x1, top + plot_h], fill=colour)
-        draw.text(((x0 + x1) / 2, y_of(n) - 6), f"{n}", fill="#1b2a3a", font=font, anchor="mb")
-        draw.text(((x0 + x1) / 2, top + plot_h + 12), label, fill="#4a5a6a", font=font, anchor="mt")
-    points = [(left + (i + 0.5) * slot, y_of(v)) for i, v in enumerate(year_before)]
-    if len(points) > 1:
-        draw.line(points, fill="#f08a3c", width=4, joint="curve")
-    for x, y in points:
-        draw.ellipse([x - 6, y - 6, x + 6, y + 6], fill="#f08a3c")
-    draw.rectangle([left, 16, left + 24, 36], fill="#2f7f8f")
-    draw.text((left + 32, 26), "每周受理数", fill="#1b2a3a", font=font, anchor="lm")
-    draw.line([(left + 220, 26), (left + 260, 26)], fill="#f08a3c", width=4)
-    draw.text((left + 268, 26), "去年同期", fill="#1b2a3a", font=font, anchor="lm")
-    out = io.BytesIO()
-    img.save(out, format="PNG", optimize=True)
-    return out.getvalue()
+def backlog_chart(weeks: list[str], open_cases: list[int], overdue: list[int], width: int = 1600,
+                  height: int = 560) -> bytes:
+    """PNG line chart of the backlog at each week's end: cases still open, and of them those past their due time
+    (``onemap.queries.daily_series`` on Sundays), so that the 督办 list reads against its trend."""
+    chart = _Chart(weeks, max([*open_cases, *overdue, 1]) * 1.1, width, height)
+    chart.line(open_cases, "#2f7f8f", labels=True)
+    chart.line(overdue, "#d7263d", labels=True)
+    chart.key("周末未办结", "#2f7f8f", bar=False)
+    chart.key("其中超期", "#d7263d", bar=False)
+    return chart.png()

@@ -132,7 +132,8 @@ def test_report_command_writes_a_word_brief_and_a_pdf_with_chinese_text(demo_set
     document = docx.Document(str(tmp_path / "研判周报_20261102-20261108.docx"))
     headings = [p.text for p in document.paragraphs if p.style.name.startswith(("Heading", "Title"))]
     assert headings[0] == "汕尾市城区社会治理研判周报（2026年11月02日—11月08日）"
-    assert "六、超期督办" in headings and len(document.inline_shapes) == 2  # the trend chart and the map
+    assert "六、超期督办" in headings and "附：指标口径" in headings
+    assert len(document.inline_shapes) == 3  # the trend chart, the map and the backlog chart
     assert document.tables[0].rows[1].cells[1].text == f"{int(registered):,}"
     reader = pypdf.PdfReader(io.BytesIO((tmp_path / "研判周报_20261102-20261108.pdf").read_bytes()))
     assert len(reader.pages) >= 2
@@ -244,3 +245,23 @@ def test_the_briefs_alerts_carry_the_analysts_verdicts(con, tmp_path):
     record = next(b.text for b in again.blocks if isinstance(b, Text) and b.text.startswith("近4周"))
     assert "已核实 2 条：属实 1 条，误报 1 条，属实率 50%（95% 区间 9%—91%）。" in record
     assert not any(b.text.startswith("近4周") for b in plain.blocks if isinstance(b, Text))
+
+
+def test_the_backlog_at_each_weeks_end_leads_to_this_weeks_overdue_count(con):
+    """The 督办 section's chart: the backlog at the end of each of the last 12 weeks; its last point is the
+    count the section gives (截至本周末共有超期未办结 N 件)."""
+    from dashboard.brief import weekly_backlog
+    from dashboard.brief_images import backlog_chart
+
+    start, end = week_of(WEEK)
+    weeks = weekly_backlog(con, start)
+    assert len(weeks) == 12 and weeks["week"].iloc[-1] == start
+    assert (weeks["overdue"] <= weeks["open"]).all() and weeks["open"].min() > 0
+    plain = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)
+    total = next(b.text for b in plain.blocks if isinstance(b, Text) and b.text.startswith("截至本周末共有超期未办结"))
+    assert f"超期未办结 {int(weeks['overdue'].iloc[-1]):,} 件" in total
+    png = backlog_chart(list(weeks["label"]), list(weeks["open"]), list(weeks["overdue"]))
+    drawn = weekly_brief(con, "汕尾市城区", WEEK, map_png=b"m", trend_png=b"t", backlog_png=png)
+    captions = [b.caption for b in drawn.blocks if isinstance(b, Picture)]
+    assert captions[0].startswith("图1 近12周每周受理数") and captions[1].startswith("图2 本周受理事件分布")
+    assert captions[2] == "图3 近12周每周末未办结与超期案件数" and png[:8] == b"\x89PNG\r\n\x1a\n"
