@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dashboard.app import AREA_PANEL  # noqa: E402
 from onemap import queries  # noqa: E402
 from onemap.metrics import STRIP  # noqa: E402
 from onemap.settings import load_settings  # noqa: E402
@@ -100,7 +101,7 @@ def main() -> None:
                               ("hex counts, H3 10", lambda f=flt, p=privacy: queries.hex_counts(con, f, 10, **p)),
                               ("KPIs, one period", lambda f=flt: queries.kpis(con, f)),
                               ("strip KPIs + 环比 + 同比", lambda f=flt: queries.kpis_compared(con, f, keys=STRIP)),
-                              ("KPIs per child area", lambda f=flt: queries.area_kpis(con, f)),
+                              ("KPIs per child area", lambda f=flt: queries.area_kpis(con, f, keys=AREA_PANEL)),
                               ("daily chart + backlog", lambda f=flt: queries.daily_series(con, f))):
                 p50, p95 = _times(fn, args.repeat)
                 base.setdefault(query, p50)

@@ -260,7 +260,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         viewer = gate.viewer()
         if viewer.public:
             return None
-        return _area_table(queries.area_kpis(data.con(), _filter(viewer, start, end, categories, sources)))
+        return _area_table(queries.area_kpis(data.con(), _filter(viewer, start, end, categories, sources),
+                                             keys=AREA_PANEL))
 
     @app.callback(Output({"type": "review-status", "key": ALL}, "children"),
                   Input({"type": "review", "key": ALL, "verdict": ALL}, "n_clicks"), prevent_initial_call=True)

@@ -223,7 +223,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     tier = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
     add(Heading(f"三、{'' if level is None else '各'}{tier}受理与办结"))
     if level:  # one row per area, in one pass over the events
-        values = [(r["name"], r) for _, r in queries.area_kpis(con, this, as_of, scope).iterrows()]
+        values = [(r["name"], r) for _, r in queries.area_kpis(con, this, as_of, scope, keys=AREA_TABLE).iterrows()]
     else:
         bases = queries.kpi_bases(con, this, as_of)
         values = [(scope.name, {**now, **{f"base_{k}": n for k, n in bases.items()}})]

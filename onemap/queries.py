@@ -118,7 +118,8 @@ def _over_events(con, flt: EventFilter, as_of: pd.Timestamp | None, exprs: dict[
     """SQL (and parameters) of the aggregates ``exprs`` (name -> SQL with $as_of) over the filter's events, as of
     ``as_of`` (default the last build); with ``by``, per value of that column (as ``code``; NULLs left out)."""
     where, params = flt.where()
-    params["as_of"] = as_of if as_of is not None else reference_time(con)
+    if any("$as_of" in sql for sql in exprs.values()):  # DuckDB refuses a parameter the statement does not use
+        params["as_of"] = as_of if as_of is not None else reference_time(con)
     select = ", ".join(f"{sql} AS {key}" for key, sql in exprs.items())
     if by is None:
         return f"SELECT {select} FROM core.events WHERE {where}", params
@@ -138,15 +139,18 @@ def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys: Sequenc
     return {key: (None if v is None else float(v)) for key, v in row.items()}
 
 
-def area_kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, scope: Scope | None = None) -> pd.DataFrame:
-    """Every KPI, and the base of each rate and mean (``base_<key>``), for each area one level below ``scope``
-    (default the filter's own scope: the towns of the county, the villages of a town, the grids of a village),
-    in one pass over the events. Every such area has a row, in code order, those without events with 受理数 0."""
+def area_kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, scope: Scope | None = None,
+              keys: Sequence[str] | None = None) -> pd.DataFrame:
+    """The KPIs (``keys``, default all), and the base of each rate and mean (``base_<key>``), for each area one
+    level below ``scope`` (default the filter's own scope: the towns of the county, the villages of a town, the
+    grids of a village), in one pass over the events. Every such area has a row, in code order, those without
+    events with 受理数 0."""
     scope = scope or flt.scope or COUNTY
-    exprs = {k.key: k.sql for k in KPIS} | {f"base_{k.key}": k.base for k in KPIS if k.base}
+    wanted = [k for k in KPIS if keys is None or k.key in keys or k.key == "registered"]
+    exprs = {k.key: k.sql for k in wanted} | {f"base_{k.key}": k.base for k in wanted if k.base}
     found = con.execute(*_over_events(con, flt, as_of, exprs, by=f"{CHILD_LEVEL[scope.level]}_code")).df()
     out = child_areas(con, scope).merge(found, on="code", how="left")
-    counts = ["registered", "overdue", *(c for c in out.columns if c.startswith("base_"))]
+    counts = [c for c in out.columns if c in ("registered", "overdue") or c.startswith("base_")]
     out[counts] = out[counts].fillna(0).astype(int)
     return out.astype({c: object for c in out.columns if c not in counts}).where(out.notna(), None)
 

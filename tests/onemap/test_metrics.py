@@ -54,6 +54,7 @@ def test_each_rate_is_a_whole_number_of_cases_over_its_base(con):
     from onemap.metrics import STRIP
 
     assert queries.kpis(con, flt, keys=STRIP) == {k: values[k] for k in STRIP}
+    assert queries.kpis(con, flt, keys=["registered"]) == {"registered": values["registered"]}  # no $as_of in it
     # per area: the towns' rows are each town's own KPIs
     towns = queries.area_kpis(con, flt)
     first = towns.iloc[0]
