@@ -69,8 +69,8 @@ def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> h
         return html.P("—")
     latest = _visible_alerts(data, viewer).head(limit)
     # how often this area's alerts were right lately, as its analysts judged them (not on the public screen)
-    record = "" if viewer.public else recent_record(data.con(), queries.date_bounds(data.con())[1], viewer.scope,
-                                                    data.settings.reviews_path)
+    last = (queries.date_bounds(data.con()) or (None, dt.date.today()))[1]
+    record = "" if viewer.public else recent_record(data.con(), last, viewer.scope, data.settings.reviews_path)
     footer = [html.Div(record, className="summary", id="review-record")] if record else []
     if latest.empty:
         return html.Div([html.P("暂无经检验的异常（假发现率 5%）"), *footer])
