@@ -261,6 +261,51 @@ def cmd_rejects(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kpis(args: argparse.Namespace) -> int:
+    """Every KPI of a period for the county or one area, with 环比 and 同比; or (--by-area) per area one level
+    down. The same definitions and queries as the map and the brief."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from onemap import queries
+    from onemap.metrics import KPIS, format_change, format_value, format_with_base
+    from onemap.warehouse import connect_readonly
+
+    settings = _settings(args)
+    con = connect_readonly(settings.warehouse_path, settings.timezone)
+    try:
+        last = (queries.date_bounds(con) or (None, dt.date.today()))[1]
+        end = args.to or last
+        start = args.since or end - dt.timedelta(days=27)
+        if start > end:
+            raise ValueError(f"--from {start} is after --to {end}")
+        scope = queries.area_scope(con, args.area) if args.area else None
+        flt = queries.EventFilter(start=start, end=end, categories=tuple(args.category or ()), scope=scope)
+        as_of = queries.reference_time(con)
+        if args.by_area:
+            frame = queries.area_kpis(con, flt, as_of)
+            shown = frame[["code", "name", *(k.key for k in KPIS)]]
+            if args.format == "table":
+                shown = pd.DataFrame({"code": frame["code"], "name": frame["name"], **{
+                    k.label: [format_with_base(k, r[k.key], r.get(f"base_{k.key}")) for _, r in frame.iterrows()]
+                    for k in KPIS}})
+        else:
+            now, before, year = queries.kpis_compared(con, flt, as_of)
+            shown = pd.DataFrame([{"key": k.key, "kpi": k.label, "value": now[k.key], "previous": before[k.key],
+                                   "year_before": year[k.key]} for k in KPIS])
+            if args.format == "table":
+                shown = pd.DataFrame([{"指标": k.label, "本期": format_value(k, now[k.key]),
+                                       "环比": format_change(k, now[k.key], before[k.key]),
+                                       "同比": format_change(k, now[k.key], year[k.key])} for k in KPIS])
+    finally:
+        con.close()
+    area = f"{scope.name} ({scope.code})" if scope else settings.county_name
+    _emit(shown, args.format, args.out, lambda: print(
+        f"{area} {start}—{end}, as of {as_of:%Y-%m-%d %H:%M}\n" + shown.to_string(index=False)))
+    return 0
+
+
 def cmd_loads(args: argparse.Namespace) -> int:
     from onemap import quarantine
     from onemap.warehouse import connect_readonly
@@ -399,6 +444,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--out", help="write csv (with a BOM, for Excel) or json to this file instead of the screen")
     p.set_defaults(func=cmd_rejects)
+
+    p = sub.add_parser("kpis", help="the KPIs of a period (default the last 28 days) with 环比 and 同比, for the "
+                                    "county or one area, or per area one level down",
+                       description="Every KPI of onemap/metrics.py (the map's and the brief's definitions) for the "
+                                   "events registered in the period, as of the last build, with the change from "
+                                   "the period of the same length before (环比) and from the same days 52 weeks "
+                                   "earlier (同比); --by-area gives them per town (per village with a town's "
+                                   "--area, per grid with a village's), a rate over fewer than 30 cases starred.")
+    p.add_argument("--from", dest="since", type=_date, help="first day (default 27 days before --to)")
+    p.add_argument("--to", type=_date, help="last day (default the last day with data)")
+    p.add_argument("--area", help="a town or village (code); default the county")
+    p.add_argument("--category", action="append", help="only this category or prefix (repeatable), e.g. MD10")
+    p.add_argument("--by-area", action="store_true", help="one row per area one level below --area")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--out", help="write csv (with a BOM, for Excel) or json to this file instead of the screen")
+    p.set_defaults(func=cmd_kpis)
 
     p = sub.add_parser("loads", help="list the loads: file, profile and read / inserted / updated / unchanged / "
                                      "linked / quarantined, and whether they reconcile")

@@ -1,0 +1,38 @@
+"""`onemap kpis`: the map's and the brief's KPIs from the command line, for a period and an area."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from onemap import queries
+from onemap.cli import main
+from onemap.metrics import KPIS
+
+
+def test_kpis_of_a_period_with_their_changes_are_the_queries_numbers(demo_home, con, capsys):
+    town = queries.child_areas(con, None)["code"].iloc[0]
+    args = ["--home", str(demo_home), "kpis", "--from", "2026-10-01", "--to", "2026-10-31", "--area", town]
+    assert main([*args, "--format", "json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)}
+    flt = queries.EventFilter(dt.date(2026, 10, 1), dt.date(2026, 10, 31), scope=queries.area_scope(con, town))
+    now, before, year = queries.kpis_compared(con, flt)
+    assert list(rows) == [k.key for k in KPIS]
+    for k in KPIS:
+        for column, expected in (("value", now), ("previous", before), ("year_before", year)):
+            assert rows[k.key][column] == pytest.approx(expected[k.key], nan_ok=True), (k.key, column)
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "环比" in table and "同比" in table and "村级办结占比" in table
+
+
+def test_kpis_per_area_and_a_bad_period(demo_home, con, capsys):
+    assert main(["--home", str(demo_home), "kpis", "--by-area", "--category", "MD", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    last = queries.date_bounds(con)[1]
+    expected = queries.area_kpis(con, queries.EventFilter(last - dt.timedelta(days=27), last, categories=("MD",)))
+    assert [r["code"] for r in rows] == list(expected["code"])
+    assert [r["registered"] for r in rows] == list(expected["registered"]) and sum(r["registered"] for r in rows) > 0
+    assert main(["--home", str(demo_home), "kpis", "--from", "2026-11-02", "--to", "2026-11-01"]) == 2
+    assert "is after" in capsys.readouterr().err
