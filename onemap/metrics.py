@@ -146,16 +146,19 @@ def format_change(k: Kpi, value, before) -> str:
     if value is None or before is None:
         return "—"
     diff = value - before
-    arrow = "▲" if diff > 0 else "▼" if diff < 0 else "→"
     if k.kind == "rate":
-        return f"{arrow} {abs(100 * diff):.1f} 个百分点"
-    if k.kind == "mean":
-        return f"{arrow} {abs(diff):.2f}"
-    if k.kind == "days":
-        return f"{arrow} {abs(diff):.1f} 天"
-    if not before:
-        return "—" if value else f"{arrow} 0"
-    return f"{arrow} {abs(100 * diff / before):.1f}%"
+        size, unit = f"{abs(100 * diff):.1f}", " 个百分点"
+    elif k.kind == "mean":
+        size, unit = f"{abs(diff):.2f}", ""
+    elif k.kind == "days":
+        size, unit = f"{abs(diff):.1f}", " 天"
+    elif not before:
+        return "—" if value else "→ 0"
+    else:
+        size, unit = f"{abs(100 * diff / before):.1f}", "%"
+    # a change that rounds to nothing reads as none, not as a rise or fall of 0.0
+    arrow = "→" if float(size) == 0 else "▲" if diff > 0 else "▼"
+    return f"{arrow} {size}{unit}"
 
 
 def wilson_interval(hits, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:

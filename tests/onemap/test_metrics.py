@@ -21,6 +21,8 @@ def test_change_is_per_cent_for_counts_points_for_rates_difference_for_means():
     assert format_change(kpi("closed_rate"), None, 0.5) == "—"
     assert format_change(kpi("closed_rate"), 0.5, None) == "—"
     assert format_change(kpi("median_days"), 2.25, 3.0) == "▼ 0.8 天"
+    assert format_change(kpi("median_days"), 2.21, 2.23) == "→ 0.0 天"  # rounds to nothing: no arrow up or down
+    assert format_change(kpi("closed_rate"), 0.7001, 0.7) == "→ 0.0 个百分点"
     assert format_value(kpi("median_days"), 2.25) == "2.2 天" and format_value(kpi("ontime_rate"), 0.875) == "87.5%"
 
 
