@@ -189,6 +189,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
 
 
 LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue"}  # layer value -> map measure
+KIOSK_ROTATION = ("counts", "overdue", "hotspots")  # the wall screen's views, one per refresh
 
 
 def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int,
@@ -211,8 +212,8 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
 def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: bool = False) -> None:
     if kiosk:
         @app.callback(Output("layer", "value"), Input("refresh", "n_intervals"), prevent_initial_call=True)
-        def rotate(n):  # the wall screen alternates between event counts and emerging hotspots
-            return "hotspots" if (n or 0) % 2 else "counts"
+        def rotate(n):  # the wall screen turns through where events come in, where the overdue pile up, hot spots
+            return KIOSK_ROTATION[(n or 0) % len(KIOSK_ROTATION)]
 
     @app.callback(
         Output("map", "figure"), *[Output(f"kpi-{k}", "children") for k in STRIP],

@@ -196,6 +196,9 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
     assert "大屏不显示事件明细" in json.dumps(detail, ensure_ascii=False)
     # nor a brief (its 督办 list names cases), even asked for by hand
     _call(client, "brief-download.data", {"brief-docx.n_clicks": 1, "brief-pdf.n_clicks": None}, status=204)
+    # it turns through its views, one per refresh: events, the overdue burden, emerging hot spots, events again
+    views = [_call(client, "layer.value", {"refresh.n_intervals": n})["layer"]["value"] for n in (1, 2, 3, 4)]
+    assert views == ["overdue", "hotspots", "counts", "overdue"]
     # nor the per-village table (a village's handful of cases is not for a public screen)
     assert _call(client, "areas.children", {"dates.start_date": f"{start}", "dates.end_date": f"{last}"}
                  )["areas"]["children"] is None
