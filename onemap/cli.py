@@ -371,6 +371,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return _serve(settings, args.host or settings.host, args.port or settings.port, kiosk=args.kiosk, area=args.area)
 
 
+def _output_args(p: argparse.ArgumentParser) -> None:
+    """--format and --out, as :func:`_emit` reads them."""
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--out", help="write csv (with a BOM, for Excel) or json to this file instead of the screen")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="onemap", description="民情地图 One Map: offline risk map for 综治中心.")
     parser.add_argument("--home", help="data directory (raw files, warehouse, logs); default ./data or ONEMAP_HOME")
@@ -441,8 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="the rows in their file's layout (needs --file when the "
                                                        "selection spans files; csv or json)")
     p.add_argument("--limit", type=int, default=30, help="rows shown in the table (default 30)")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--out", help="write csv (with a BOM, for Excel) or json to this file instead of the screen")
+    _output_args(p)
     p.set_defaults(func=cmd_rejects)
 
     p = sub.add_parser("kpis", help="the KPIs of a period (default the last 28 days) with 环比 and 同比, for the "
@@ -457,14 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--area", help="a town or village (code); default the county")
     p.add_argument("--category", action="append", help="only this category or prefix (repeatable), e.g. MD10")
     p.add_argument("--by-area", action="store_true", help="one row per area one level below --area")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--out", help="write csv (with a BOM, for Excel) or json to this file instead of the screen")
+    _output_args(p)
     p.set_defaults(func=cmd_kpis)
 
     p = sub.add_parser("loads", help="list the loads: file, profile and read / inserted / updated / unchanged / "
                                      "linked / quarantined, and whether they reconcile")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--out", help="write csv or json to this file instead of the screen")
+    _output_args(p)
     p.set_defaults(func=cmd_loads)
 
     p = sub.add_parser("backtest", help="rolling-origin backtest of the next-period forecast (PAI, PEI, ceiling)",

@@ -24,6 +24,17 @@ class ContractViolation(RuntimeError):
     """A zero-row check returned rows; the new warehouse file is not published."""
 
 
+@contextlib.contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame) -> Iterator[None]:
+    """A pandas frame or Arrow table visible to SQL as ``name`` for the length of the block (scanned in place, not
+    copied), and gone after it, also when a statement fails."""
+    con.register(name, frame)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
 def _configure(con: duckdb.DuckDBPyConnection, timezone: str) -> None:
     """The deployment's time zone (calendar days, period bounds) and no extension downloads, for this database
     and every cursor of it: GLOBAL, because a plain SET holds for this connection only, and the dashboard's

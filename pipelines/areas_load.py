@@ -22,7 +22,7 @@ import shapely
 from geodata.areas import LEVELS, AreaSet, load_area_set
 from geodata.validate import ValidationReport, repair_area_set, validate_area_set
 from onemap.settings import Settings
-from onemap.warehouse import connect_readonly, write_session
+from onemap.warehouse import connect_readonly, registered, write_session
 
 _LEVEL = {"county": "county", "towns": "town", "villages": "village", "grids": "grid"}
 
@@ -59,12 +59,9 @@ def write_areas(con, areas: AreaSet, report: ValidationReport, source: str, decl
     frame = _areas_frame(areas)
     con.execute("DELETE FROM core.areas WHERE vintage = ?", [areas.vintage])
     con.execute("DELETE FROM meta.area_vintages WHERE vintage = ?", [areas.vintage])
-    con.register("areas_frame", frame)
-    try:
+    with registered(con, "areas_frame", frame):
         con.execute("INSERT INTO core.areas (code, name, level, parent_code, synthetic, vintage, geometry_wkb) "
                     "SELECT code, name, level, parent_code, synthetic, vintage, geometry_wkb FROM areas_frame")
-    finally:
-        con.unregister("areas_frame")
     con.execute("INSERT INTO meta.area_vintages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [areas.vintage, loaded_at, source, declared_crs, areas.county_code, len(areas.county),
                  len(areas.towns), len(areas.villages), len(areas.grids), len(report.issues), len(report.errors),

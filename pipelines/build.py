@@ -11,7 +11,7 @@ import pandas as pd
 
 from onemap.h3sql import h3_parent_sql
 from onemap.settings import Settings
-from onemap.warehouse import write_session
+from onemap.warehouse import registered, write_session
 from pipelines.aggregate import refresh_aggregates
 from pipelines.ingest import area_set_for
 from pipelines.load import scrub_quarantine
@@ -257,11 +257,8 @@ def score_outliers(con, as_of: pd.Timestamp, resolution: int = 9) -> str:
 
 def _insert(con, table: str, frame: pd.DataFrame) -> None:
     """Append a frame to a warehouse table (columns in the table's order)."""
-    con.register("frame_to_insert", frame)
-    try:
+    with registered(con, "frame_to_insert", frame):
         con.execute(f"INSERT INTO {table} SELECT * FROM frame_to_insert")
-    finally:
-        con.unregister("frame_to_insert")
 
 
 def _alert_places(con, areas, cells: np.ndarray, resolution: int) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from onemap.contracts import CORE_EVENTS, REJECTS, STATUS_CLOSED
+from onemap.warehouse import registered
 
 # Linking the same matter across sources: a police incident and a grid report close in space and time
 # with compatible categories. A grid worker reports from the spot within hours (GPS noise tens of
@@ -33,11 +34,8 @@ def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
 
     # through Arrow: DuckDB scans an Arrow table far faster than a pandas frame of Python objects
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    con.register("batch", table)  # scanned in place, not copied into a temporary table
-    try:
+    with registered(con, "batch", table):  # scanned in place, not copied into a temporary table
         return _upsert_batch(con, cols)
-    finally:
-        con.unregister("batch")
 
 
 def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
@@ -128,11 +126,8 @@ def link_matters(con, batch_id: str) -> int:
         return 0
     frame = pd.DataFrame(links, columns=["a", "b"])
     both = pd.concat([frame, frame.rename(columns={"a": "b", "b": "a"})], ignore_index=True)
-    con.register("new_links", both)
-    try:
+    with registered(con, "new_links", both):
         con.execute("UPDATE core.events SET linked_event_id = l.b FROM new_links l WHERE core.events.event_id = l.a")
-    finally:
-        con.unregister("new_links")
     return len(links)
 
 
@@ -195,11 +190,8 @@ def _village_candidates(police: pd.DataFrame, grid: pd.DataFrame):
 def quarantine(con, rejects: pd.DataFrame) -> None:
     if rejects.empty:
         return
-    con.register("rejects_frame", rejects.reindex(columns=list(REJECTS.column_names)))
-    try:
+    with registered(con, "rejects_frame", rejects.reindex(columns=list(REJECTS.column_names))):
         con.execute("INSERT INTO staging.rejects SELECT * FROM rejects_frame")
-    finally:
-        con.unregister("rejects_frame")
 
 
 def scrub_quarantine(con) -> int:
@@ -237,10 +229,7 @@ def scrub_quarantine(con) -> int:
             values = {k: redact_text(str(v)) if k in text else v for k, v in values.items() if k not in gone}
         fixed.append((batch_id, row, json.dumps(values, ensure_ascii=False)))
     frame = pd.DataFrame(fixed, columns=["batch_id", "source_row", "raw"])
-    con.register("scrubbed_frame", frame)
-    try:
+    with registered(con, "scrubbed_frame", frame):
         con.execute("UPDATE staging.rejects r SET raw = s.raw, scrubbed = TRUE FROM scrubbed_frame s "
                     "WHERE r.batch_id = s.batch_id AND r.source_row = s.source_row AND r.scrubbed IS NULL")
-    finally:
-        con.unregister("scrubbed_frame")
     return len(fixed)

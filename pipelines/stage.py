@@ -23,6 +23,7 @@ from geodata.coordcheck import check_coordinates
 from geodata.crs import CoordinateError, to_wgs84
 from geodata.h3cells import cells_from_points
 from onemap.contracts import DISPATCH_MODES, HANDLING_TIERS, STATUS_CLOSED
+from onemap.warehouse import registered
 from pipelines.columns import hex64, lookup, strptime_common, take_text
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import Profile
@@ -211,11 +212,8 @@ def _json_records(frame: pd.DataFrame) -> pd.Series:
     members = ", ".join(f"CASE WHEN c{i} IS NOT NULL THEN {_sql_text(json.dumps(str(c), ensure_ascii=False) + ':')}"
                         f" || to_json(c{i}) END" for i, c in enumerate(frame.columns))
     con = _scratch_duckdb()
-    try:
-        con.register("ext_frame", table)
+    with registered(con, "ext_frame", table):
         text = con.sql(f"SELECT '{{' || concat_ws(',', {members}) || '}}' AS j FROM ext_frame").to_arrow_table()
-    finally:
-        con.unregister("ext_frame")
     return pd.Series(pd.StringDtype("pyarrow").__from_arrow__(text.column("j")), index=frame.index)
 
 
