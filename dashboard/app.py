@@ -227,14 +227,15 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         flt = _filter(viewer, start, end, categories, sources)
         values, before, year = queries.kpis_compared(con, flt, keys=STRIP)
         center, zoom = data.view(viewer.scope)
+        outlines, labels = data.layers(viewer.scope)
         if layer == "hotspots":
             available = queries.hotspot_resolutions(con) or [int(resolution)]
             res = int(resolution) if int(resolution) in available else available[0]
-            fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), data.boundaries, data.town_labels,
+            fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), outlines, labels,
                               center, zoom=zoom)
         else:
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
-            fig = hex_map(counts, data.boundaries, data.town_labels, center, zoom=zoom, note=note,
+            fig = hex_map(counts, outlines, labels, center, zoom=zoom, note=note,
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],

@@ -31,6 +31,21 @@ class DashboardData:
         return queries.area_labels(self.con(), "town")
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one DashboardData per app, kept for the app's life
+    def layers(self, scope: queries.Scope | None) -> tuple[dict[str, dict], object]:
+        """The map's outlines and labels for a viewer's area: the county's (towns named) for the county; for a
+        town or a village, its own outline, its villages (or grids) and their names, and its grids, nothing of
+        the areas around it (jurisdiction scoping covers the map's layers too)."""
+        if not queries.narrow(scope):
+            return self.boundaries, self.town_labels
+        con, child = self.con(), queries.CHILD_LEVEL[scope.level]
+        layers = {"county": queries.area_geojson(con, scope.level, [scope.code]),
+                  "town": queries.area_geojson(con, child, within=scope.code),
+                  "grid": queries.area_geojson(con, "grid", within=scope.code)}
+        if child == "grid":
+            del layers["town"]
+        return layers, queries.area_labels(con, child, within=scope.code)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one DashboardData per app, kept for the app's life
     def view(self, scope: queries.Scope) -> tuple[dict, float]:
         """Map centre and zoom that frame the scope's area (the county's default view for the whole county)."""
         if not queries.narrow(scope):

@@ -408,20 +408,23 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensi
     return frame
 
 
-def _area_rows(con, columns: str, level: str, codes: Sequence[str] | None) -> list[tuple]:
-    """``columns`` of the current vintage's areas of one level (only ``codes``, when given), by code."""
+def _area_rows(con, columns: str, level: str, codes: Sequence[str] | None, within: str | None = None) -> list[tuple]:
+    """``columns`` of the current vintage's areas of one level (only ``codes``, when given; only those inside the
+    area coded ``within``, when given: area codes extend their parent's), by code."""
     return con.execute(f"SELECT {columns} FROM core.areas WHERE level = $level AND vintage = {CURRENT_VINTAGE} "
-                       "AND ($codes IS NULL OR list_contains($codes, code)) ORDER BY code",
-                       {"level": level, "codes": None if codes is None else list(codes)}).fetchall()
+                       "AND ($codes IS NULL OR list_contains($codes, code)) "
+                       "AND ($within IS NULL OR starts_with(code, $within)) ORDER BY code",
+                       {"level": level, "codes": None if codes is None else list(codes), "within": within}).fetchall()
 
 
-def area_geojson(con, level: str, codes: Sequence[str] | None = None) -> dict:
-    """Boundaries of one area level (only ``codes``, when given) as a GeoJSON FeatureCollection (WGS84), id = code."""
+def area_geojson(con, level: str, codes: Sequence[str] | None = None, within: str | None = None) -> dict:
+    """Boundaries of one area level (only ``codes``, when given; only inside the area coded ``within``) as a
+    GeoJSON FeatureCollection (WGS84), id = code."""
     import shapely
 
     if level not in ("county", "town", "village", "grid"):
         raise ValueError(f"unknown area level {level!r}")
-    rows = _area_rows(con, "code, name, synthetic, geometry_wkb", level, codes)
+    rows = _area_rows(con, "code, name, synthetic, geometry_wkb", level, codes, within)
     features = []
     for code, name, synthetic, wkb in rows:
         geom = shapely.from_wkb(bytes(wkb))
@@ -431,11 +434,12 @@ def area_geojson(con, level: str, codes: Sequence[str] | None = None) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def area_labels(con, level: str, codes: Sequence[str] | None = None) -> pd.DataFrame:
-    """Name and a label point (inside the shape) of each area of one level (only ``codes``, when given)."""
+def area_labels(con, level: str, codes: Sequence[str] | None = None, within: str | None = None) -> pd.DataFrame:
+    """Name and a label point (inside the shape) of each area of one level (only ``codes``, when given; only inside
+    the area coded ``within``)."""
     import shapely
 
-    rows = _area_rows(con, "code, name, geometry_wkb", level, codes)
+    rows = _area_rows(con, "code, name, geometry_wkb", level, codes, within)
     pts = [shapely.point_on_surface(shapely.from_wkb(bytes(w))) for _, _, w in rows]
     return pd.DataFrame({"code": [r[0] for r in rows], "name": [r[1] for r in rows],
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})

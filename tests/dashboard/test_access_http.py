@@ -122,6 +122,13 @@ def test_a_town_user_gets_the_towns_numbers_only(app, con):
     hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
     town_cells = set(queries.hex_counts(con, queries.EventFilter(start, last, scope=town), 9)["cell"])
     assert set(hexes["locations"]) <= town_cells
+    # the map's outlines and names are the town's own: its outline, its villages and grids, their names
+    layers = [{f["id"] for f in layer["source"]["features"]} for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
+    villages = queries.child_areas(con, town)
+    assert {town.code} in layers and set(villages["code"]) in layers
+    assert all(code.startswith(town.code) for ids in layers for code in ids) and sum(map(len, layers)) > 20
+    names = next(t for t in out["map"]["figure"]["data"] if t["type"] == "scattermap")["text"]
+    assert set(names) == set(villages["name"])
 
     # a hex of another town: the drill-down lists nothing of it
     other = con.execute("SELECT h3_cell FROM core.events WHERE town_code <> ? AND h3_cell IS NOT NULL AND "
