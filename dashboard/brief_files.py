@@ -40,24 +40,13 @@ def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queri
         raise ValueError("the warehouse has been loaded but not built: run `onemap build` first")
     start, end = week_of(week) if week else default_week(con)
     counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end, scope=scope), settings.h3_default)
-    png = week_map(counts, *_map_areas(con, scope))
+    png = week_map(counts, *queries.map_layers(con, scope))  # the map frames the brief's own area
     trend = weekly_trend(con, start, scope=scope)
     chart = trend_chart(list(trend["label"]), list(trend["registered"]), list(trend["year_before"]))
     backlog = weekly_backlog(con, start, scope=scope)
     backlog_png = backlog_chart(list(backlog["label"]), list(backlog["open"]), list(backlog["overdue"]))
     return weekly_brief(con, settings.county_name, start, png, chart, scope=scope, reviews_path=settings.reviews_path,
                         backlog_png=backlog_png)
-
-
-def _map_areas(con, scope: queries.Scope | None) -> tuple[dict[str, dict], object]:
-    """The brief map's outline (the county, or the town / village of a scoped brief), the areas one level below
-    it, and their names: the map frames the brief's own area."""
-    scope = scope or queries.COUNTY
-    below = list(queries.child_areas(con, scope)["code"])
-    outline = queries.area_geojson(con, scope.level, None if scope.whole else [scope.code])
-    child = queries.CHILD_LEVEL[scope.level]
-    return ({"county": outline, "town": queries.area_geojson(con, child, below)},
-            queries.area_labels(con, child, below))
 
 
 def render(brief: WeeklyBrief, fmt: str) -> bytes:

@@ -37,13 +37,7 @@ class DashboardData:
         the areas around it (jurisdiction scoping covers the map's layers too)."""
         if not queries.narrow(scope):
             return self.boundaries, self.town_labels
-        con, child = self.con(), queries.CHILD_LEVEL[scope.level]
-        layers = {"county": queries.area_geojson(con, scope.level, [scope.code]),
-                  "town": queries.area_geojson(con, child, within=scope.code),
-                  "grid": queries.area_geojson(con, "grid", within=scope.code)}
-        if child == "grid":
-            del layers["town"]
-        return layers, queries.area_labels(con, child, within=scope.code)
+        return queries.map_layers(self.con(), scope, grids=True)
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one DashboardData per app, kept for the app's life
     def view(self, scope: queries.Scope) -> tuple[dict, float]:

@@ -262,7 +262,7 @@ CELL_HOMES = Table(
     (),
     checks=(("one home per cell", "SELECT cell FROM hex.cell_home GROUP BY resolution, cell HAVING count(*) > 1"),),
     doc="The village holding most of each cell's placed events (as of the last build): whose users see the "
-        "county's alerts and hot spots on the cell, and the name of an alert cell on the county's edge.",
+        "county's alerts and hot spots on the cell, and the place an alert on it is named after.",
 )
 
 AREA_DAILY = Table(

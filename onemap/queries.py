@@ -227,8 +227,6 @@ def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys
             kpis(con, year_earlier(flt), as_of - YEAR, keys))
 
 
-
-
 # top-level product category of a code: MDxx for the mediation list, the two-letter domain for grid events
 TOP_CATEGORY = "CASE WHEN category_code LIKE 'MD%' THEN left(category_code, 4) ELSE left(category_code, 2) END"
 
@@ -432,6 +430,21 @@ def area_geojson(con, level: str, codes: Sequence[str] | None = None, within: st
                                                                         "synthetic": bool(synthetic)},
                          "geometry": json.loads(shapely.to_geojson(shapely.set_precision(geom, 1e-5)))})
     return {"type": "FeatureCollection", "features": features}
+
+
+def map_layers(con, scope: Scope | None, grids: bool = False) -> tuple[dict[str, dict], pd.DataFrame]:
+    """The outlines of a map of ``scope`` (default the county) and the names on it: its own outline ("county"),
+    the areas one level below it ("town"; for a village, its grids, under "grid" when ``grids``) with their
+    names, and, with ``grids``, every grid inside it. Nothing of the areas around: the brief's map and a town or
+    village user's map frame their own area."""
+    scope = scope or COUNTY
+    child = CHILD_LEVEL[scope.level]
+    within = None if scope.whole else scope.code
+    layers = {"county": area_geojson(con, scope.level, None if scope.whole else [scope.code])}
+    layers["grid" if grids and child == "grid" else "town"] = area_geojson(con, child, within=within)
+    if grids and child != "grid":
+        layers["grid"] = area_geojson(con, "grid", within=within)
+    return layers, area_labels(con, child, within=within)
 
 
 def area_labels(con, level: str, codes: Sequence[str] | None = None, within: str | None = None) -> pd.DataFrame:

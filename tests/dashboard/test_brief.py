@@ -198,7 +198,7 @@ def test_the_overdue_list_counts_but_never_lists_confidential_or_sensitive_cases
 
 
 def test_a_towns_brief_holds_the_town_only_and_its_map_frames_the_town(con, demo_settings):
-    from dashboard.brief_files import _map_areas, brief_for
+    from dashboard.brief_files import brief_for
 
     town = queries.area_scope(con, queries.child_areas(con, None)["code"].iloc[0])
     brief = brief_for(con, demo_settings, WEEK, scope=town)
@@ -213,7 +213,7 @@ def test_a_towns_brief_holds_the_town_only_and_its_map_frames_the_town(con, demo
     overdue = next((t for t in tables if t.columns[0] == "编号"), None)
     if overdue:
         assert all(r[2].startswith(town.name) for r in overdue.rows)
-    outline, labels = _map_areas(con, town)
+    outline, labels = queries.map_layers(con, town)  # what the brief map draws
     assert [f["id"] for f in outline["county"]["features"]] == [town.code]
     assert sorted(f["id"] for f in outline["town"]["features"]) == sorted(villages["code"])
     assert set(labels["name"]) == set(villages["name"])
