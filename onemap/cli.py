@@ -191,15 +191,14 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if since and kept["alerts_from"] and since < kept["alerts_from"]:  # on stderr: csv / json stays clean
         print(f"note: alerts are scored from {kept['alerts_from']} on (each build scores the last days of its data "
               "and keeps the alerts of earlier builds)", file=sys.stderr)
-    if args.format == "json":
-        print(frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1))
-    elif args.format == "csv":
-        sys.stdout.write(frame.to_csv(index=False))
-    elif args.summary:
-        print(frame.to_string(index=False))
-    elif frame.empty:
-        print("no alerts" + (f" since {since}" if since else ""))
-    else:
+
+    def table() -> None:
+        if args.summary:
+            print(frame.to_string(index=False))
+            return
+        if frame.empty:
+            print("no alerts" + (f" since {since}" if since else ""))
+            return
         for r in frame.itertuples():
             verdict = f"  [{VERDICTS[r.review]}，{r.reviewed_by}]" if r.review in VERDICTS else ""
             print(f"{r.window_end} [{r.window_days}天 {r.kind}] score {r.score:5.1f}  q {r.q_value:.3g}  {r.sentence_zh}"
@@ -207,6 +206,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         reviewed = frame["review"].value_counts()
         print(f"{len(frame)} alerts (Benjamini-Hochberg false-discovery rate 0.05 within each window); reviewed: "
               + ", ".join(f"{VERDICTS[v]} {reviewed.get(v, 0)}" for v in VERDICTS))
+
+    _emit(frame, args.format, None, table)
     return 0
 
 
