@@ -190,6 +190,9 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
 
 LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue"}  # layer value -> map measure
 KIOSK_ROTATION = ("counts", "overdue", "hotspots")  # the wall screen's views, one per refresh
+# the controls every view of the period reads, in _filter's order
+FILTER_INPUTS = (Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
+                 Input("sources", "value"))
 
 
 def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int,
@@ -218,9 +221,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     @app.callback(
         Output("map", "figure"), *[Output(f"kpi-{k}", "children") for k in STRIP],
         *[Output(f"kpi-{k}-change", "children") for k in STRIP], Output("asof", "children"),
-        Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
-        Input("sources", "value"), Input("resolution", "value"), Input("layer", "value"),
-        Input("refresh", "n_intervals"),
+        *FILTER_INPUTS, Input("resolution", "value"), Input("layer", "value"), Input("refresh", "n_intervals"),
     )
     def update(start, end, categories, sources, resolution, layer, _tick):
         con, viewer = data.con(), gate.viewer()
@@ -245,8 +246,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
 
     @app.callback(
         Output("daily", "figure"),
-        Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
-        Input("sources", "value"), Input("refresh", "n_intervals"),
+        *FILTER_INPUTS, Input("refresh", "n_intervals"),
     )
     def daily(start, end, categories, sources, _tick):
         """Registered per day and the backlog at each day's end, of the viewer's own area (aggregate counts)."""
@@ -254,8 +254,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
 
     @app.callback(
         Output("areas", "children"),
-        Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
-        Input("sources", "value"), Input("refresh", "n_intervals"),
+        *FILTER_INPUTS, Input("refresh", "n_intervals"),
     )
     def areas(start, end, categories, sources, _tick):
         """The per-area KPI table of the viewer's own area (not on the public wall screen)."""
