@@ -100,6 +100,16 @@ EVENT_COLUMNS = (
 )
 
 STATUS_CLOSED = "已办结"
+# the statuses that close a case: 案结事了 (the flow's last stage, the matter settled) and the plain 已办结 that most
+# systems export. Stored as exported; every "closed" test in SQL goes through closed_status().
+CLOSED_STATUSES = ("案结事了", STATUS_CLOSED)
+
+
+def closed_status(column: str = "status") -> str:
+    """SQL: whether the status in ``column`` closes the case (one of CLOSED_STATUSES)."""
+    return f"{column} IN ({', '.join(repr(s) for s in CLOSED_STATUSES)})"
+
+
 HANDLING_TIERS = ("village", "town", "county", "above")  # 村（社区）/ 镇街 / 县区 / 县区以上: 小事不出村、大事不出镇
 DISPATCH_MODES = ("single", "dual")
 
@@ -108,7 +118,7 @@ CORE_EVENTS = Table(
     checks=(
         ("one row per event_id", "SELECT event_id FROM core.events GROUP BY event_id HAVING count(*) > 1"),
         ("closed events have a closing time",
-         f"SELECT event_id FROM core.events WHERE status = '{STATUS_CLOSED}' AND closed_at IS NULL"),
+         f"SELECT event_id FROM core.events WHERE {closed_status()} AND closed_at IS NULL"),
         ("closing never precedes reporting",
          "SELECT event_id FROM core.events WHERE closed_at < reported_at"),
         ("coordinates are WGS84 degrees",

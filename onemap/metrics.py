@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onemap.contracts import STATUS_CLOSED
+from onemap.contracts import closed_status
 
 # "closed as of": the export says closed, and the close time is not after the reference time
-CLOSED = f"(status = '{STATUS_CLOSED}' AND closed_at <= $as_of)"
+CLOSED = f"({closed_status()} AND closed_at <= $as_of)"
 OPEN = f"NOT {CLOSED}"
 OVERDUE = f"{OPEN} AND due_at < $as_of"  # open at the reference time and past its due time (督办)
 # closed as of the reference time by a tier the export names (sources without a tier stay out of the denominator)

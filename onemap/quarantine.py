@@ -21,8 +21,14 @@ def loads(con) -> pd.DataFrame:
 
 
 def rejects(con, file: str | None = None, reason: str | None = None, batch: str | None = None) -> pd.DataFrame:
-    """Quarantined rows (by file and row number), optionally of one file name, reason or batch."""
+    """Quarantined rows (by file and row number), optionally of one file name, reason or batch. A file loaded again
+    as it was (the same bytes for the same source, ``ingest --force``) quarantines the same rows again: only its
+    latest load's are listed, so that each bad row is listed once and a file's rows add up to its load's
+    ``quarantined``; ``batch`` names any load, superseded or not."""
     clauses, params = ["TRUE"], {}
+    if batch is None:
+        clauses.append("r.batch_id IN (SELECT batch_id FROM meta.batches "
+                       "QUALIFY row_number() OVER (PARTITION BY sha256, source ORDER BY loaded_at DESC) = 1)")
     for column, value in (("r.source_file", file), ("r.reason", reason), ("r.batch_id", batch)):
         if value is not None:
             clauses.append(f"{column} = ${column[2:]}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from onemap.categories import SENSITIVE_FLAGS
-from onemap.contracts import STATUS_CLOSED
+from onemap.contracts import closed_status
 from onemap.h3sql import h3_parent_sql
 from onemap.metrics import KPIS, OVERDUE, map_measure
 
@@ -187,10 +187,10 @@ def daily_series(con, flt: EventFilter) -> pd.DataFrame:
     return con.execute(f"""
         WITH ev AS (
             SELECT CAST(reported_at AS DATE) AS r,
-                   CASE WHEN status = '{STATUS_CLOSED}' THEN CAST(closed_at AS DATE) END AS c,
+                   CASE WHEN {closed_status()} THEN CAST(closed_at AS DATE) END AS c,
                    greatest(CAST(due_at AS DATE), CAST(reported_at AS DATE)) AS u
             FROM core.events WHERE {where}
-              AND (status <> '{STATUS_CLOSED}' OR closed_at IS NULL OR closed_at >= CAST($first AS TIMESTAMPTZ))),
+              AND (NOT {closed_status()} OR closed_at IS NULL OR closed_at >= CAST($first AS TIMESTAMPTZ))),
         moves AS (
             SELECT r AS day, 1 AS reg, 0 AS closed, 0 AS due, 0 AS due_closed FROM ev
             UNION ALL SELECT c, 0, 1, 0, 0 FROM ev WHERE c IS NOT NULL

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from onemap.h3sql import h3_parent_sql
+from onemap.metrics import CLOSED
 from onemap.settings import Settings
 from onemap.warehouse import registered, write_session
 from pipelines.aggregate import refresh_aggregates
@@ -232,7 +233,7 @@ def score_outliers(con, as_of: pd.Timestamp, resolution: int = 9) -> str:
     model = CellProfileOutliers()
     events = con.execute(
         f"SELECT {h3_parent_sql('h3_cell', resolution)} AS cell, CAST(reported_at AS DATE) AS day, category_code, "
-        "(status = '已办结' AND closed_at <= $as_of) AS closed FROM core.events "
+        f"{CLOSED} AS closed FROM core.events "
         "WHERE h3_cell IS NOT NULL AND reported_at > $as_of - INTERVAL 16 WEEK AND reported_at <= $as_of",
         {"as_of": as_of}).df()
     scored = model.fit_score(events, as_of) if len(events) else pd.DataFrame({"outlier_score": []})

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from onemap.contracts import CORE_EVENTS, REJECTS, STATUS_CLOSED
+from onemap.contracts import CORE_EVENTS, REJECTS, closed_status
 from onemap.warehouse import registered
 
 # Linking the same matter across sources: a police incident and a grid report close in space and time
@@ -64,8 +64,8 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
     col_list = ", ".join(cols)
     # an update keeps an existing cross-source link, and the first time a closed case was shown open again
     kept = {"linked_event_id": "coalesce(b.linked_event_id, k.old_link)",
-            "reopened_at": f"coalesce(k.old_reopened, CASE WHEN k.old_status = '{STATUS_CLOSED}' "
-                           f"AND b.status <> '{STATUS_CLOSED}' THEN b.updated_at END)"}
+            "reopened_at": f"coalesce(k.old_reopened, CASE WHEN {closed_status('k.old_status')} "
+                           f"AND NOT {closed_status('b.status')} THEN b.updated_at END)"}
     select = ", ".join(f"{kept[c]} AS {c}" if c in kept else f"b.{c}" for c in cols)
     # delete + insert rather than INSERT OR REPLACE: core.events carries no index (a primary-key index
     # makes bulk loads several times slower); uniqueness of event_id is a contract check instead

@@ -22,7 +22,7 @@ from geodata.areas import AreaSet, bbox, grid_index, resolve_address
 from geodata.coordcheck import check_coordinates
 from geodata.crs import CoordinateError, to_wgs84
 from geodata.h3cells import cells_from_points
-from onemap.contracts import DISPATCH_MODES, HANDLING_TIERS, STATUS_CLOSED
+from onemap.contracts import CLOSED_STATUSES, DISPATCH_MODES, HANDLING_TIERS, STATUS_CLOSED
 from onemap.warehouse import registered
 from pipelines.columns import hex64, lookup, strptime_common, take_text
 from pipelines.mappings import CategoryMap
@@ -397,7 +397,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     out["status"] = status
     closed_rule = pd.Series(False, index=raw.index)
     if profile.closed_at_from:  # [status] closed_at_from: a disposition without a close time
-        need = status.eq(STATUS_CLOSED) & ~closed_given
+        need = status.isin(CLOSED_STATUSES) & ~closed_given
         if need.any():
             latest = _latest_time(raw, out, profile.closed_at_from, local_tz, profile.time_formats, ctx.timezone)
             closed_rule = need & latest.notna()
@@ -406,7 +406,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"),
                     CLOSED_BEFORE_REPORTED, "closed (by the profile's closed_at_from rule) before it was reported")
     # a closed case without a close time is closed "some time before this export": keep it honest, reject
-    rej.add((status.eq(STATUS_CLOSED) & ~closed_given).to_numpy(), found.get("closed_at", "closed_at"),
+    rej.add((status.isin(CLOSED_STATUSES) & ~closed_given).to_numpy(), found.get("closed_at", "closed_at"),
             MISSING_REQUIRED, "status is closed but the close time is empty")
 
     # ---------------------------------------------------------------- process fields

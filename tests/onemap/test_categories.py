@@ -110,6 +110,9 @@ def test_statuses_are_the_six_stages_then_closed():
     assert c.status("已办结").key == "closed"
     assert c.status("mediating").name_zh == "先行调解"
     assert c.CLOSED_STATUS_KEYS == {"settled", "closed"}
+    # the SQL of every "closed" test (onemap.contracts.closed_status) closes exactly these statuses
+    from onemap.contracts import CLOSED_STATUSES
+    assert set(CLOSED_STATUSES) == {s.name_zh for s in c.STATUSES if s.closed}
     assert not c.status("跟踪督办").closed
     with pytest.raises(KeyError):
         c.status("调解中")

@@ -66,3 +66,23 @@ def test_raw_needs_one_files_layout(demo_home, capsys):
     assert "choose one with --file" in capsys.readouterr().err
     assert main(["--home", str(demo_home), "rejects", "--raw"]) == 2
     assert "--format csv or json" in capsys.readouterr().err
+
+
+def test_a_file_loaded_again_as_it_was_lists_its_bad_rows_once(demo_home, tmp_path, capsys):
+    """ingest --force of the same bytes quarantines the same rows again: the listing keeps the latest load's, so a
+    file's rows still add up to its load's count; --batch still reaches the superseded load."""
+    home = tmp_path / "home"
+    shutil.copytree(demo_home, home)
+    police = demo_home / "demo_exports" / "非警务警情.csv"
+    assert main(["--home", str(home), "ingest", "police", str(police), "--force", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["--home", str(home), "loads", "--format", "json"]) == 0
+    *_, older, newer = sorted((r for r in _json(capsys) if r["source_file"] == police.name),
+                              key=lambda r: r["loaded_at"])  # another test may have forced a load before
+    assert older["quarantined"] == newer["quarantined"] > 0
+    assert main(["--home", str(home), "rejects", "--file", police.name, "--format", "json"]) == 0
+    listed = _json(capsys)
+    assert len(listed) == newer["quarantined"]
+    assert len({r["source_row"] for r in listed}) == len(listed)  # no row twice
+    assert main(["--home", str(home), "rejects", "--batch", older["batch_id"], "--format", "json"]) == 0
+    assert len(_json(capsys)) == older["quarantined"]

@@ -160,3 +160,45 @@ def test_raw_copy_replaces_a_half_copy_left_by_a_killed_load(settings, tmp_path)
     stale.chmod(0o444)
     assert keep_raw_copy(settings, "police", src, "0" * 64) == target
     assert target.read_bytes() == src.read_bytes() and not stale.exists()
+
+
+def test_an_export_saying_案结事了_closes_the_case_everywhere(settings, inside, tmp_path):
+    """案结事了 is the flow's last stage (the matter settled): it counts as closed in every KPI and in the backlog,
+    like 已办结; one without a close time is quarantined like 已办结; shown open again later, it is reopened; and
+    已办结 after 案结事了 (or the other way round) is no reopening."""
+    import dataclasses
+    import datetime as dt
+
+    from onemap import queries
+    from onemap.warehouse import connect_readonly
+
+    settled = {"接警单状态": "案结事了", "办结时间": "2026-11-03 09:00:00", "处置结果": "化解"}
+    rows = [police_row(inside, 接警单编号="S0", **settled), police_row(inside, 接警单编号="S1", **settled),
+            police_row(inside, 接警单编号="S2", **{**settled, "办结时间": ""})]
+    [first] = ingest(settings, "police", [_csv(tmp_path / "w1.csv", rows)], progress=False)
+    assert (first.inserted, first.quarantined) == (2, 1)
+    assert query_rows(settings, "SELECT field, reason FROM staging.rejects") == [("办结时间", "missing_required")]
+    assert query_rows(settings, "SELECT DISTINCT status FROM core.events") == [("案结事了",)]
+    flt = queries.EventFilter(dt.date(2026, 11, 1), dt.date(2026, 11, 1))
+
+    def measured():  # as of now, after the loads: a reopening is dated by the load that showed it
+        now = pd.Timestamp.now(tz="Asia/Shanghai")
+        con = connect_readonly(settings.warehouse_path, require_current=False)
+        try:
+            days = queries.daily_series(con, dataclasses.replace(flt, end=dt.date(2026, 11, 5)))
+            return queries.kpis(con, flt, now), dict(zip(pd.to_datetime(days["day"]).dt.day, days["open"], strict=True))
+        finally:
+            con.close()
+
+    values, daily = measured()
+    assert values["closed_rate"] == 1 and values["resolved_rate"] == 1 and values["overdue"] == 0
+    assert values["median_days"] == pytest.approx((dt.datetime(2026, 11, 3, 9) - dt.datetime(2026, 11, 1, 10)
+                                                   ).total_seconds() / 86400)
+    assert [daily[d] for d in (1, 2, 3, 4)] == [2, 2, 0, 0]
+    # S0 shown open again, S1 now exported as the plain 已办结: one reopening, none for S1
+    ingest(settings, "police", [_csv(tmp_path / "w2.csv", [
+        police_row(inside, 接警单编号="S0", 接警单状态="跟踪督办"),
+        police_row(inside, 接警单编号="S1", **{**settled, "接警单状态": "已办结"})])], progress=False)
+    assert query_rows(settings, "SELECT event_id FROM core.events WHERE reopened_at IS NOT NULL") == [("police:S0",)]
+    values, _ = measured()
+    assert values["closed_rate"] == pytest.approx(1 / 2) and values["reopened_rate"] == pytest.approx(1 / 2)
