@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from onemap.categories import SENSITIVE_FLAGS
+from onemap.categories import SENSITIVE_FLAGS, STAGES
 from onemap.contracts import closed_status
 from onemap.h3sql import h3_parent_sql
-from onemap.metrics import KPIS, OVERDUE, map_measure
+from onemap.metrics import KPIS, OPEN, OVERDUE, map_measure
 
 # the boundary vintage shown and counted: the one loaded last (`onemap geodata load` or the first build)
 CURRENT_VINTAGE = "(SELECT vintage FROM meta.area_vintages ORDER BY loaded_at DESC LIMIT 1)"
@@ -206,6 +206,77 @@ def daily_series(con, flt: EventFilter) -> pd.DataFrame:
             FROM per_day WINDOW w AS (ORDER BY day))
         SELECT day, CAST(reg AS BIGINT) AS registered, CAST(open AS BIGINT) AS open, CAST(overdue AS BIGINT) AS overdue
         FROM running WHERE day >= $first ORDER BY day""", params).df()
+
+
+# 积案: how long the cases open at the reference time have been open (whole days since registration), by band
+AGE_BANDS: tuple[tuple[str, str, int | None], ...] = (
+    ("days_0_7", "7天内", 7), ("days_8_30", "8–30天", 30), ("days_31_90", "31–90天", 90), ("days_over_90", "90天以上", None))
+UNRECORDED_STAGE = "阶段未记录"  # open at the reference time, but no export loaded by then showed it open
+UNPLACED = "未定位"  # open cases of the scope whose export placed them in no area of the level asked for
+BACKLOG_BY = ("stage", "area")
+
+
+def backlog(con, flt: EventFilter, as_of: pd.Timestamp | None = None, by: str = "stage", total: bool = False
+            ) -> pd.DataFrame:
+    """积案: the cases open at ``as_of`` (default the last build) of the filter's categories, sources and area, whatever
+    their registration day (the filter's period is not used: a case is open from 登记受理 to 案结事了), per stage
+    of the flow (``by="stage"``, the open stages in flow order) or per area one level below the filter's scope
+    (``by="area"``, every such area, then those placed in none). Columns: code, name, open, one count per
+    :data:`AGE_BANDS` (whole days open at ``as_of``), overdue (past their due time) and oldest_days; with
+    ``total``, a last row 合计.
+
+    A case's stage at ``as_of`` is the status of the latest export loaded by then (``core.event_status_history``);
+    for a case first loaded after ``as_of``, the status of that first export. A case whose exports loaded by
+    then all say it is closed, yet it was open at ``as_of`` by its close time (closed later, or reopened), is
+    counted under :data:`UNRECORDED_STAGE`."""
+    if by not in BACKLOG_BY:
+        raise ValueError(f"backlog by {by!r}: one of {', '.join(BACKLOG_BY)}")
+    as_of = as_of if as_of is not None else reference_time(con)
+    where, params = dataclasses.replace(flt, start=EARLIEST, end=as_of.date() + dt.timedelta(days=1)).where()
+    params["as_of"] = as_of
+    scope = flt.scope or COUNTY
+    level = CHILD_LEVEL[scope.level]
+    key = f"{level}_code" if by == "area" else "stage"
+    lower = [-1, *(upper for _, _, upper in AGE_BANDS[:-1])]  # each band: above the last one's upper bound
+    bands = ", ".join(f"count(*) FILTER (WHERE age > {lo}{'' if hi is None else f' AND age <= {hi}'}) AS {name}"
+                      for (name, _, hi), lo in zip(AGE_BANDS, lower, strict=True))
+    found = con.execute(f"""
+        WITH ev AS (
+            SELECT event_id, status, due_at, {level}_code,
+                   CAST(floor(epoch($as_of - reported_at) / 86400) AS BIGINT) AS age
+            FROM core.events WHERE {where} AND reported_at <= $as_of AND {OPEN}),
+        hist AS (
+            SELECT event_id, arg_max(status, observed_at) FILTER (WHERE observed_at <= $as_of) AS then_status,
+                   arg_min(status, observed_at) AS first_status
+            FROM core.event_status_history WHERE event_id IN (SELECT event_id FROM ev) GROUP BY event_id),
+        staged AS (
+            SELECT ev.*, coalesce(then_status, first_status, status) AS known FROM ev LEFT JOIN hist USING (event_id))
+        SELECT {key} AS code, count(*) AS open, {bands},
+               count(*) FILTER (WHERE due_at < $as_of) AS overdue, max(age) AS oldest_days
+        FROM (SELECT *, CASE WHEN {closed_status('known')} THEN '{UNRECORDED_STAGE}' ELSE known END AS stage
+              FROM staged)
+        GROUP BY 1""", params).df()
+    if by == "stage":
+        order = [s.name_zh for s in STAGES if not s.closed] + [UNRECORDED_STAGE]
+        rows = pd.DataFrame({"code": order, "name": order})
+        extra = found[~found["code"].isin(order)]  # a status outside the flow (a newer vocabulary): kept, not lost
+        rows = pd.concat([rows, pd.DataFrame({"code": extra["code"], "name": extra["code"]})], ignore_index=True)
+    else:
+        rows = child_areas(con, scope)
+        if found["code"].isna().any():
+            rows = pd.concat([rows, pd.DataFrame({"code": [None], "name": [UNPLACED]})], ignore_index=True)
+    out = rows.merge(found, on="code", how="left")
+    counts = ["open", *(name for name, _, _ in AGE_BANDS), "overdue"]
+    out[counts] = out[counts].fillna(0).astype("int64")
+    out["oldest_days"] = out["oldest_days"].astype("Int64")
+    if by == "stage":  # the unrecorded stage only where it occurs
+        out = out[(out["code"] != UNRECORDED_STAGE) | (out["open"] > 0)].reset_index(drop=True)
+    if total:
+        sums = {c: int(out[c].sum()) for c in counts}
+        out = pd.concat([out, pd.DataFrame([{"code": "", "name": "合计", **sums,
+                                              "oldest_days": out["oldest_days"].max()}])], ignore_index=True)
+        out["oldest_days"] = out["oldest_days"].astype("Int64")
+    return out
 
 
 YEAR = dt.timedelta(weeks=52)  # 同比: the same weekdays a year earlier (364 days), as the weekly brief compares

@@ -202,3 +202,45 @@ def test_an_export_saying_案结事了_closes_the_case_everywhere(settings, insi
     assert query_rows(settings, "SELECT event_id FROM core.events WHERE reopened_at IS NOT NULL") == [("police:S0",)]
     values, _ = measured()
     assert values["closed_rate"] == pytest.approx(1 / 2) and values["reopened_rate"] == pytest.approx(1 / 2)
+
+
+def test_the_backlog_reads_each_cases_stage_as_the_exports_loaded_by_then_showed_it(settings, inside, tmp_path):
+    """积案 by stage as of a past time: the status of the latest export loaded by then; a case first loaded later,
+    its first export's status; one open then by its close time but loaded only as closed: 阶段未记录."""
+    import datetime as dt
+
+    from onemap import queries
+    from onemap.warehouse import connect_readonly
+
+    def load(n, rows):
+        ingest(settings, "police", [_csv(tmp_path / f"w{n}.csv", rows)], progress=False)
+
+    load(1, [police_row(inside, 接警单编号="A"), police_row(inside, 接警单编号="B", 接警单状态="风险研判")])
+    between = pd.Timestamp.now(tz="Asia/Shanghai")
+    load(2, [police_row(inside, 接警单编号="A", 接警单状态="先行调解"),
+             police_row(inside, 接警单编号="C", 接警单状态="跟踪督办"),
+             police_row(inside, 接警单编号="D", 接警单状态="已办结", 办结时间="2026-11-20 09:00:00", 处置结果="化解")])
+    flt = queries.EventFilter(dt.date(2026, 11, 1), dt.date(2026, 11, 1))
+    con = connect_readonly(settings.warehouse_path, require_current=False)
+    try:
+        def stages(as_of):
+            table = queries.backlog(con, flt, as_of)
+            return dict(zip(table["code"], table["open"], strict=True))
+
+        then = stages(between)  # A as week 1 showed it (not as now); C, loaded later, as first shown; D closed
+        assert {k: v for k, v in then.items() if v} == {"登记受理": 1, "风险研判": 1, "跟踪督办": 1}
+        # before D's close time, before every load: each as first shown; D was open but only ever loaded closed
+        early = stages(pd.Timestamp("2026-11-15", tz="Asia/Shanghai"))
+        assert {k: v for k, v in early.items() if v} == {"登记受理": 1, "风险研判": 1, "跟踪督办": 1,
+                                                          queries.UNRECORDED_STAGE: 1}
+        now = stages(pd.Timestamp.now(tz="Asia/Shanghai"))
+        assert {k: v for k, v in now.items() if v} == {"先行调解": 1, "风险研判": 1, "跟踪督办": 1}
+        # whole days open, at the band edges: reported 2026-11-01 10:00, due 11-10 10:00
+        first = pd.Timestamp("2026-11-01 10:00", tz="Asia/Shanghai")
+        for days, band, overdue in ((7.99, "days_0_7", 0), (8.0, "days_8_30", 0), (30.5, "days_8_30", 3),
+                                    (31.0, "days_31_90", 3)):
+            total = queries.backlog(con, flt, first + pd.Timedelta(days=days), total=True).iloc[-1]
+            assert total[band] == total["open"] and total["oldest_days"] == int(days), days
+            assert total["overdue"] == overdue, days
+    finally:
+        con.close()
