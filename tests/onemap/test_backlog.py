@@ -85,3 +85,28 @@ def test_category_and_source_filters_narrow_the_backlog(con):
 def test_a_bad_grouping_is_refused(con):
     with pytest.raises(ValueError, match="stage, area"):
         queries.backlog(con, ANY, by="month")
+
+
+def test_onemap_backlog_prints_the_queries_numbers(demo_home, con, capsys):
+    import json
+
+    from onemap.cli import main
+
+    assert main(["--home", str(demo_home), "backlog", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    expected = queries.backlog(con, ANY, total=True)
+    assert [r["name"] for r in rows] == list(expected["name"])
+    assert [r["open"] for r in rows] == list(expected["open"])
+    town = queries.child_areas(con, None)["code"].iloc[1]
+    args = ["--home", str(demo_home), "backlog", "--by", "area", "--area", town, "--source", "grid",
+            "--as-of", "2026-10-31"]
+    assert main([*args, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    as_of = pd.Timestamp("2026-11-01", tz="Asia/Shanghai")
+    flt = queries.EventFilter(ANY.start, ANY.end, sources=("grid",), scope=queries.area_scope(con, town))
+    assert [r["open"] for r in rows] == list(queries.backlog(con, flt, as_of, by="area", total=True)["open"])
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "截至 2026-11-01 00:00" in table and "90天以上" in table and "合计" in table
+    assert main(["--home", str(demo_home), "backlog", "--area", "999"]) == 2
+    assert "no area with code '999'" in capsys.readouterr().err
