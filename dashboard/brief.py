@@ -173,6 +173,40 @@ def weekly_backlog(con, start: dt.date, weeks: int = TREND_WEEKS, scope: queries
                          "overdue": sundays["overdue"].astype(int).to_numpy()})
 
 
+BACKLOG_COLUMNS = ["在办", *(label for _, label, _ in queries.AGE_BANDS), "超期", "最久（天）"]
+LONG_OPEN = ("days_31_90", "days_over_90")  # the bands of cases open more than 30 days
+
+
+def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, as_of: pd.Timestamp,
+                    week_before: pd.Timestamp, level: str | None, tier: str) -> None:
+    """积案 at the end of the week: the open cases by stage and how long they have been open (``queries.backlog``),
+    the change since the end of the week before, and the areas one level down with the most cases open > 30 days."""
+    add = brief.blocks.append
+    stages = queries.backlog(con, week, as_of, total=True)
+    now = stages.iloc[-1]
+    before = queries.backlog(con, week, week_before, total=True).iloc[-1]
+    change = int(now["open"] - before["open"])
+    long_open = int(now[list(LONG_OPEN)].sum())
+    add(Text(f"截至本周末在办案件（积案）{int(now['open']):,} 件，较上周末"
+             f"{'增加' if change > 0 else '减少' if change < 0 else '持平'}{f' {abs(change):,} 件' if change else ''}；"
+             f"其中在办超过 30 天 {long_open:,} 件（超过 90 天 {int(now['days_over_90']):,} 件），"
+             f"已超期 {int(now['overdue']):,} 件。"))
+    add(Table(["阶段", *BACKLOG_COLUMNS],
+              [[r["name"], *(f"{int(r[c]):,}" for c in ("open", *(k for k, _, _ in queries.AGE_BANDS), "overdue")),
+                "—" if pd.isna(r["oldest_days"]) else f"{int(r['oldest_days'])}"] for _, r in stages.iterrows()]))
+    if (stages["code"] == queries.UNRECORDED_STAGE).any():
+        add(Text(f"{queries.UNRECORDED_STAGE}：周末时在办，但周末前载入的导出中没有它在办的记录（多为之后才载入、载入时已办结的案件）。",
+                 note=True))
+    if level:
+        areas = queries.backlog(con, week, as_of, by="area")
+        areas = areas.assign(long_open=areas[list(LONG_OPEN)].sum(axis=1))
+        areas = areas[(areas["long_open"] > 0) & areas["code"].notna()].sort_values(
+            ["long_open", "code"], ascending=[False, True]).head(LOWEST_TIER_AREAS)
+        if len(areas):
+            add(Text(f"在办超过 30 天最多的{tier}：" + "、".join(f"{r['name']}（{int(r['long_open'])} 件）"
+                                                   for _, r in areas.iterrows()) + "。"))
+
+
 def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None,
                  trend_png: bytes | None = None, scope: queries.Scope | None = None,
                  reviews_path=None, backlog_png: bytes | None = None) -> WeeklyBrief:
@@ -279,7 +313,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     if map_png:
         add(Picture(map_png, f"图{_next_figure(brief)} 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
 
-    add(Heading("六、超期督办"))
+    add(Heading("六、积案与超期督办"))
+    _backlog_blocks(brief, con, this, as_of, _end_of(last_week.end, built), level, tier)
     overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE, scope)
     place = queries.area_names(con)
     if backlog_png:

@@ -32,9 +32,13 @@ def brief(con):
     return weekly_brief(con, "汕尾市城区", WEEK, map_png=b"\x89PNG not drawn here")
 
 
-def _table_after(brief, heading: str) -> Table:
+def _table_after(brief, heading: str, first_column: str | None = None) -> Table:
+    """The first table after ``heading`` (whose first column is ``first_column``, when given)."""
     i = next(i for i, b in enumerate(brief.blocks) if isinstance(b, Heading) and b.text == heading)
-    return next(b for b in brief.blocks[i:] if isinstance(b, Table))
+    return next(b for b in brief.blocks[i:] if isinstance(b, Table) and first_column in (None, b.columns[0]))
+
+
+OVERDUE = "六、积案与超期督办"
 
 
 def test_week_bounds_and_default_week(con):
@@ -106,7 +110,7 @@ def test_alerts_hot_spots_overdue_and_repeats_are_there_with_their_caveat(brief)
     assert any("不是对下周的预测" in t for t in texts)
     assert any(t.startswith("截至本周末共有超期未办结") for t in texts)
     assert any(isinstance(b, Picture) for b in brief.blocks)
-    overdue = _table_after(brief, "六、超期督办").rows
+    overdue = _table_after(brief, OVERDUE, "编号").rows
     assert all(int(r[5]) > 0 for r in overdue)
 
 
@@ -132,7 +136,7 @@ def test_report_command_writes_a_word_brief_and_a_pdf_with_chinese_text(demo_set
     document = docx.Document(str(tmp_path / "研判周报_20261102-20261108.docx"))
     headings = [p.text for p in document.paragraphs if p.style.name.startswith(("Heading", "Title"))]
     assert headings[0] == "汕尾市城区社会治理研判周报（2026年11月02日—11月08日）"
-    assert "六、超期督办" in headings and "附：指标口径" in headings
+    assert OVERDUE in headings and "附：指标口径" in headings
     assert len(document.inline_shapes) == 3  # the trend chart, the map and the backlog chart
     assert document.tables[0].rows[1].cells[1].text == f"{int(registered):,}"
     reader = pypdf.PdfReader(io.BytesIO((tmp_path / "研判周报_20261102-20261108.pdf").read_bytes()))
@@ -187,7 +191,7 @@ def test_a_loaded_but_unbuilt_warehouse_is_refused_with_the_command_to_run(tmp_p
 
 
 def test_the_overdue_list_counts_but_never_lists_confidential_or_sensitive_cases(con, brief):
-    listed = [r[0] for r in _table_after(brief, "六、超期督办").rows]
+    listed = [r[0] for r in _table_after(brief, OVERDUE, "编号").rows]
     held_back = con.execute(
         "SELECT count(*) FROM core.events WHERE list_contains($ids, event_id) "
         "AND (confidential OR list_has_any(coalesce(flags, []), $s))",
@@ -265,3 +269,28 @@ def test_the_backlog_at_each_weeks_end_leads_to_this_weeks_overdue_count(con):
     captions = [b.caption for b in drawn.blocks if isinstance(b, Picture)]
     assert captions[0].startswith("图1 近12周每周受理数") and captions[1].startswith("图2 本周受理事件分布")
     assert captions[2] == "图3 近12周每周末未办结与超期案件数" and png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_backlog_at_the_weeks_end_by_stage_and_its_longest_open_areas(con, brief):
+    """积案: the open cases at the end of the week by stage and age band (queries.backlog at Sunday 24:00), the
+    change since the Sunday before, and the towns with the most cases open over 30 days."""
+    end_of = pd.Timestamp("2026-11-09", tz="Asia/Shanghai")
+    week = queries.EventFilter(start=dt.date(2026, 11, 2), end=dt.date(2026, 11, 8))
+    expected = queries.backlog(con, week, end_of, total=True)
+    table = _table_after(brief, OVERDUE, "阶段")
+    assert [r[0] for r in table.rows] == list(expected["name"])
+    assert [int(r[1].replace(",", "")) for r in table.rows] == list(expected["open"])
+    assert [int(r[6].replace(",", "")) for r in table.rows] == list(expected["overdue"])
+    total, before = expected.iloc[-1], queries.backlog(con, week, end_of - pd.Timedelta(days=7), total=True).iloc[-1]
+    texts = [b.text for b in brief.blocks if isinstance(b, Text)]
+    [line] = [t for t in texts if t.startswith("截至本周末在办案件（积案）")]
+    assert f"{int(total['open']):,} 件" in line
+    change = int(total["open"] - before["open"])
+    assert (f"增加 {change:,} 件" if change > 0 else f"减少 {-change:,} 件" if change < 0 else "持平") in line
+    areas = queries.backlog(con, week, end_of, by="area")
+    longest = areas.assign(n=areas["days_31_90"] + areas["days_over_90"]).sort_values(["n", "code"],
+                                                                                      ascending=[False, True])
+    [towns] = [t for t in texts if t.startswith("在办超过 30 天最多的镇街：")]
+    assert towns.startswith(f"在办超过 30 天最多的镇街：{longest['name'].iloc[0]}（{int(longest['n'].iloc[0])} 件）")
+    # the overdue count of the table is the 督办 list's count
+    assert any(t.startswith(f"截至本周末共有超期未办结 {int(total['overdue']):,} 件") for t in texts)
