@@ -117,6 +117,21 @@ def _area_table(frame: pd.DataFrame) -> html.Div | html.P:
     return html.Div([table] + ([html.Div(small_base_note(), className="summary")] if starred else []))
 
 
+def _backlog_table(frame: pd.DataFrame) -> html.Div | html.P:
+    """积案 by stage (``queries.backlog`` with its 合计 row): the open cases of each stage in age bands, and overdue."""
+    if frame.empty or not frame["open"].iloc[-1]:
+        return html.P("当前没有在办案件")
+    bands = queries.AGE_BANDS
+    head = [html.Th("")] + [html.Th(label, title=f"在办 {label}（自登记受理起）") for _, label, _ in bands] + [
+        html.Th("在办"), html.Th("超期", title="在办且已过办理期限")]
+    body = [html.Tr([html.Td(r["name"])] + [html.Td(f"{int(r[key]):,}") for key, _, _ in bands]
+                    + [html.Td(f"{int(r['open']):,}"), html.Td(f"{int(r['overdue']):,}")],
+                    className="total" if r["name"] == "合计" else "") for _, r in frame.iterrows()]
+    oldest = frame["oldest_days"].iloc[-1]
+    return html.Div([html.Table(className="areas backlog", children=[html.Thead(html.Tr(head)), html.Tbody(body)]),
+                     html.Div(f"在办最久的已 {int(oldest)} 天；阶段按已载入的最新导出", className="summary")])
+
+
 def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
     """The hex size a page opens with: the configured default for the county, one finer per tier below it
     (a town's map at H3 9, a village's at H3 10), within the configured resolutions."""
@@ -181,6 +196,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                 html.Div(id="areas", className="" if not kiosk else "hidden"),
                 html.H3("每日受理与日终积压（所选时段）"),
                 dcc.Graph(id="daily", config={"displayModeBar": False}, style={"height": "190px"}),
+                html.H3("积案：在办案件按阶段与时长", title="截至数据时点仍未办结的案件（不论何时受理），按所选类别和来源"),
+                html.Div(id="backlog"),
                 html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
                 html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
         ]),
@@ -251,6 +268,18 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     def daily(start, end, categories, sources, _tick):
         """Registered per day and the backlog at each day's end, of the viewer's own area (aggregate counts)."""
         return daily_chart(queries.daily_series(data.con(), _filter(gate.viewer(), start, end, categories, sources)))
+
+    @app.callback(
+        Output("backlog", "children"),
+        Input("categories", "value"), Input("sources", "value"), Input("refresh", "n_intervals"),
+    )
+    def backlog(categories, sources, _tick):
+        """积案 of the viewer's own area at the last build, whatever the registration day (aggregate counts)."""
+        con = data.con()
+        as_of = queries.reference_time(con)
+        day = as_of.date().isoformat()  # the backlog reads every registration day, not the period
+        return _backlog_table(queries.backlog(con, _filter(gate.viewer(), day, day, categories, sources), as_of,
+                                              total=True))
 
     @app.callback(
         Output("areas", "children"),

@@ -521,3 +521,25 @@ def test_a_town_opens_one_hex_size_finer_than_the_county_and_a_village_two(app, 
     assert opened == {"county": 8, "xingang": 9, "haijing": 10}
     # never finer than the finest configured resolution
     assert _default_resolution(dataclasses.replace(demo_settings, h3_default=10), queries.Scope("village", "x")) == 10
+
+
+def test_the_backlog_panel_is_the_users_own_by_stage(app, con):
+    """积案 in the side panel: a town user's open cases at the last build by stage and age band, the numbers of
+    queries.backlog for the town (the category and source filters apply; the period does not)."""
+    client = app.server.test_client()
+    _sign_in(client, TOWN)
+    town = queries.area_scope(con, TOWN.area)
+    as_of = queries.reference_time(con)
+    day = as_of.date()
+    for sources in ([], ["police"]):
+        out = _call(client, "backlog.children", {"categories.value": [], "sources.value": sources})
+        text = _strings(out["backlog"]["children"])
+        expected = queries.backlog(con, queries.EventFilter(day, day, sources=tuple(sources), scope=town), as_of,
+                                   total=True)
+        for r in expected.itertuples():  # each row: stage, the four bands, 在办, 超期
+            i = text.index(r.name)
+            assert text[i + 1:i + 7] == [f"{n:,}" for n in (r.days_0_7, r.days_8_30, r.days_31_90, r.days_over_90,
+                                                            r.open, r.overdue)], r.name
+        assert f"在办最久的已 {int(expected['oldest_days'].iloc[-1])} 天" in " ".join(text)
+    county = queries.backlog(con, queries.EventFilter(day, day), as_of, total=True)
+    assert expected["open"].iloc[-1] < county["open"].iloc[-1]  # the town's, not the county's

@@ -73,6 +73,10 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     assert changes[0].startswith("环比 ") and changes[0][3] in "▲▼→—" and " · 同比 " in changes[0]
     assert "个百分点" in changes[1] or changes[1] == "环比 — · 同比 —"
 
+    # 积案: the side panel's table of open cases by stage ends with its total
+    page.wait_for_function("document.querySelector('#backlog').innerText.includes('合计')", timeout=30_000)
+    assert "跟踪督办" in page.inner_text("#backlog")
+
     page.get_by_label("非警务警情").check()
     page.wait_for_function(
         f"document.querySelector('#kpi-registered').innerText !== '{before['registered']}'", timeout=30_000)
