@@ -14,7 +14,7 @@ from flask import Response
 
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
-from dashboard.figures import daily_chart, hex_map, hotspot_map
+from dashboard.figures import backlog_map, daily_chart, hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import (
@@ -159,7 +159,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             value=[], inline=True)], className="control"),
         html.Div([html.Label("图层"), dcc.RadioItems(
             id="layer", options=[{"label": "受理数", "value": "counts"}, {"label": "未办结", "value": "open"},
-                                 {"label": "超期", "value": "overdue"},
+                                 {"label": "超期", "value": "overdue"}, {"label": "积案回放", "value": "backlog"},
                                  {"label": "新兴热点（近26周 Gi*）", "value": "hotspots"}],
             value="counts", inline=True)], className="control"),
         html.Div([html.Label("六边形级别"), dcc.RadioItems(
@@ -205,11 +205,33 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
     ])
 
 
-LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue"}  # layer value -> map measure
+BACKLOG_NOTE = "积案：各日日终仍未办结的案件，不论何时受理"
+LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue",  # layer value -> map measure
+                  "backlog": "backlog"}
 KIOSK_ROTATION = ("counts", "overdue", "hotspots")  # the wall screen's views, one per refresh
 # the controls every view of the period reads, in _filter's order
 FILTER_INPUTS = (Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
                  Input("sources", "value"))
+
+
+def _privacy(data: DashboardData, viewer: Viewer) -> tuple[dict, str]:
+    """``hex_counts`` keywords for what ``viewer`` may not see, and the map's note saying what is left out."""
+    small = data.settings.small_count_suppress
+    privacy = viewer.hex_privacy(small)
+    note = ""
+    if privacy.get("min_count", 0) > 1:
+        note = f"少于 {small} 件的六边形不在大屏显示"
+    elif privacy.get("sensitive_min", 0) > 1:
+        note = f"涉家暴、未成年人事件：六边形内少于 {small} 件时不计入地图"
+    return privacy, note
+
+
+def _backlog_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int
+                   ) -> tuple[pd.DataFrame, str]:
+    """积案回放: the open cases per hex at the end of each day (or week) of the period, as ``viewer`` may see them."""
+    privacy, note = _privacy(data, viewer)
+    steps = queries.backlog_steps(flt, queries.reference_time(data.con()))
+    return queries.backlog_cells(data.con(), flt, resolution, steps, **privacy), note
 
 
 def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int,
@@ -217,16 +239,12 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
     """The counts per hex of a count layer (受理数 / 未办结 / 超期) that ``viewer`` may see, and the map's note on
     what is left out. Small counts are left out on the server: all of them on the public wall screen, those
     of sensitive events for a non-handling viewer (privacy.small_count_suppress). Map and export read this."""
-    small = data.settings.small_count_suppress
-    privacy = viewer.hex_privacy(small)
-    counts = queries.hex_counts(data.con(), flt, resolution, measure=LAYER_MEASURES.get(layer, "registered"),
-                                **privacy)
-    note = ""
-    if privacy.get("min_count", 0) > 1:
-        note = f"少于 {small} 件的六边形不在大屏显示"
-    elif privacy.get("sensitive_min", 0) > 1:
-        note = f"涉家暴、未成年人事件：六边形内少于 {small} 件时不计入地图"
-    return counts, note
+    privacy, note = _privacy(data, viewer)
+    measure = LAYER_MEASURES.get(layer, "registered")
+    as_of = None
+    if map_measure(measure).every_registration:  # the backlog as the playback's last step shows it
+        as_of = queries.backlog_steps(flt, queries.reference_time(data.con()))[-1]
+    return queries.hex_counts(data.con(), flt, resolution, measure=measure, as_of=as_of, **privacy), note
 
 
 def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: bool = False) -> None:
@@ -251,6 +269,10 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             res = int(resolution) if int(resolution) in available else available[0]
             fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), outlines, labels,
                               center, zoom=zoom)
+        elif layer == "backlog":
+            cells, note = _backlog_layer(data, viewer, flt, int(resolution))
+            fig = backlog_map(cells, outlines, labels, center, zoom=zoom,
+                              note="；".join(filter(None, [BACKLOG_NOTE, note])))
         else:
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
             fig = hex_map(counts, outlines, labels, center, zoom=zoom, note=note,

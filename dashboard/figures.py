@@ -47,9 +47,11 @@ def base_map(boundaries: dict[str, dict], labels: pd.DataFrame, center: dict, th
 
 
 def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
-            theme: str = "dark", zoom: float = 10.3, note: str = "", title: str = "事件数") -> go.Figure:
-    """H3 hex choropleth of counts; ``counts`` has columns cell (hex string) and n; ``title`` names what is
-    counted (colour bar and hover); ``note`` is written in the map's corner."""
+            theme: str = "dark", zoom: float = 10.3, note: str = "", title: str = "事件数",
+            zmax: float | None = None) -> go.Figure:
+    """H3 hex choropleth of counts; ``counts`` has columns cell (hex string) and n (NaN: not drawn); ``title``
+    names what is counted (colour bar and hover); ``note`` is written in the map's corner; ``zmax``: the top of
+    the colour scale (default the 99th percentile of n)."""
     fig = base_map(boundaries, labels, center, theme, zoom)
     if note:
         _corner_note(fig, note, theme)
@@ -57,12 +59,49 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
         fig.add_trace(go.Choroplethmap(
             geojson=cell_boundaries_geojson([int(c, 16) for c in counts["cell"]]), locations=counts["cell"],
             z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0,
-            zmax=float(counts["n"].quantile(0.99)) or 1.0,
+            zmax=zmax or float(counts["n"].quantile(0.99)) or 1.0,
             marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
             colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99,
                       "tickfont": {"color": "#dfe7f1" if theme == "dark" else "#223"}},
             hovertemplate=f"H3 %{{location}}<br>{title} %{{z}}<extra></extra>", name="hex",
         ))
+    return fig
+
+
+def backlog_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
+                theme: str = "dark", zoom: float = 10.3, note: str = "", title: str = "积案") -> go.Figure:
+    """积案 playback: the open cases per hex at each step (``cells``: as_of, cell, n from
+    ``onemap.queries.backlog_cells``), one animation frame per step on one colour scale, with a slider and a
+    play button; it opens on the last step. A hex with no open case at a step is not drawn in that frame."""
+    steps = sorted(cells["as_of"].unique())
+    if not steps:
+        return hex_map(cells, boundaries, labels, center, theme, zoom, note, title)
+    wide = cells.pivot_table(index="cell", columns="as_of", values="n", aggfunc="sum")
+    zmax = float(cells["n"].quantile(0.99)) or 1.0
+    last = pd.DataFrame({"cell": wide.index, "n": wide[steps[-1]].to_numpy()})
+    fig = hex_map(last, boundaries, labels, center, theme, zoom, note, title, zmax=zmax)
+    hexes = len(fig.data) - 1  # the choropleth is the last trace
+    # a step's time is the end of a day: named for that day (00:00 of the next day is the end of this one), with
+    # the year when the steps span more than one
+    days = [pd.Timestamp(s) - pd.Timedelta(seconds=1) for s in steps]
+    names = [d.strftime("%m-%d" if days[0].year == days[-1].year else "%y-%m-%d") for d in days]
+    fig.frames = [go.Frame(name=name, traces=[hexes], data=[go.Choroplethmap(z=wide[s].tolist())])
+                  for name, s in zip(names, steps, strict=True)]
+    text = "#dfe7f1" if theme == "dark" else "#223"
+    play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
+    fig.update_layout(
+        updatemenus=[{"type": "buttons", "direction": "left", "active": -1, "showactive": False, "x": 0.01, "y": 0.99, "xanchor": "left", "yanchor": "top",
+                      "bgcolor": "#16314f", "bordercolor": "#35557a", "font": {"color": text},
+                      "buttons": [{"label": "▶ 回放", "method": "animate", "args": [None, play]},
+                                  {"label": "❚❚", "method": "animate",
+                                   "args": [[None], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}]}]}],
+        sliders=[{"active": len(steps) - 1, "x": 0.12, "len": 0.8, "y": 0.99, "yanchor": "top",
+                  "currentvalue": {"prefix": f"{title} · 日终 ", "font": {"color": text}},
+                  "font": {"color": text, "size": 11 if len(steps) <= 31 else 9}, "bgcolor": "#16314f",
+                  "bordercolor": "#35557a",
+                  "steps": [{"label": name, "method": "animate",
+                             "args": [[name], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate"}]}
+                            for name in names]}])
     return fig
 
 

@@ -89,12 +89,14 @@ class MapMeasure:
     key: str
     label: str
     where: str | None  # SQL condition on core.events with $as_of; None = every registered event
+    every_registration: bool = False  # the cases in that state at $as_of whatever their registration day (积案)
 
 
 MAP_MEASURES: tuple[MapMeasure, ...] = (
     MapMeasure("registered", "受理数", None),
     MapMeasure("open", "未办结", OPEN),
     MapMeasure("overdue", "超期", OVERDUE),
+    MapMeasure("backlog", "积案", OPEN, every_registration=True),
 )
 
 

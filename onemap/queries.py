@@ -452,13 +452,17 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensi
     sensitive flag in a cell that holds fewer of them than that (they sit at household points: a
     non-handling viewer sees them only as counts of three or more, product.md). A town or village
     scope and the open / overdue measures are counted from core.events, the rest from the hex.cell_day
-    aggregate (which carries the sensitive events' count as ``n_sensitive``)."""
+    aggregate (which carries the sensitive events' count as ``n_sensitive``). The backlog measure (积案) counts
+    the cases open at ``as_of`` whatever their registration day: :func:`backlog_cells` at that one time."""
+    as_of = as_of if as_of is not None else reference_time(con)
+    if map_measure(measure).every_registration:
+        return backlog_cells(con, flt, resolution, [as_of], min_count, sensitive_min)[["cell", "n"]]
     state = map_measure(measure).where
     if narrow(flt.scope) or state:
         where, params = flt.where()
         if state:
             where += f" AND {state}"
-            params["as_of"] = as_of if as_of is not None else reference_time(con)
+            params["as_of"] = as_of
         params["sensitive"] = SENSITIVE_FLAGS
         parent = h3_parent_sql("h3_cell", resolution)
         counted = (f"SELECT {parent} AS cell, count(*) AS n, count(*) FILTER "
@@ -469,12 +473,51 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensi
         params["res"] = int(resolution)
         counted = (f"SELECT cell, sum(n) AS n, sum(n_sensitive) AS s FROM hex.cell_day "
                    f"WHERE resolution = $res AND {where} GROUP BY cell")
-    params.update({"min": max(int(min_count), 1), "smin": int(sensitive_min)})
-    sql = (f"SELECT cell, n FROM (SELECT cell, (n - CASE WHEN s < $smin THEN s ELSE 0 END)::BIGINT AS n "
-           f"FROM ({counted})) WHERE n >= $min ORDER BY cell")
+    return _shown_counts(con, counted, params, min_count, sensitive_min)
+
+
+def _shown_counts(con, counted: str, params: dict, min_count: int, sensitive_min: int, keys: str = "") -> pd.DataFrame:
+    """Run ``counted`` (SQL giving ``keys`` columns, cell, n events and s of them with a sensitive flag) and leave
+    out what a viewer may not see (:func:`hex_counts`' ``min_count`` and ``sensitive_min``); cells as hex strings."""
+    params = {**params, "min": max(int(min_count), 1), "smin": int(sensitive_min)}
+    sql = (f"SELECT {keys}cell, n FROM (SELECT {keys}cell, (n - CASE WHEN s < $smin THEN s ELSE 0 END)::BIGINT AS n "
+           f"FROM ({counted})) WHERE n >= $min ORDER BY {keys}cell")
     frame = con.execute(sql, params).df()
     frame["cell"] = hex_ids(frame["cell"])
     return frame
+
+
+def backlog_steps(flt: EventFilter, as_of: pd.Timestamp, most: int = 31) -> list[pd.Timestamp]:
+    """The times at which :func:`backlog_cells` counts the backlog over the filter's period: the end of each day
+    (of each week, or of longer even steps for a long period, at most ``most``), ending with the period's last day
+    and never after ``as_of`` (the last build)."""
+    days = (flt.end - flt.start).days + 1
+    step = 1 if days <= 31 else 7 if days <= 7 * most else -(-days // most)
+    ends = [flt.end - dt.timedelta(days=i) for i in range(0, days, step)][::-1]
+    tz = as_of.tz or "Asia/Shanghai"
+    return sorted({min(pd.Timestamp(d + dt.timedelta(days=1), tz=tz), as_of) for d in ends})
+
+
+def backlog_cells(con, flt: EventFilter, resolution: int, as_ofs: Sequence[pd.Timestamp], min_count: int = 0,
+                  sensitive_min: int = 0) -> pd.DataFrame:
+    """积案 per H3 cell at each of ``as_ofs``: the cases of the filter's categories, sources and area that are open at
+    that time, whatever their registration day (columns as_of, cell, n), with :func:`hex_counts`' rules on what
+    is left out. The map's backlog playback: a case counts at every step from 登记受理 until it is closed."""
+    if not as_ofs:
+        return pd.DataFrame({"as_of": [], "cell": [], "n": []})
+    last = max(as_ofs)
+    where, params = dataclasses.replace(flt, start=EARLIEST, end=last.date() + dt.timedelta(days=1)).where()
+    params.update({"steps": list(as_ofs), "first": min(as_ofs), "sensitive": SENSITIVE_FLAGS})
+    open_then = OPEN.replace("$as_of", "s.as_of")  # the one definition of open, at each step's time
+    parent = h3_parent_sql("e.h3_cell", resolution)
+    counted = f"""
+        SELECT s.as_of, {parent} AS cell, count(*) AS n,
+               count(*) FILTER (WHERE list_has_any(coalesce(e.flags, []), $sensitive)) AS s
+        FROM (SELECT * FROM core.events WHERE h3_cell IS NOT NULL AND {where}
+                AND NOT ({closed_status()} AND closed_at <= $first)) e
+        JOIN (SELECT unnest($steps) AS as_of) s ON e.reported_at <= s.as_of AND {open_then}
+        GROUP BY ALL"""
+    return _shown_counts(con, counted, params, min_count, sensitive_min, keys="as_of, ")
 
 
 def _area_rows(con, columns: str, level: str, codes: Sequence[str] | None, within: str | None = None) -> list[tuple]:

@@ -543,3 +543,42 @@ def test_the_backlog_panel_is_the_users_own_by_stage(app, con):
         assert f"在办最久的已 {int(expected['oldest_days'].iloc[-1])} 天" in " ".join(text)
     county = queries.backlog(con, queries.EventFilter(day, day), as_of, total=True)
     assert expected["open"].iloc[-1] < county["open"].iloc[-1]  # the town's, not the county's
+
+
+def test_the_backlog_playback_sends_one_frame_per_day_as_the_user_may_see_it(app, con):
+    """积案回放: the map carries one frame per day of the period, each the open cases per hex at that day's end within
+    the town user's area and with the non-handler's rule on sensitive events; it opens on the last day, and the
+    layer's export is that day's counts."""
+    import pandas as pd
+
+    client = app.server.test_client()
+    _sign_in(client, TOWN)
+    town = queries.area_scope(con, TOWN.area)
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=13)
+    inputs = {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [], "sources.value": [],
+              "resolution.value": 9, "layer.value": "backlog", "refresh.n_intervals": None}
+    fig = _call(client, "map.figure", inputs)["map"]["figure"]
+    flt = queries.EventFilter(start, last, scope=town)
+    steps = queries.backlog_steps(flt, queries.reference_time(con))
+    expected = queries.backlog_cells(con, flt, 9, steps, sensitive_min=3)
+    assert len(fig["frames"]) == len(steps) == 14
+    assert [f["name"] for f in fig["frames"]] == [f"{(s - pd.Timedelta(seconds=1)):%m-%d}" for s in steps]
+    hexes = next(t for t in fig["data"] if t["type"] == "choroplethmap")
+    cells = list(hexes["locations"])
+    assert set(cells) == set(expected["cell"]) and set(cells) <= set(
+        queries.hex_counts(con, dataclasses.replace(flt, start=queries.EARLIEST), 9)["cell"])
+    for frame, step in zip(fig["frames"], steps, strict=True):
+        z = pd.Series(_numbers(frame["data"][0]["z"]), index=cells, dtype=float).dropna()
+        assert z.astype(int).sort_index().to_dict() == \
+            expected[expected["as_of"] == step].set_index("cell")["n"].sort_index().to_dict()
+    assert fig["layout"]["sliders"][0]["active"] == len(steps) - 1
+    shown = pd.Series(_numbers(hexes["z"]), index=cells, dtype=float).dropna()
+    assert shown.sum() == expected[expected["as_of"] == steps[-1]]["n"].sum() > 0
+    assert "不论何时受理" in json.dumps(fig["layout"]["annotations"], ensure_ascii=False)
+    state = {k: v for k, v in inputs.items() if k != "refresh.n_intervals"}
+    sent = _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
+                 state)["hex-download"]["data"]
+    exported = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])), encoding="utf-8-sig")
+    assert sent["filename"].startswith("六边形积案_") and (exported["measure"] == "backlog").all()
+    assert exported.set_index("h3_cell")["events"].to_dict() == shown.astype(int).to_dict()

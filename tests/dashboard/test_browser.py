@@ -101,6 +101,15 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     # and says what the classes are not: a forecast
     page.wait_for_function("document.querySelector('#map').innerText.includes('不是对下周的预测')", timeout=30_000)
 
+    # 积案回放: the backlog layer opens on the period's last day; ▶ plays it from the first day on
+    page.get_by_label("积案回放").check()
+    page.wait_for_function("document.querySelector('#map').innerText.includes('不论何时受理')", timeout=30_000)
+    plot = "document.querySelector('#map .js-plotly-plot')"
+    frames = page.evaluate(f"{plot}._transitionData._frames.length")
+    assert frames > 1 and page.evaluate(f"{plot}.layout.sliders[0].active") == frames - 1
+    page.click("#map text.updatemenu-item-text >> text=▶ 回放")
+    page.wait_for_function(f"{plot}.layout.sliders[0].active < {frames - 1}", timeout=30_000)
+
     assert errors == []
     hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
     assert hosts == {"127.0.0.1"}, f"requests left 127.0.0.1: {sorted(hosts)}"

@@ -1,11 +1,14 @@
 """积案: the cases open at a reference time, by stage of the flow and by area, with how long they have been open."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from onemap import queries
 from onemap.contracts import CLOSED_STATUSES
@@ -110,3 +113,51 @@ def test_onemap_backlog_prints_the_queries_numbers(demo_home, con, capsys):
     assert "截至 2026-11-01 00:00" in table and "90天以上" in table and "合计" in table
     assert main(["--home", str(demo_home), "backlog", "--area", "999"]) == 2
     assert "no area with code '999'" in capsys.readouterr().err
+
+
+def _located_open(con, as_of: pd.Timestamp, resolution: int) -> pd.Series:
+    """Open cases per H3 cell (hex strings) at ``as_of``, computed in pandas and h3 from core.events."""
+    import h3
+
+    ev = con.execute("SELECT status, reported_at, closed_at, due_at, town_code, village_code, h3_cell "
+                     "FROM core.events WHERE h3_cell IS NOT NULL").df()
+    ev = ev[(ev["reported_at"] <= as_of) & ~(ev["status"].isin(CLOSED_STATUSES) & (ev["closed_at"] <= as_of))]
+    cells = ev["h3_cell"].map(lambda c: h3.cell_to_parent(format(int(c), "x"), resolution))
+    return cells.value_counts().sort_index()
+
+
+def test_the_backlog_playback_counts_each_cells_open_cases_at_every_step(con):
+    built = queries.reference_time(con)
+    last = built.date() - dt.timedelta(days=1)
+    flt = queries.EventFilter(last - dt.timedelta(days=20), last)
+    steps = queries.backlog_steps(flt, built)
+    assert len(steps) == 21 and steps[-1] == pd.Timestamp(last + dt.timedelta(days=1), tz=built.tz)
+    cells = queries.backlog_cells(con, flt, 8, steps)
+    assert sorted(cells["as_of"].unique()) == steps
+    for step in (steps[0], steps[10], steps[-1]):
+        got = cells[cells["as_of"] == step].set_index("cell")["n"].sort_index()
+        expected = _located_open(con, step, 8)
+        assert got.to_dict() == expected.to_dict()
+        # the map's single-time 积案 layer (and its export) is the same count
+        single = queries.hex_counts(con, flt, 8, measure="backlog", as_of=step).set_index("cell")["n"]
+        assert single.sort_index().to_dict() == expected.to_dict()
+    # a public screen's rule holds at every step
+    shown = queries.backlog_cells(con, flt, 8, steps, min_count=3)
+    assert shown["n"].min() >= 3 and len(shown) < len(cells)
+    town = queries.area_scope(con, queries.child_areas(con, None)["code"].iloc[0])
+    own = queries.backlog_cells(con, dataclasses.replace(flt, scope=town), 8, steps[-1:])
+    assert 0 < own["n"].sum() < cells[cells["as_of"] == steps[-1]]["n"].sum()
+
+
+@given(start=st.dates(dt.date(2020, 1, 1), dt.date(2026, 12, 31)), days=st.integers(1, 1200),
+       cut=st.integers(-3, 3))
+def test_backlog_steps_end_at_the_period_or_the_build_and_are_few(start, days, cut):
+    flt = queries.EventFilter(start, start + dt.timedelta(days=days - 1))
+    period_end = pd.Timestamp(flt.end + dt.timedelta(days=1), tz="Asia/Shanghai")
+    built = period_end + pd.Timedelta(hours=13 * cut)  # the last build before or after the period's end
+    steps = queries.backlog_steps(flt, built)
+    assert steps == sorted(set(steps)) and 1 <= len(steps) <= 32
+    assert steps[-1] == min(period_end, built)
+    assert steps[0] > pd.Timestamp(flt.start, tz="Asia/Shanghai") or steps[0] == built
+    if days <= 31 and cut >= 0:
+        assert len(steps) == days  # one a day
