@@ -3,8 +3,8 @@
     .venv/bin/python bench/map_queries.py --events 5000000
 
 Builds a warehouse of N synthetic events over two years (bench/build.py's synthesiser and `onemap build`), then
-times the queries one map update makes (hex counts at H3 8 and 10 over the last 28 days, and the KPI strip with
-its 环比 and 同比), for each kind of viewer:
+times the queries one map update makes (hex counts at H3 8 and 10 over the last 28 days, the KPI strip with
+its 环比 and 同比, the side panel's tables, 积案 by stage and the 积案回放 layer's 28 frames), for each kind of viewer:
 
 - county handler: hex counts from the hex.cell_day aggregate — the baseline of the ratios;
 - county viewer: the same aggregate, with sensitive events left out of hexes holding fewer than three of them
@@ -102,7 +102,10 @@ def main() -> None:
                               ("KPIs, one period", lambda f=flt: queries.kpis(con, f)),
                               ("strip KPIs + 环比 + 同比", lambda f=flt: queries.kpis_compared(con, f, keys=STRIP)),
                               ("KPIs per child area", lambda f=flt: queries.area_kpis(con, f, keys=AREA_PANEL)),
-                              ("daily chart + backlog", lambda f=flt: queries.daily_series(con, f))):
+                              ("daily chart + backlog", lambda f=flt: queries.daily_series(con, f)),
+                              ("积案 by stage", lambda f=flt: queries.backlog(con, f, total=True)),
+                              ("积案回放, 28 days H3 8", lambda f=flt, p=privacy: queries.backlog_cells(
+                                  con, f, 8, queries.backlog_steps(f, queries.reference_time(con)), **p))):
                 p50, p95 = _times(fn, args.repeat)
                 base.setdefault(query, p50)
                 print(f"{label:<52} {query:<22} {p50:>8.1f} {p95:>8.1f} {p50 / base[query]:>9.2f}x")

@@ -86,6 +86,8 @@ EVENT_COLUMNS = (
     C("on_site_closed", "BOOLEAN"),
     C("reopened_at", "TIMESTAMPTZ", doc="load time of the first export that showed the closed case open again "
                                         "(重开); kept through later updates"),
+    C("first_closed_at", "TIMESTAMPTZ", doc="of a reopened case, the close time its exports gave before that first "
+                                            "reopening: the case was closed from first_closed_at to reopened_at"),
     C("satisfaction", "DOUBLE"),
     # privacy
     C("party_keys", "VARCHAR[]", doc="keyed HMAC pseudonyms only"),
@@ -120,7 +122,10 @@ CORE_EVENTS = Table(
         ("closed events have a closing time",
          f"SELECT event_id FROM core.events WHERE {closed_status()} AND closed_at IS NULL"),
         ("closing never precedes reporting",
-         "SELECT event_id FROM core.events WHERE closed_at < reported_at"),
+         "SELECT event_id FROM core.events WHERE closed_at < reported_at OR first_closed_at < reported_at"),
+        ("a first close time belongs to a reopened case, before its reopening",
+         "SELECT event_id FROM core.events WHERE first_closed_at IS NOT NULL "
+         "AND (reopened_at IS NULL OR first_closed_at > reopened_at)"),
         ("coordinates are WGS84 degrees",
          "SELECT event_id FROM core.events WHERE lng NOT BETWEEN -180 AND 180 OR lat NOT BETWEEN -90 AND 90"),
         ("a point has an H3 cell",

@@ -12,9 +12,13 @@ import numpy as np
 
 from onemap.contracts import closed_status
 
-# "closed as of": the export says closed, and the close time is not after the reference time
-CLOSED = f"({closed_status()} AND closed_at <= $as_of)"
-OPEN = f"NOT {CLOSED}"
+# the close time in effect at the reference time, NULL while open: the export's close time once it says closed and
+# that time has come; and for a case shown open again later (重开), its earlier close time until that reopening
+CLOSED_TIME = (f"(CASE WHEN {closed_status()} AND closed_at <= $as_of THEN closed_at "
+               "WHEN first_closed_at <= $as_of AND reopened_at > $as_of THEN first_closed_at END)")
+# "closed as of" and "open as of" the reference time
+CLOSED = f"({CLOSED_TIME} IS NOT NULL)"
+OPEN = f"({CLOSED_TIME} IS NULL)"
 OVERDUE = f"{OPEN} AND due_at < $as_of"  # open at the reference time and past its due time (督办)
 # closed as of the reference time by a tier the export names (sources without a tier stay out of the denominator)
 CLOSED_TIERED = f"{CLOSED} AND handling_tier IS NOT NULL"
@@ -59,7 +63,7 @@ KPIS: tuple[Kpi, ...] = (
     # (a rate over closed cases alone reads 100 % beside a long overdue list)
     _share("ontime_rate", "按时办结率",
            "closed by their due time ÷ (closed with a due time + open past their due time)",
-           f"{CLOSED} AND closed_at <= due_at", f"due_at IS NOT NULL AND ({CLOSED} OR due_at < $as_of)",
+           f"{CLOSED} AND {CLOSED_TIME} <= due_at", f"due_at IS NOT NULL AND ({CLOSED} OR due_at < $as_of)",
            zh="在办理期限内办结的件数 ÷（已办结且有期限的件数 + 仍未办结但已超期的件数）；超期未办的也算未按时"),
     # 重办结率轻解决率: a case closed and then shown open again by a later export was not settled
     _share("reopened_rate", "重开率", "closed cases later shown open again ÷ cases closed at some time, as of the "
@@ -67,7 +71,7 @@ KPIS: tuple[Kpi, ...] = (
            zh="办结过的事件中，后来的导出又显示为未办结（重开）的比例"),
     Kpi("median_days", "办结用时", "median days from report to close of the cases closed as of the reference time "
         "(a recent period reads low: its slow cases are still open)",
-        f"median(epoch(closed_at - reported_at) / 86400.0) FILTER (WHERE {CLOSED})", "days",
+        f"median(epoch({CLOSED_TIME} - reported_at) / 86400.0) FILTER (WHERE {CLOSED})", "days",
         f"count(*) FILTER (WHERE {CLOSED})",
         zh="已办结事件从上报到办结天数的中位数（最近时段偏小：慢的案件还没办完）"),
     # 小事不出村、大事不出镇: where cases are settled. Only cases whose export names the handling tier count.

@@ -176,18 +176,20 @@ def daily_series(con, flt: EventFilter) -> pd.DataFrame:
     (registered by then and not closed by then) and, of them, those past their due time. The backlog counts
     every case of the filter's categories, sources and area whatever its registration day, since a case is
     open from 登记受理 to 案结事了, not only on the day it came in. Closing uses the export's close time; a case
-    whose later export showed it open again (重开) counts as never closed.
+    shown open again by a later export (重开) counts as closed from its earlier close time until the load that
+    showed it open (onemap.metrics.CLOSED_TIME, by calendar day).
 
     Computed from four counts per calendar day and running sums (no day × case join): open(d) = registered by
-    d − closed by d; overdue(d) = (due by d) − (closed by d and due by d). A case closed before the period
-    adds and takes away the same before it, so only the cases still open at its start, or registered in it,
-    are read."""
+    d − closed by d; overdue(d) = (due by d) − (closed by d and due by d); a reopening counts as an un-closing
+    on its day. A case closed before the period adds and takes away the same before it, so only the cases still
+    open at its start, or registered in it, are read."""
     where, params = dataclasses.replace(flt, start=EARLIEST).where()
     params["first"] = flt.start
     return con.execute(f"""
         WITH ev AS (
             SELECT CAST(reported_at AS DATE) AS r,
                    CASE WHEN {closed_status()} THEN CAST(closed_at AS DATE) END AS c,
+                   CAST(first_closed_at AS DATE) AS f, CAST(reopened_at AS DATE) AS o,
                    greatest(CAST(due_at AS DATE), CAST(reported_at AS DATE)) AS u
             FROM core.events WHERE {where}
               AND (NOT {closed_status()} OR closed_at IS NULL OR closed_at >= CAST($first AS TIMESTAMPTZ))),
@@ -195,7 +197,12 @@ def daily_series(con, flt: EventFilter) -> pd.DataFrame:
             SELECT r AS day, 1 AS reg, 0 AS closed, 0 AS due, 0 AS due_closed FROM ev
             UNION ALL SELECT c, 0, 1, 0, 0 FROM ev WHERE c IS NOT NULL
             UNION ALL SELECT u, 0, 0, 1, 0 FROM ev WHERE u IS NOT NULL
-            UNION ALL SELECT greatest(c, u), 0, 0, 0, 1 FROM ev WHERE c IS NOT NULL AND u IS NOT NULL),
+            UNION ALL SELECT greatest(c, u), 0, 0, 0, 1 FROM ev WHERE c IS NOT NULL AND u IS NOT NULL
+            -- closed from the first close time until the reopening (nothing when both fall on one day)
+            UNION ALL SELECT f, 0, 1, 0, 0 FROM ev WHERE f < o
+            UNION ALL SELECT o, 0, -1, 0, 0 FROM ev WHERE f < o
+            UNION ALL SELECT greatest(f, u), 0, 0, 0, 1 FROM ev WHERE f < o AND u IS NOT NULL
+            UNION ALL SELECT greatest(o, u), 0, 0, 0, -1 FROM ev WHERE f < o AND u IS NOT NULL),
         days AS (SELECT CAST(unnest(generate_series(CAST($first AS DATE), CAST($end AS DATE), INTERVAL 1 DAY)) AS DATE)
                  AS day),
         per_day AS (

@@ -46,7 +46,7 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
                     WHEN e.content_hash = b.content_hash THEN 'same'
                     ELSE 'update' END AS kind,
                e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link,
-               e.reopened_at AS old_reopened,
+               e.reopened_at AS old_reopened, e.closed_at AS old_closed, e.first_closed_at AS old_first_closed,
                b.updated_at, b.batch_id
         FROM batch b LEFT JOIN core.events e USING (event_id)""")
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
@@ -62,10 +62,14 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
                                WHERE h.event_id = k.event_id AND h.status = k.new_status
                                  AND h.batch_id = k.batch_id))""")
     col_list = ", ".join(cols)
-    # an update keeps an existing cross-source link, and the first time a closed case was shown open again
+    # an update keeps an existing cross-source link, and the first time a closed case was shown open again with
+    # the close time it had until then (so that the case counts as closed between the two)
+    reopening = f"k.old_reopened IS NULL AND {closed_status('k.old_status')} AND NOT {closed_status('b.status')}"
     kept = {"linked_event_id": "coalesce(b.linked_event_id, k.old_link)",
-            "reopened_at": f"coalesce(k.old_reopened, CASE WHEN {closed_status('k.old_status')} "
-                           f"AND NOT {closed_status('b.status')} THEN b.updated_at END)"}
+            "reopened_at": f"coalesce(k.old_reopened, CASE WHEN {reopening} THEN b.updated_at END)",
+            # (not when the new export moves the report time past it: an earlier close would contradict it)
+            "first_closed_at": f"coalesce(k.old_first_closed, CASE WHEN {reopening} "
+                               "AND k.old_closed >= b.reported_at THEN k.old_closed END)"}
     select = ", ".join(f"{kept[c]} AS {c}" if c in kept else f"b.{c}" for c in cols)
     # delete + insert rather than INSERT OR REPLACE: core.events carries no index (a primary-key index
     # makes bulk loads several times slower); uniqueness of event_id is a contract check instead

@@ -17,14 +17,20 @@ BANDS = [name for name, _, _ in queries.AGE_BANDS]
 ANY = queries.EventFilter(dt.date(2026, 1, 1), dt.date(2026, 1, 1))  # the period is not used by the backlog
 
 
+def _closed(ev: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """Closed at ``as_of``: by the export's close time, or between a reopened case's earlier close and its reopening."""
+    return ((ev["status"].isin(CLOSED_STATUSES) & (ev["closed_at"] <= as_of))
+            | ((ev["first_closed_at"] <= as_of) & (ev["reopened_at"] > as_of)))
+
+
 def _independent(con, as_of: pd.Timestamp, scope=None) -> pd.DataFrame:
     """The open cases at ``as_of`` computed in pandas from core.events, with their age in whole days."""
-    ev = con.execute("SELECT status, reported_at, closed_at, due_at, town_code, village_code FROM core.events").df()
+    ev = con.execute("SELECT status, reported_at, closed_at, first_closed_at, reopened_at, due_at, town_code, "
+                     "village_code FROM core.events").df()
     ev = ev[ev["reported_at"] <= as_of]
     if scope is not None:
         ev = ev[ev[f"{scope.level}_code"] == scope.code]
-    closed = ev["status"].isin(CLOSED_STATUSES) & (ev["closed_at"] <= as_of)
-    ev = ev[~closed].copy()
+    ev = ev[~_closed(ev, as_of)].copy()
     ev["age"] = np.floor((as_of - ev["reported_at"]).dt.total_seconds() / 86400).astype(int)
     return ev
 
@@ -119,9 +125,9 @@ def _located_open(con, as_of: pd.Timestamp, resolution: int) -> pd.Series:
     """Open cases per H3 cell (hex strings) at ``as_of``, computed in pandas and h3 from core.events."""
     import h3
 
-    ev = con.execute("SELECT status, reported_at, closed_at, due_at, town_code, village_code, h3_cell "
+    ev = con.execute("SELECT status, reported_at, closed_at, first_closed_at, reopened_at, h3_cell "
                      "FROM core.events WHERE h3_cell IS NOT NULL").df()
-    ev = ev[(ev["reported_at"] <= as_of) & ~(ev["status"].isin(CLOSED_STATUSES) & (ev["closed_at"] <= as_of))]
+    ev = ev[(ev["reported_at"] <= as_of) & ~_closed(ev, as_of)]
     cells = ev["h3_cell"].map(lambda c: h3.cell_to_parent(format(int(c), "x"), resolution))
     return cells.value_counts().sort_index()
 

@@ -95,9 +95,10 @@ def test_on_time_rate_counts_open_overdue_cases_and_median_days_is_the_median(ca
             on_time += bool(closed and closed_at <= due_at)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'Asia/Shanghai'")
-    con.execute("CREATE TABLE t (status VARCHAR, reported_at TIMESTAMPTZ, closed_at TIMESTAMPTZ, due_at TIMESTAMPTZ)")
+    con.execute("CREATE TABLE t (status VARCHAR, reported_at TIMESTAMPTZ, closed_at TIMESTAMPTZ, due_at TIMESTAMPTZ, "
+                "first_closed_at TIMESTAMPTZ, reopened_at TIMESTAMPTZ)")  # never reopened here
     if rows:
-        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, ?, NULL, NULL)", rows)
     ontime, median = kpi("ontime_rate"), kpi("median_days")
     got = con.execute(f"SELECT {ontime.sql}, {ontime.base}, {median.sql} FROM t", {"as_of": as_of}).fetchone()
     assert got[1] == judged

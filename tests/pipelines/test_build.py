@@ -167,7 +167,8 @@ def test_a_later_build_keeps_the_alerts_of_earlier_weeks(demo_settings, tmp_path
     with write_session(settings.warehouse_path) as w:
         w.execute("UPDATE core.events SET reported_at = reported_at + INTERVAL 21 DAY, "
                   "occurred_at = occurred_at + INTERVAL 21 DAY, due_at = due_at + INTERVAL 21 DAY, "
-                  "closed_at = closed_at + INTERVAL 21 DAY, updated_at = now()")
+                  "closed_at = closed_at + INTERVAL 21 DAY, first_closed_at = first_closed_at + INTERVAL 21 DAY, "
+                  "reopened_at = reopened_at + INTERVAL 21 DAY, updated_at = now()")
     build(settings, as_of=pd.Timestamp("2026-12-07", tz="Asia/Shanghai"))
     con = connect_readonly(settings.warehouse_path)
     try:

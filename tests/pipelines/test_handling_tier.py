@@ -73,12 +73,13 @@ def test_a_changed_tier_or_dispatch_changes_the_digest_so_a_later_export_updates
 def test_tier_shares_count_only_closed_cases_that_name_their_tier(cases):
     """村级办结占比 and 镇村办结占比 as defined in onemap.metrics, against a count by hand."""
     con = duckdb.connect()
-    con.execute("CREATE TABLE t (status VARCHAR, closed_at TIMESTAMPTZ, handling_tier VARCHAR)")
+    con.execute("CREATE TABLE t (status VARCHAR, closed_at TIMESTAMPTZ, handling_tier VARCHAR, "
+                "first_closed_at TIMESTAMPTZ, reopened_at TIMESTAMPTZ)")  # never reopened here
     as_of = pd.Timestamp("2026-11-20 12:00", tz="Asia/Shanghai")
     rows = [("已办结" if closed else "跟踪督办", as_of - pd.Timedelta(days=1) if closed else None, tier)
             for closed, tier in cases]
     if rows:
-        con.executemany("INSERT INTO t VALUES (?, ?, ?)", rows)
+        con.executemany("INSERT INTO t VALUES (?, ?, ?, NULL, NULL)", rows)
     got = con.execute(f"SELECT {kpi('village_share').sql}, {kpi('town_or_below_share').sql} FROM t",
                       {"as_of": as_of}).fetchone()
     tiered = [tier for closed, tier in cases if closed and tier is not None]

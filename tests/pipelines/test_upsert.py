@@ -244,3 +244,67 @@ def test_the_backlog_reads_each_cases_stage_as_the_exports_loaded_by_then_showed
             assert total["overdue"] == overdue, days
     finally:
         con.close()
+
+
+def test_a_reopened_case_counts_as_closed_between_its_first_close_and_the_reopening(settings, inside, tmp_path):
+    """重开 and the backlog over time: R closed 11-03, shown open again by a later load, closed again 11-25 (by an
+    export loaded later still). At a time between the first close and the reopening it is closed in the KPIs,
+    the backlog and the daily chart; from the reopening until its second close it is open again."""
+    import datetime as dt
+
+    from onemap import queries
+    from onemap.warehouse import connect_readonly
+
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 09:00:00", "处置结果": "化解"}
+    ingest(settings, "police", [_csv(tmp_path / "w1.csv", [police_row(inside, 接警单编号="R", **closed)])],
+           progress=False)
+    ingest(settings, "police", [_csv(tmp_path / "w2.csv", [police_row(inside, 接警单编号="R", 接警单状态="跟踪督办")])],
+           progress=False)
+    [(reopened, first_closed)] = query_rows(settings, "SELECT reopened_at, first_closed_at FROM core.events")
+    assert first_closed == pd.Timestamp("2026-11-03 09:00", tz="Asia/Shanghai")
+    flt = queries.EventFilter(dt.date(2026, 11, 1), dt.date(2026, 11, 1))
+    week = queries.EventFilter(dt.date(2026, 11, 1), dt.date(2026, 11, 7))
+    between = pd.Timestamp("2026-11-05", tz="Asia/Shanghai")
+    con = connect_readonly(settings.warehouse_path, require_current=False)
+    try:
+        assert queries.kpis(con, flt, between)["closed_rate"] == 1
+        assert queries.kpis(con, flt, between)["median_days"] == pytest.approx(47 / 24)  # 11-01 10:00 → 11-03 09:00
+        assert queries.backlog(con, flt, between, total=True).iloc[-1]["open"] == 0
+        assert queries.kpis(con, flt, reopened)["closed_rate"] == 0  # open again from the reopening
+        assert queries.backlog(con, flt, reopened, total=True).iloc[-1]["open"] == 1
+        daily = queries.daily_series(con, week)
+        assert list(daily["open"]) == [1, 1, 0, 0, 0, 0, 0]  # closed from 11-03 (reopened after the week)
+        assert list(daily["overdue"]) == [0] * 7
+    finally:
+        con.close()
+    # closed again: the second close time counts from then on, the reopening stays on record
+    again = {**closed, "办结时间": "2026-11-25 09:00:00"}
+    ingest(settings, "police", [_csv(tmp_path / "w3.csv", [police_row(inside, 接警单编号="R", **again)])],
+           progress=False)
+    assert query_rows(settings, "SELECT reopened_at, first_closed_at, closed_at FROM core.events") == [
+        (reopened, first_closed, pd.Timestamp("2026-11-25 09:00", tz="Asia/Shanghai"))]
+    con = connect_readonly(settings.warehouse_path, require_current=False)
+    try:
+        now = pd.Timestamp.now(tz="Asia/Shanghai")
+        assert queries.kpis(con, flt, now)["closed_rate"] == 1 and queries.kpis(con, flt, now)["reopened_rate"] == 1
+        assert queries.kpis(con, flt, now)["median_days"] == pytest.approx(24 - 1 / 24)
+        assert queries.kpis(con, flt, between)["closed_rate"] == 1
+    finally:
+        con.close()
+
+
+def test_a_reopening_export_that_moves_the_report_past_the_old_close_keeps_no_first_close(settings, inside, tmp_path):
+    """The earlier close time is kept only where it still follows the report: the contract (closing never precedes
+    reporting) holds, and the warehouse publishes."""
+    from onemap.warehouse import check_contracts, write_session
+
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 09:00:00", "处置结果": "化解"}
+    ingest(settings, "police", [_csv(tmp_path / "w1.csv", [police_row(inside, 接警单编号="M", **closed)])],
+           progress=False)
+    ingest(settings, "police", [_csv(tmp_path / "w2.csv", [police_row(
+        inside, 接警单编号="M", 接警单状态="跟踪督办", 报警时间="2026-11-05 10:00:00", 办理期限="2026-11-15 10:00:00")])],
+           progress=False)
+    [(reopened, first_closed)] = query_rows(settings, "SELECT reopened_at, first_closed_at FROM core.events")
+    assert reopened is not None and first_closed is None
+    with write_session(settings.warehouse_path) as con:
+        assert check_contracts(con) == []
