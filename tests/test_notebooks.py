@@ -60,6 +60,7 @@ def test_kpis_alerts_hotspots_and_backtest(demo_home, monkeypatch, tmp_path):
     assert "受理数" in text and "办结率" in text
     assert "【" in text  # alert sentences
     assert "热点" in text
+    assert "合计" in text and "跟踪督办" in text and "oldest_days" in text  # 积案 by stage and by town
     assert (home / "exports" / "labour_disputes_res8.gpkg").is_file()
     assert "PEI" in out[-2] or "not here" in out[-2]
 
