@@ -150,7 +150,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
     controls = html.Div(id="controls", className="controls" + (" hidden" if kiosk else ""), children=[
         html.Div([html.Label("时间范围"), dcc.DatePickerRange(
             id="dates", min_date_allowed=first, max_date_allowed=last, start_date=start, end_date=last,
-            display_format="YYYY-MM-DD", first_day_of_week=1)], className="control"),
+            display_format="YYYY-MM-DD", first_day_of_week=1, month_format="YYYY年MMM",
+            start_date_placeholder_text="开始日期", end_date_placeholder_text="结束日期")], className="control"),
         html.Div([html.Label("事件类别"), dcc.Dropdown(id="categories", options=_category_options(), multi=True,
                                                     placeholder="全部类别")], className="control wide"),
         html.Div([html.Label("来源"), dcc.Checklist(
@@ -187,7 +188,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
         controls,
         html.Div(id="kpis", className="kpis", children=[_kpi_card(k) for k in STRIP]),
         html.Div(className="main", children=[
-            dcc.Graph(id="map", className="map", config={"displaylogo": False, "scrollZoom": True},
+            dcc.Graph(id="map", className="map", config=MAP_CONFIG,
                       style={"height": "100%"}),
             html.Aside(id="detail", className="detail", children=[
                 html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data, viewer)),
@@ -195,7 +196,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                         className="" if not kiosk else "hidden"),
                 html.Div(id="areas", className="" if not kiosk else "hidden"),
                 html.H3("每日受理与日终积压（所选时段）"),
-                dcc.Graph(id="daily", config={"displayModeBar": False}, style={"height": "190px"}),
+                dcc.Graph(id="daily", config=GRAPH_CONFIG | {"displayModeBar": False}, style={"height": "190px"}),
                 html.H3("积案：在办案件按阶段与时长", title="截至数据时点仍未办结的案件（不论何时受理），按所选类别和来源"),
                 html.Div(id="backlog"),
                 html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
@@ -205,6 +206,11 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
     ])
 
 
+# plotly.js toolbar: Chinese (assets/plotly-locale-zh-cn.js), no "Share chart" (it posts the figure to
+# cloud.plotly.com; the default is on) and no box/lasso select, which nothing here reads
+GRAPH_CONFIG = {"locale": "zh-CN", "displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False}
+MAP_CONFIG = GRAPH_CONFIG | {"scrollZoom": True, "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+                             "toImageButtonOptions": {"filename": "民情地图", "scale": 2}}
 BACKLOG_NOTE = "积案：各日日终仍未办结的案件，不论何时受理"
 LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue",  # layer value -> map measure
                   "backlog": "backlog"}

@@ -65,6 +65,21 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     page.wait_for_timeout(1500)
     page.screenshot(path=str(tmp_path / "map.png"))
     assert "民情地图" in page.inner_text("header")
+    # the map toolbar speaks Chinese and has no "Share chart" (plotly.js's default posts to cloud.plotly.com)
+    page.hover("#map")
+    titles = page.evaluate("Array.from(document.querySelectorAll('#map .modebar-btn')).map(b => b.dataset.title)")
+    assert "下载为 PNG 图片" in titles and "复位视图" in titles, titles
+    assert not [t for t in titles if t.isascii()], f"untranslated toolbar buttons: {titles}"
+    assert page.locator("#map .modebar-btn[data-title*='Share'], #map .modebar-btn[data-title*='分享']").count() == 0
+    # the date picker's calendar is in Chinese (the vendored date-fns zh-CN locale), and readable on the dark theme
+    page.click("#dates")
+    page.wait_for_selector(".dash-datepicker-calendar-wrapper", timeout=10_000)
+    calendar = page.inner_text(".dash-datepicker-calendar-wrapper")
+    assert "年" in calendar and "月" in calendar and "四" in calendar, calendar
+    assert not any(name in calendar for name in ("November", "December", "Mo", "Tu")), calendar
+    colour = page.evaluate("getComputedStyle(document.querySelector('#dates')).color")
+    assert colour == "rgb(223, 231, 241)", colour  # light text on the dark control, not grey on white
+    page.keyboard.press("Escape")
     before = _kpis(page)
     assert int(before["registered"].replace(",", "")) > 0
     # each KPI carries its change from the previous period of the same length (环比)
