@@ -10,7 +10,6 @@ import datetime as dt
 import dash
 import pandas as pd
 from dash import ALL, Input, Output, State, dcc, html
-from flask import Response
 
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
@@ -404,10 +403,6 @@ def create_app(settings: Settings, kiosk: bool = False, kiosk_area: str | None =
                     assets_folder=str(__import__("pathlib").Path(__file__).parent / "assets"))
     gate.install(app.server)
     app.layout = lambda: build_layout(data, kiosk, gate.current())
-
-    @app.server.route("/glyphs/<path:fontstack>/<path:glyph_range>.pbf")
-    def glyphs(fontstack: str, glyph_range: str):  # noqa: ARG001 - MapLibre asks; an empty PBF means "no glyphs"
-        return Response(b"", mimetype="application/x-protobuf")
 
     register_callbacks(app, data, gate, kiosk)
     return app

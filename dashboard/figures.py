@@ -6,10 +6,13 @@ import plotly.graph_objects as go
 
 from geodata.h3cells import cell_boundaries_geojson
 
-# MapLibre style that needs no internet: a plain background, and glyphs served by this app (CJK labels are
-# drawn by the browser's local fonts; MapLibre requests glyph ranges only for non-ideographic text).
+# MapLibre style that needs no internet: a plain background and no "glyphs" URL, so MapLibre draws every label
+# character itself with the browser's local fonts (Noto CJK on Debian) and requests no glyph ranges. plotly's
+# built-in styles point at fonts.openmaptiles.org; a local URL answering with empty PBFs made digits and Latin
+# letters vanish from labels ("第3网格" showed as "第网格").
 BACKGROUND = {"dark": "#0b1a2e", "light": "#eef1f5"}
 LINE = {"dark": "#6d8fb5", "light": "#5a6b80"}
+TEXT = {"dark": "#dfe7f1", "light": "#223"}  # the figure's font colour: colour-bar title and ticks, legend, notes
 SCALE = [[0.0, "#1d3b5a"], [0.25, "#2f7f8f"], [0.5, "#f2c14e"], [0.75, "#f08a3c"], [1.0, "#d7263d"]]
 
 
@@ -20,7 +23,6 @@ def offline_style(theme: str = "dark") -> dict:
         # style diff on the next update then fails with 'missing required property "sources"'
         "sources": {"none": {"type": "geojson", "data": {"type": "FeatureCollection", "features": []}}},
         "layers": [{"id": "background", "type": "background", "paint": {"background-color": BACKGROUND[theme]}}],
-        "glyphs": "/glyphs/{fontstack}/{range}.pbf",
     }
 
 
@@ -41,6 +43,7 @@ def base_map(boundaries: dict[str, dict], labels: pd.DataFrame, center: dict, th
     fig.update_layout(
         map={"style": offline_style(theme), "center": center, "zoom": zoom, "layers": layers},
         margin={"l": 0, "r": 0, "t": 0, "b": 0}, paper_bgcolor=BACKGROUND[theme], showlegend=False,
+        font={"color": TEXT[theme]},
         uirevision=uirevision,
     )
     return fig
@@ -61,8 +64,7 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
             z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0,
             zmax=zmax or float(counts["n"].quantile(0.99)) or 1.0,
             marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
-            colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99,
-                      "tickfont": {"color": "#dfe7f1" if theme == "dark" else "#223"}},
+            colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99},
             hovertemplate=f"H3 %{{location}}<br>{title} %{{z}}<extra></extra>", name="hex",
         ))
     return fig
@@ -87,7 +89,7 @@ def backlog_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     names = [d.strftime("%m-%d" if days[0].year == days[-1].year else "%y-%m-%d") for d in days]
     fig.frames = [go.Frame(name=name, traces=[hexes], data=[go.Choroplethmap(z=wide[s].tolist())])
                   for name, s in zip(names, steps, strict=True)]
-    text = "#dfe7f1" if theme == "dark" else "#223"
+    text = TEXT[theme]
     play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
     fig.update_layout(
         updatemenus=[{"type": "buttons", "direction": "left", "active": -1, "showactive": False, "x": 0.01, "y": 0.99, "xanchor": "left", "yanchor": "top",
@@ -128,7 +130,7 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
             customdata=group[["pattern_zh", "z", "count"]].to_numpy(),
             hovertemplate="%{customdata[0]}<br>Gi* z = %{customdata[1]:.2f}<br>本周事件 %{customdata[2]}<extra></extra>",
         ))
-    fig.update_layout(showlegend=True, legend={"bgcolor": "rgba(16,38,64,0.8)", "font": {"color": "#dfe7f1"},
+    fig.update_layout(showlegend=True, legend={"bgcolor": "rgba(16,38,64,0.8)",
                                                "x": 0.01, "y": 0.99})
     # measured (docs/analytics.md §3): the classes do not forecast a rise, and the screen says so
     _corner_note(fig, HOTSPOT_CAVEAT, theme)
@@ -138,7 +140,7 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
 def _corner_note(fig: go.Figure, text: str, theme: str) -> None:
     fig.add_annotation(text=text, xref="paper", yref="paper", x=0.01, y=0.01, xanchor="left", yanchor="bottom",
                        showarrow=False, align="left", bgcolor="rgba(16,38,64,0.8)",
-                       font={"size": 12, "color": "#dfe7f1" if theme == "dark" else "#223"})
+                       font={"size": 12, "color": TEXT[theme]})
 
 
 HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测"
@@ -147,7 +149,7 @@ HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何
 def daily_chart(days: pd.DataFrame, theme: str = "dark") -> go.Figure:
     """Cases registered each day (bars) and the backlog at each day's end (lines, right axis: open, and of them
     past their due time), from ``onemap.queries.daily_series``: where the work piles up, not only where it comes in."""
-    text = "#dfe7f1" if theme == "dark" else "#1b2a3a"
+    text = TEXT[theme]
     fig = go.Figure([
         go.Bar(x=days["day"], y=days["registered"], name="受理", marker_color="#2f7f8f",
                hovertemplate="%{x|%m-%d} 受理 %{y}<extra></extra>"),
@@ -162,6 +164,7 @@ def daily_chart(days: pd.DataFrame, theme: str = "dark") -> go.Figure:
         legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
         xaxis={"tickformat": "%m-%d", "gridcolor": "#1b3350"},
         yaxis={"title": None, "gridcolor": "#1b3350", "rangemode": "tozero"},
-        yaxis2={"overlaying": "y", "side": "right", "showgrid": False,
+        # whole-number ticks of its own (plotly syncs an overlaying axis to the left one's grid: 6.27, 12.54 ...)
+        yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "tickmode": "auto", "tickformat": "d",
                 "range": [0, 1.1 * max(int(days["open"].max()) if len(days) else 0, 1)]})
     return fig

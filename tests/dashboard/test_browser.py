@@ -10,7 +10,7 @@ from onemap.access import DEMO_ACCOUNTS
 
 pytestmark = pytest.mark.browser
 
-COUNTY, TOWN = (next(a for a in DEMO_ACCOUNTS if a.name == n) for n in ("county", "xingang"))
+COUNTY, TOWN, VILLAGE = (next(a for a in DEMO_ACCOUNTS if a.name == n) for n in ("county", "xingang", "haijing"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
@@ -197,4 +197,25 @@ def test_a_town_user_signs_in_and_sees_only_the_town(server, browser, demo_setti
     page.wait_for_url("**/login", timeout=30_000)
     page.goto(server)
     page.wait_for_url("**/login?next=/", timeout=30_000)
+    page.close()
+
+
+def test_grid_labels_keep_their_digits(server, browser):
+    """A village user's map names its grids ("海景社区第3网格"): MapLibre draws every label character from the
+    browser's fonts, digits included, and asks no server for glyphs (an empty glyph range once made the digits
+    vanish: "海景社区第网格")."""
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    _sign_in(page, server, VILLAGE)
+    labels = page.evaluate("document.querySelector('#map .js-plotly-plot').data.find(t => t.name === 'towns').text")
+    assert any(any(ch.isdigit() for ch in label) for label in labels), labels
+    digits = sorted({ch for label in labels for ch in label if ch.isdigit()})
+    # MapLibre's glyph atlas: each digit of the labels has a drawn bitmap (an empty range leaves it null)
+    page.wait_for_function(
+        f"""(() => {{ const m = document.querySelector('#map .js-plotly-plot')._fullLayout.map._subplot.map;
+             const entries = Object.values(m.style.glyphManager.entries);
+             return {digits!r}.every(d => entries.some(e => e.glyphs[d] && e.glyphs[d].bitmap.width > 0)); }})()""",
+        timeout=30_000)
+    assert not [u for u in requests if "glyph" in u or ".pbf" in u]
     page.close()
