@@ -199,7 +199,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                 html.H3("积案：在办案件按阶段与时长", title="截至数据时点仍未办结的案件（不论何时受理），按所选类别和来源"),
                 html.Div(id="backlog"),
                 html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
-                html.H3("点击六边形查看事件"), html.Div(id="detail-body")]),
+                html.H3("点击六边形查看事件", id="detail-heading"), html.Div(id="detail-body")]),
         ]),
         dcc.Interval(id="refresh", interval=data.settings.refresh_seconds * 1000, disabled=not kiosk),
     ])
@@ -380,16 +380,33 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         cell = point.get("location")
         if not cell:
             return html.P("请选择一个六边形")
-        rows = queries.events_in_cell(data.con(), _filter(viewer, start, end, categories, sources), cell,
-                                      int(resolution), handler=viewer.handler)
+        flt = _filter(viewer, start, end, categories, sources)
+        rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), handler=viewer.handler)
+        counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
-        if rows.empty:
-            return html.P("该六边形在所选条件下无事件")
-        items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
-                          html.Div(r.summary_redacted or "", className="summary")]) for r in rows.itertuples()]
-        hidden = "保密事件只计入统计" if viewer.handler else "保密事件及涉家暴、未成年人事件只计入统计"
-        return [html.P(f"H3 {cell}：{len(rows)} 条（已脱敏；{hidden}，不逐条显示）"),
-                html.Ul(items, className="events")]
+        return _event_list(cell, rows, counts, viewer.handler)
+
+    # the list sits at the foot of the side panel: bring it into view when a click fills it
+    app.clientside_callback(
+        "function(children) { const h = document.getElementById('detail-heading');"
+        " if (h) { h.scrollIntoView({behavior: 'smooth', block: 'start'}); }"
+        " return window.dash_clientside.no_update; }",
+        Output("detail-heading", "title"), Input("detail-body", "children"), prevent_initial_call=True)
+
+
+def _event_list(cell: str, rows: pd.DataFrame, counts: dict, handler: bool) -> list:
+    """The drill-down: how many events the hex holds, how many are listed and why the others are not."""
+    kind = "保密事件" if handler else "保密事件及涉家暴、未成年人事件"
+    hidden = f"另有 {counts['hidden']} 条{kind}只计入统计，不逐条显示" if counts["hidden"] else f"{kind}只计入统计"
+    total = counts["listable"] + counts["hidden"]
+    if rows.empty:
+        return html.P(f"H3 {cell}：所选条件下共 {total} 条，无可列出的事件（{hidden}）" if total
+                      else "该六边形在所选条件下无事件")
+    shown = (f"共 {total} 条，列出最新 {len(rows)} 条" if len(rows) < counts["listable"]
+             else f"共 {total} 条，列出 {len(rows)} 条")
+    items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
+                      html.Div(r.summary_redacted or "", className="summary")]) for r in rows.itertuples()]
+    return [html.P(f"H3 {cell}：{shown}（已脱敏；{hidden}）"), html.Ul(items, className="events")]
 
 
 def create_app(settings: Settings, kiosk: bool = False, kiosk_area: str | None = None) -> dash.Dash:

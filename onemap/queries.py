@@ -579,19 +579,34 @@ def area_labels(con, level: str, codes: Sequence[str] | None = None, within: str
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})
 
 
+def _in_cell(flt: EventFilter, cell_hex: str, resolution: int, handler: bool) -> tuple[str, dict, str]:
+    """(where, params, listable): the filter's events in one hex, and the condition for listing one of them."""
+    where, params = flt.where()
+    params.update({"cell": int(cell_hex, 16), "sensitive": [] if handler else SENSITIVE_FLAGS})
+    where = f"h3_cell IS NOT NULL AND {h3_parent_sql('h3_cell', resolution)} = $cell AND {where}"
+    return where, params, "NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive)"
+
+
 def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200,
                    handler: bool = False) -> pd.DataFrame:
-    """The events behind one hex (redacted fields only) in the filter's scope, newest first. Confidential
-    events are never listed one by one, and events with a sensitive flag only to a handling role
-    (``handler``): elsewhere they count only in the aggregates."""
-    where, params = flt.where()
-    params.update({"cell": int(cell_hex, 16), "limit": int(limit), "sensitive": [] if handler else SENSITIVE_FLAGS})
-    parent = h3_parent_sql("h3_cell", resolution)
+    """The events behind one hex (redacted fields only) in the filter's scope, newest first, at most ``limit``.
+    Confidential events are never listed one by one, and events with a sensitive flag only to a handling role
+    (``handler``): elsewhere they count only in the aggregates (:func:`cell_event_counts`)."""
+    where, params, listable = _in_cell(flt, cell_hex, resolution, handler)
+    params["limit"] = int(limit)
     return con.execute(
         f"SELECT strftime(reported_at, '%Y-%m-%d %H:%M') AS reported, source, category_code, status, "
-        f"summary_redacted FROM core.events WHERE h3_cell IS NOT NULL AND {parent} = $cell AND {where} "
-        f"AND NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive) "
+        f"summary_redacted FROM core.events WHERE {where} AND {listable} "
         f"ORDER BY reported_at DESC LIMIT $limit", params).df()
+
+
+def cell_event_counts(con, flt: EventFilter, cell_hex: str, resolution: int, handler: bool = False) -> dict:
+    """How many of the filter's events are in one hex: ``listable`` (what :func:`events_in_cell` lists, before
+    its limit) and ``hidden`` (counted on the map, never listed to this viewer)."""
+    where, params, listable = _in_cell(flt, cell_hex, resolution, handler)
+    n, shown = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {listable}) FROM core.events WHERE {where}",
+                           params).fetchall()[0]
+    return {"listable": int(shown), "hidden": int(n - shown)}
 
 
 def sources_present(con) -> Sequence[str]:

@@ -582,3 +582,30 @@ def test_the_backlog_playback_sends_one_frame_per_day_as_the_user_may_see_it(app
     exported = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])), encoding="utf-8-sig")
     assert sent["filename"].startswith("六边形积案_") and (exported["measure"] == "backlog").all()
     assert exported.set_index("h3_cell")["events"].to_dict() == shown.astype(int).to_dict()
+
+
+def test_the_drill_down_says_how_many_events_the_hex_holds_not_only_how_many_are_listed(app, con):
+    """A busy hex holds more events than the list shows (200): the panel gives the hex's total — the number
+    on the map — and how many of them are confidential and so only counted (the county account handles cases,
+    so it is shown the sensitive-flag cases; a viewing role is not: queries.cell_event_counts)."""
+    from onemap.h3sql import h3_parent_sql
+
+    first, last = queries.date_bounds(con)
+    cell, total, confidential, sensitive = con.execute(f"""
+        SELECT {h3_parent_sql('h3_cell', 7)} AS c, count(*), count(*) FILTER (WHERE confidential),
+               count(*) FILTER (WHERE confidential OR list_has_any(coalesce(flags, []), $s))
+        FROM core.events WHERE h3_cell IS NOT NULL GROUP BY 1 ORDER BY 2 DESC LIMIT 1""",
+                                                   {"s": queries.SENSITIVE_FLAGS}).fetchall()[0]
+    assert total - sensitive > 200 and 0 < confidential < sensitive  # the demo's busiest res-7 hex, all days
+    client = app.server.test_client()
+    _sign_in(client, COUNTY)
+    out = _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": format(int(cell), "x")}]}},
+                {"dates.start_date": f"{first}", "dates.end_date": f"{last}", "categories.value": [],
+                 "sources.value": [], "resolution.value": 7})
+    head = _strings(out["detail-body"]["children"])[0]
+    assert f"共 {total} 条，列出最新 200 条" in head and f"另有 {confidential} 条保密事件" in head, head
+    assert json.dumps(out).count('"type": "Li"') == 200
+    flt, hexid = queries.EventFilter(first, last), format(int(cell), "x")
+    assert queries.cell_event_counts(con, flt, hexid, 7, handler=True) == {"listable": total - confidential,
+                                                                          "hidden": confidential}
+    assert queries.cell_event_counts(con, flt, hexid, 7) == {"listable": total - sensitive, "hidden": sensitive}

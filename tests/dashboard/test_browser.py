@@ -200,7 +200,7 @@ def test_a_town_user_signs_in_and_sees_only_the_town(server, browser, demo_setti
     page.close()
 
 
-def test_grid_labels_keep_their_digits(server, browser):
+def test_grid_labels_keep_their_digits_and_a_hex_click_lists_its_events(server, browser):
     """A village user's map names its grids ("海景社区第3网格"): MapLibre draws every label character from the
     browser's fonts, digits included, and asks no server for glyphs (an empty glyph range once made the digits
     vanish: "海景社区第网格")."""
@@ -218,4 +218,20 @@ def test_grid_labels_keep_their_digits(server, browser):
              return {digits!r}.every(d => entries.some(e => e.glyphs[d] && e.glyphs[d].bitmap.width > 0)); }})()""",
         timeout=30_000)
     assert not [u for u in requests if "glyph" in u or ".pbf" in u]
+
+    # a click on a hex lists its events and brings the list into view at the foot of the side panel
+    x, y = page.evaluate("""(() => {
+        const gd = document.querySelector('#map .js-plotly-plot'), m = gd._fullLayout.map._subplot.map;
+        const t = gd.data.find(t => t.type === 'choroplethmap');
+        const ring = t.geojson.features.find(f => f.id === t.locations[0]).geometry.coordinates[0];
+        const lng = ring.slice(0, -1).reduce((a, p) => a + p[0], 0) / (ring.length - 1);
+        const lat = ring.slice(0, -1).reduce((a, p) => a + p[1], 0) / (ring.length - 1);
+        const p = m.project([lng, lat]), r = m.getCanvas().getBoundingClientRect();
+        return [r.left + p.x, r.top + p.y]; })()""")
+    page.mouse.click(x, y)
+    page.wait_for_function("document.querySelector('#detail-body').innerText.includes('H3 ')", timeout=30_000)
+    assert "共 " in page.inner_text("#detail-body")
+    page.wait_for_function("""(() => { const h = document.querySelector('#detail-heading').getBoundingClientRect(),
+        a = document.querySelector('#detail').getBoundingClientRect(); return h.top >= a.top && h.top < a.bottom; })()""",
+                           timeout=10_000)
     page.close()
