@@ -207,6 +207,18 @@ def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, as_of: p
                                                    for _, r in areas.iterrows()) + "。"))
 
 
+def _repeats_at(con, as_of: pd.Timestamp, scope: queries.Scope | None) -> tuple[pd.DataFrame, float]:
+    """The repeat places at the end of the brief's week (the build's calibrated window), not the build's own
+    table: that one is as of the data, and a past week's brief would list incidents after the week."""
+    from models.recent_repeats import calibrated_window, label_places, places_as_of, places_in_scope
+
+    window = calibrated_window(con)
+    places = places_as_of(con, as_of, window)
+    places = places_in_scope(places, scope.level if queries.narrow(scope) else None, scope.code if scope else None)
+    places = places.sort_values(["n_events", "last_at"], ascending=False).head(TOP_REPEATS)
+    return places.assign(place=label_places(places, queries.area_names(con))), window
+
+
 def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None,
                  trend_png: bytes | None = None, scope: queries.Scope | None = None,
                  reviews_path=None, backlog_png: bytes | None = None) -> WeeklyBrief:
@@ -322,17 +334,20 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     add(Text(f"截至本周末共有超期未办结 {total:,} 件（保密及涉家暴、未成年人事件只计数、不列出），"
              f"超期最久的 {len(overdue)} 件："))
     if len(overdue):
-        add(Table(["编号", "类别", "地点", "受理日期", "办理期限", "超期天数", "当前状态"],
+        add(Table(["编号", "类别", "地点", "受理日期", "办理期限", "超期天数", "周末时阶段"],
                   [[r.event_id, category_name(r.category_code),
                     place.get(r.town_code, "") + place.get(r.village_code, ""), f"{pd.Timestamp(r.reported):%Y-%m-%d}",
-                    f"{pd.Timestamp(r.due):%Y-%m-%d}", f"{int(r.days_overdue)}", r.status]
+                    f"{pd.Timestamp(r.due):%Y-%m-%d}", f"{int(r.days_overdue)}", r.stage]
                    for r in overdue.itertuples()]))
 
     add(Heading("七、重复警情地点（回访）"))
-    repeats = queries.repeat_places(con, TOP_REPEATS, scope)
+    repeats, window = _repeats_at(con, as_of, scope)
     if len(repeats):
+        add(Text(f"截至本周末的近 {window:g} 天内，同一地点（50 米内）发生 3 起及以上的地点，按起数排列（保密事件不计）：",
+                 note=True))
         add(Table(["地点", "起数", "时间", "主要类别"],
-                  [[r.place or r.grid_code, f"{r.n_events}", f"{r.first_day} 至 {r.last_day}",
+                  [[r.place or r.grid_code or "—", f"{r.n_events}",
+                    f"{pd.Timestamp(r.first_at):%m-%d} 至 {pd.Timestamp(r.last_at):%m-%d}",
                     category_name(r.top_category)] for r in repeats.itertuples()]))
     else:
         add(Text("本期没有重复警情地点。"))

@@ -223,6 +223,20 @@ UNPLACED = "未定位"  # open cases of the scope whose export placed them in no
 BACKLOG_BY = ("stage", "area")
 
 
+# CTEs over a CTE ``ev`` of open cases (event_id, status): ``staged`` adds each case's ``stage`` at ``$as_of`` — the
+# status of the latest export loaded by then, or of its first export if it was first loaded later; a case open
+# at ``$as_of`` by its close time whose exports so far all say closed is at UNRECORDED_STAGE
+STAGED = f"""
+        hist AS (
+            SELECT event_id, arg_max(status, observed_at) FILTER (WHERE observed_at <= $as_of) AS then_status,
+                   arg_min(status, observed_at) AS first_status
+            FROM core.event_status_history WHERE event_id IN (SELECT event_id FROM ev) GROUP BY event_id),
+        staged AS (
+            SELECT ev.*, CASE WHEN {closed_status('coalesce(then_status, first_status, status)')}
+                              THEN '{UNRECORDED_STAGE}' ELSE coalesce(then_status, first_status, status) END AS stage
+            FROM ev LEFT JOIN hist USING (event_id))"""
+
+
 def backlog(con, flt: EventFilter, as_of: pd.Timestamp | None = None, by: str = "stage", total: bool = False
             ) -> pd.DataFrame:
     """积案: the cases open at ``as_of`` (default the last build) of the filter's categories, sources and area, whatever
@@ -252,17 +266,10 @@ def backlog(con, flt: EventFilter, as_of: pd.Timestamp | None = None, by: str = 
             SELECT event_id, status, due_at, {level}_code,
                    CAST(floor(epoch($as_of - reported_at) / 86400) AS BIGINT) AS age
             FROM core.events WHERE {where} AND reported_at <= $as_of AND {OPEN}),
-        hist AS (
-            SELECT event_id, arg_max(status, observed_at) FILTER (WHERE observed_at <= $as_of) AS then_status,
-                   arg_min(status, observed_at) AS first_status
-            FROM core.event_status_history WHERE event_id IN (SELECT event_id FROM ev) GROUP BY event_id),
-        staged AS (
-            SELECT ev.*, coalesce(then_status, first_status, status) AS known FROM ev LEFT JOIN hist USING (event_id))
+        {STAGED}
         SELECT {key} AS code, count(*) AS open, {bands},
                count(*) FILTER (WHERE due_at < $as_of) AS overdue, max(age) AS oldest_days
-        FROM (SELECT *, CASE WHEN {closed_status('known')} THEN '{UNRECORDED_STAGE}' ELSE known END AS stage
-              FROM staged)
-        GROUP BY 1""", params).df()
+        FROM staged GROUP BY 1""", params).df()
     if by == "stage":
         order = [s.name_zh for s in STAGES if not s.closed] + [UNRECORDED_STAGE]
         rows = pd.DataFrame({"code": order, "name": order})
@@ -320,17 +327,21 @@ def category_counts(con, flt: EventFilter) -> pd.Series:
 def overdue_cases(con, as_of: pd.Timestamp, limit: int = 20, scope: Scope | None = None) -> tuple[pd.DataFrame, int]:
     """Open cases past their due time at ``as_of`` (督办) in ``scope``, longest overdue first, whatever their
     registration date; confidential cases and cases with a sensitive flag are counted but never listed.
-    Returns (cases, how many in all)."""
+    Each case has its ``status`` now and its ``stage`` at ``as_of`` (:data:`STAGED`). Returns (cases, how many
+    in all)."""
     in_scope, params = (scope or COUNTY).clause()
     params["as_of"] = as_of
     total = con.execute(f"SELECT count(*) FROM core.events WHERE {OVERDUE} AND {in_scope}", params).fetchall()[0][0]
     params.update({"limit": int(limit), "sensitive": SENSITIVE_FLAGS})
     frame = con.execute(f"""
-        SELECT event_id, source, category_code, town_code, village_code, CAST(reported_at AS DATE) AS reported,
-               CAST(due_at AS DATE) AS due, date_diff('day', due_at, $as_of) AS days_overdue, status
-        FROM core.events WHERE {OVERDUE} AND {in_scope} AND NOT confidential
-          AND NOT list_has_any(coalesce(flags, []), $sensitive)
-        ORDER BY due_at, event_id LIMIT $limit""", params).df()
+        WITH ev AS (
+            SELECT event_id, source, category_code, town_code, village_code, CAST(reported_at AS DATE) AS reported,
+                   due_at, CAST(due_at AS DATE) AS due, date_diff('day', due_at, $as_of) AS days_overdue, status
+            FROM core.events WHERE {OVERDUE} AND {in_scope} AND NOT confidential
+              AND NOT list_has_any(coalesce(flags, []), $sensitive)
+            ORDER BY due_at, event_id LIMIT $limit),
+        {STAGED}
+        SELECT * EXCLUDE (due_at) FROM staged ORDER BY due_at, event_id""", params).df()
     return frame, int(total)
 
 

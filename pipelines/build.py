@@ -180,21 +180,22 @@ def build_marts(con, as_of: pd.Timestamp) -> None:
                 f"FROM core.events WHERE town_code IS NOT NULL GROUP BY ALL", {"as_of": as_of})
 
 
-REPEAT_MIN_COUNT = 3
-REPEAT_RADIUS_M = 50.0
-REPEAT_DEFAULT_WINDOW = 28
-
-
 def score_repeat_places(con, areas, as_of: pd.Timestamp) -> str:
-    """一地多报: places within 50 m with >= 3 incidents in a window calibrated by the Knox near-repeat test."""
+    """一地多报: places within 50 m with >= 3 incidents in a window calibrated by the Knox near-repeat test
+    (models.recent_repeats: the same definition a weekly brief applies at the end of its week)."""
     import json
 
-    from models.repeat_places import calibrate_near_repeat, repeat_places
+    from models.recent_repeats import (
+        REPEAT_DEFAULT_WINDOW,
+        REPEAT_MIN_COUNT,
+        REPEAT_RADIUS_M,
+        label_places,
+        places_as_of,
+        recent_events,
+    )
+    from models.repeat_places import calibrate_near_repeat
 
-    events = con.execute(
-        "SELECT event_id, lng, lat, reported_at AS occurred_at, category_code FROM core.events "
-        "WHERE lng IS NOT NULL AND reported_at > $as_of - INTERVAL 90 DAY AND reported_at <= $as_of "
-        "AND NOT confidential", {"as_of": as_of}).df()
+    events = recent_events(con, as_of)
     con.execute("DELETE FROM scores.repeat_places")
     con.execute("DELETE FROM meta.model_runs WHERE model = 'repeat_places'")
     window, knox_note = REPEAT_DEFAULT_WINDOW, "default"
@@ -205,14 +206,13 @@ def score_repeat_places(con, areas, as_of: pd.Timestamp) -> str:
                                     space_bands_m=(50, 100, 200), time_bands_days=(3, 7, 14, 28), n_perm=49)
         if cal.window_days:
             window, knox_note = int(cal.window_days), "knox"
-    places = repeat_places(events, min_count=REPEAT_MIN_COUNT, window_days=window, radius_m=REPEAT_RADIUS_M,
-                           as_of=as_of, address_col=None) if len(events) else pd.DataFrame()
+    places = places_as_of(con, as_of, window, events)
     run_id = uuid.uuid4().hex[:12]
     if len(places):
-        place, codes = _place_names(areas, places["lng"].to_numpy(), places["lat"].to_numpy())
+        names = pd.concat([areas.towns[["code", "name"]], areas.villages[["code", "name"]]]).set_index("code")["name"]
         frame = pd.DataFrame({
             "run_id": run_id, "place_id": places["place_id"].astype(int), "lng": places["lng"], "lat": places["lat"],
-            "place": place, "grid_code": codes["grid_code"].to_numpy(),
+            "place": label_places(places, names.to_dict()), "grid_code": places["grid_code"],
             "n_events": places["n_events"].astype(int), "first_at": places["first_at"], "last_at": places["last_at"],
             "window_days": window, "radius_m": REPEAT_RADIUS_M, "top_category": places["top_category"],
             "categories": [json.dumps(c, ensure_ascii=False) for c in places["categories"]]})

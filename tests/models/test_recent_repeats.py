@@ -1,0 +1,98 @@
+"""Repeat places as of a moment (models.recent_repeats): the build's table and a past week's brief apply one
+definition; a place is named by village and road, never by a house number."""
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.recent_repeats import (
+    calibrated_window,
+    label_places,
+    place_label,
+    places_as_of,
+    places_in_scope,
+    road_of,
+)
+from onemap import queries
+
+
+@pytest.mark.parametrize(("address", "road"), [
+    ("红草镇白口村香洲路19号", "香洲路"),
+    ("凤山街道文化社区新城中路88号", "新城中路"),
+    ("东洲街道东角村海滨大道99号", "海滨大道"),
+    ("新港街道人民社区通港路274号3栋502", "通港路"),
+    ("新港街道人民社区", None),
+    ("", None),
+    (None, None),
+])
+def test_the_road_is_the_name_before_the_house_number(address, road):
+    assert road_of(address) == road
+
+
+@given(st.text(alphabet="镇村社区街道路街巷大道号栋香洲新城海滨0123456789 ", max_size=40))
+def test_a_road_never_carries_a_number_and_comes_from_the_address(address):
+    road = road_of(address)
+    assert road is None or (road in address and not any(ch.isdigit() for ch in road))
+
+
+def test_a_place_is_named_by_its_village_and_road():
+    names = {"441502100": "红草镇", "441502100207": "沙山村"}
+    assert place_label(names, "441502100", "441502100207", "香洲路") == "红草镇沙山村（香洲路）"
+    assert place_label(names, "441502100", None, None) == "红草镇"
+    assert place_label(names, None, None, "香洲路") == "香洲路"
+    assert place_label(names, None, None, None) is None
+
+
+def _events(as_of: pd.Timestamp) -> pd.DataFrame:
+    """Two places 2 km apart: one in 沙山村 with incidents 20, 15 and 12 days before ``as_of`` (one of them
+    placed by its event in the next village), one in 东湾村 with incidents 5, 3 and 1 day before; and a lone
+    incident elsewhere."""
+    rows = [(20, 115.3616, 22.8561, "T1", "V1", "红草镇沙山村香洲路19号"),
+            (15, 115.36165, 22.85612, "T1", "V1", "红草镇沙山村香洲路21号"),
+            (12, 115.36162, 22.85608, "T1", "V2", "红草镇白口村海滨大道3号"),
+            (5, 115.3800, 22.8561, "T2", "V3", "田墘街道东湾村通港路2号"),
+            (3, 115.38004, 22.85613, "T2", "V3", None),
+            (1, 115.37998, 22.85607, "T2", "V3", "田墘街道东湾村通港路8号"),
+            (2, 115.4200, 22.9000, "T2", "V3", "田墘街道东湾村通港路9号")]
+    return pd.DataFrame({
+        "event_id": [f"e{i}" for i in range(len(rows))], "lng": [r[1] for r in rows], "lat": [r[2] for r in rows],
+        "occurred_at": [as_of - pd.Timedelta(days=r[0]) for r in rows], "category_code": "neighbour",
+        "town_code": [r[3] for r in rows], "village_code": [r[4] for r in rows],
+        "grid_code": [r[4] + "01" for r in rows], "address_redacted": [r[5] for r in rows]})
+
+
+AS_OF = pd.Timestamp("2026-11-29 23:59:59", tz="Asia/Shanghai")
+
+
+def test_each_place_carries_the_codes_and_road_most_of_its_events_name():
+    places = places_as_of(None, AS_OF, 28, _events(AS_OF)).set_index("town_code")
+    assert len(places) == 2 and places["n_events"].tolist() == [3, 3]
+    assert places.loc["T1", "village_code"] == "V1" and places.loc["T1", "road"] == "香洲路"
+    assert places.loc["T2", "village_code"] == "V3" and places.loc["T2", "road"] == "通港路"
+    names = {"T1": "红草镇", "V1": "沙山村", "T2": "田墘街道", "V3": "东湾村"}
+    assert sorted(label_places(places.reset_index(), names)) == ["田墘街道东湾村（通港路）", "红草镇沙山村（香洲路）"]
+
+
+def test_a_past_weeks_places_hold_only_incidents_up_to_its_end():
+    events = _events(AS_OF)
+    week_end = AS_OF - pd.Timedelta(days=10)
+    then = places_as_of(None, week_end, 28, events)
+    assert then["town_code"].tolist() == ["T1"] and (then["last_at"] <= week_end).all()
+    assert len(places_as_of(None, AS_OF, 28, events)) == 2
+    assert places_as_of(None, AS_OF, 14, events)["town_code"].tolist() == ["T2"]  # the window counts back from as_of
+
+
+def test_a_towns_places_are_those_its_events_place_in_it():
+    places = places_as_of(None, AS_OF, 28, _events(AS_OF))
+    assert places_in_scope(places, "town", "T2")["village_code"].tolist() == ["V3"]
+    assert places_in_scope(places, "village", "V1")["town_code"].tolist() == ["T1"]
+    assert len(places_in_scope(places, None, None)) == 2
+
+
+def test_the_builds_table_is_the_definition_applied_at_the_build(con):
+    as_of = queries.reference_time(con)
+    places = places_as_of(con, as_of, calibrated_window(con))
+    stored = con.execute("SELECT n_events, place FROM scores.repeat_places ORDER BY n_events DESC, place_id").df()
+    assert len(places) == len(stored)  # the small test demo may have none
+    assert sorted(places["n_events"], reverse=True) == stored["n_events"].tolist()
+    assert sorted(label_places(places, queries.area_names(con)), key=str) == sorted(stored["place"], key=str)
