@@ -252,6 +252,16 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
     return queries.hex_counts(data.con(), flt, resolution, measure=measure, as_of=as_of, **privacy), note
 
 
+def _hotspot_view(con, resolution: int, categories, sources) -> tuple[int, str]:
+    """The hot-spot resolution nearest the one selected (finer on a tie), and the note on what the layer does not
+    follow: hot spots are scored by the build over every category and source of the last 26 weeks."""
+    available = queries.hotspot_resolutions(con) or [resolution]
+    res = min(available, key=lambda r: (abs(r - resolution), -r))
+    ignored = [name for name, chosen in (("所选时段", True), ("类别", categories), ("来源", sources)) if chosen]
+    note = f"此图层按全部类别与来源计算，不随{'、'.join(ignored)}变化"
+    return res, note + (f"；热点按 H3-{res} 计算" if res != resolution else "")
+
+
 def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: bool = False) -> None:
     if kiosk:
         @app.callback(Output("layer", "value"), Input("refresh", "n_intervals"), prevent_initial_call=True)
@@ -270,10 +280,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         center, zoom = data.view(viewer.scope)
         outlines, labels = data.layers(viewer.scope)
         if layer == "hotspots":
-            available = queries.hotspot_resolutions(con) or [int(resolution)]
-            res = int(resolution) if int(resolution) in available else available[0]
-            fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), outlines, labels,
-                              center, zoom=zoom)
+            res, note = _hotspot_view(con, int(resolution), categories, sources)
+            fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), outlines, labels, center, zoom=zoom,
+                              note=note)
         elif layer == "backlog":
             cells, note = _backlog_layer(data, viewer, flt, int(resolution))
             fig = backlog_map(cells, outlines, labels, center, zoom=zoom,

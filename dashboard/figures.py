@@ -117,8 +117,9 @@ PATTERN_COLOURS = {
 
 
 def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
-                theme: str = "dark", zoom: float = 10.3) -> go.Figure:
-    """Emerging hot spot classes (Gi* per week + Mann–Kendall), one colour per class, with a legend."""
+                theme: str = "dark", zoom: float = 10.3, note: str = "") -> go.Figure:
+    """Emerging hot spot classes (Gi* per week + Mann–Kendall), one colour per class, with a legend; the corner
+    says what they are not (a forecast), then ``note``."""
     fig = base_map(boundaries, labels, center, theme, zoom)
     for pattern, group in cells.groupby("pattern", sort=False):
         colour = PATTERN_COLOURS.get(pattern, "#888888")
@@ -133,7 +134,7 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     fig.update_layout(showlegend=True, legend={"bgcolor": "rgba(16,38,64,0.8)",
                                                "x": 0.01, "y": 0.99})
     # measured (docs/analytics.md §3): the classes do not forecast a rise, and the screen says so
-    _corner_note(fig, HOTSPOT_CAVEAT, theme)
+    _corner_note(fig, "<br>".join(filter(None, [HOTSPOT_CAVEAT, note])), theme)
     return fig
 
 

@@ -609,3 +609,25 @@ def test_the_drill_down_says_how_many_events_the_hex_holds_not_only_how_many_are
     assert queries.cell_event_counts(con, flt, hexid, 7, handler=True) == {"listable": total - confidential,
                                                                           "hidden": confidential}
     assert queries.cell_event_counts(con, flt, hexid, 7) == {"listable": total - sensitive, "hidden": sensitive}
+
+
+def test_the_hot_spot_layer_says_what_it_does_not_follow_and_keeps_the_nearest_resolution(app, con):
+    """Hot spots are scored by the build (26 weeks, every category and source): with a category chosen and the
+    finest hex size, the map shows the nearest scored size (H3-9, not the coarsest) and says both."""
+    import h3
+
+    client = app.server.test_client()
+    _sign_in(client, COUNTY)
+    first, last = queries.date_bounds(con)
+    assert queries.hotspot_resolutions(con) == [8, 9]
+    inputs = {"dates.start_date": f"{last - dt.timedelta(days=27)}", "dates.end_date": f"{last}",
+              "sources.value": [], "layer.value": "hotspots", "refresh.n_intervals": None}
+    out = _call(client, "map.figure", {**inputs, "categories.value": ["neighbour"], "resolution.value": 10})
+    figure = out["map"]["figure"]
+    note = " ".join(a["text"] for a in figure["layout"]["annotations"])
+    assert "不是对下周的预测" in note and "不随所选时段、类别变化" in note and "热点按 H3-9 计算" in note, note
+    cells = [c for t in figure["data"] if t["type"] == "choroplethmap" for c in t["locations"]]
+    assert cells and {h3.get_resolution(c) for c in cells} == {9}
+    plain = _call(client, "map.figure", {**inputs, "categories.value": [], "resolution.value": 8})
+    note = " ".join(a["text"] for a in plain["map"]["figure"]["layout"]["annotations"])
+    assert "不随所选时段变化" in note and "H3-" not in note
