@@ -108,7 +108,8 @@ def _area_table(frame: pd.DataFrame) -> html.Div | html.P:
         return html.P("—")
     shown = [kpi(k) for k in AREA_PANEL]
     rows = [[r["name"]] + [format_with_base(k, r[k.key], r.get(f"base_{k.key}")) for k in shown]
-            for _, r in frame.sort_values(["registered", "code"], ascending=[False, True]).iterrows()]
+            for _, r in frame.assign(unplaced=frame["code"].isna())  # the unplaced row last
+            .sort_values(["unplaced", "registered", "code"], ascending=[True, False, True]).iterrows()]
     table = html.Table(className="areas", children=[
         html.Thead(html.Tr([html.Th("")] + [html.Th(k.label, title=k.zh) for k in shown])),
         html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows])])
@@ -236,7 +237,14 @@ def _backlog_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter
     """积案回放: the open cases per hex at the end of each day (or week) of the period, as ``viewer`` may see them."""
     privacy, note = _privacy(data, viewer)
     steps = queries.backlog_steps(flt, queries.reference_time(data.con()))
-    return queries.backlog_cells(data.con(), flt, resolution, steps, **privacy), note
+    return (queries.backlog_cells(data.con(), flt, resolution, steps, **privacy),
+            "；".join(filter(None, [note, _off_map_note(data, flt, "backlog", steps[-1])])))
+
+
+def _off_map_note(data: DashboardData, flt: queries.EventFilter, measure: str, as_of=None) -> str:
+    """Why the hexes add up to less than the KPI: the events with no point (placed by address to an area only)."""
+    n = queries.off_map(data.con(), flt, measure, as_of)
+    return f"另有 {n:,} 件只定位到镇街或村居、没有点位，不在地图上（计入指标）" if n else ""
 
 
 def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, resolution: int,
@@ -249,7 +257,8 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
     as_of = None
     if map_measure(measure).every_registration:  # the backlog as the playback's last step shows it
         as_of = queries.backlog_steps(flt, queries.reference_time(data.con()))[-1]
-    return queries.hex_counts(data.con(), flt, resolution, measure=measure, as_of=as_of, **privacy), note
+    return (queries.hex_counts(data.con(), flt, resolution, measure=measure, as_of=as_of, **privacy),
+            "；".join(filter(None, [note, _off_map_note(data, flt, measure, as_of)])))
 
 
 def _hotspot_view(con, resolution: int, categories, sources) -> tuple[int, str]:

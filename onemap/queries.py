@@ -116,14 +116,14 @@ def date_bounds(con) -> tuple[dt.date, dt.date] | None:
 def _over_events(con, flt: EventFilter, as_of: pd.Timestamp | None, exprs: dict[str, str],
                  by: str | None = None) -> tuple[str, dict]:
     """SQL (and parameters) of the aggregates ``exprs`` (name -> SQL with $as_of) over the filter's events, as of
-    ``as_of`` (default the last build); with ``by``, per value of that column (as ``code``; NULLs left out)."""
+    ``as_of`` (default the last build); with ``by``, per value of that column (as ``code``; NULL a group too)."""
     where, params = flt.where()
     if any("$as_of" in sql for sql in exprs.values()):  # DuckDB refuses a parameter the statement does not use
         params["as_of"] = as_of if as_of is not None else reference_time(con)
     select = ", ".join(f"{sql} AS {key}" for key, sql in exprs.items())
     if by is None:
         return f"SELECT {select} FROM core.events WHERE {where}", params
-    return f"SELECT {by} AS code, {select} FROM core.events WHERE {where} AND {by} IS NOT NULL GROUP BY 1", params
+    return f"SELECT {by} AS code, {select} FROM core.events WHERE {where} GROUP BY 1", params
 
 
 def _one_row(con, sql_params: tuple[str, dict]) -> dict:
@@ -144,12 +144,16 @@ def area_kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, scope: S
     """The KPIs (``keys``, default all), and the base of each rate and mean (``base_<key>``), for each area one
     level below ``scope`` (default the filter's own scope: the towns of the county, the villages of a town, the
     grids of a village), in one pass over the events. Every such area has a row, in code order, those without
-    events with 受理数 0."""
+    events with 受理数 0; then, if any of the filter's events are placed to none of them, a row :data:`UNPLACED`
+    (code None), so that the rows add up to the KPI strip."""
     scope = scope or flt.scope or COUNTY
     wanted = [k for k in KPIS if keys is None or k.key in keys or k.key == "registered"]
     exprs = {k.key: k.sql for k in wanted} | {f"base_{k.key}": k.base for k in wanted if k.base}
     found = con.execute(*_over_events(con, flt, as_of, exprs, by=f"{CHILD_LEVEL[scope.level]}_code")).df()
-    out = child_areas(con, scope).merge(found, on="code", how="left")
+    rows = child_areas(con, scope)
+    if found["code"].isna().any():  # events placed to the scope but to none of its areas: a row, not lost
+        rows = pd.concat([rows, pd.DataFrame({"code": [None], "name": [UNPLACED]})], ignore_index=True)
+    out = rows.merge(found, on="code", how="left")
     counts = [c for c in out.columns if c in ("registered", "overdue") or c.startswith("base_")]
     out[counts] = out[counts].fillna(0).astype(int)
     return out.astype({c: object for c in out.columns if c not in counts}).where(out.notna(), None)
@@ -219,7 +223,7 @@ def daily_series(con, flt: EventFilter) -> pd.DataFrame:
 AGE_BANDS: tuple[tuple[str, str, int | None], ...] = (
     ("days_0_7", "7天内", 7), ("days_8_30", "8–30天", 30), ("days_31_90", "31–90天", 90), ("days_over_90", "90天以上", None))
 UNRECORDED_STAGE = "阶段未记录"  # open at the reference time, but no export loaded by then showed it open
-UNPLACED = "未定位"  # open cases of the scope whose export placed them in no area of the level asked for
+UNPLACED = "未定位"  # cases of the scope that their export placed in no area of the level asked for
 BACKLOG_BY = ("stage", "area")
 
 
@@ -492,6 +496,22 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensi
         counted = (f"SELECT cell, sum(n) AS n, sum(n_sensitive) AS s FROM hex.cell_day "
                    f"WHERE resolution = $res AND {where} GROUP BY cell")
     return _shown_counts(con, counted, params, min_count, sensitive_min)
+
+
+def off_map(con, flt: EventFilter, measure: str = "registered", as_of: pd.Timestamp | None = None) -> int:
+    """How many events of the filter (of the map ``measure``, as :func:`hex_counts` counts them) have no point and
+    so no hex: placed by address to a town or village only, or to nothing. The map leaves them out; the KPIs and
+    the area tables count them."""
+    as_of = as_of if as_of is not None else reference_time(con)
+    m = map_measure(measure)
+    if m.every_registration:
+        flt = dataclasses.replace(flt, start=EARLIEST, end=as_of.date() + dt.timedelta(days=1))
+    where, params = flt.where()
+    if m.where:
+        where += f" AND {m.where}" + (" AND reported_at <= $as_of" if m.every_registration else "")
+        params["as_of"] = as_of
+    return int(con.execute(f"SELECT count(*) FROM core.events WHERE h3_cell IS NULL AND {where}",
+                           params).fetchall()[0][0])
 
 
 def _shown_counts(con, counted: str, params: dict, min_count: int, sensitive_min: int, keys: str = "") -> pd.DataFrame:

@@ -631,3 +631,36 @@ def test_the_hot_spot_layer_says_what_it_does_not_follow_and_keeps_the_nearest_r
     plain = _call(client, "map.figure", {**inputs, "categories.value": [], "resolution.value": 8})
     note = " ".join(a["text"] for a in plain["map"]["figure"]["layout"]["annotations"])
     assert "不随所选时段变化" in note and "H3-" not in note
+
+
+def test_events_without_a_point_are_counted_in_an_unplaced_row_and_named_on_the_map(app, con):
+    """Events placed by address only to a village (no grid, no point) count in the KPIs but have no hex: the
+    map says how many, so that its hexes plus that number make the KPI; a village's grid table ends with a
+    未定位 row, so that its rows add up to the village's KPI."""
+    from dashboard.app import _area_table
+
+    client = app.server.test_client()
+    _sign_in(client, COUNTY)
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=27)
+    out = _call(client, "map.figure", {"dates.start_date": f"{start}", "dates.end_date": f"{last}",
+                                       "categories.value": [], "sources.value": [], "resolution.value": 9,
+                                       "layer.value": "counts", "refresh.n_intervals": None})
+    hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
+    note = " ".join(a["text"] for a in out["map"]["figure"]["layout"]["annotations"])
+    off = int(re.search(r"另有 ([\d,]+) 件只定位到镇街或村居", note).group(1).replace(",", ""))
+    registered = int(out["kpi-registered"]["children"].replace(",", ""))
+    assert off > 0 and _numbers(hexes["z"]).sum() + off == registered
+
+    village = con.execute("SELECT village_code FROM core.events WHERE grid_code IS NULL AND village_code IS NOT NULL "
+                          "AND CAST(reported_at AS DATE) BETWEEN ? AND ? GROUP BY 1 ORDER BY count(*) DESC LIMIT 1",
+                          [start, last]).fetchone()[0]
+    flt = queries.EventFilter(start, last, scope=queries.area_scope(con, village))
+    grids = queries.area_kpis(con, flt)
+    assert grids["name"].iloc[-1] == queries.UNPLACED and grids["code"].iloc[-1] is None
+    assert grids["registered"].sum() == queries.kpis(con, flt)["registered"]
+    from plotly.utils import PlotlyJSONEncoder
+
+    text = _strings(json.loads(json.dumps(_area_table(grids), cls=PlotlyJSONEncoder)))
+    names = [t for t in text if t in set(grids["name"])]
+    assert names[-1] == queries.UNPLACED and len(names) == len(grids)
