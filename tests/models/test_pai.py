@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from models.pai import ceiling_pai, hit_rate, n_flagged_cells, pai, pei, score_forecast, select_top_cells
@@ -180,12 +180,19 @@ def test_monotone_in_area_fraction(case):
     assert r.hit_rate == pytest.approx(1.0) or y.sum() == 0
 
 
+_CLOSE_SCORES = np.zeros(14)
+_CLOSE_SCORES[[8, 13]] = np.nextafter(5.0, 6.0), 5.0  # arctan makes these equal: a tie the scores did not have
+
+
 @settings(max_examples=150, deadline=None)
 @given(forecast_case())
+@example((_CLOSE_SCORES, np.eye(14)[8], 0.01, 0))  # found by a CI run
 def test_invariant_to_monotone_transform_of_scores(case):
     s, y, f, seed = case
     a = score_forecast(s, y, area_fraction=f, seed=seed)
-    for t in (4.0 * s, np.arctan(s)):   # strictly increasing, creates no new ties
+    for t in (4.0 * s, np.arctan(s)):   # strictly increasing
+        if np.unique(t).size < np.unique(s).size:
+            continue  # in floating point it merged two close scores into a new tie (arctan near 5: 5.0 and 5.0+ε)
         b = score_forecast(t, y, area_fraction=f, seed=seed)
         assert (a.n, a.k) == (b.n, b.k)
 
