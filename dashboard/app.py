@@ -9,7 +9,7 @@ import datetime as dt
 
 import dash
 import pandas as pd
-from dash import ALL, Input, Output, State, dcc, html
+from dash import ALL, ClientsideFunction, Input, Output, State, dcc, html
 
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
@@ -200,7 +200,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                 html.H3("积案：在办案件按阶段与时长", title="截至数据时点仍未办结的案件（不论何时受理），按所选类别和来源"),
                 html.Div(id="backlog"),
                 html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
-                html.H3("点击六边形查看事件", id="detail-heading"), html.Div(id="detail-body")]),
+                html.H3("点击六边形查看事件", id="detail-heading", className="hidden" if kiosk else ""),
+                html.Div(id="detail-body")]),
         ]),
         dcc.Interval(id="refresh", interval=data.settings.refresh_seconds * 1000, disabled=not kiosk),
     ])
@@ -261,6 +262,18 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
             "；".join(filter(None, [note, _off_map_note(data, flt, measure, as_of)])))
 
 
+VIEW_TITLES = {"counts": "受理数", "open": "未办结", "overdue": "超期未办结", "backlog": "积案",
+               "hotspots": "新兴热点（近26周）"}
+
+
+def _view_title(fig, layer: str, flt: queries.EventFilter) -> None:
+    """The wall screen's caption of the view it shows, top centre of the map (the legend is top left), large."""
+    period = "" if layer == "hotspots" else f"（{flt.start:%m月%d日}—{flt.end:%m月%d日}）"
+    fig.add_annotation(text=f"<b>{VIEW_TITLES.get(layer, layer)}</b>{period}", xref="paper", yref="paper",
+                       x=0.5, y=0.99, xanchor="center", yanchor="top", showarrow=False,
+                       font={"size": 26, "color": "#ffffff"}, bgcolor="rgba(16,38,64,0.85)", borderpad=8)
+
+
 def _hotspot_view(con, resolution: int, categories, sources) -> tuple[int, str]:
     """The hot-spot resolution nearest the one selected (finer on a tie), and the note on what the layer does not
     follow: hot spots are scored by the build over every category and source of the last 26 weeks."""
@@ -300,6 +313,12 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
             fig = hex_map(counts, outlines, labels, center, zoom=zoom, note=note,
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
+        fig.update_layout(meta={"fit": data.bounds(viewer.scope)})  # assets/onemap.js fits the map to it, once
+        if kiosk:  # no controls on the wall screen: the map says which of its views it shows, in larger type
+            fig.update_traces(textfont_size=20, selector={"type": "scattermap"})
+            fig.update_layout(font_size=16)
+            fig.update_annotations(font_size=18)
+            _view_title(fig, layer, flt)
         as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])} · 同比 {format_change(kpi(k), values[k], year[k])}"
@@ -403,6 +422,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
         return _event_list(cell, rows, counts, viewer.handler)
+
+    app.clientside_callback(ClientsideFunction("onemap", "fitMap"), Output("map", "className"),
+                            Input("map", "figure"), prevent_initial_call=True)
 
     # the list sits at the foot of the side panel: bring it into view when a click fills it
     app.clientside_callback(

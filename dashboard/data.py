@@ -53,6 +53,19 @@ class DashboardData:
         zoom = min(max(fit + ZOOM_MARGIN, COUNTY_ZOOM), 15.0)
         return {"lon": (minx + maxx) / 2, "lat": (miny + maxy) / 2}, zoom
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one DashboardData per app, kept for the app's life
+    def bounds(self, scope: queries.Scope | None) -> list[float]:
+        """[west, south, east, north] of the viewer's area: the browser fits the map to it once, at whatever size
+        the screen gives the map (a 4K wall screen as well as a laptop); ``view`` is the first frame before that."""
+        if queries.narrow(scope):
+            box = queries.scope_shape(self.con(), scope).bounds
+        else:
+            import shapely
+
+            box = shapely.GeometryCollection([shapely.geometry.shape(f["geometry"])
+                                              for f in self.boundaries["county"]["features"]]).bounds
+        return [round(float(v), 6) for v in box]
+
     @functools.cached_property
     def center(self) -> dict:
         labels = self.town_labels

@@ -149,7 +149,7 @@ def test_the_weekly_brief_downloads_from_the_map_page(server, browser, tmp_path)
     page.close()
 
 
-def test_the_wall_screen_leaves_out_small_counts_and_says_so(demo_settings, browser):
+def test_the_wall_screen_leaves_out_small_counts_fits_a_4k_screen_and_says_what_it_shows(demo_settings, browser):
     """Kiosk mode is a public screen: hexes with fewer than privacy.small_count_suppress events are not sent."""
     from dashboard.app import create_app
 
@@ -165,6 +165,27 @@ def test_the_wall_screen_leaves_out_small_counts_and_says_so(demo_settings, brow
                           ".find(t => t.type === 'choroplethmap').z)")
         assert len(z) > 0 and min(z) >= demo_settings.small_count_suppress == 3
         assert page.locator("#brief-docx").is_hidden()
+        page.close()
+
+        # on a 4K wall screen: the county fills the map (fitted in the browser, not a fixed zoom), the map names
+        # the view it shows, the type is large, and the drill-down heading of desk screens is not there
+        page = browser.new_page(viewport={"width": 3840, "height": 2160})
+        page.goto(f"http://127.0.0.1:{srv.server_port}/")
+        page.wait_for_selector("#map .maplibregl-canvas", timeout=60_000)
+        page.wait_for_function("document.querySelector('#map .js-plotly-plot')._onemapFit !== undefined",
+                               timeout=30_000)
+        page.wait_for_timeout(500)
+        filled = page.evaluate("""(() => {
+            const gd = document.querySelector('#map .js-plotly-plot'), m = gd._fullLayout.map._subplot.map;
+            const b = gd.layout.meta.fit, c = m.getCanvas().getBoundingClientRect();
+            const sw = m.project([b[0], b[1]]), ne = m.project([b[2], b[3]]);
+            return [(ne.x - sw.x) / c.width, (sw.y - ne.y) / c.height, m.getZoom()]; })()""")
+        assert max(filled[0], filled[1]) > 0.8 and min(filled[0], filled[1]) < 1.0, filled
+        assert filled[2] > 11, filled  # the desk default is 10.3
+        assert "受理数（" in page.inner_text("#map")
+        assert page.locator("#detail-heading").is_hidden()
+        size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#kpi-registered')).fontSize)")
+        assert size >= 80, size
         page.close()
     finally:
         srv.shutdown()
