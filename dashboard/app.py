@@ -129,7 +129,8 @@ def _backlog_table(frame: pd.DataFrame) -> html.Div | html.P:
                     className="total" if r["name"] == "合计" else "") for _, r in frame.iterrows()]
     oldest = frame["oldest_days"].iloc[-1]
     return html.Div([html.Table(className="areas backlog", children=[html.Thead(html.Tr(head)), html.Tbody(body)]),
-                     html.Div(f"在办最久的已 {int(oldest)} 天；阶段按已载入的最新导出", className="summary")])
+                     html.Div(f"在办最久的已 {int(oldest)} 天；阶段按已载入的最新导出。此表不论何时受理，"
+                              "所以其超期多于指标卡的“超期”（只计所选时段内受理的）", className="summary")])
 
 
 def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:

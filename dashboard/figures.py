@@ -56,6 +56,8 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
     names what is counted (colour bar and hover); ``note`` is written in the map's corner; ``zmax``: the top of
     the colour scale (default the 99th percentile of n)."""
     fig = base_map(boundaries, labels, center, theme, zoom)
+    if not len(counts):  # an empty map says so, rather than look like a failed one
+        note = "<br>".join(filter(None, [f"所选条件下没有{title}可显示", note]))
     if note:
         _corner_note(fig, note, theme)
     if len(counts):

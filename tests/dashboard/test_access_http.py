@@ -664,3 +664,16 @@ def test_events_without_a_point_are_counted_in_an_unplaced_row_and_named_on_the_
     text = _strings(json.loads(json.dumps(_area_table(grids), cls=PlotlyJSONEncoder)))
     names = [t for t in text if t in set(grids["name"])]
     assert names[-1] == queries.UNPLACED and len(names) == len(grids)
+
+
+def test_an_empty_selection_says_so_on_the_map(app, con):
+    client = app.server.test_client()
+    _sign_in(client, COUNTY)
+    last = queries.date_bounds(con)[1]
+    out = _call(client, "map.figure", {"dates.start_date": f"{last}", "dates.end_date": f"{last}",
+                                       "categories.value": ["no-such-category"], "sources.value": [],
+                                       "resolution.value": 9, "layer.value": "overdue", "refresh.n_intervals": None})
+    figure = out["map"]["figure"]
+    assert not [t for t in figure["data"] if t["type"] == "choroplethmap"]
+    assert "所选条件下没有超期可显示" in " ".join(a["text"] for a in figure["layout"]["annotations"])
+    assert out["kpi-registered"]["children"] == "0"
