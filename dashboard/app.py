@@ -6,6 +6,7 @@ builder, return. Everything is served from this process (``serve_locally``), not
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import parse_qs
 
 import dash
 import pandas as pd
@@ -36,11 +37,42 @@ def _category_options() -> list[dict]:
     return [{"label": f"{code} {category_name(code)}", "value": code} for code in TOP_LEVEL_CODES]
 
 
-def _filter(viewer: Viewer, start: str, end: str, categories, sources) -> queries.EventFilter:
+def _filter(viewer: Viewer, start: str, end: str, categories, sources, focus: queries.Scope | None = None
+            ) -> queries.EventFilter:
     """The filter of a request: the controls' values, always within the viewer's own area (set here, on the
-    server, from the signed-in account; nothing the browser sends can widen it)."""
+    server, from the signed-in account; nothing the browser sends can widen it). ``focus``: an area inside it
+    that the page has drilled down to (:func:`_focus`)."""
     return queries.EventFilter(start=dt.date.fromisoformat(start[:10]), end=dt.date.fromisoformat(end[:10]),
-                               categories=tuple(categories or ()), sources=tuple(sources or ()), scope=viewer.scope)
+                               categories=tuple(categories or ()), sources=tuple(sources or ()),
+                               scope=focus or viewer.scope)
+
+
+def _focus(data: DashboardData, viewer: Viewer, search: str | None) -> queries.Scope:
+    """The area the page looks at: the viewer's own, or the town or village inside it that a drill-down link
+    chose (``?area=CODE``, so that the browser's back button and a shared link work). A code outside the
+    viewer's area, or not a town or village, is ignored: checked here, on the server."""
+    code = parse_qs((search or "").lstrip("?")).get("area", [""])[0]
+    own = viewer.scope
+    if not code or (queries.narrow(own) and not code.startswith(own.code)) or code == own.code:
+        return own
+    try:
+        return queries.area_scope(data.con(), code)
+    except ValueError:
+        return own
+
+
+def _breadcrumb(data: DashboardData, viewer: Viewer, focus: queries.Scope) -> html.Div | None:
+    """'汕尾市城区 › 新港街道 › 海景社区': the way back up from a drilled-down area, as links, to the viewer's own."""
+    if focus == viewer.scope:
+        return None
+    names = queries.area_names(data.con())
+    own = viewer.scope.code if queries.narrow(viewer.scope) else ""
+    chain = sorted((c for c in names if focus.code.startswith(c) and c != focus.code), key=len)  # codes extend
+    between = chain[chain.index(own) + 1:] if own in chain else chain[1:]  # their parent's: county, town, ...
+    steps = [(own, viewer.scope.name if own else data.settings.county_name)] + [(c, names[c]) for c in between]
+    crumbs = [dcc.Link(name, href=f"?area={code}" if code else "?", className="crumb") for code, name in steps]
+    return html.Div(className="breadcrumb", children=[
+        *[part for crumb in crumbs for part in (crumb, " › ")], html.B(focus.name)])
 
 
 def _kpi_card(key: str) -> html.Div:
@@ -101,18 +133,22 @@ AREA_PANEL = ("registered", "closed_rate", "overdue", "village_share")  # the si
 AREA_TITLE = {"county": "各镇街", "town": "各村（社区）", "village": "各网格"}  # the areas one level below each scope
 
 
-def _area_table(frame: pd.DataFrame) -> html.Div | html.P:
+def _area_table(frame: pd.DataFrame, links: bool = False) -> html.Div | html.P:
     """The KPIs of each area one level below the viewer's (``queries.area_kpis``), busiest first; a rate over few
-    cases is starred, as in the brief."""
+    cases is starred, as in the brief. With ``links``, each area's name drills the page down to it."""
     if frame.empty:
         return html.P("—")
     shown = [kpi(k) for k in AREA_PANEL]
+    ordered = frame.assign(unplaced=frame["code"].isna()).sort_values(  # busiest first, the unplaced row last
+        ["unplaced", "registered", "code"], ascending=[True, False, True])
     rows = [[r["name"]] + [format_with_base(k, r[k.key], r.get(f"base_{k.key}")) for k in shown]
-            for _, r in frame.assign(unplaced=frame["code"].isna())  # the unplaced row last
-            .sort_values(["unplaced", "registered", "code"], ascending=[True, False, True]).iterrows()]
+            for _, r in ordered.iterrows()]
+    names = [dcc.Link(name, href=f"?area={code}", title=f"查看{name}") if links and code else name
+             for name, code in zip(ordered["name"], ordered["code"], strict=True)]
     table = html.Table(className="areas", children=[
         html.Thead(html.Tr([html.Th("")] + [html.Th(k.label, title=k.zh) for k in shown])),
-        html.Tbody([html.Tr([html.Td(cell) for cell in row]) for row in rows])])
+        html.Tbody([html.Tr([html.Td(name)] + [html.Td(cell) for cell in row[1:]])
+                    for name, row in zip(names, rows, strict=True)])])
     starred = any(cell.endswith("*") for row in rows for cell in row[1:])
     return html.Div([table] + ([html.Div(small_base_note(), className="summary")] if starred else []))
 
@@ -173,6 +209,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             dcc.Download(id="hex-download")])], className="control"),
     ])
     return html.Div(className="page" + (" kiosk" if kiosk else ""), children=[
+        dcc.Location(id="url", refresh=False),
         html.Header(className="header", children=[
             html.H1(f"民情地图 · {data.settings.county_name}{area}"),
             html.Span("演示数据：村居与网格边界为合成数据（synthetic）", className="badge", id="synthetic-badge"),
@@ -194,7 +231,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             html.Aside(id="detail", className="detail", children=[
                 html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data, viewer)),
                 html.H3(f"{AREA_TITLE[(viewer.scope if viewer else queries.COUNTY).level]}（所选时段）",
-                        className="" if not kiosk else "hidden"),
+                        id="areas-title", className="" if not kiosk else "hidden"),
                 html.Div(id="areas", className="" if not kiosk else "hidden"),
                 html.H3("每日受理与日终积压（所选时段）"),
                 dcc.Graph(id="daily", config=GRAPH_CONFIG | {"displayModeBar": False}, style={"height": "190px"}),
@@ -219,7 +256,7 @@ LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue", 
 KIOSK_ROTATION = ("counts", "overdue", "hotspots")  # the wall screen's views, one per refresh
 # the controls every view of the period reads, in _filter's order
 FILTER_INPUTS = (Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
-                 Input("sources", "value"))
+                 Input("sources", "value"), Input("url", "search"))
 
 
 def _privacy(data: DashboardData, viewer: Viewer) -> tuple[dict, str]:
@@ -296,15 +333,15 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         *[Output(f"kpi-{k}-change", "children") for k in STRIP], Output("asof", "children"),
         *FILTER_INPUTS, Input("resolution", "value"), Input("layer", "value"), Input("refresh", "n_intervals"),
     )
-    def update(start, end, categories, sources, resolution, layer, _tick):
+    def update(start, end, categories, sources, search, resolution, layer, _tick):
         con, viewer = data.con(), gate.viewer()
-        flt = _filter(viewer, start, end, categories, sources)
+        flt = _filter(viewer, start, end, categories, sources, _focus(data, viewer, search))
         values, before, year = queries.kpis_compared(con, flt, keys=STRIP)
-        center, zoom = data.view(viewer.scope)
-        outlines, labels = data.layers(viewer.scope)
+        center, zoom = data.view(flt.scope)
+        outlines, labels = data.layers(flt.scope)
         if layer == "hotspots":
             res, note = _hotspot_view(con, int(resolution), categories, sources)
-            fig = hotspot_map(queries.hotspot_cells(con, res, viewer.scope), outlines, labels, center, zoom=zoom,
+            fig = hotspot_map(queries.hotspot_cells(con, res, flt.scope), outlines, labels, center, zoom=zoom,
                               note=note)
         elif layer == "backlog":
             cells, note = _backlog_layer(data, viewer, flt, int(resolution))
@@ -314,7 +351,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
             fig = hex_map(counts, outlines, labels, center, zoom=zoom, note=note,
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
-        fig.update_layout(meta={"fit": data.bounds(viewer.scope)})  # assets/onemap.js fits the map to it, once
+        fig.update_layout(meta={"fit": data.bounds(flt.scope)})  # assets/onemap.js fits the map to it, once
         if kiosk:  # no controls on the wall screen: the map says which of its views it shows, in larger type
             fig.update_traces(textfont_size=20, selector={"type": "scattermap"})
             fig.update_layout(font_size=16)
@@ -330,33 +367,39 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         Output("daily", "figure"),
         *FILTER_INPUTS, Input("refresh", "n_intervals"),
     )
-    def daily(start, end, categories, sources, _tick):
+    def daily(start, end, categories, sources, search, _tick):
         """Registered per day and the backlog at each day's end, of the viewer's own area (aggregate counts)."""
-        return daily_chart(queries.daily_series(data.con(), _filter(gate.viewer(), start, end, categories, sources)))
+        viewer = gate.viewer()
+        return daily_chart(queries.daily_series(data.con(), _filter(viewer, start, end, categories, sources,
+                                                                    _focus(data, viewer, search))))
 
     @app.callback(
         Output("backlog", "children"),
-        Input("categories", "value"), Input("sources", "value"), Input("refresh", "n_intervals"),
+        Input("categories", "value"), Input("sources", "value"), Input("url", "search"),
+        Input("refresh", "n_intervals"),
     )
-    def backlog(categories, sources, _tick):
+    def backlog(categories, sources, search, _tick):
         """积案 of the viewer's own area at the last build, whatever the registration day (aggregate counts)."""
-        con = data.con()
+        con, viewer = data.con(), gate.viewer()
         as_of = queries.reference_time(con)
         day = as_of.date().isoformat()  # the backlog reads every registration day, not the period
-        return _backlog_table(queries.backlog(con, _filter(gate.viewer(), day, day, categories, sources), as_of,
-                                              total=True))
+        flt = _filter(viewer, day, day, categories, sources, _focus(data, viewer, search))
+        return _backlog_table(queries.backlog(con, flt, as_of, total=True))
 
     @app.callback(
-        Output("areas", "children"),
+        Output("areas", "children"), Output("areas-title", "children"),
         *FILTER_INPUTS, Input("refresh", "n_intervals"),
     )
-    def areas(start, end, categories, sources, _tick):
-        """The per-area KPI table of the viewer's own area (not on the public wall screen)."""
+    def areas(start, end, categories, sources, search, _tick):
+        """The per-area KPI table of the area the page looks at (not on the public wall screen): each town or
+        village a drill-down link, under the way back up."""
         viewer = gate.viewer()
         if viewer.public:
-            return None
-        return _area_table(queries.area_kpis(data.con(), _filter(viewer, start, end, categories, sources),
-                                             keys=AREA_PANEL))
+            return None, dash.no_update
+        focus = _focus(data, viewer, search)
+        frame = queries.area_kpis(data.con(), _filter(viewer, start, end, categories, sources, focus), keys=AREA_PANEL)
+        return ([_breadcrumb(data, viewer, focus), _area_table(frame, links=focus.level != "village")],
+                f"{AREA_TITLE[focus.level]}（所选时段）")
 
     @app.callback(Output({"type": "review-status", "key": ALL}, "children"),
                   Input({"type": "review", "key": ALL, "verdict": ALL}, "n_clicks"), prevent_initial_call=True)
@@ -376,16 +419,16 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     @app.callback(Output("hex-download", "data"), Input("hex-csv", "n_clicks"), Input("hex-geojson", "n_clicks"),
                   State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),
                   State("sources", "value"), State("resolution", "value"), State("layer", "value"),
-                  prevent_initial_call=True)
-    def download_hexes(_csv, _geojson, start, end, categories, sources, resolution, layer):
+                  State("url", "search"), prevent_initial_call=True)
+    def download_hexes(_csv, _geojson, start, end, categories, sources, resolution, layer, search):
         from dashboard.exports import hex_file
 
         viewer = gate.viewer()
-        flt = _filter(viewer, start, end, categories, sources)
+        flt = _filter(viewer, start, end, categories, sources, _focus(data, viewer, search))
         layer = layer if layer in LAYER_MEASURES else "counts"  # the hot spot layer exports its counts
         counts, _ = _hex_layer(data, viewer, flt, int(resolution), layer)
         fmt = "geojson" if dash.ctx.triggered_id == "hex-geojson" else "csv"
-        area = f"{viewer.scope.name}_" if queries.narrow(viewer.scope) else ""
+        area = f"{flt.scope.name}_" if queries.narrow(flt.scope) else ""
         label = map_measure(LAYER_MEASURES[layer]).label
         gate.record("export", layer=LAYER_MEASURES[layer], resolution=int(resolution), start=flt.start, end=flt.end,
                     format=fmt, cells=len(counts))
@@ -408,9 +451,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     @app.callback(
         Output("detail-body", "children"), Input("map", "clickData"),
         State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),
-        State("sources", "value"), State("resolution", "value"), prevent_initial_call=True,
+        State("sources", "value"), State("resolution", "value"), State("url", "search"), prevent_initial_call=True,
     )
-    def detail(click, start, end, categories, sources, resolution):
+    def detail(click, start, end, categories, sources, resolution, search):
         viewer = gate.viewer()
         if viewer.public:
             return html.P("大屏不显示事件明细")
@@ -418,11 +461,16 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         cell = point.get("location")
         if not cell:
             return html.P("请选择一个六边形")
-        flt = _filter(viewer, start, end, categories, sources)
+        flt = _filter(viewer, start, end, categories, sources, _focus(data, viewer, search))
         rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
         return _event_list(cell, rows, counts, viewer.handler)
+
+    @app.callback(Output("resolution", "value"), Input("url", "search"), prevent_initial_call=True)
+    def resolution_for_focus(search):
+        """Drilling down (or back up) opens the area at its own hex size, as a user signed in there would see it."""
+        return _default_resolution(data.settings, _focus(data, gate.viewer(), search))
 
     app.clientside_callback(ClientsideFunction("onemap", "fitMap"), Output("map", "className"),
                             Input("map", "figure"), prevent_initial_call=True)

@@ -677,3 +677,45 @@ def test_an_empty_selection_says_so_on_the_map(app, con):
     assert not [t for t in figure["data"] if t["type"] == "choroplethmap"]
     assert "所选条件下没有超期可显示" in " ".join(a["text"] for a in figure["layout"]["annotations"])
     assert out["kpi-registered"]["children"] == "0"
+
+
+def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, con):
+    """?area=CODE (the area table's links) narrows every view to a town or village inside the viewer's area;
+    a code outside it is ignored, on the server."""
+    last = queries.date_bounds(con)[1]
+    start = last - dt.timedelta(days=27)
+    town = queries.area_scope(con, TOWN.area)
+    village = queries.child_areas(con, town).iloc[0]
+    other = next(c for c in queries.child_areas(con, None)["code"] if c != town.code)
+    base = {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [],
+            "sources.value": [], "resolution.value": 9, "layer.value": "counts", "refresh.n_intervals": None}
+
+    def registered(scope):
+        return f"{int(queries.kpis(con, queries.EventFilter(start, last, scope=scope))['registered']):,}"
+
+    county = app.server.test_client()
+    _sign_in(county, COUNTY)
+    out = _call(county, "map.figure", {**base, "url.search": f"?area={town.code}"})
+    assert out["kpi-registered"]["children"] == registered(town) != registered(None)
+    layers = [{f["id"] for f in layer["source"]["features"]} for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
+    assert {town.code} in layers  # the town's own outline and villages, fitted to the town
+    fit = out["map"]["figure"]["layout"]["meta"]["fit"]
+    assert list(queries.scope_shape(con, town).bounds) == pytest.approx(fit, abs=1e-5)
+    panel = _call(county, "areas.children", {**base, "url.search": f"?area={town.code}"})
+    text = _strings(panel["areas"]["children"])
+    assert panel["areas-title"]["children"] == "各村（社区）（所选时段）"
+    assert text[:3] == ["汕尾市城区", " › ", town.name]  # the way back up, then the town's villages
+    assert village["name"] in text and f"?area={village['code']}" in json.dumps(panel)
+    # down to a village: its grids, named, not links (a grid is not an area one can drill to)
+    panel = _call(county, "areas.children", {**base, "url.search": f"?area={village['code']}"})
+    assert _strings(panel["areas"]["children"])[:5] == ["汕尾市城区", " › ", town.name, " › ", village["name"]]
+    assert panel["areas-title"]["children"] == "各网格（所选时段）"
+
+    # a town user asking for another town, or for a code that is no area, sees its own town
+    town_user = app.server.test_client()
+    _sign_in(town_user, TOWN)
+    for search in (f"?area={other}", "?area=441502", "?area=nonsense", f"?area={village['code']}0001"):
+        out = _call(town_user, "map.figure", {**base, "url.search": search})
+        assert out["kpi-registered"]["children"] == registered(town), search
+    out = _call(town_user, "map.figure", {**base, "url.search": f"?area={village['code']}"})
+    assert out["kpi-registered"]["children"] == registered(queries.area_scope(con, village["code"]))

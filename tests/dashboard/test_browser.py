@@ -256,3 +256,30 @@ def test_grid_labels_keep_their_digits_and_a_hex_click_lists_its_events(server, 
         a = document.querySelector('#detail').getBoundingClientRect(); return h.top >= a.top && h.top < a.bottom; })()""",
                            timeout=10_000)
     page.close()
+
+
+def test_a_county_user_drills_down_to_a_town_and_back(server, browser):
+    """A town's name in the side panel's table opens the town: KPIs, map and table are the town's, the map is
+    fitted to it, the address bar says so (a link to share), and the browser's back button returns."""
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    _sign_in(page, server, COUNTY)
+    page.wait_for_function("document.querySelectorAll('#areas a').length > 0", timeout=30_000)
+    page.wait_for_function("document.querySelector('#map .js-plotly-plot')._onemapFit !== undefined", timeout=30_000)
+    county = page.inner_text("#kpi-registered")
+    zoom = page.evaluate("document.querySelector('#map .js-plotly-plot')._fullLayout.map._subplot.map.getZoom()")
+    link = page.locator("#areas a").first
+    town = link.inner_text()
+    link.click()
+    page.wait_for_function(f"document.querySelector('#kpi-registered').innerText !== '{county}'", timeout=30_000)
+    assert "?area=" in page.url
+    page.wait_for_function("document.querySelector('#areas .breadcrumb') !== null", timeout=30_000)
+    assert page.inner_text("#areas .breadcrumb b") == town
+    assert page.inner_text("#areas-title").startswith("各村（社区）")
+    assert page.locator("#resolution input[value='9']").is_checked()  # the town's own hex size
+    page.wait_for_function(f"document.querySelector('#map .js-plotly-plot')._fullLayout.map._subplot.map.getZoom()"
+                           f" > {zoom} + 0.5", timeout=30_000)  # fitted to the town
+    page.go_back()
+    page.wait_for_function(f"document.querySelector('#kpi-registered').innerText === '{county}'", timeout=30_000)
+    assert page.locator("#areas .breadcrumb").count() == 0
+    page.wait_for_function("document.querySelector(\"#resolution input[value='8']\").checked", timeout=30_000)
+    page.close()
