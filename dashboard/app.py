@@ -5,6 +5,7 @@ builder, return. Everything is served from this process (``serve_locally``), not
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from urllib.parse import parse_qs
 
@@ -466,6 +467,14 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
         return _event_list(cell, rows, counts, viewer.handler)
+
+    @app.callback(Output("alerts", "children"), Output("repeats", "children"), Input("url", "search"),
+                  prevent_initial_call=True)
+    def focus_lists(search):
+        """Drilled down (or back up): the alerts and repeat places of the area the page now looks at."""
+        viewer = gate.viewer()
+        seen = dataclasses.replace(viewer, scope=_focus(data, viewer, search))
+        return _alert_list(data, seen), _repeat_list(data, seen)
 
     @app.callback(Output("resolution", "value"), Input("url", "search"), prevent_initial_call=True)
     def resolution_for_focus(search):

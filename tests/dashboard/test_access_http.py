@@ -711,6 +711,17 @@ def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, c
     assert _strings(panel["areas"]["children"])[:5] == ["汕尾市城区", " › ", town.name, " › ", village["name"]]
     assert panel["areas-title"]["children"] == "各网格（所选时段）"
 
+    # the alerts and repeat places follow the drill-down too
+    lists = _call(county, "alerts.children", {"url.search": f"?area={town.code}"})
+    shown = json.dumps(lists, ensure_ascii=False)
+    mine = queries.alerts(con, window_days=7, limit=200, with_ramps=True, scope=town)
+    others = queries.alerts(con, window_days=7, limit=200, with_ramps=True)
+    others = others[~others["place"].isin(mine["place"])]
+    assert len(others) > 0  # the county has alerts outside the town: they must not be listed
+    assert not [p for p in others["place"].dropna().unique() if f"{p} · 实际" in shown]
+    assert all(f"{r.place or r.grid_code} · {r.n_events} 起" in shown
+               for r in queries.repeat_places(con, limit=5, scope=town).itertuples())
+
     # a town user asking for another town, or for a code that is no area, sees its own town
     town_user = app.server.test_client()
     _sign_in(town_user, TOWN)
