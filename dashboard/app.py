@@ -437,15 +437,16 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                               f"六边形{label}_{area}H3-{int(resolution)}_{flt.start}_{flt.end}.{fmt}")
 
     @app.callback(Output("brief-download", "data"), Input("brief-docx", "n_clicks"), Input("brief-pdf", "n_clicks"),
-                  prevent_initial_call=True)
-    def download_brief(_docx, _pdf):
+                  State("url", "search"), prevent_initial_call=True)
+    def download_brief(_docx, _pdf, search):
+        """The brief of the area the page looks at (the viewer's own, or the town or village drilled down to)."""
         from dashboard.brief_files import brief_for, render  # imaging and document libraries: only when asked
 
         viewer = gate.viewer()
         if viewer.public:  # the wall screen hides the buttons; a request made by hand gets nothing either
             raise dash.exceptions.PreventUpdate
         fmt = "pdf" if dash.ctx.triggered_id == "brief-pdf" else "docx"
-        brief = brief_for(data.con(), data.settings, scope=viewer.scope)
+        brief = brief_for(data.con(), data.settings, scope=_focus(data, viewer, search))
         gate.record("brief", week=brief.week_start, format=fmt)
         return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
 

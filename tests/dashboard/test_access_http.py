@@ -151,6 +151,13 @@ def test_a_town_users_brief_is_the_towns(app, con):
     assert town.name in sent["filename"]
     document = docx.Document(io.BytesIO(base64.b64decode(sent["content"])))
     assert town.name in document.paragraphs[0].text
+    # drilled down to one of its villages, the brief is the village's; another town's code gives the town's own
+    village = queries.child_areas(con, town).iloc[0]
+    other = next(c for c in queries.child_areas(con, None)["code"] if c != town.code)
+    for search, name in ((f"?area={village['code']}", village["name"]), (f"?area={other}", town.name)):
+        out = _call(client, "brief-download.data", {"brief-docx.n_clicks": 2, "brief-pdf.n_clicks": None},
+                    {"url.search": search})
+        assert f"研判周报_{name}_" in out["brief-download"]["data"]["filename"], search
 
 
 def test_an_account_removed_or_moved_takes_effect_at_the_next_request(demo_settings, con, tmp_path):
