@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from urllib.parse import parse_qs
 
 import dash
 import pandas as pd
 from dash import ALL, ClientsideFunction, Input, Output, State, dcc, html
+from flask import Response
 
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
@@ -313,6 +315,13 @@ def _view_title(fig, layer: str, flt: queries.EventFilter) -> None:
                        font={"size": 26, "color": "#ffffff"}, bgcolor="rgba(16,38,64,0.85)", borderpad=8)
 
 
+def _outline_urls(data: DashboardData, scope: queries.Scope, outlines: dict[str, dict]) -> dict[str, str]:
+    """The map's outline layers as URLs of this server (``outlines`` route), not inline GeoJSON: the browser
+    fetches each once and keeps it, instead of receiving the ~900 grid outlines (300 KB) with every figure."""
+    stamp = f"{queries.reference_time(data.con()):%Y%m%d%H%M%S}"  # a new build (new boundaries too): new URLs
+    return {level: f"/geo/{scope.code or 'county'}/{level}.geojson?v={stamp}" for level in outlines}
+
+
 def _hotspot_view(con, resolution: int, categories, sources) -> tuple[int, str]:
     """The hot-spot resolution nearest the one selected (finer on a tie), and the note on what the layer does not
     follow: hot spots are scored by the build over every category and source of the last 26 weeks."""
@@ -340,6 +349,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         values, before, year = queries.kpis_compared(con, flt, keys=STRIP)
         center, zoom = data.view(flt.scope)
         outlines, labels = data.layers(flt.scope)
+        outlines = _outline_urls(data, flt.scope, outlines)
         if layer == "hotspots":
             res, note = _hotspot_view(con, int(resolution), categories, sources)
             fig = hotspot_map(queries.hotspot_cells(con, res, flt.scope), outlines, labels, center, zoom=zoom,
@@ -519,6 +529,17 @@ def create_app(settings: Settings, kiosk: bool = False, kiosk_area: str | None =
                     assets_folder=str(__import__("pathlib").Path(__file__).parent / "assets"))
     gate.install(app.server)
     app.layout = lambda: build_layout(data, kiosk, gate.current())
+
+    @app.server.route("/geo/<code>/<level>.geojson")
+    def outlines(code: str, level: str):
+        """One outline layer of the map of an area inside the viewer's own (signed in, as every page)."""
+        viewer = gate.viewer()
+        scope = viewer.scope if code == (viewer.scope.code or "county") else _focus(data, viewer, f"?area={code}")
+        layers, _ = data.layers(scope)
+        if (scope.code or "county") != code or level not in layers:
+            return Response("no such outline", status=404)
+        return Response(json.dumps(layers[level], ensure_ascii=False), mimetype="application/geo+json",
+                        headers={"Cache-Control": "private, max-age=86400"})
 
     register_callbacks(app, data, gate, kiosk)
     return app

@@ -123,7 +123,7 @@ def test_a_town_user_gets_the_towns_numbers_only(app, con):
     town_cells = set(queries.hex_counts(con, queries.EventFilter(start, last, scope=town), 9)["cell"])
     assert set(hexes["locations"]) <= town_cells
     # the map's outlines and names are the town's own: its outline, its villages and grids, their names
-    layers = [{f["id"] for f in layer["source"]["features"]} for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
+    layers = [{f["id"] for f in _outline(client, layer)["features"]} for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
     villages = queries.child_areas(con, town)
     assert {town.code} in layers and set(villages["code"]) in layers
     assert all(code.startswith(town.code) for ids in layers for code in ids) and sum(map(len, layers)) > 20
@@ -216,6 +216,13 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
     # nor the per-village table (a village's handful of cases is not for a public screen)
     assert _call(client, "areas.children", {"dates.start_date": f"{start}", "dates.end_date": f"{last}"}
                  )["areas"]["children"] is None
+
+
+def _outline(client, layer: dict) -> dict:
+    """An outline layer of the map: the browser fetches its GeoJSON from this server, signed in as the user."""
+    resp = client.get(layer["source"])
+    assert resp.status_code == 200 and resp.mimetype == "application/geo+json", layer["source"]
+    return resp.get_json()
 
 
 def _strings(node) -> list[str]:
@@ -704,7 +711,7 @@ def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, c
     _sign_in(county, COUNTY)
     out = _call(county, "map.figure", {**base, "url.search": f"?area={town.code}"})
     assert out["kpi-registered"]["children"] == registered(town) != registered(None)
-    layers = [{f["id"] for f in layer["source"]["features"]} for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
+    layers = [{f["id"] for f in _outline(county, layer)["features"]} for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
     assert {town.code} in layers  # the town's own outline and villages, fitted to the town
     fit = out["map"]["figure"]["layout"]["meta"]["fit"]
     assert list(queries.scope_shape(con, town).bounds) == pytest.approx(fit, abs=1e-5)
@@ -737,3 +744,25 @@ def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, c
         assert out["kpi-registered"]["children"] == registered(town), search
     out = _call(town_user, "map.figure", {**base, "url.search": f"?area={village['code']}"})
     assert out["kpi-registered"]["children"] == registered(queries.area_scope(con, village["code"]))
+
+
+def test_outline_layers_are_served_once_and_only_inside_the_viewers_area(app, con):
+    """The map's outlines are URLs of this server (not ~300 KB of grid outlines in every figure): fetched with
+    the user's session, cacheable, and refused for an area outside the user's own."""
+    town = queries.area_scope(con, TOWN.area)
+    other = next(c for c in queries.child_areas(con, None)["code"] if c != town.code)
+    client = app.server.test_client()
+    assert client.get(f"/geo/{town.code}/grid.geojson").status_code in (302, 401)  # not signed in
+    _sign_in(client, TOWN)
+    grids = client.get(f"/geo/{town.code}/grid.geojson")
+    assert grids.status_code == 200 and "max-age" in grids.headers["Cache-Control"]
+    assert all(f["id"].startswith(town.code) for f in grids.get_json()["features"])
+    for path in (f"/geo/{other}/grid.geojson", "/geo/county/town.geojson", f"/geo/{town.code}/nothing.geojson"):
+        assert client.get(path).status_code == 404, path
+    last = queries.date_bounds(con)[1]
+    out = _call(client, "map.figure", {"dates.start_date": f"{last}", "dates.end_date": f"{last}",
+                                       "categories.value": [], "sources.value": [], "resolution.value": 9,
+                                       "layer.value": "counts", "refresh.n_intervals": None})
+    sources = [layer["source"] for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
+    assert sources and all(isinstance(src, str) and src.startswith(f"/geo/{town.code}/") for src in sources)
+    assert len(json.dumps(out)) < 200_000
