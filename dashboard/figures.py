@@ -62,7 +62,7 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
         _corner_note(fig, note, theme)
     if len(counts):
         fig.add_trace(go.Choroplethmap(
-            geojson=cell_boundaries_geojson([int(c, 16) for c in counts["cell"]]), locations=counts["cell"],
+            geojson=_hex_shapes(counts["cell"]), locations=counts["cell"],
             z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0,
             zmax=zmax or float(counts["n"].quantile(0.99)) or 1.0,
             marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
@@ -126,7 +126,7 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     for pattern, group in cells.groupby("pattern", sort=False):
         colour = PATTERN_COLOURS.get(pattern, "#888888")
         fig.add_trace(go.Choroplethmap(
-            geojson=cell_boundaries_geojson([int(c, 16) for c in group["cell"]]), locations=group["cell"],
+            geojson=_hex_shapes(group["cell"]), locations=group["cell"],
             z=[1] * len(group), featureidkey="id", colorscale=[[0, colour], [1, colour]], showscale=False,
             marker={"opacity": 0.8, "line": {"width": 0.3, "color": "rgba(255,255,255,0.3)"}},
             name=str(group["pattern_zh"].iloc[0]), showlegend=True,
@@ -138,6 +138,11 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     # measured (docs/analytics.md §3): the classes do not forecast a rise, and the screen says so
     _corner_note(fig, "<br>".join(filter(None, [HOTSPOT_CAVEAT, note])), theme)
     return fig
+
+
+def _hex_shapes(cells) -> dict:
+    """The hexes' outlines for a choropleth joined on the id: 0.1 m and no properties (what the map needs)."""
+    return cell_boundaries_geojson([int(c, 16) for c in cells], digits=6, describe=False)
 
 
 def _corner_note(fig: go.Figure, text: str, theme: str) -> None:

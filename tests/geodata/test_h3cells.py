@@ -77,6 +77,25 @@ def test_cell_boundaries_geojson():
     assert poly.contains(shapely.Point(115.37, 22.78))
 
 
+@settings(max_examples=60, deadline=None)
+@given(lat=st.floats(18, 53, allow_nan=False), lng=st.floats(74, 134, allow_nan=False), res=st.integers(7, 10))
+def test_lean_map_outlines_keep_neighbours_joined(lat, lng, res):
+    """The map's hexes at 6 decimals and no properties: within 0.1 m of h3's, and a cell and each neighbour
+    still share their two common corners, to the last decimal kept (no visible gaps between drawn hexes)."""
+    cell = h3i.latlng_to_cell(lat, lng, res)
+    ring_cells = h3i.grid_disk(cell, 1)
+    fc = cell_boundaries_geojson(np.array(ring_cells, dtype=np.uint64), digits=6, describe=False)
+    rings = {f["id"]: [tuple(p) for p in f["geometry"]["coordinates"][0]] for f in fc["features"]}
+    assert all(f["properties"] == {} for f in fc["features"])
+    centre = rings[h3.int_to_str(cell)]
+    assert np.allclose(centre[:-1], [(x, y) for y, x in h3i.cell_to_boundary(cell)], atol=1e-6)
+    for other in ring_cells:
+        if other != cell:
+            theirs = np.array(rings[h3.int_to_str(other)])
+            shared = [p for p in centre[:-1] if (np.abs(theirs - p).max(axis=1) <= 1.5e-6).any()]
+            assert len(shared) >= 2
+
+
 def test_cells_covering():
     poly = shapely.box(115.35, 22.76, 115.40, 22.80)
     cover = cells_covering(poly, 8)
