@@ -1,9 +1,10 @@
 /* Client-side helpers of the map page (dash clientside callbacks). */
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   onemap: {
-    /* Fit the map to the viewer's area once per page, at whatever size the screen gives the map (a 4K wall
-       screen as well as a laptop): the figure carries the area's [west, south, east, north] in layout.meta.fit.
-       Later figures keep the view (uirevision), so a user's own zoom is not undone by a filter change. */
+    /* Fit the map to the viewer's area at whatever size the screen gives the map (a 4K wall screen as well as a
+       laptop): the figure carries the area's [west, south, east, north] in layout.meta.fit. Every new figure
+       brings the server's first-frame zoom (or plotly's last view) back, so the fit is applied again after each redraw, until the user
+       moves the map themselves; a new area (drill-down) fits again whatever the user did before. */
     fitMap: function (figure) {
       const fitTo = figure && figure.layout && figure.layout.meta && figure.layout.meta.fit;
       if (!fitTo) { return window.dash_clientside.no_update; }
@@ -13,13 +14,20 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         const gd = document.querySelector("#map .js-plotly-plot");
         const sub = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
         if (!sub || !sub.map || !sub.map.loaded()) { if (tries++ < 150) { setTimeout(fit, 100); } return; }
-        if (gd._onemapFit === key) { return; }
-        gd._onemapFit = key;
-        // as a user's move (originalEvent): plotly records it as a view edit, which uirevision then keeps
+        if (gd._onemapFit !== key) { gd._onemapFit = key; gd._onemapMoved = false; }
+        if (!sub.map._onemapWatched) {  // a move the user made (not ours): keep their view from now on
+          sub.map._onemapWatched = true;
+          sub.map.on("moveend", function (e) {
+            if (e.originalEvent && !e.onemapFit) { gd._onemapMoved = true; }
+          });
+        }
+        if (gd._onemapMoved) { return; }
         sub.map.fitBounds([[fitTo[0], fitTo[1]], [fitTo[2], fitTo[3]]], {padding: 24, animate: false},
-                          {originalEvent: true});
+                          {originalEvent: true, onemapFit: true});
       };
+      // plotly redraws after this callback, and puts back its last view (uirevision): fit again as it settles
       fit();
+      [300, 800, 1500, 2500].forEach(function (ms) { setTimeout(function () { tries = 0; fit(); }, ms); });
       return window.dash_clientside.no_update;
     }
   }
