@@ -55,8 +55,9 @@ class DashboardData:
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one DashboardData per app, kept for the app's life
     def bounds(self, scope: queries.Scope | None) -> list[float]:
-        """[west, south, east, north] of the viewer's area: the browser fits the map to it once, at whatever size
-        the screen gives the map (a 4K wall screen as well as a laptop); ``view`` is the first frame before that."""
+        """[west, south, east, north] of the viewer's area: the browser fits the map to it (assets/onemap.js) at
+        whatever size the screen gives the map (a 4K wall screen as well as a laptop); ``view`` is the first frame
+        before that."""
         if queries.narrow(scope):
             box = queries.scope_shape(self.con(), scope).bounds
         else:

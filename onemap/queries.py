@@ -175,6 +175,12 @@ def previous_period(flt: EventFilter) -> EventFilter:
 EARLIEST = dt.date(2000, 1, 1)  # before any record (the loader quarantines earlier times)
 
 
+def registered_by(flt: EventFilter, as_of: pd.Timestamp) -> EventFilter:
+    """The filter's categories, sources and area over every registration day up to ``as_of`` (its period
+    dropped): the cases a backlog at ``as_of`` reads, since a case is open from 登记受理 until it is closed."""
+    return dataclasses.replace(flt, start=EARLIEST, end=as_of.date() + dt.timedelta(days=1))
+
+
 def daily_series(con, flt: EventFilter) -> pd.DataFrame:
     """Per day of the filter's period: cases registered that day, and the backlog at the day's end: cases open
     (registered by then and not closed by then) and, of them, those past their due time. The backlog counts
@@ -223,6 +229,9 @@ def daily_series(con, flt: EventFilter) -> pd.DataFrame:
 AGE_BANDS: tuple[tuple[str, str, int | None], ...] = (
     ("days_0_7", "7天内", 7), ("days_8_30", "8–30天", 30), ("days_31_90", "31–90天", 90), ("days_over_90", "90天以上", None))
 UNRECORDED_STAGE = "阶段未记录"  # open at the reference time, but no export loaded by then showed it open
+# an event that may be listed one by one (never a confidential one; a sensitive-flag one only when $sensitive,
+# the flags withheld from this viewer, is empty: a handling role)
+LISTABLE = "NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive)"
 UNPLACED = "未定位"  # cases of the scope that their export placed in no area of the level asked for
 BACKLOG_BY = ("stage", "area")
 
@@ -257,7 +266,7 @@ def backlog(con, flt: EventFilter, as_of: pd.Timestamp | None = None, by: str = 
     if by not in BACKLOG_BY:
         raise ValueError(f"backlog by {by!r}: one of {', '.join(BACKLOG_BY)}")
     as_of = as_of if as_of is not None else reference_time(con)
-    where, params = dataclasses.replace(flt, start=EARLIEST, end=as_of.date() + dt.timedelta(days=1)).where()
+    where, params = registered_by(flt, as_of).where()
     params["as_of"] = as_of
     scope = flt.scope or COUNTY
     level = CHILD_LEVEL[scope.level]
@@ -341,8 +350,7 @@ def overdue_cases(con, as_of: pd.Timestamp, limit: int = 20, scope: Scope | None
         WITH ev AS (
             SELECT event_id, source, category_code, town_code, village_code, CAST(reported_at AS DATE) AS reported,
                    due_at, CAST(due_at AS DATE) AS due, date_diff('day', due_at, $as_of) AS days_overdue, status
-            FROM core.events WHERE {OVERDUE} AND {in_scope} AND NOT confidential
-              AND NOT list_has_any(coalesce(flags, []), $sensitive)
+            FROM core.events WHERE {OVERDUE} AND {in_scope} AND {LISTABLE}
             ORDER BY due_at, event_id LIMIT $limit),
         {STAGED}
         SELECT * EXCLUDE (due_at) FROM staged ORDER BY due_at, event_id""", params).df()
@@ -505,7 +513,7 @@ def off_map(con, flt: EventFilter, measure: str = "registered", as_of: pd.Timest
     as_of = as_of if as_of is not None else reference_time(con)
     m = map_measure(measure)
     if m.every_registration:
-        flt = dataclasses.replace(flt, start=EARLIEST, end=as_of.date() + dt.timedelta(days=1))
+        flt = registered_by(flt, as_of)
     where, params = flt.where()
     if m.where:
         where += f" AND {m.where}" + (" AND reported_at <= $as_of" if m.every_registration else "")
@@ -544,7 +552,7 @@ def backlog_cells(con, flt: EventFilter, resolution: int, as_ofs: Sequence[pd.Ti
     if not as_ofs:
         return pd.DataFrame({"as_of": [], "cell": [], "n": []})
     last = max(as_ofs)
-    where, params = dataclasses.replace(flt, start=EARLIEST, end=last.date() + dt.timedelta(days=1)).where()
+    where, params = registered_by(flt, last).where()
     params.update({"steps": list(as_ofs), "first": min(as_ofs), "sensitive": SENSITIVE_FLAGS})
     open_then = OPEN.replace("$as_of", "s.as_of")  # the one definition of open, at each step's time
     parent = h3_parent_sql("e.h3_cell", resolution)
@@ -615,7 +623,7 @@ def _in_cell(flt: EventFilter, cell_hex: str, resolution: int, handler: bool) ->
     where, params = flt.where()
     params.update({"cell": int(cell_hex, 16), "sensitive": [] if handler else SENSITIVE_FLAGS})
     where = f"h3_cell IS NOT NULL AND {h3_parent_sql('h3_cell', resolution)} = $cell AND {where}"
-    return where, params, "NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive)"
+    return where, params, LISTABLE
 
 
 def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200,
