@@ -362,7 +362,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
             fig = hex_map(counts, outlines, labels, center, zoom=zoom, note=note,
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
-        fig.update_layout(meta={"fit": data.bounds(flt.scope)})  # assets/onemap.js fits the map to it
+        # assets/onemap.js fits the map to the area; plotly keeps a view per area (uirevision), so that going back
+        # up does not put the drilled-down area's view back
+        fig.update_layout(meta={"fit": data.bounds(flt.scope)}, uirevision=flt.scope.code or "county")
         if kiosk:  # no controls on the wall screen: the map says which of its views it shows, in larger type
             fig.update_traces(textfont_size=20, selector={"type": "scattermap"})
             fig.update_layout(font_size=16)

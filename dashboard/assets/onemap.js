@@ -13,17 +13,20 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       const fit = function () {
         const gd = document.querySelector("#map .js-plotly-plot");
         const sub = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
-        if (!sub || !sub.map || !sub.map.loaded()) { if (tries++ < 150) { setTimeout(fit, 100); } return; }
+        if (!sub || !sub.map || !sub.map.isStyleLoaded()) { if (tries++ < 150) { setTimeout(fit, 100); } return; }
         if (gd._onemapFit !== key) { gd._onemapFit = key; gd._onemapMoved = false; }
-        if (!sub.map._onemapWatched) {  // a move the user made (not ours): keep their view from now on
+        gd._onemapBounds = [[fitTo[0], fitTo[1]], [fitTo[2], fitTo[3]]];
+        const refit = function () {
+          sub.map.fitBounds(gd._onemapBounds, {padding: 24, animate: false}, {originalEvent: true, onemapFit: true});
+        };
+        if (!sub.map._onemapWatched) {
           sub.map._onemapWatched = true;
           sub.map.on("moveend", function (e) {
-            if (e.originalEvent && !e.onemapFit) { gd._onemapMoved = true; }
+            if (e.originalEvent && !e.onemapFit) { gd._onemapMoved = true; }  // the user's move: keep their view
+            else if (!e.originalEvent && !gd._onemapMoved) { refit(); }  // plotly put a view back: fit again
           });
         }
-        if (gd._onemapMoved) { return; }
-        sub.map.fitBounds([[fitTo[0], fitTo[1]], [fitTo[2], fitTo[3]]], {padding: 24, animate: false},
-                          {originalEvent: true, onemapFit: true});
+        if (!gd._onemapMoved) { refit(); }
       };
       // plotly redraws after this callback, and puts back its last view (uirevision): fit again as it settles
       fit();

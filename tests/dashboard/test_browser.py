@@ -284,7 +284,7 @@ def test_a_county_user_drills_down_to_a_town_and_back(server, browser):
     page.wait_for_function("document.querySelector(\"#resolution input[value='8']\").checked", timeout=30_000)
     # another layer keeps the fitted view (each new figure carries the server's first-frame zoom)
     get_zoom = "document.querySelector('#map .js-plotly-plot')._fullLayout.map._subplot.map.getZoom()"
-    page.wait_for_timeout(1500)
+    page.wait_for_function(f"Math.abs({get_zoom} - {zoom}) < 0.05", timeout=10_000)  # fitted to the county again
     fitted = page.evaluate(get_zoom)
     assert abs(fitted - zoom) < 0.05, (fitted, zoom)
     page.get_by_label("超期").check()
