@@ -212,7 +212,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             dcc.Download(id="hex-download")])], className="control"),
     ])
     return html.Div(className="page" + (" kiosk" if kiosk else ""), children=[
-        dcc.Location(id="url", refresh=False),
+        dcc.Location(id="url", refresh=False), dcc.Store(id="playback"),
         html.Header(className="header", children=[
             html.H1(f"民情地图 · {data.settings.county_name}{area}"),
             html.Span("演示数据：村居与网格边界为合成数据（synthetic）", className="badge", id="synthetic-badge"),
@@ -496,6 +496,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
 
     app.clientside_callback(ClientsideFunction("onemap", "fitMap"), Output("map", "className"),
                             Input("map", "figure"), prevent_initial_call=True)
+    app.clientside_callback(ClientsideFunction("onemap", "stopPlayback"), Output("playback", "data"),
+                            *FILTER_INPUTS, Input("resolution", "value"), Input("layer", "value"),
+                            prevent_initial_call=True)
 
     # the list sits at the foot of the side panel: bring it into view when a click fills it
     app.clientside_callback(

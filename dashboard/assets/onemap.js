@@ -1,10 +1,27 @@
 /* Client-side helpers of the map page (dash clientside callbacks). */
+
+/* plotly rejects a playing animation's promise (with no reason) when the ❚❚ button or a new figure interrupts
+   it, and its own play button does not catch it: an interrupted 积案回放 is not an error. */
+window.addEventListener("unhandledrejection", function (e) {
+  if (e.reason === undefined && Date.now() - (window._onemapInterruptedAt || 0) < 2000) { e.preventDefault(); }
+});
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   onemap: {
     /* Fit the map to the viewer's area at whatever size the screen gives the map (a 4K wall screen as well as a
        laptop): the figure carries the area's [west, south, east, north] in layout.meta.fit. Every new figure
        brings the server's first-frame zoom (or plotly's last view) back, so the fit is applied again after each redraw, until the user
        moves the map themselves; a new area (drill-down) fits again whatever the user did before. */
+    /* Any change of the map's inputs (layer, hex size, filters, area) stops a playing 积案回放 at once: its
+       queued frames would otherwise go on writing the old layer's counts into the new figure's hexes. */
+    stopPlayback: function () {
+      const gd = document.querySelector("#map .js-plotly-plot");
+      const queue = gd && gd._transitionData && gd._transitionData._frameQueue;
+      if (queue && queue.length && window.Plotly) {
+        window._onemapInterruptedAt = Date.now();
+        window.Plotly.animate(gd, [], {mode: "immediate"}).catch(function () {});
+      }
+      return window.dash_clientside.no_update;
+    },
     fitMap: function (figure) {
       const fitTo = figure && figure.layout && figure.layout.meta && figure.layout.meta.fit;
       if (!fitTo) { return window.dash_clientside.no_update; }
@@ -19,6 +36,10 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         const refit = function () {
           sub.map.fitBounds(gd._onemapBounds, {padding: 24, animate: false}, {originalEvent: true, onemapFit: true});
         };
+        if (!gd._onemapPlayback) {  // the ❚❚ button interrupts the animation too (see unhandledrejection above)
+          gd._onemapPlayback = true;
+          gd.on("plotly_animationinterrupted", function () { window._onemapInterruptedAt = Date.now(); });
+        }
         if (!sub.map._onemapWatched) {
           sub.map._onemapWatched = true;
           sub.map.on("moveend", function (e) {

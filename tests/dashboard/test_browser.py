@@ -124,6 +124,20 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     assert frames > 1 and page.evaluate(f"{plot}.layout.sliders[0].active") == frames - 1
     page.click("#map text.updatemenu-item-text >> text=▶ 回放")
     page.wait_for_function(f"{plot}.layout.sliders[0].active < {frames - 1}", timeout=30_000)
+    # ❚❚ stops it where it is (plotly's interrupted animation is not a page error)
+    page.click("#map text.updatemenu-item-text >> text=❚❚")
+    paused = page.evaluate(f"{plot}.layout.sliders[0].active")
+    page.wait_for_timeout(2_000)  # three frames' time
+    assert page.evaluate(f"{plot}.layout.sliders[0].active") == paused
+    # another layer while it plays: the playback stops and its frames do not write into the new layer's hexes
+    page.click("#map text.updatemenu-item-text >> text=▶ 回放")
+    page.wait_for_function(f"{plot}._transitionData._frameQueue.length > 0", timeout=10_000)
+    page.get_by_label("受理数").check()
+    page.wait_for_function(f"!({plot}.layout.sliders || []).length", timeout=30_000)
+    page.wait_for_timeout(2_000)
+    hexes = f"{plot}._fullData[{plot}._fullData.length - 1]"
+    assert page.evaluate(f"{hexes}.type") == "choroplethmap"
+    assert page.evaluate(f"Array.from({hexes}.z).filter(v => v == null).length") == 0  # a count per drawn hex
 
     assert errors == []
     hosts = {urlparse(u).hostname for u in requests if u.startswith("http")}
