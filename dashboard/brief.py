@@ -54,6 +54,7 @@ class Text:
 class Table:
     columns: list[str]
     rows: list[list[str]]
+    nowrap: tuple[int, ...] = ()  # the columns whose cells are set on one line (ids, dates: broken, they misread)
 
 
 @dataclass
@@ -208,6 +209,38 @@ def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, as_of: p
                                                    for _, r in areas.iterrows()) + "。"))
 
 
+def week_alerts(con, start: dt.date, end: dt.date, scope: queries.Scope | None = None) -> pd.DataFrame:
+    """The alerts of the week ``start``–``end`` (``queries.alerts`` rows): the 7-day windows that are the week
+    itself, and the ramps whose run ends inside the week.
+
+    ``window_end`` is a window's last day, inclusive (``models.alerts.score_window``): a 7-day window ending on
+    the Monday is six days of the week before; the one ending on the Sunday is exactly the week that the rest of
+    the brief measures. Not the windows with most of their days in the week (ending Thursday to Saturday) either:
+    they still hold days of the week before, their sentences give those dates, and a place would be listed in
+    two briefs. A ramp is found on a build's last day, its run (onset to that day, up to four weeks) the
+    evidence: one found inside the week is a place still rising this week, and belongs to no other week's brief."""
+    found = queries.alerts(con, since=start, window_days=7, with_ramps=True, scope=scope)
+    ramp = found["kind"] == "ramp"
+    the_week = ~ramp & (found["window_end"] == f"{end:%Y-%m-%d}")
+    return found[the_week | (ramp & (found["window_end"] <= f"{end:%Y-%m-%d}"))]
+
+
+def _running(end: dt.date, scored: dict) -> bool:
+    """Whether the week ending on ``end`` runs past the last day scored (``queries.scored_through``): its Sunday
+    is not in the data yet."""
+    return scored["alerts_to"] is not None and end > scored["alerts_to"]
+
+
+def _unscored_text(end: dt.date, scored: dict) -> str:
+    """Why a week's own alert window (ending on its Sunday ``end``) is not listed: the week has not ended in the
+    data yet, or the window is older than the alerts kept."""
+    if _running(end, scored):
+        return (f"本周尚未结束（预警已计算至 {scored['alerts_to']:%m月%d日}）：本周的 7 天预警窗口为周一至周日，"
+                "周日的数据载入并更新后列出。")
+    return ("本周不在已计算的预警范围内：预警从每次更新的最近两周算起，之前各次更新的预警保留"
+            + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。"))
+
+
 def _repeats_at(con, as_of: pd.Timestamp, scope: queries.Scope | None) -> tuple[pd.DataFrame, float]:
     """The repeat places at the end of the brief's week (the build's calibrated window), not the build's own
     table: that one is as of the data, and a past week's brief would list incidents after the week."""
@@ -271,7 +304,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     tier = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
     add(Heading(f"三、{'' if level is None else '各'}{tier}受理与办结"))
     if level:  # one row per area, in one pass over the events
-        values = [(r["name"], r) for _, r in queries.area_kpis(con, this, as_of, scope, keys=AREA_TABLE).iterrows()]
+        areas = queries.busiest_first(queries.area_kpis(con, this, as_of, scope, keys=AREA_TABLE))
+        values = [(r["name"], r) for _, r in areas.iterrows()]
     else:
         bases = queries.kpi_bases(con, this, as_of)
         values = [(scope.name, {**now, **{f"base_{k}": n for k, n in bases.items()}})]
@@ -286,9 +320,9 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
 
     add(Heading("四、异常预警：风险区域及原因"))
     scored = queries.scored_through(con)
-    alerts = queries.alerts(con, since=start, window_days=7, with_ramps=True, scope=scope)
-    alerts = alerts[alerts["window_end"] <= f"{end:%Y-%m-%d}"]
+    alerts = week_alerts(con, start, end, scope)
     alerts = alerts.sort_values("score", ascending=False).drop_duplicates("place").head(TOP_ALERTS)
+    week_scored = queries.alerts_scored(con, end)  # the week's own window, ending on its Sunday
     if len(alerts):
         if reviews_path is not None:
             alerts = with_reviews(alerts, reviews_path)
@@ -299,11 +333,10 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
             counts = alerts["review"].value_counts()
             add(Text(f"以上 {len(alerts)} 条中已核实 {int(counts.sum())} 条："
                      + "，".join(f"{name} {int(counts.get(v, 0))} 条" for v, name in VERDICTS.items()) + "。"))
-    elif not queries.alerts_scored(con, end):
-        add(Text("本周不在已计算的预警范围内：预警从每次更新的最近两周算起，之前各次更新的预警保留"
-                 + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。")))
-    else:
+    elif week_scored:
         add(Text("本周没有通过检验的异常（假发现率 5%）。"))
+    if not week_scored and (not len(alerts) or _running(end, scored)):  # a running week's ramps are not all
+        add(Text(_unscored_text(end, scored)))
     record = recent_record(con, end, scope, reviews_path) if reviews_path is not None else ""
     if record:
         add(Text(record))
@@ -339,7 +372,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
                   [[r.event_id, category_name(r.category_code),
                     place.get(r.town_code, "") + place.get(r.village_code, ""), f"{pd.Timestamp(r.reported):%Y-%m-%d}",
                     f"{pd.Timestamp(r.due):%Y-%m-%d}", f"{int(r.days_overdue)}", r.stage]
-                   for r in overdue.itertuples()]))
+                   for r in overdue.itertuples()], nowrap=(0, 3, 4)))  # the case id and its two dates
 
     add(Heading("七、重复警情地点（回访）"))
     repeats, window = _repeats_at(con, as_of, scope)

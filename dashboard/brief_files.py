@@ -7,7 +7,9 @@ fetched from anywhere.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
+from collections.abc import Callable
 from pathlib import Path
 
 from dashboard.brief import (
@@ -31,6 +33,13 @@ from onemap.warehouse import connect_readonly
 FORMATS = ("docx", "pdf")
 
 FONT_NAME = "Noto Sans CJK SC"
+PDF_TABLE_PT = 8.5
+DOCX_PAGE_MM = (210, 297, 20)  # A4 as the PDF (python-docx's template is US Letter), 20 mm left and right
+DOCX_TABLE_PT = 9.0  # 小五, as tables are set in Chinese reports (the text is 五号, 10.5 pt)
+DOCX_CELL_MARGIN_MM = 1.0  # each side, as the PDF's cells (the table style's own is 1.9 mm)
+DOCX_BORDER_MM = 0.35  # the table style's 1 pt rules
+SPARE_MM = 1.0  # more for a column set on one line: a viewer's substitute font may run a little wider
+MM_PER_PT = 25.4 / 72
 
 
 def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queries.Scope | None = None) -> WeeklyBrief:
@@ -79,6 +88,80 @@ def make_brief(settings: Settings, week: dt.date | None = None, out_dir: Path | 
     return written
 
 
+@functools.lru_cache(maxsize=2)
+def _measuring_font(bold: bool):
+    from PIL import ImageFont
+
+    path = cjk_font_path()
+    heavier = path.with_name(path.name.replace("Regular", "Bold"))  # fonts-noto-cjk installs both
+    return ImageFont.truetype(str(heavier if bold and heavier.is_file() else path), 1000, index=CJK_SC_INDEX)
+
+
+def text_width_mm(text: str, size_pt: float, bold: bool = False) -> float:
+    """The width of ``text`` on one line in the brief's font (Noto Sans CJK SC) at ``size_pt``."""
+    return _measuring_font(bold).getlength(text) / 1000 * size_pt * MM_PER_PT
+
+
+def column_widths(table: Table, measure: Callable[[str], float], total: float, padding: float) -> list[float]:
+    """The widths (mm) of ``table``'s columns across ``total`` mm, from their cells: each column first as wide
+    as its longest cell on one line (``measure``: a text's width in mm; ``padding``: a cell's margins and rule).
+    When they all fit, what is left is shared equally. When not, the ``table.nowrap`` columns keep their width
+    and the others share the rest, the narrow ones whole and the wide ones equally (these wrap), so that an id
+    or a date is never broken over two lines, as it was in equal columns."""
+    cells = [table.columns, *table.rows]
+    natural = [max(measure(str(row[j])) for row in cells) + padding + (SPARE_MM if j in table.nowrap else 0.0)
+               for j in range(len(table.columns))]
+    if sum(natural) <= total:
+        return [w + (total - sum(natural)) / len(natural) for w in natural]
+    fixed = {j: natural[j] for j in table.nowrap}
+    if sum(fixed.values()) >= total:  # not even those fit: all shrink alike
+        return [w * total / sum(natural) for w in natural]
+    room = total - sum(fixed.values())
+    rest = sorted((j for j in range(len(natural)) if j not in fixed), key=natural.__getitem__)
+    for k, j in enumerate(rest):
+        fixed[j] = min(natural[j], room / (len(rest) - k))
+        room -= fixed[j]
+    return [fixed[j] for j in range(len(natural))]
+
+
+def _docx_cell_margins(table, mm: float) -> None:
+    """Left and right margins of every cell of a Word ``table`` (tblCellMar, placed where the schema has it)."""
+    from docx.oxml import OxmlElement
+    from docx.oxml.ns import qn
+
+    margins = OxmlElement("w:tblCellMar")
+    for side in ("left", "right"):
+        el = OxmlElement(f"w:{side}")
+        el.set(qn("w:w"), str(round(mm / 25.4 * 1440)))  # twips
+        el.set(qn("w:type"), "dxa")
+        margins.append(el)
+    look = table._tbl.tblPr.find(qn("w:tblLook"))
+    if look is not None:
+        look.addprevious(margins)
+    else:
+        table._tbl.tblPr.append(margins)
+
+
+def _docx_table(doc, block: Table, width_mm: float) -> None:
+    """A Word table of ``block`` in 小五, its column widths fixed (:func:`column_widths`) across ``width_mm``."""
+    from docx.shared import Mm, Pt
+
+    table = doc.add_table(rows=0, cols=len(block.columns), style="Light Grid Accent 1")
+    table.autofit = False  # Word keeps the widths given (autofit would size the columns again, its own way)
+    _docx_cell_margins(table, DOCX_CELL_MARGIN_MM)
+    # measured in bold: the style sets the header row and the first column so (a CJK glyph is as wide in bold)
+    widths = column_widths(block, functools.partial(text_width_mm, size_pt=DOCX_TABLE_PT, bold=True), width_mm,
+                           2 * DOCX_CELL_MARGIN_MM + DOCX_BORDER_MM)
+    for column, w in zip(table.columns, widths, strict=True):
+        column.width = Mm(w)
+    for texts in [block.columns, *block.rows]:
+        for cell, text, w in zip(table.add_row().cells, texts, widths, strict=True):
+            cell.width = Mm(w)  # Word reads the cell's width, LibreOffice the column's
+            cell.text = text
+            for run in cell.paragraphs[0].runs:
+                run.font.size = Pt(DOCX_TABLE_PT)
+
+
 def write_docx(brief: WeeklyBrief, target) -> None:
     """Write the brief as a Word document to ``target`` (a path or a binary file object)."""
     import docx
@@ -91,6 +174,10 @@ def write_docx(brief: WeeklyBrief, target) -> None:
         font.name = FONT_NAME
         doc.styles[style].element.rPr.rFonts.set(qn("w:eastAsia"), FONT_NAME)
     doc.styles["Normal"].font.size = Pt(10.5)
+    section = doc.sections[0]
+    section.page_width, section.page_height = Mm(DOCX_PAGE_MM[0]), Mm(DOCX_PAGE_MM[1])
+    section.left_margin = section.right_margin = Mm(DOCX_PAGE_MM[2])
+    width_mm = DOCX_PAGE_MM[0] - 2 * DOCX_PAGE_MM[2]
     doc.add_heading(brief.title, level=0)
     for block in brief.blocks:
         if isinstance(block, Heading):
@@ -103,12 +190,7 @@ def write_docx(brief: WeeklyBrief, target) -> None:
             for item in block.items:
                 doc.add_paragraph(item, style="List Bullet")
         elif isinstance(block, Table):
-            table = doc.add_table(rows=1, cols=len(block.columns), style="Light Grid Accent 1")
-            for cell, text in zip(table.rows[0].cells, block.columns, strict=True):
-                cell.text = text
-            for row in block.rows:
-                for cell, text in zip(table.add_row().cells, row, strict=True):
-                    cell.text = text
+            _docx_table(doc, block, width_mm)
         elif isinstance(block, Picture):
             doc.add_picture(io.BytesIO(block.png), width=Mm(block.width_mm))
             doc.add_paragraph(block.caption)
@@ -144,9 +226,10 @@ def write_pdf(brief: WeeklyBrief, target) -> None:
             for item in block.items:
                 pdf.multi_cell(0, 5.5, "• " + item, new_x="LMARGIN", new_y="NEXT", align="L")
         elif isinstance(block, Table):
-            pdf.set_font("cjk", size=8.5)
+            pdf.set_font("cjk", size=PDF_TABLE_PT)
+            widths = column_widths(block, pdf.get_string_width, width, 2 * pdf.c_margin + pdf.line_width)
             with pdf.table(headings_style=FontFace(emphasis=None, fill_color=(220, 230, 240)),
-                           line_height=5, text_align="LEFT") as table:
+                           line_height=5, text_align="LEFT", col_widths=widths) as table:
                 for row in [block.columns, *block.rows]:
                     table.row(row)
             pdf.set_font("cjk", size=10)

@@ -139,6 +139,13 @@ def kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys: Sequenc
     return {key: (None if v is None else float(v)) for key, v in row.items()}
 
 
+def busiest_first(areas: pd.DataFrame) -> pd.DataFrame:
+    """``areas`` (:func:`area_kpis`) by 受理数, most first (code breaks ties), the unplaced row
+    (code None) last, as the map's side panel and the brief list them: the areas to look at come first."""
+    return areas.assign(_unplaced=areas["code"].isna()).sort_values(
+        ["_unplaced", "registered", "code"], ascending=[True, False, True]).drop(columns="_unplaced")
+
+
 def area_kpis(con, flt: EventFilter, as_of: pd.Timestamp | None = None, scope: Scope | None = None,
               keys: Sequence[str] | None = None) -> pd.DataFrame:
     """The KPIs (``keys``, default all), and the base of each rate and mean (``base_<key>``), for each area one

@@ -19,6 +19,7 @@ from dashboard.brief import (
     weekly_brief,
     weekly_trend,
 )
+from dashboard.brief import week_alerts as brief_alerts
 from onemap import queries
 from onemap.cli import main
 from onemap.contracts import CLOSED_STATUSES
@@ -218,8 +219,9 @@ def test_a_towns_brief_holds_the_town_only_and_its_map_frames_the_town(con, demo
     villages = queries.child_areas(con, town)
     tables = [b for b in brief.blocks if isinstance(b, Table)]
     by_area = next(t for t in tables if t.columns[0] == "村（社区）")
-    assert [r[0] for r in by_area.rows] == list(villages["name"])
-    assert sum(int(r[1].replace(",", "")) for r in by_area.rows) <= brief.kpis["registered"]
+    counts = [int(r[1].replace(",", "")) for r in by_area.rows]
+    assert sorted(r[0] for r in by_area.rows) == sorted(villages["name"]) and counts == sorted(counts, reverse=True)
+    assert sum(counts) <= brief.kpis["registered"]
     overdue = next((t for t in tables if t.columns[0] == "编号"), None)
     if overdue:
         assert all(r[2].startswith(town.name) for r in overdue.rows)
@@ -233,12 +235,11 @@ def test_a_towns_brief_holds_the_town_only_and_its_map_frames_the_town(con, demo
 def test_the_briefs_alerts_carry_the_analysts_verdicts(con, tmp_path):
     from onemap.reviews import add_review, keys_of
 
-    week = dt.date.fromisoformat(queries.alerts(con, window_days=7)["window_end"].iloc[0])  # a week with alerts
+    ends = pd.to_datetime(queries.alerts(con, window_days=7)["window_end"])
+    week = ends[ends.dt.day_of_week == 6].iloc[0].date()  # a Sunday with alerts: its week lists them
     plain = weekly_brief(con, "汕尾市城区", week, map_png=None)
     listed = next(b for b in plain.blocks if isinstance(b, Bullets) and "预计" in b.items[0])
-    start, end = week_of(week)
-    week_alerts = queries.alerts(con, since=start, window_days=7, with_ramps=True)
-    week_alerts = week_alerts[week_alerts["window_end"] <= f"{end}"]
+    week_alerts = brief_alerts(con, *week_of(week))
     first = week_alerts[week_alerts["sentence_zh"] == listed.items[0]].iloc[[0]]
     reviews = tmp_path / "alert_reviews.jsonl"
     add_review(reviews, keys_of(first).iloc[0], "false_alarm", "county")
@@ -300,3 +301,126 @@ def test_the_backlog_at_the_weeks_end_by_stage_and_its_longest_open_areas(con, b
     assert towns.startswith(f"在办超过 30 天最多的镇街：{longest['name'].iloc[0]}（{int(longest['n'].iloc[0])} 件）")
     # the overdue count of the table is the 督办 list's count
     assert any(t.startswith(f"截至本周末共有超期未办结 {int(total['overdue']):,} 件") for t in texts)
+
+
+def _alerts_listed(brief) -> list[str]:
+    """The bullets of section 四 (the alerts), [] when it lists none."""
+    i = next(i for i, b in enumerate(brief.blocks) if isinstance(b, Heading) and b.text.startswith("四、"))
+    j = next(j for j in range(i + 1, len(brief.blocks)) if isinstance(brief.blocks[j], Heading))
+    return [item for b in brief.blocks[i:j] if isinstance(b, Bullets) for item in b.items]
+
+
+def test_a_week_lists_its_own_7_day_window_and_the_ramps_found_in_it(con, monkeypatch):
+    """window_end is a window's last day: the window ending on the week's Monday is six days of the week before
+    and is not this week's; the one ending on its Sunday is the week. A ramp found inside the week (its run may
+    start earlier) is a place still rising this week; windows ending on other days and a ramp found after the
+    week are not listed."""
+    def alert(end: str, sentence: str, score: float, kind: str = "cell", days: int = 7) -> dict:
+        return {"window_end": end, "window_days": days, "kind": kind, "place": sentence, "cell": "8a0000000000000",
+                "category_code": None, "observed": 9, "expected": 1.0, "ratio": 9.0, "score": score,
+                "q_value": 0.01, "sentence_zh": sentence}
+
+    stored = pd.DataFrame([alert("2026-11-15", "下周一结束的窗口", 90), alert("2026-11-16", "下周一发现的上升", 80, "ramp", 20),
+                           alert("2026-11-08", "周日结束的窗口", 10), alert("2026-11-05", "周四结束的窗口", 60),
+                           alert("2026-11-04", "周三发现的上升", 20, "ramp", 20),
+                           alert("2026-11-02", "周一结束的窗口", 70, "category"), alert("2026-11-01", "上周日结束的窗口", 50)])
+
+    def alerts(con, since=None, window_days=None, limit=None, *, kind=None, with_ramps=False, scope=None):
+        assert window_days == 7 and with_ramps
+        return stored[stored["window_end"] >= f"{since}"].reset_index(drop=True)
+
+    monkeypatch.setattr(queries, "alerts", alerts)
+    brief = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)
+    assert _alerts_listed(brief) == ["周三发现的上升", "周日结束的窗口"]  # strongest first
+
+
+def test_the_demos_brief_lists_only_the_window_of_its_week(con):
+    """The demo's last week: every alert listed is of the window 11-09..11-15 or a ramp found in it, never one of
+    the 7-day windows ending on the days before the Sunday (those are scored too)."""
+    start, end = dt.date(2026, 11, 9), dt.date(2026, 11, 15)
+    stored = queries.alerts(con, since=start, window_days=7, with_ramps=True)
+    straddling = stored[(stored["kind"] != "ramp") & (stored["window_end"] < f"{end}")]
+    assert len(straddling)  # the demo has alerts on windows ending inside the week before its Sunday
+    own = brief_alerts(con, start, end)
+    assert set(own["window_end"]) == {f"{end}"} and not set(own["sentence_zh"]) & set(straddling["sentence_zh"])
+    listed = _alerts_listed(weekly_brief(con, "汕尾市城区", dt.date(2026, 11, 12), map_png=None))
+    expected = own.sort_values("score", ascending=False).drop_duplicates("place").head(10)
+    assert listed == list(expected["sentence_zh"]) and listed
+
+
+def test_no_alert_says_whether_the_weeks_window_was_scored(con):
+    """The text when nothing is listed follows the same rule as the list: the week's own window (ending on its
+    Sunday) scored and nothing found; or the week still running in the data (its Sunday not loaded)."""
+    scored = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)  # 11-08 is inside the build's scored span
+    assert not _alerts_listed(scored)
+    assert any(isinstance(b, Text) and b.text == "本周没有通过检验的异常（假发现率 5%）。" for b in scored.blocks)
+    running = weekly_brief(con, "汕尾市城区", dt.date(2026, 11, 18), map_png=None)  # the demo ends on 11-15
+    assert not _alerts_listed(running)
+    assert any(isinstance(b, Text) and b.text.startswith("本周尚未结束（预警已计算至 11月15日）") for b in running.blocks)
+
+
+def test_the_areas_are_listed_busiest_first_and_the_unplaced_last(con, brief):
+    """As the map's side panel: by the week's 受理数, most first, the code breaking ties, 未定位 last."""
+    this = queries.EventFilter(*week_of(WEEK))
+    areas = queries.area_kpis(con, this, brief.as_of, keys=("registered",))
+    expected = areas.sort_values(["registered", "code"], ascending=[False, True])
+    assert [r[0] for r in _table_after(brief, "三、各镇街受理与办结").rows] == list(expected["name"])
+    assert list(expected["code"]) != list(areas["code"])  # code order is not this order: the test can tell
+    frame = pd.DataFrame({"code": ["441502003", None, "441502001", "441502002"],
+                          "name": ["丙", queries.UNPLACED, "甲", "乙"], "registered": [5, 99, 7, 7]})
+    assert list(queries.busiest_first(frame)["name"]) == ["甲", "乙", "丙", queries.UNPLACED]
+
+
+def _overdue_table(brief) -> tuple[int, Table]:
+    tables = [b for b in brief.blocks if isinstance(b, Table)]
+    return next((i, t) for i, t in enumerate(tables) if t.columns[0] == "编号")
+
+
+def test_the_overdue_ids_and_dates_are_wide_enough_for_one_line_in_the_pdf(con, monkeypatch):
+    """The PDF's 督办 table: the id and date columns as wide as their longest cell needs (set in that font, with
+    the cell's margins), where equal columns broke the ids over two lines."""
+    from fpdf import FPDF
+
+    from dashboard.brief_files import render
+
+    brief = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)
+    k, table = _overdue_table(brief)
+    drawn = []
+    real = FPDF.table
+
+    def table_spy(pdf, *args, **kwargs):
+        drawn.append((pdf, pdf.font_size_pt, kwargs.get("col_widths")))
+        return real(pdf, *args, **kwargs)
+
+    monkeypatch.setattr(FPDF, "table", table_spy)
+    assert render(brief, "pdf")[:5] == b"%PDF-"
+    pdf, size, widths = drawn[k]
+    assert widths is not None
+    mm = [w / sum(widths) * pdf.epw for w in widths]  # fpdf2 takes them as shares of the page's width
+    pdf.set_font("cjk", size=size)
+    for j in table.nowrap:
+        longest = max((r[j] for r in table.rows), key=pdf.get_string_width)
+        assert mm[j] >= pdf.get_string_width(longest) + 2 * pdf.c_margin + pdf.line_width, (j, longest)
+    assert table.nowrap == (0, 3, 4) and any(len(r[0]) >= 26 for r in table.rows)  # ids like police:J441502…
+
+
+def test_the_overdue_ids_and_dates_are_wide_enough_for_one_line_in_word(con):
+    """The Word brief's 督办 table: fixed column widths (Word would otherwise size them again), the id and date
+    columns as wide as their longest cell needs in 小五 bold (the style's first column), A4 as the PDF."""
+    import docx
+
+    from dashboard.brief_files import DOCX_CELL_MARGIN_MM, DOCX_TABLE_PT, render, text_width_mm
+
+    brief = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)
+    k, table = _overdue_table(brief)
+    document = docx.Document(io.BytesIO(render(brief, "docx")))
+    assert round(document.sections[0].page_width.mm) == 210
+    word = document.tables[k]
+    assert word.rows[0].cells[0].text == "编号" and word.autofit is False
+    for j in table.nowrap:
+        longest = max(text_width_mm(r[j], DOCX_TABLE_PT, bold=True) for r in table.rows)
+        assert word.columns[j].width.mm >= longest + 2 * DOCX_CELL_MARGIN_MM, j
+        assert all(row.cells[j].width == word.columns[j].width for row in word.rows)
+    assert word.rows[1].cells[0].paragraphs[0].runs[0].font.size.pt == DOCX_TABLE_PT
+    page = document.sections[0]
+    assert sum(c.width for c in word.columns) <= page.page_width - page.left_margin - page.right_margin + 10
