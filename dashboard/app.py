@@ -78,6 +78,16 @@ def _breadcrumb(data: DashboardData, viewer: Viewer, focus: queries.Scope) -> ht
         *[part for crumb in crumbs for part in (crumb, " › ")], html.B(focus.name)])
 
 
+def _page_title(data: DashboardData, scope: queries.Scope | None) -> str:
+    """'民情地图 · 汕尾市城区 · 新港街道 · 海景社区': the county, then the town and village the page looks at."""
+    chain = []
+    if scope is not None and queries.narrow(scope):
+        names = queries.area_names(data.con())
+        chain = [names[c] for c in sorted(names, key=len) if scope.code.startswith(c) and c != scope.code
+                 and len(c) > len(data.settings.county_code)] + [scope.name]
+    return " · ".join(["民情地图", data.settings.county_name, *chain])
+
+
 def _kpi_card(key: str) -> html.Div:
     k = kpi(key)
     return html.Div(className="kpi", title=f"{k.label}：{k.zh}", children=[
@@ -142,8 +152,7 @@ def _area_table(frame: pd.DataFrame, links: bool = False) -> html.Div | html.P:
     if frame.empty:
         return html.P("—")
     shown = [kpi(k) for k in AREA_PANEL]
-    ordered = frame.assign(unplaced=frame["code"].isna()).sort_values(  # busiest first, the unplaced row last
-        ["unplaced", "registered", "code"], ascending=[True, False, True])
+    ordered = queries.busiest_first(frame)
     rows = [[r["name"]] + [format_with_base(k, r[k.key], r.get(f"base_{k.key}")) for k in shown]
             for _, r in ordered.iterrows()]
     names = [dcc.Link(name, href=f"?area={code}", title=f"查看{name}") if links and code else name
@@ -182,7 +191,6 @@ def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
 def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> html.Div:
     """The page; ``viewer`` None (Dash validating the layout, or no one signed in yet) gives it without data."""
     con = data.con()
-    area = f" · {viewer.scope.name}" if viewer and queries.narrow(viewer.scope) else ""
     bounds = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
     first, last = bounds
     start = max(first, last - dt.timedelta(days=DEFAULT_DAYS - 1))
@@ -214,7 +222,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
     return html.Div(className="page" + (" kiosk" if kiosk else ""), children=[
         dcc.Location(id="url", refresh=False), dcc.Store(id="playback"),
         html.Header(className="header", children=[
-            html.H1(f"民情地图 · {data.settings.county_name}{area}"),
+            html.H1(_page_title(data, viewer.scope if viewer else None), id="page-title"),
             html.Span("演示数据：村居与网格边界为合成数据（synthetic）", className="badge", id="synthetic-badge"),
             html.Span(className="brief" + (" hidden" if kiosk else ""), title="最近一个完整周（周一至周日）的研判周报",
                       children=["研判周报 ", html.Button("Word", id="brief-docx", className="brief-button"),
@@ -479,15 +487,17 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
-        return _event_list(cell, rows, counts, viewer.handler)
+        mine = queries.cells_in_scope(data.con(), [cell], int(resolution), flt.scope)  # not another area's name
+        place = queries.cell_places(data.con(), [cell], int(resolution)).get(cell, "") if mine else ""
+        return _event_list(cell, int(resolution), place, rows, counts, viewer.handler)
 
-    @app.callback(Output("alerts", "children"), Output("repeats", "children"), Input("url", "search"),
-                  prevent_initial_call=True)
+    @app.callback(Output("alerts", "children"), Output("repeats", "children"), Output("page-title", "children"),
+                  Input("url", "search"), prevent_initial_call=True)
     def focus_lists(search):
-        """Drilled down (or back up): the alerts and repeat places of the area the page now looks at."""
+        """Drilled down (or back up): the title, alerts and repeat places of the area the page now looks at."""
         viewer = gate.viewer()
         seen = dataclasses.replace(viewer, scope=_focus(data, viewer, search))
-        return _alert_list(data, seen), _repeat_list(data, seen)
+        return _alert_list(data, seen), _repeat_list(data, seen), _page_title(data, seen.scope)
 
     @app.callback(Output("resolution", "value"), Input("url", "search"), prevent_initial_call=True)
     def resolution_for_focus(search):
@@ -496,6 +506,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
 
     app.clientside_callback(ClientsideFunction("onemap", "fitMap"), Output("map", "className"),
                             Input("map", "figure"), prevent_initial_call=True)
+    app.clientside_callback(ClientsideFunction("onemap", "highlightCell"), Output("map", "style"),
+                            Input("map", "clickData"), prevent_initial_call=True)
     app.clientside_callback(ClientsideFunction("onemap", "stopPlayback"), Output("playback", "data"),
                             *FILTER_INPUTS, Input("resolution", "value"), Input("layer", "value"),
                             prevent_initial_call=True)
@@ -508,19 +520,21 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         Output("detail-heading", "title"), Input("detail-body", "children"), prevent_initial_call=True)
 
 
-def _event_list(cell: str, rows: pd.DataFrame, counts: dict, handler: bool) -> list:
-    """The drill-down: how many events the hex holds, how many are listed and why the others are not."""
+def _event_list(cell: str, resolution: int, place: str, rows: pd.DataFrame, counts: dict, handler: bool) -> list:
+    """The drill-down: where the hex is (its village, the H3 id on hover for data staff), how many events it
+    holds, how many are listed and why the others are not."""
     kind = "保密事件" if handler else "保密事件及涉家暴、未成年人事件"
     hidden = f"另有 {counts['hidden']} 条{kind}只计入统计，不逐条显示" if counts["hidden"] else f"{kind}只计入统计"
     total = counts["listable"] + counts["hidden"]
+    where = html.B(f"{place or '所选'}六边形（H3-{resolution}）", title=f"H3 {cell}", className="cell-name")
     if rows.empty:
-        return html.P(f"H3 {cell}：所选条件下共 {total} 条，无可列出的事件（{hidden}）" if total
-                      else "该六边形在所选条件下无事件")
+        return [html.P([where, f"：所选条件下共 {total} 条，无可列出的事件（{hidden}）" if total
+                        else "：所选条件下无事件"])]
     shown = (f"共 {total} 条，列出最新 {len(rows)} 条" if len(rows) < counts["listable"]
              else f"共 {total} 条，列出 {len(rows)} 条")
     items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
                       html.Div(r.summary_redacted or "", className="summary")]) for r in rows.itertuples()]
-    return [html.P(f"H3 {cell}：{shown}（已脱敏；{hidden}）"), html.Ul(items, className="events")]
+    return [html.P([where, f"：{shown}（已脱敏；{hidden}）"]), html.Ul(items, className="events")]
 
 
 def create_app(settings: Settings, kiosk: bool = False, kiosk_area: str | None = None) -> dash.Dash:

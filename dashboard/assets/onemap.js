@@ -5,6 +5,30 @@
 window.addEventListener("unhandledrejection", function (e) {
   if (e.reason === undefined && Date.now() - (window._onemapInterruptedAt || 0) < 2000) { e.preventDefault(); }
 });
+/* Outline gd._onemapCell (see highlightCell), unless it is outlined already or no longer drawn. */
+function outlineCell(gd) {
+  if (!gd.data || !window.Plotly) { return; }
+  if (Date.now() - (gd._onemapOutlining || 0) < 3000) { setTimeout(function () { outlineCell(gd); }, 300); return; }
+  const cell = gd._onemapCell;
+  const old = gd.data.findIndex(function (t) { return t.name === "selected"; });
+  if (old >= 0 && gd.data[old].locations[0] === cell) { return; }
+  let feature = null;
+  gd.data.forEach(function (t) {
+    if (!feature && cell && t.type === "choroplethmap" && t.name !== "selected" && t.geojson && t.geojson.features) {
+      feature = t.geojson.features.find(function (f) { return f.id === cell; }) || null;
+    }
+  });
+  if (old < 0 && !feature) { return; }
+  gd._onemapOutlining = Date.now();  // a redraw of the server's can leave the promise pending: not for long
+  Promise.resolve(old >= 0 ? window.Plotly.deleteTraces(gd, old) : null).then(function () {
+    return feature && window.Plotly.addTraces(gd, {
+      type: "choroplethmap", name: "selected", geojson: {type: "FeatureCollection", features: [feature]},
+      locations: [cell], z: [1], featureidkey: "id", showscale: false, showlegend: false, hoverinfo: "skip",
+      colorscale: [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]], marker: {line: {width: 3.5, color: "#ffffff"}}
+    });
+  }).catch(function () {}).then(function () { gd._onemapOutlining = 0; });
+}
+
 window.dash_clientside = Object.assign({}, window.dash_clientside, {
   onemap: {
     /* Fit the map to the viewer's area at whatever size the screen gives the map (a 4K wall screen as well as a
@@ -20,6 +44,20 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         window._onemapInterruptedAt = Date.now();
         window.Plotly.animate(gd, [], {mode: "immediate"}).catch(function () {});
       }
+      return window.dash_clientside.no_update;
+    },
+    /* The hex whose events the side panel lists is outlined on the map (a trace of its own, drawn over the
+       others, that takes no hover or click). A new figure from the server drops it: plotly's afterplot puts it
+       back while the hex is still drawn. */
+    highlightCell: function (click) {
+      const gd = document.querySelector("#map .js-plotly-plot");
+      if (!gd || !gd.on) { return window.dash_clientside.no_update; }
+      gd._onemapCell = click && click.points && click.points[0] && click.points[0].location;
+      if (!gd._onemapOutlined) {
+        gd._onemapOutlined = true;
+        gd.on("plotly_afterplot", function () { outlineCell(gd); });
+      }
+      outlineCell(gd);
       return window.dash_clientside.no_update;
     },
     fitMap: function (figure) {

@@ -616,8 +616,11 @@ def test_the_drill_down_says_how_many_events_the_hex_holds_not_only_how_many_are
     out = _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": format(int(cell), "x")}]}},
                 {"dates.start_date": f"{first}", "dates.end_date": f"{last}", "categories.value": [],
                  "sources.value": [], "resolution.value": 7})
-    head = _strings(out["detail-body"]["children"])[0]
+    where, head = _strings(out["detail-body"]["children"])[:2]
     assert f"共 {total} 条，列出最新 200 条" in head and f"另有 {confidential} 条保密事件" in head, head
+    # the heading names the hex's town and village (the raw H3 id only on hover)
+    place = queries.cell_places(con, [format(int(cell), "x")], 7)[format(int(cell), "x")]
+    assert place and where == f"{place}六边形（H3-7）", where
     assert json.dumps(out).count('"type": "Li"') == 200
     flt, hexid = queries.EventFilter(first, last), format(int(cell), "x")
     assert queries.cell_event_counts(con, flt, hexid, 7, handler=True) == {"listable": total - confidential,
@@ -725,8 +728,11 @@ def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, c
     assert _strings(panel["areas"]["children"])[:5] == ["汕尾市城区", " › ", town.name, " › ", village["name"]]
     assert panel["areas-title"]["children"] == "各网格（所选时段）"
 
-    # the alerts and repeat places follow the drill-down too
+    # the page title, the alerts and repeat places follow the drill-down too
+    lists = _call(county, "alerts.children", {"url.search": f"?area={village['code']}"})
+    assert lists["page-title"]["children"] == f"民情地图 · 汕尾市城区 · {town.name} · {village['name']}"
     lists = _call(county, "alerts.children", {"url.search": f"?area={town.code}"})
+    assert lists["page-title"]["children"] == f"民情地图 · 汕尾市城区 · {town.name}"
     shown = json.dumps(lists, ensure_ascii=False)
     mine = queries.alerts(con, window_days=7, limit=200, with_ramps=True, scope=town)
     others = queries.alerts(con, window_days=7, limit=200, with_ramps=True)

@@ -264,8 +264,11 @@ def test_grid_labels_keep_their_digits_and_a_hex_click_lists_its_events(server, 
         const p = m.project([lng, lat]), r = m.getCanvas().getBoundingClientRect();
         return [r.left + p.x, r.top + p.y]; })()""")
     page.mouse.click(x, y)
-    page.wait_for_function("document.querySelector('#detail-body').innerText.includes('H3 ')", timeout=30_000)
-    assert "共 " in page.inner_text("#detail-body")
+    page.wait_for_function("document.querySelector('#detail-body').innerText.includes('六边形（H3-')", timeout=30_000)
+    assert "共 " in page.inner_text("#detail-body") and "海景社区" in page.inner_text("#detail-body .cell-name")
+    # the clicked hex is outlined on the map
+    page.wait_for_function("document.querySelector('#map .js-plotly-plot').data.some(t => t.name === 'selected')",
+                           timeout=10_000)
     page.wait_for_function("""(() => { const h = document.querySelector('#detail-heading').getBoundingClientRect(),
         a = document.querySelector('#detail').getBoundingClientRect(); return h.top >= a.top && h.top < a.bottom; })()""",
                            timeout=10_000)
