@@ -37,7 +37,16 @@ DEFAULT_DAYS = 28
 
 
 def _category_options() -> list[dict]:
-    return [{"label": f"{code} {category_name(code)}", "value": code} for code in TOP_LEVEL_CODES]
+    """The product categories by their full names (two are "其他": 其他纠纷 and 其他), found by name or by code
+    (data staff type "MD10"); the code shows on hover."""
+    return [{"label": category_name(code, "zh_full").replace("(", "（").replace(")", "）"), "value": code,
+             "search": f"{code} {category_name(code, 'zh_full')}", "title": code} for code in TOP_LEVEL_CODES]
+
+
+# dcc.Dropdown's own words, in Chinese (its defaults are English: "Select All", "Search" ...)
+DROPDOWN_LABELS = {"select_all": "全选", "deselect_all": "全不选", "selected_count": "已选 {num_selected} 类",
+                   "search": "搜索类别或代码", "clear_search": "清除搜索", "clear_selection": "清除所选",
+                   "no_options_found": "没有匹配的类别"}
 
 
 def _filter(viewer: Viewer, start: str, end: str, categories, sources, focus: queries.Scope | None = None
@@ -104,7 +113,8 @@ def _visible_alerts(data: DashboardData, viewer: Viewer) -> pd.DataFrame:
 
 def _verdict_text(review: dict | None) -> str:
     review = review or {}
-    return f"已核实：{VERDICTS[review['verdict']]}（{review.get('user', '')}）" if review.get("verdict") in VERDICTS else ""
+    who = review.get("unit") or review.get("user", "")  # older records have only the account
+    return f"已核实：{VERDICTS[review['verdict']]}（{who}）" if review.get("verdict") in VERDICTS else ""
 
 
 def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> html.Div | html.P:
@@ -115,7 +125,7 @@ def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> h
     # how often this area's alerts were right lately, as its analysts judged them (not on the public screen)
     last = (queries.date_bounds(data.con()) or (None, dt.date.today()))[1]
     record = "" if viewer.public else recent_record(data.con(), last, viewer.scope, data.settings.reviews_path)
-    footer = [html.Div(record, className="summary", id="review-record")] if record else []
+    footer = [] if viewer.public else [html.Div(record, className="summary", id="review-record")]
     if latest.empty:
         return html.Div([html.P("暂无经检验的异常（假发现率 5%）"), *footer])
     reviewed = latest_reviews(data.settings.reviews_path)
@@ -201,7 +211,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             display_format="YYYY-MM-DD", first_day_of_week=1, month_format="YYYY年MMM",
             start_date_placeholder_text="开始日期", end_date_placeholder_text="结束日期")], className="control"),
         html.Div([html.Label("事件类别"), dcc.Dropdown(id="categories", options=_category_options(), multi=True,
-                                                    placeholder="全部类别")], className="control wide"),
+                                                    placeholder="全部类别", labels=DROPDOWN_LABELS,
+                                                    maxHeight=360)], className="control wide"),
         html.Div([html.Label("来源"), dcc.Checklist(
             id="sources", options=[{"label": SOURCE_LABELS.get(s, s), "value": s}
                                    for s in queries.sources_present(con)],
@@ -209,7 +220,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
         html.Div([html.Label("图层"), dcc.RadioItems(
             id="layer", options=[{"label": "受理数", "value": "counts"}, {"label": "未办结", "value": "open"},
                                  {"label": "超期", "value": "overdue"}, {"label": "积案回放", "value": "backlog"},
-                                 {"label": "新兴热点（近26周 Gi*）", "value": "hotspots"}],
+                                 {"label": "新兴热点（近26周）", "value": "hotspots"}],
             value="counts", inline=True)], className="control"),
         html.Div([html.Label("六边形级别"), dcc.RadioItems(
             id="resolution", options=[{"label": f"H3-{r}", "value": r} for r in data.settings.h3_resolutions],
@@ -223,7 +234,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
         dcc.Location(id="url", refresh=False), dcc.Store(id="playback"),
         html.Header(className="header", children=[
             html.H1(_page_title(data, viewer.scope if viewer else None), id="page-title"),
-            html.Span("演示数据：村居与网格边界为合成数据（synthetic）", className="badge", id="synthetic-badge"),
+            *([html.Span("演示数据：村居与网格边界为合成数据", className="badge", id="synthetic-badge")]
+              if queries.boundaries_synthetic(con) else []),  # a deployment's own boundaries: no badge
             html.Span(className="brief" + (" hidden" if kiosk else ""), title="最近一个完整周（周一至周日）的研判周报",
                       children=["研判周报 ", html.Button("Word", id="brief-docx", className="brief-button"),
                                 html.Button("PDF", id="brief-pdf", className="brief-button"),
@@ -246,7 +258,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                 html.Div(id="areas", className="" if not kiosk else "hidden"),
                 html.H3("每日受理与日终积压（所选时段）"),
                 dcc.Graph(id="daily", config=GRAPH_CONFIG | {"displayModeBar": False}, style={"height": "190px"}),
-                html.H3("积案：在办案件按阶段与时长", title="截至数据时点仍未办结的案件（不论何时受理），按所选类别和来源"),
+                html.H3("积案：在办案件按阶段与时长", id="backlog-title",
+                        title="截至数据时点仍未办结的案件（不论何时受理），按所选类别和来源"),
                 html.Div(id="backlog"),
                 html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
                 html.H3("点击六边形查看事件", id="detail-heading", className="hidden" if kiosk else ""),
@@ -395,7 +408,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                                                                     _focus(data, viewer, search))))
 
     @app.callback(
-        Output("backlog", "children"),
+        Output("backlog", "children"), Output("backlog-title", "children"),
         Input("categories", "value"), Input("sources", "value"), Input("url", "search"),
         Input("refresh", "n_intervals"),
     )
@@ -405,7 +418,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         as_of = queries.reference_time(con)
         day = as_of.date().isoformat()  # the backlog reads every registration day, not the period
         flt = _filter(viewer, day, day, categories, sources, _focus(data, viewer, search))
-        return _backlog_table(queries.backlog(con, flt, as_of, total=True))
+        return (_backlog_table(queries.backlog(con, flt, as_of, total=True)),
+                f"积案：截至 {as_of:%m-%d %H:%M} 在办案件按阶段与时长")
 
     @app.callback(
         Output("areas", "children"), Output("areas-title", "children"),
@@ -422,9 +436,10 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         return ([_breadcrumb(data, viewer, focus), _area_table(frame, links=focus.level != "village")],
                 f"{AREA_TITLE[focus.level]}（所选时段）")
 
-    @app.callback(Output({"type": "review-status", "key": ALL}, "children"),
-                  Input({"type": "review", "key": ALL, "verdict": ALL}, "n_clicks"), prevent_initial_call=True)
-    def review_alert(_clicks):
+    @app.callback(Output({"type": "review-status", "key": ALL}, "children"), Output("review-record", "children"),
+                  Input({"type": "review", "key": ALL, "verdict": ALL}, "n_clicks"), State("url", "search"),
+                  prevent_initial_call=True)
+    def review_alert(_clicks, search):
         """属实 / 误报 on an alert the viewer can see (checked here, on the server), kept beside the warehouse."""
         viewer, clicked = gate.viewer(), dash.ctx.triggered_id
         if viewer.public or not clicked or not any(t["value"] for t in dash.ctx.triggered):
@@ -432,10 +447,12 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         if clicked["key"] not in set(keys_of(_visible_alerts(data, viewer))):
             raise dash.exceptions.PreventUpdate
         add_review(data.settings.reviews_path, clicked["key"], clicked["verdict"], viewer.name,
-                   viewer.scope.code if queries.narrow(viewer.scope) else None)
+                   viewer.scope.code if queries.narrow(viewer.scope) else None, unit=viewer.unit)
         gate.record("alert_review", key=clicked["key"], verdict=clicked["verdict"])
         reviewed = latest_reviews(data.settings.reviews_path)
-        return [_verdict_text(reviewed.get(o["id"]["key"])) for o in dash.ctx.outputs_list]
+        last = queries.date_bounds(data.con())[1]  # the area's record of verdicts, with this one
+        return ([_verdict_text(reviewed.get(o["id"]["key"])) for o in dash.ctx.outputs_list[0]],
+                recent_record(data.con(), last, _focus(data, viewer, search), data.settings.reviews_path))
 
     @app.callback(Output("hex-download", "data"), Input("hex-csv", "n_clicks"), Input("hex-geojson", "n_clicks"),
                   State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),

@@ -39,6 +39,7 @@ class Viewer:
     handler: bool = False   # a handling role: sensitive events listed and counted in full
     public: bool = False    # the wall screen: small counts left out altogether
     label: str = ""
+    unit: str = ""          # who the account is, as colleagues know it (users file: display), e.g. 新港街道综治中心
 
     def hex_privacy(self, small: int) -> dict:
         """hex_counts keywords for this viewer (``small``: privacy.small_count_suppress)."""
@@ -129,7 +130,7 @@ class Gate:
             scope = queries.area_scope(self.con(), user.area)
         except ValueError as exc:  # e.g. a village merged away in a new boundary vintage (村居合并)
             flask.abort(403, description=f"账号 {user.name} 的辖区已不在当前边界中，请联系管理员：{exc}")
-        return Viewer(user.name, scope, handler=user.handler,
+        return Viewer(user.name, scope, handler=user.handler, unit=user.display or user.name,
                       label=f"{user.display or user.name} · {scope.name} · {ROLES[user.role][:2]}")
 
     def install(self, server: flask.Flask) -> None:

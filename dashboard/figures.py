@@ -111,8 +111,8 @@ def backlog_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
 
 # emerging hot spot classes: warm colours for hot, cool for cold; stronger for newer / intensifying
 PATTERN_COLOURS = {
-    "new_hot": "#ff2d55", "consecutive_hot": "#ff6b3d", "intensifying_hot": "#d7263d", "persistent_hot": "#b3122e",
-    "diminishing_hot": "#f5a25d", "sporadic_hot": "#f2c14e", "oscillating_hot": "#e08fd0", "historical_hot": "#a47551",
+    "new_hot": "#ff4fa3", "consecutive_hot": "#ff7a33", "intensifying_hot": "#ff1e1e", "persistent_hot": "#a3001b",
+    "diminishing_hot": "#f5b971", "sporadic_hot": "#f2e14e", "oscillating_hot": "#c58fe0", "historical_hot": "#8c6a4f",
     "new_cold": "#3ddbff", "consecutive_cold": "#3da5ff", "intensifying_cold": "#2f5fd7", "persistent_cold": "#1d3bb3",
     "diminishing_cold": "#7fb7e6", "sporadic_cold": "#8fd3c7", "oscillating_cold": "#9f8fe0", "historical_cold": "#6b7d99",
 }

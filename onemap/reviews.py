@@ -32,12 +32,14 @@ def keys_of(alerts: pd.DataFrame) -> pd.Series:
                       for r in alerts.itertuples()], index=alerts.index, dtype=object)
 
 
-def add_review(path: Path, key: str, verdict: str, user: str, area: str | None = None) -> dict:
-    """Append one verdict (one line, under a file lock: the server's threads and processes may write at once)."""
+def add_review(path: Path, key: str, verdict: str, user: str, area: str | None = None, unit: str | None = None
+               ) -> dict:
+    """Append one verdict (one line, under a file lock: the server's threads and processes may write at once).
+    ``user``: the account; ``unit``: its display name (新港街道综治中心), what the map shows beside the verdict."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     line = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "key": key, "verdict": verdict,
-            "user": user, "area": area}
+            "user": user, "area": area, "unit": unit or user}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:

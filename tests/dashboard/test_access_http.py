@@ -464,7 +464,7 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
     mine = keys_in(town)
     other = set(keys_of(shown)) - set(mine)
     settings = dataclasses.replace(demo_settings, users_file=tmp_path / "users.toml")
-    add_user(settings.users_path, "analyst", town, "viewer", "analyst-password")
+    add_user(settings.users_path, "analyst", town, "viewer", "analyst-password", display="分析员甲")
     client = create_app(settings).server.test_client()
     _login_form(client, "analyst", "analyst-password")
     layout = _text(client.get("/_dash-layout"))
@@ -474,25 +474,29 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
         deps = client.get("/_dash-dependencies").get_json()
         dep = next(d for d in deps if "review-status" in d["output"])
         body = {"output": dep["output"],
-                "outputs": [{"id": {"key": k, "type": "review-status"}, "property": "children"} for k in mine],
+                "outputs": [[{"id": {"key": k, "type": "review-status"}, "property": "children"} for k in mine],
+                            {"id": "review-record", "property": "children"}],
                 "inputs": [[{"id": {"key": k, "type": "review", "verdict": v}, "property": "n_clicks",
                              "value": 1 if (k, v) == (key, verdict) else None}
                             for k in mine for v in ("confirmed", "false_alarm")]],
-                "state": [], "changedPropIds": [json.dumps({"key": key, "type": "review", "verdict": verdict},
+                "state": [{"id": "url", "property": "search", "value": ""}], "changedPropIds": [json.dumps({"key": key, "type": "review", "verdict": verdict},
                                                            separators=(",", ":"), sort_keys=True) + ".n_clicks"]}
         return client.post("/_dash-update-component", data=json.dumps(body), content_type="application/json")
 
     before = latest_reviews(settings.reviews_path)
     resp = press(mine.iloc[0], "confirmed")
     assert resp.status_code == 200
-    assert "已核实：属实（analyst）" in json.dumps(resp.get_json(), ensure_ascii=False)
+    shown = json.dumps(resp.get_json(), ensure_ascii=False)
+    assert "已核实：属实（分析员甲）" in shown  # the account's name as colleagues know it, not its login
     assert latest_reviews(settings.reviews_path)[mine.iloc[0]]["user"] == "analyst"
     # the panel now says how often the town's recent alerts were right, with the interval
     from onemap.reviews import recent_record
 
     record = recent_record(con, queries.date_bounds(con)[1], queries.area_scope(con, town), settings.reviews_path)
     assert record.startswith("近4周") and "属实率" in record and "95% 区间" in record
+    assert record in shown  # at once, beside the verdict, not only after a reload
     assert record in _text(client.get("/_dash-layout"))
+    assert "演示数据：村居与网格边界为合成数据" in _text(client.get("/_dash-layout"))  # the demo's badge
     if other:  # another town's alert, asked for by hand: refused, nothing written
         assert press(sorted(other)[0], "false_alarm").status_code == 204
         assert latest_reviews(settings.reviews_path).get(sorted(other)[0]) == before.get(sorted(other)[0])
@@ -548,6 +552,7 @@ def test_the_backlog_panel_is_the_users_own_by_stage(app, con):
     for sources in ([], ["police"]):
         out = _call(client, "backlog.children", {"categories.value": [], "sources.value": sources})
         text = _strings(out["backlog"]["children"])
+        assert out["backlog-title"]["children"] == f"积案：截至 {as_of:%m-%d %H:%M} 在办案件按阶段与时长"
         expected = queries.backlog(con, queries.EventFilter(day, day, sources=tuple(sources), scope=town), as_of,
                                    total=True)
         for r in expected.itertuples():  # each row: stage, the four bands, 在办, 超期

@@ -106,10 +106,10 @@ def test_map_draws_hexes_filters_change_kpis_and_nothing_leaves_localhost(server
     assert buttons.count() > 0, "the demo build lists alerts"
     buttons.first.click()
     page.wait_for_function("Array.from(document.querySelectorAll('#alerts .review'))"
-                           ".some(e => e.innerText.includes('已核实：属实（county）'))", timeout=30_000)
+                           ".some(e => e.innerText.includes('已核实：属实（城区综治中心）'))", timeout=30_000)
 
     # the emerging-hotspot layer draws classes with a legend
-    page.get_by_label("新兴热点（近26周 Gi*）").check()
+    page.get_by_label("新兴热点（近26周）").check()
     page.wait_for_function("document.querySelectorAll('#map .legendtext').length > 0", timeout=30_000)
     legend = page.evaluate("Array.from(document.querySelectorAll('#map .legendtext')).map(e => e.textContent)")
     assert legend and all("热点" in t or "冷点" in t for t in legend)

@@ -10,6 +10,7 @@ variables only; then `load_geography` stores the boundaries and a police export 
 from __future__ import annotations
 
 import csv
+import json
 
 import duckdb
 import geopandas as gpd
@@ -188,3 +189,9 @@ def test_events_land_in_the_second_county(settings, deployment, tmp_path):
     assert all(len(k) and all("138" not in p for p in k) for k in ev["party_keys"])  # pseudonyms, not phones
     assert rejects == [(41, "outside_jurisdiction"), (42, "outside_jurisdiction"), (43, "outside_jurisdiction"),
                        (44, "outside_jurisdiction")]
+
+    # the map page is the county's own: its name, and no "demo data" badge (its boundaries are not synthetic)
+    from dashboard.app import create_app
+
+    layout = json.dumps(create_app(settings).server.test_client().get("/_dash-layout").get_json(), ensure_ascii=False)
+    assert "民情地图 · 延吉市" in layout and "合成数据" not in layout
