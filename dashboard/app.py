@@ -17,6 +17,7 @@ from flask import Response
 
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
+from dashboard.exports import SOURCE_LABELS, export_name, filter_words, hex_file
 from dashboard.figures import backlog_map, daily_chart, hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
@@ -32,7 +33,6 @@ from onemap.metrics import (
 from onemap.reviews import VERDICTS, add_review, keys_of, latest_reviews, recent_record
 from onemap.settings import Settings
 
-SOURCE_LABELS = {"grid": "网格巡查", "police": "非警务警情", "hotline": "12345热线"}
 DEFAULT_DAYS = 28
 
 
@@ -459,19 +459,25 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                   State("sources", "value"), State("resolution", "value"), State("layer", "value"),
                   State("url", "search"), prevent_initial_call=True)
     def download_hexes(_csv, _geojson, start, end, categories, sources, resolution, layer, search):
-        from dashboard.exports import hex_file
-
+        """The layer's hexes as the map shows them to this viewer, named for the filter, each with its town and
+        village (what a hex is, for a reader of the file who has no map)."""
         viewer = gate.viewer()
         flt = _filter(viewer, start, end, categories, sources, _focus(data, viewer, search))
         layer = layer if layer in LAYER_MEASURES else "counts"  # the hot spot layer exports its counts
-        counts, _ = _hex_layer(data, viewer, flt, int(resolution), layer)
+        counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
+        counts = counts.assign(**{level: queries.cell_area_names(data.con(), counts["cell"], level)
+                                  for level in ("town", "village")})
         fmt = "geojson" if dash.ctx.triggered_id == "hex-geojson" else "csv"
-        area = f"{flt.scope.name}_" if queries.narrow(flt.scope) else ""
+        area = flt.scope.name if queries.narrow(flt.scope) else data.settings.county_name
         label = map_measure(LAYER_MEASURES[layer]).label
         gate.record("export", layer=LAYER_MEASURES[layer], resolution=int(resolution), start=flt.start, end=flt.end,
                     format=fmt, cells=len(counts))
-        return dcc.send_bytes(hex_file(counts, int(resolution), fmt, LAYER_MEASURES[layer]),
-                              f"六边形{label}_{area}H3-{int(resolution)}_{flt.start}_{flt.end}.{fmt}")
+        about = {"指标": label, "地区": area, "时段": f"{flt.start} 至 {flt.end}", "六边形级别": f"H3-{int(resolution)}",
+                 "筛选": "、".join(filter_words(flt.categories, flt.sources)) or "全部类别与来源",
+                 "数据截至": f"{queries.reference_time(data.con()):%Y-%m-%d %H:%M}", "说明": note}
+        return dcc.send_bytes(hex_file(counts, int(resolution), fmt, label, about),
+                              export_name(label, area, int(resolution), flt.start, flt.end, flt.categories,
+                                          flt.sources, fmt))
 
     @app.callback(Output("brief-download", "data"), Input("brief-docx", "n_clicks"), Input("brief-pdf", "n_clicks"),
                   State("url", "search"), prevent_initial_call=True)

@@ -289,20 +289,27 @@ def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):
                                   sensitive_min=3)
     sent = _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
                  state)["hex-download"]["data"]
-    assert sent["filename"] == f"六边形受理数_{town.name}_H3-9_{start}_{last}.csv"
+    # the name says what, where, which filter and when (a file passed on keeps what it is)
+    assert sent["filename"] == f"六边形受理数_{town.name}_MD_H3-9_{start}_{last}.csv"
     raw = base64.b64decode(sent["content"])
     assert raw.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads it as UTF-8
     frame = pd.read_csv(io.BytesIO(raw), encoding="utf-8-sig")
-    assert list(frame.columns) == ["h3_cell", "resolution", "measure", "events", "centre_lat", "centre_lng"]
-    assert dict(zip(frame["h3_cell"], frame["events"], strict=True)) == dict(
+    assert list(frame.columns) == ["H3编号", "六边形级别", "指标", "件数", "镇街", "村（社区）", "中心纬度", "中心经度"]
+    assert dict(zip(frame["H3编号"], frame["件数"], strict=True)) == dict(
         zip(expected["cell"], expected["n"], strict=True))
-    assert len(frame) > 0 and (frame["resolution"] == 9).all()
+    assert len(frame) > 0 and (frame["六边形级别"] == 9).all() and (frame["指标"] == "受理数").all()
+    assert (frame["镇街"] == town.name).all()  # each hex named for its town and village, as the map's drill-down
+    assert set(frame["村（社区）"]) <= set(queries.child_areas(con, town)["name"])
     sent = _call(client, "hex-download.data", {"hex-geojson.n_clicks": 1, "hex-csv.n_clicks": 1},
-                 state)["hex-download"]["data"]
+                 {**state, "categories.value": ["MD10", "MD02"], "sources.value": ["grid"]})["hex-download"]["data"]
+    assert sent["filename"] == f"六边形受理数_{town.name}_劳动争议等2类_网格巡查_H3-9_{start}_{last}.geojson"
     geo = json.loads(base64.b64decode(sent["content"]))
-    assert sent["filename"].endswith(".geojson") and len(geo["features"]) == len(frame)
-    assert sum(f["properties"]["events"] for f in geo["features"]) == frame["events"].sum()
-    assert all(f["geometry"]["type"] == "Polygon" for f in geo["features"])
+    assert geo["onemap"]["筛选"] == "劳动争议等2类、网格巡查" and geo["onemap"]["地区"] == town.name
+    narrower = queries.hex_counts(con, queries.EventFilter(start, last, categories=("MD10", "MD02"), sources=("grid",),
+                                                           scope=town), 9, sensitive_min=3)
+    assert len(geo["features"]) == len(narrower) > 0
+    assert sum(f["properties"]["events"] for f in geo["features"]) == narrower["n"].sum()
+    assert all(f["geometry"]["type"] == "Polygon" and f["properties"]["town"] == town.name for f in geo["features"])
 
 
 def test_the_overdue_layer_counts_the_overdue_cases_of_the_kpi(app, con):
@@ -328,8 +335,8 @@ def test_the_overdue_layer_counts_the_overdue_cases_of_the_kpi(app, con):
     sent = _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
                  state)["hex-download"]["data"]
     frame = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])), encoding="utf-8-sig")
-    assert sent["filename"].startswith("六边形超期_") and (frame["measure"] == "overdue").all()
-    assert frame["events"].sum() == located
+    assert sent["filename"].startswith("六边形超期_") and (frame["指标"] == "超期").all()
+    assert frame["件数"].sum() == located
 
 
 def test_sign_ins_downloads_and_drill_downs_are_written_to_the_access_log(app, demo_settings, con):
@@ -599,8 +606,8 @@ def test_the_backlog_playback_sends_one_frame_per_day_as_the_user_may_see_it(app
     sent = _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
                  state)["hex-download"]["data"]
     exported = pd.read_csv(io.BytesIO(base64.b64decode(sent["content"])), encoding="utf-8-sig")
-    assert sent["filename"].startswith("六边形积案_") and (exported["measure"] == "backlog").all()
-    assert exported.set_index("h3_cell")["events"].to_dict() == shown.astype(int).to_dict()
+    assert sent["filename"].startswith("六边形积案_") and (exported["指标"] == "积案").all()
+    assert exported.set_index("H3编号")["件数"].to_dict() == shown.astype(int).to_dict()
 
 
 def test_the_drill_down_says_how_many_events_the_hex_holds_not_only_how_many_are_listed(app, con):
