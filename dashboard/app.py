@@ -49,14 +49,14 @@ DROPDOWN_LABELS = {"select_all": "全选", "deselect_all": "全不选", "selecte
                    "no_options_found": "没有匹配的类别"}
 
 
-def _filter(viewer: Viewer, start: str, end: str, categories, sources, focus: queries.Scope | None = None
+def _filter(data: DashboardData, viewer: Viewer, start: str, end: str, categories, sources, search: str | None
             ) -> queries.EventFilter:
     """The filter of a request: the controls' values, always within the viewer's own area (set here, on the
-    server, from the signed-in account; nothing the browser sends can widen it). ``focus``: an area inside it
-    that the page has drilled down to (:func:`_focus`)."""
+    server, from the signed-in account; nothing the browser sends can widen it), or the area inside it that
+    the page has drilled down to (``search``: the address's ``?area=CODE``, :func:`_focus`)."""
     return queries.EventFilter(start=dt.date.fromisoformat(start[:10]), end=dt.date.fromisoformat(end[:10]),
                                categories=tuple(categories or ()), sources=tuple(sources or ()),
-                               scope=focus or viewer.scope)
+                               scope=_focus(data, viewer, search))
 
 
 def _focus(data: DashboardData, viewer: Viewer, search: str | None) -> queries.Scope:
@@ -111,6 +111,11 @@ def _visible_alerts(data: DashboardData, viewer: Viewer) -> pd.DataFrame:
     return frame[frame["window_end"] == frame["window_end"].iloc[0]] if len(frame) else frame
 
 
+def _verdict_class(review: dict | None) -> str:
+    """属实 in green, 误报 in grey: a false alarm is a finding too, not a success."""
+    return f"review {(review or {}).get('verdict', '')}".strip()
+
+
 def _verdict_text(review: dict | None) -> str:
     review = review or {}
     who = review.get("unit") or review.get("user", "")  # older records have only the account
@@ -132,7 +137,8 @@ def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> h
     items = []
     for key, r in zip(keys_of(latest), latest.itertuples(), strict=True):
         review = [] if viewer.public else [
-            html.Span(_verdict_text(reviewed.get(key)), id={"type": "review-status", "key": key}, className="review"),
+            html.Span(_verdict_text(reviewed.get(key)), id={"type": "review-status", "key": key},
+                      className=_verdict_class(reviewed.get(key))),
             *[html.Button(label, id={"type": "review", "key": key, "verdict": verdict}, className="review-button")
               for verdict, label in VERDICTS.items()]]
         items.append(html.Li([html.B(f"{r.place or r.cell} · 实际 {r.observed} / 预计 {r.expected:.1f}"),
@@ -324,6 +330,16 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
             "；".join(filter(None, [note, _off_map_note(data, flt, measure, as_of)])))
 
 
+def _small_hex_note(data: DashboardData, flt: queries.EventFilter, resolution) -> str:
+    """Two sizes finer than the area's own (H3-10 over the whole county: ~15,000 hexes of 0.015 km²), the hexes
+    are specks at the area's zoom: the map says to zoom in, or which size suits the area."""
+    own = _default_resolution(data.settings, flt.scope)
+    if int(resolution) < own + 2:
+        return ""
+    area = flt.scope.name if queries.narrow(flt.scope) else data.settings.county_name
+    return f"H3-{int(resolution)} 六边形在{area}全图中很小：放大地图查看，或选 H3-{own}"
+
+
 VIEW_TITLES = {"counts": "受理数", "open": "未办结", "overdue": "超期未办结", "backlog": "积案",
                "hotspots": "新兴热点（近26周）"}
 
@@ -366,7 +382,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     )
     def update(start, end, categories, sources, search, resolution, layer, _tick):
         con, viewer = data.con(), gate.viewer()
-        flt = _filter(viewer, start, end, categories, sources, _focus(data, viewer, search))
+        flt = _filter(data, viewer, start, end, categories, sources, search)
         values, before, year = queries.kpis_compared(con, flt, keys=STRIP)
         center, zoom = data.view(flt.scope)
         outlines, labels = data.layers(flt.scope)
@@ -378,10 +394,11 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         elif layer == "backlog":
             cells, note = _backlog_layer(data, viewer, flt, int(resolution))
             fig = backlog_map(cells, outlines, labels, center, zoom=zoom,
-                              note="；".join(filter(None, [BACKLOG_NOTE, note])))
+                              note="；".join(filter(None, [BACKLOG_NOTE, note, _small_hex_note(data, flt, resolution)])))
         else:
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
-            fig = hex_map(counts, outlines, labels, center, zoom=zoom, note=note,
+            fig = hex_map(counts, outlines, labels, center, zoom=zoom,
+                          note="；".join(filter(None, [note, _small_hex_note(data, flt, resolution)])),
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
         # assets/onemap.js fits the map to the area; plotly keeps a view per area (uirevision), so that going back
         # up does not put the drilled-down area's view back
@@ -403,9 +420,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     )
     def daily(start, end, categories, sources, search, _tick):
         """Registered per day and the backlog at each day's end, of the viewer's own area (aggregate counts)."""
-        viewer = gate.viewer()
-        return daily_chart(queries.daily_series(data.con(), _filter(viewer, start, end, categories, sources,
-                                                                    _focus(data, viewer, search))))
+        flt = _filter(data, gate.viewer(), start, end, categories, sources, search)
+        return daily_chart(queries.daily_series(data.con(), flt))
 
     @app.callback(
         Output("backlog", "children"), Output("backlog-title", "children"),
@@ -417,7 +433,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         con, viewer = data.con(), gate.viewer()
         as_of = queries.reference_time(con)
         day = as_of.date().isoformat()  # the backlog reads every registration day, not the period
-        flt = _filter(viewer, day, day, categories, sources, _focus(data, viewer, search))
+        flt = _filter(data, viewer, day, day, categories, sources, search)
         return (_backlog_table(queries.backlog(con, flt, as_of, total=True)),
                 f"积案：截至 {as_of:%m-%d %H:%M} 在办案件按阶段与时长")
 
@@ -431,12 +447,14 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         viewer = gate.viewer()
         if viewer.public:
             return None, dash.no_update
-        focus = _focus(data, viewer, search)
-        frame = queries.area_kpis(data.con(), _filter(viewer, start, end, categories, sources, focus), keys=AREA_PANEL)
+        flt = _filter(data, viewer, start, end, categories, sources, search)
+        focus = flt.scope
+        frame = queries.area_kpis(data.con(), flt, keys=AREA_PANEL)
         return ([_breadcrumb(data, viewer, focus), _area_table(frame, links=focus.level != "village")],
                 f"{AREA_TITLE[focus.level]}（所选时段）")
 
-    @app.callback(Output({"type": "review-status", "key": ALL}, "children"), Output("review-record", "children"),
+    @app.callback(Output({"type": "review-status", "key": ALL}, "children"),
+                  Output({"type": "review-status", "key": ALL}, "className"), Output("review-record", "children"),
                   Input({"type": "review", "key": ALL, "verdict": ALL}, "n_clicks"), State("url", "search"),
                   prevent_initial_call=True)
     def review_alert(_clicks, search):
@@ -451,7 +469,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         gate.record("alert_review", key=clicked["key"], verdict=clicked["verdict"])
         reviewed = latest_reviews(data.settings.reviews_path)
         last = queries.date_bounds(data.con())[1]  # the area's record of verdicts, with this one
-        return ([_verdict_text(reviewed.get(o["id"]["key"])) for o in dash.ctx.outputs_list[0]],
+        keys = [o["id"]["key"] for o in dash.ctx.outputs_list[0]]
+        return ([_verdict_text(reviewed.get(k)) for k in keys], [_verdict_class(reviewed.get(k)) for k in keys],
                 recent_record(data.con(), last, _focus(data, viewer, search), data.settings.reviews_path))
 
     @app.callback(Output("hex-download", "data"), Input("hex-csv", "n_clicks"), Input("hex-geojson", "n_clicks"),
@@ -462,7 +481,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         """The layer's hexes as the map shows them to this viewer, named for the filter, each with its town and
         village (what a hex is, for a reader of the file who has no map)."""
         viewer = gate.viewer()
-        flt = _filter(viewer, start, end, categories, sources, _focus(data, viewer, search))
+        flt = _filter(data, viewer, start, end, categories, sources, search)
         layer = layer if layer in LAYER_MEASURES else "counts"  # the hot spot layer exports its counts
         counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
         counts = counts.assign(**{level: queries.cell_area_names(data.con(), counts["cell"], level)
@@ -506,7 +525,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         cell = point.get("location")
         if not cell:
             return html.P("请选择一个六边形")
-        flt = _filter(viewer, start, end, categories, sources, _focus(data, viewer, search))
+        flt = _filter(data, viewer, start, end, categories, sources, search)
         rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)

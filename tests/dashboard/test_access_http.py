@@ -482,6 +482,7 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
         dep = next(d for d in deps if "review-status" in d["output"])
         body = {"output": dep["output"],
                 "outputs": [[{"id": {"key": k, "type": "review-status"}, "property": "children"} for k in mine],
+                            [{"id": {"key": k, "type": "review-status"}, "property": "className"} for k in mine],
                             {"id": "review-record", "property": "children"}],
                 "inputs": [[{"id": {"key": k, "type": "review", "verdict": v}, "property": "n_clicks",
                              "value": 1 if (k, v) == (key, verdict) else None}
@@ -495,6 +496,7 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
     assert resp.status_code == 200
     shown = json.dumps(resp.get_json(), ensure_ascii=False)
     assert "已核实：属实（分析员甲）" in shown  # the account's name as colleagues know it, not its login
+    assert '"review confirmed"' in shown and '"review false_alarm"' not in shown
     assert latest_reviews(settings.reviews_path)[mine.iloc[0]]["user"] == "analyst"
     # the panel now says how often the town's recent alerts were right, with the interval
     from onemap.reviews import recent_record
@@ -504,6 +506,8 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
     assert record in shown  # at once, beside the verdict, not only after a reload
     assert record in _text(client.get("/_dash-layout"))
     assert "演示数据：村居与网格边界为合成数据" in _text(client.get("/_dash-layout"))  # the demo's badge
+    if len(mine) > 1:  # 误报 is not shown as a success (its own class: grey, not green)
+        assert '"review false_alarm"' in json.dumps(press(mine.iloc[1], "false_alarm").get_json())
     if other:  # another town's alert, asked for by hand: refused, nothing written
         assert press(sorted(other)[0], "false_alarm").status_code == 204
         assert latest_reviews(settings.reviews_path).get(sorted(other)[0]) == before.get(sorted(other)[0])
@@ -784,3 +788,23 @@ def test_outline_layers_are_served_once_and_only_inside_the_viewers_area(app, co
     sources = [layer["source"] for layer in out["map"]["figure"]["layout"]["map"]["layers"]]
     assert sources and all(isinstance(src, str) and src.startswith(f"/geo/{town.code}/") for src in sources)
     assert len(json.dumps(out)) < 200_000
+
+
+def test_hexes_too_small_for_the_area_say_so(app, con):
+    """H3-10 over the whole county draws specks at the county's zoom: the map says to zoom in or which size suits
+    it; at the county's own size (H3-8), and at H3-10 in a village, it says nothing of the kind."""
+    client = app.server.test_client()
+    _sign_in(client, COUNTY)
+    last = queries.date_bounds(con)[1]
+    village = queries.child_areas(con, queries.area_scope(con, TOWN.area))["code"].iloc[0]
+
+    def notes(resolution, search=""):
+        out = _call(client, "map.figure", {"dates.start_date": f"{last - dt.timedelta(days=27)}",
+                                           "dates.end_date": f"{last}", "categories.value": [], "sources.value": [],
+                                           "url.search": search, "resolution.value": resolution,
+                                           "layer.value": "counts", "refresh.n_intervals": None})
+        return json.dumps(out["map"]["figure"]["layout"].get("annotations", []), ensure_ascii=False)
+
+    assert "H3-10 六边形在汕尾市城区全图中很小：放大地图查看，或选 H3-8" in notes(10)
+    assert "全图中很小" not in notes(8)
+    assert "全图中很小" not in notes(10, f"?area={village}")
