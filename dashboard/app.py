@@ -289,6 +289,11 @@ FILTER_INPUTS = (Input("dates", "start_date"), Input("dates", "end_date"), Input
                  Input("sources", "value"), Input("url", "search"))
 
 
+def _notes(*parts: str) -> str:
+    """The map's corner notes that apply, in one line."""
+    return "；".join(p for p in parts if p)
+
+
 def _privacy(data: DashboardData, viewer: Viewer) -> tuple[dict, str]:
     """``hex_counts`` keywords for what ``viewer`` may not see, and the map's note saying what is left out."""
     small = data.settings.small_count_suppress
@@ -307,7 +312,7 @@ def _backlog_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter
     privacy, note = _privacy(data, viewer)
     steps = queries.backlog_steps(flt, queries.reference_time(data.con()))
     return (queries.backlog_cells(data.con(), flt, resolution, steps, **privacy),
-            "；".join(filter(None, [note, _off_map_note(data, flt, "backlog", steps[-1])])))
+            _notes(note, _off_map_note(data, flt, "backlog", steps[-1])))
 
 
 def _off_map_note(data: DashboardData, flt: queries.EventFilter, measure: str, as_of=None) -> str:
@@ -327,7 +332,7 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
     if map_measure(measure).every_registration:  # the backlog as the playback's last step shows it
         as_of = queries.backlog_steps(flt, queries.reference_time(data.con()))[-1]
     return (queries.hex_counts(data.con(), flt, resolution, measure=measure, as_of=as_of, **privacy),
-            "；".join(filter(None, [note, _off_map_note(data, flt, measure, as_of)])))
+            _notes(note, _off_map_note(data, flt, measure, as_of)))
 
 
 def _small_hex_note(data: DashboardData, flt: queries.EventFilter, resolution) -> str:
@@ -394,11 +399,11 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         elif layer == "backlog":
             cells, note = _backlog_layer(data, viewer, flt, int(resolution))
             fig = backlog_map(cells, outlines, labels, center, zoom=zoom,
-                              note="；".join(filter(None, [BACKLOG_NOTE, note, _small_hex_note(data, flt, resolution)])))
+                              note=_notes(BACKLOG_NOTE, note, _small_hex_note(data, flt, resolution)))
         else:
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
             fig = hex_map(counts, outlines, labels, center, zoom=zoom,
-                          note="；".join(filter(None, [note, _small_hex_note(data, flt, resolution)])),
+                          note=_notes(note, _small_hex_note(data, flt, resolution)),
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
         # assets/onemap.js fits the map to the area; plotly keeps a view per area (uirevision), so that going back
         # up does not put the drilled-down area's view back
