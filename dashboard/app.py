@@ -402,6 +402,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                               note=_notes(BACKLOG_NOTE, note, _small_hex_note(data, flt, resolution)))
         else:
             counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)
+            places = queries.cell_places(con, list(counts["cell"]), int(resolution), flt.scope)  # hover (~30 ms)
+            counts = counts.assign(place=counts["cell"].map(places).fillna(""))
             fig = hex_map(counts, outlines, labels, center, zoom=zoom,
                           note=_notes(note, _small_hex_note(data, flt, resolution)),
                           title=map_measure(LAYER_MEASURES.get(layer, "registered")).label)
@@ -534,8 +536,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
-        mine = queries.cells_in_scope(data.con(), [cell], int(resolution), flt.scope)  # not another area's name
-        place = queries.cell_places(data.con(), [cell], int(resolution)).get(cell, "") if mine else ""
+        place = queries.cell_places(data.con(), [cell], int(resolution), flt.scope).get(cell, "")  # never another area's
         return _event_list(cell, int(resolution), place, rows, counts, viewer.handler)
 
     @app.callback(Output("alerts", "children"), Output("repeats", "children"), Output("page-title", "children"),

@@ -52,9 +52,10 @@ def base_map(boundaries: dict[str, dict], labels: pd.DataFrame, center: dict, th
 def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
             theme: str = "dark", zoom: float = 10.3, note: str = "", title: str = "事件数",
             zmax: float | None = None) -> go.Figure:
-    """H3 hex choropleth of counts; ``counts`` has columns cell (hex string) and n (NaN: not drawn); ``title``
-    names what is counted (colour bar and hover); ``note`` is written in the map's corner; ``zmax``: the top of
-    the colour scale (default the 99th percentile of n)."""
+    """H3 hex choropleth of counts; ``counts`` has columns cell (hex string) and n (NaN: not drawn), and may have
+    place (the hex's town and village, named on hover); ``title`` names what is counted (colour bar and hover);
+    ``note`` is written in the map's corner; ``zmax``: the top of the colour scale (default the 99th percentile
+    of n)."""
     fig = base_map(boundaries, labels, center, theme, zoom)
     if not len(counts):  # an empty map says so, rather than look like a failed one
         note = "<br>".join(filter(None, [f"所选条件下没有{title}可显示", note]))
@@ -67,7 +68,9 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
             zmax=zmax or float(counts["n"].quantile(0.99)) or 1.0,
             marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
             colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99},
-            hovertemplate=f"H3 %{{location}}<br>{title} %{{z}}<extra></extra>", name="hex",
+            customdata=counts["place"] if "place" in counts else None,
+            hovertemplate=("<b>%{customdata}</b><br>" if "place" in counts else "")
+            + f"{title} %{{z}}<br><span style='font-size:10px'>H3 %{{location}}</span><extra></extra>", name="hex",
         ))
     return fig
 
@@ -153,23 +156,45 @@ def _corner_note(fig: go.Figure, text: str, theme: str) -> None:
 
 HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测"
 
+# the wall screen's map type on a 1920×1080 screen, px; scaled with the screen. Area names at 16: MapLibre places
+# plotly's text as a symbol layer that may not overlap, so a name that would overlap another is left out, and at
+# 20 a town's map lost one of its twelve village names at 1080p; at 16 (32 on a 4K screen) every name is placed
+WALL_TYPE = {"names": 16, "font": 16, "notes": 17, "colorbar": 16}
 
-def daily_chart(days: pd.DataFrame, theme: str = "dark") -> go.Figure:
+
+def for_wall_screen(fig: go.Figure, scale: float = 1.0) -> go.Figure:
+    """The map in the wall screen's type, read from across the room: ``WALL_TYPE`` times ``scale`` (the screen's
+    size over 1920×1080: 2 on a 3840×2160 screen) for the area names, colour bar and legend, and corner notes."""
+    px = {key: round(size * scale) for key, size in WALL_TYPE.items()}
+    fig.update_traces(textfont_size=px["names"], selector={"type": "scattermap"})
+    fig.update_traces(colorbar_thickness=px["colorbar"], selector={"type": "choroplethmap"})
+    fig.update_layout(font_size=px["font"])
+    fig.update_annotations(font_size=px["notes"], borderpad=round(4 * scale))
+    return fig
+
+
+def daily_chart(days: pd.DataFrame, theme: str = "dark", scale: float | None = None) -> go.Figure:
     """Cases registered each day (bars) and the backlog at each day's end (lines, right axis: open, and of them
-    past their due time), from ``onemap.queries.daily_series``: where the work piles up, not only where it comes in."""
+    past their due time), from ``onemap.queries.daily_series``: where the work piles up, not only where it comes in.
+    ``scale``: on the wall screen, its size over 1920×1080 (2 on a 3840×2160 one): type, lines and height drawn for
+    a 1920×1080 wall screen times that; None: the desk screen's side panel."""
     text = TEXT[theme]
+    wall = scale is not None
+    s = scale or 1.0
+    size = round((14 if wall else 11) * s)
+    margin = {"l": 40, "r": 46, "t": 30, "b": 30} if wall else {"l": 36, "r": 40, "t": 26, "b": 24}
     fig = go.Figure([
         go.Bar(x=days["day"], y=days["registered"], name="受理", marker_color="#2f7f8f",
                hovertemplate="%{x|%m-%d} 受理 %{y}<extra></extra>"),
-        go.Scatter(x=days["day"], y=days["open"], name="未办结", yaxis="y2", mode="lines", line={"color": "#f2c14e"},
+        go.Scatter(x=days["day"], y=days["open"], name="未办结", yaxis="y2", mode="lines", line={"color": "#f2c14e", "width": 2 * s},
                    hovertemplate="%{x|%m-%d} 日终未办结 %{y}<extra></extra>"),
-        go.Scatter(x=days["day"], y=days["overdue"], name="超期", yaxis="y2", mode="lines", line={"color": "#d7263d"},
+        go.Scatter(x=days["day"], y=days["overdue"], name="超期", yaxis="y2", mode="lines", line={"color": "#d7263d", "width": 2 * s},
                    hovertemplate="%{x|%m-%d} 日终超期 %{y}<extra></extra>"),
     ])
     fig.update_layout(
-        height=190, margin={"l": 36, "r": 40, "t": 26, "b": 24}, paper_bgcolor=BACKGROUND[theme],
-        plot_bgcolor=BACKGROUND[theme], font={"color": text, "size": 11}, bargap=0.15,
-        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": 11}},
+        height=round((210 if wall else 190) * s), margin={k: round(v * s) for k, v in margin.items()},
+        paper_bgcolor=BACKGROUND[theme], plot_bgcolor=BACKGROUND[theme], font={"color": text, "size": size},
+        bargap=0.15, legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": size}},
         xaxis={"tickformat": "%m-%d", "gridcolor": "#1b3350"},
         yaxis={"title": None, "gridcolor": "#1b3350", "rangemode": "tozero"},
         # whole-number ticks of its own (plotly syncs an overlaying axis to the left one's grid: 6.27, 12.54 ...)

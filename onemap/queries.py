@@ -413,12 +413,17 @@ def cell_homes(con, cells: Sequence[str], resolution: int) -> dict[str, tuple[st
     return {format(cell, "x"): home for cell, home in homes.items()}
 
 
-def cell_places(con, cells: Sequence[str], resolution: int) -> dict[str, str]:
+def cell_places(con, cells: Sequence[str], resolution: int, scope: Scope | None = None) -> dict[str, str]:
     """'town + village' names of the H3 cells given as hex strings, by :func:`cell_homes`: a cell on a boundary
-    is named for where its events are, not for its centre, and for the area whose users see it."""
+    is named for where its events are, not for its centre, and for the area whose users see it. With a town or
+    village ``scope``, a cell whose home is outside it (a hex on its edge, holding a few of its events) is named
+    '<scope>（边缘）', never for the neighbouring area."""
     homes = cell_homes(con, cells, resolution)
     names = area_names(con) if homes else {}
-    return {cell: names.get(town, "") + names.get(village, "") for cell, (town, village) in homes.items()}
+    part = 0 if scope is None or scope.level == "town" else 1
+    return {cell: names.get(town, "") + names.get(village, "")
+            if not narrow(scope) or (town, village)[part] == scope.code else f"{scope.name}（边缘）"
+            for cell, (town, village) in homes.items()}
 
 
 def cells_in_scope(con, cells: Sequence[str], resolution: int, scope: Scope | None) -> set[str]:

@@ -808,3 +808,22 @@ def test_hexes_too_small_for_the_area_say_so(app, con):
     assert "H3-10 六边形在汕尾市城区全图中很小：放大地图查看，或选 H3-8" in notes(10)
     assert "全图中很小" not in notes(8)
     assert "全图中很小" not in notes(10, f"?area={village}")
+
+
+def test_a_hex_is_named_for_its_town_and_village_on_hover(app, con):
+    """Hovering a hex says where it is (镇街 + 村居, by the same rule as alerts and the drill-down), not only its
+    H3 id."""
+    client = app.server.test_client()
+    _sign_in(client, TOWN)
+    last = queries.date_bounds(con)[1]
+    out = _call(client, "map.figure", {"dates.start_date": f"{last - dt.timedelta(days=27)}", "dates.end_date": f"{last}",
+                                       "categories.value": [], "sources.value": [], "url.search": "",
+                                       "resolution.value": 9, "layer.value": "counts", "refresh.n_intervals": None})
+    hexes = next(t for t in out["map"]["figure"]["data"] if t["type"] == "choroplethmap")
+    town = queries.area_scope(con, TOWN.area)
+    names = queries.cell_places(con, hexes["locations"], 9)
+    inside = queries.cells_in_scope(con, hexes["locations"], 9, town)
+    assert 0 < len(inside) < len(names)  # the town's map has hexes on its edge whose home is a neighbour
+    assert hexes["customdata"] == [names[c] if c in inside else f"{town.name}（边缘）" for c in hexes["locations"]]
+    assert all(name.startswith(town.name) for name in hexes["customdata"])
+    assert "%{customdata}" in hexes["hovertemplate"]
