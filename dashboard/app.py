@@ -357,6 +357,14 @@ def _view_title(fig, layer: str, flt: queries.EventFilter) -> None:
                        font={"size": 26, "color": "#ffffff"}, bgcolor="rgba(16,38,64,0.85)", borderpad=8)
 
 
+def _as_of_text(con) -> str:
+    """'数据截至 12-06 23:59 · 12-08 04:09 更新': how far the loaded exports reach, and, when the build came later,
+    when it ran (open and overdue are counted then; what happened since the last export is not yet known)."""
+    as_of, end = queries.reference_time(con), queries.data_end(con)
+    text = f"数据截至 {end:%Y-%m-%d %H:%M}"
+    return text + (f" · {as_of:%m-%d %H:%M} 更新" if as_of - end > pd.Timedelta(hours=1) else "")
+
+
 def _outline_urls(data: DashboardData, scope: queries.Scope, outlines: dict[str, dict]) -> dict[str, str]:
     """The map's outline layers as URLs of this server (``outlines`` route), not inline GeoJSON: the browser
     fetches each once and keeps it, instead of receiving the ~900 grid outlines (300 KB) with every figure."""
@@ -415,11 +423,10 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             fig.update_layout(font_size=16)
             fig.update_annotations(font_size=18)
             _view_title(fig, layer, flt)
-        as_of = queries.reference_time(con)
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])} · 同比 {format_change(kpi(k), values[k], year[k])}"
                   for k in STRIP],
-                f"数据截至 {as_of:%Y-%m-%d %H:%M}")
+                _as_of_text(con))
 
     @app.callback(
         Output("daily", "figure"),

@@ -328,8 +328,11 @@ def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys
     so a rate closed "by now" is not flattered by the older period's extra time to close."""
     as_of = as_of if as_of is not None else reference_time(con)
     before = previous_period(flt)
-    return (kpis(con, flt, as_of, keys), kpis(con, before, as_of - (flt.start - before.start), keys),
-            kpis(con, year_earlier(flt), as_of - YEAR, keys))
+    # the lag from the time the data reaches, not from the build: a build two days after the last export would
+    # otherwise give the older periods two more days of closures than the current one can have (环比 ▼ falsely)
+    lag = min(as_of, data_end(con))
+    return (kpis(con, flt, as_of, keys), kpis(con, before, lag - (flt.start - before.start), keys),
+            kpis(con, year_earlier(flt), lag - YEAR, keys))
 
 
 # top-level product category of a code: MDxx for the mediation list, the two-letter domain for grid events
@@ -478,6 +481,16 @@ def boundaries_synthetic(con) -> bool:
 def is_built(con) -> bool:
     """Whether `onemap build` has run on this warehouse (aggregates, scores and the boundaries are there)."""
     return bool(con.execute("SELECT count(*) FROM meta.builds").fetchall()[0][0])
+
+
+def data_end(con) -> pd.Timestamp:
+    """The latest time the loaded exports speak of (an event reported or closed), at most the build's
+    :func:`reference_time`: what "数据截至" means. A build some time after the last export knows nothing of what
+    happened since; comparisons with earlier periods are lagged from here."""
+    as_of = reference_time(con)
+    row = con.execute("SELECT max(greatest(reported_at, coalesce(closed_at, reported_at))) FROM core.events "
+                      "WHERE reported_at <= $as_of", {"as_of": as_of}).fetchall()[0][0]
+    return as_of if row is None else min(as_of, pd.Timestamp(row).tz_convert(as_of.tz) if as_of.tz else pd.Timestamp(row))
 
 
 def reference_time(con) -> pd.Timestamp:

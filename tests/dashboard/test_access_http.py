@@ -827,3 +827,6 @@ def test_a_hex_is_named_for_its_town_and_village_on_hover(app, con):
     assert hexes["customdata"] == [names[c] if c in inside else f"{town.name}（边缘）" for c in hexes["locations"]]
     assert all(name.startswith(town.name) for name in hexes["customdata"])
     assert "%{customdata}" in hexes["hovertemplate"]
+    # the header says how far the data reaches, and when the build that counts open and overdue ran
+    end, as_of = queries.data_end(con), queries.reference_time(con)
+    assert out["asof"]["children"] == f"数据截至 {end:%Y-%m-%d %H:%M} · {as_of:%m-%d %H:%M} 更新"

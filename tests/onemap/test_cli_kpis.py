@@ -36,3 +36,20 @@ def test_kpis_per_area_and_a_bad_period(demo_home, con, capsys):
     assert [r["registered"] for r in rows] == list(expected["registered"]) and sum(r["registered"] for r in rows) > 0
     assert main(["--home", str(demo_home), "kpis", "--from", "2026-11-02", "--to", "2026-11-01"]) == 2
     assert "is after" in capsys.readouterr().err
+
+
+def test_earlier_periods_are_compared_at_the_lag_from_where_the_data_ends(con):
+    """The demo was built three weeks after its last export: the earlier periods are measured as long after
+    their own end as the data reaches after the period's, not as the build came (which gave them three weeks
+    more of closures than the current period can have, and its 办结率 a false ▼)."""
+    as_of, end = queries.reference_time(con), queries.data_end(con)
+    assert end < as_of - dt.timedelta(days=7)
+    assert end == con.execute("SELECT max(greatest(reported_at, coalesce(closed_at, reported_at))) "
+                              "FROM core.events").fetchall()[0][0]
+    last = queries.date_bounds(con)[1]
+    flt = queries.EventFilter(last - dt.timedelta(days=27), last)
+    now, before, year = queries.kpis_compared(con, flt)
+    assert now == queries.kpis(con, flt, as_of)
+    assert before == queries.kpis(con, queries.previous_period(flt), end - dt.timedelta(days=28))
+    assert year == queries.kpis(con, queries.year_earlier(flt), end - queries.YEAR)
+    assert before != queries.kpis(con, queries.previous_period(flt), as_of - dt.timedelta(days=28))  # it matters
