@@ -88,7 +88,7 @@ class WeeklyBrief:
 
     @property
     def file_stem(self) -> str:
-        return f"研判周报_{self.area + '_' if self.area else ''}{self.week_start:%Y%m%d}-{self.week_end:%Y%m%d}"
+        return f"研判周报_{self.area or self.county}_{self.week_start:%Y%m%d}-{self.week_end:%Y%m%d}"  # whose, which week
 
 
 def _category_labels(codes) -> dict[str, str]:
@@ -280,6 +280,11 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
               [[k.label, format_value(k, now[k.key]), format_value(k, before[k.key]),
                 format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
                 format_change(k, now[k.key], year[k.key])] for k in KPIS]))
+    # the table is the week's own cases: a leader must not read its 超期 as the whole overdue burden
+    held = queries.backlog(con, this, as_of, total=True).iloc[-1]
+    share = f"（占 {held['overdue'] / held['open']:.1%}）" if held["open"] else ""
+    add(Text(f"上表各项只计本周受理的事件（其超期 {format_value(kpi('overdue'), now['overdue'])} 件）。不论何时受理，"
+             f"截至本周末在办 {int(held['open']):,} 件，其中已超期 {int(held['overdue']):,} 件{share}，见“积案与超期督办”。"))
 
     if trend_png:
         add(Picture(trend_png, f"图{_next_figure(brief)} 近{TREND_WEEKS}周每周受理数（红色为本周），折线为去年同期"))

@@ -71,7 +71,7 @@ def render(brief: WeeklyBrief, fmt: str) -> bytes:
 def make_brief(settings: Settings, week: dt.date | None = None, out_dir: Path | None = None,
                formats: tuple[str, ...] = FORMATS, area: str | None = None) -> list[Path]:
     """Write the brief (see :func:`brief_for`) of the county, or of the town / village with code ``area``, as
-    ``研判周报_<monday>-<sunday>.docx`` / ``.pdf`` into ``out_dir`` (default ``<home>/reports``); returns the
+    ``研判周报_<area>_<monday>-<sunday>.docx`` / ``.pdf`` into ``out_dir`` (default ``<home>/reports``); returns the
     files written."""
     con = connect_readonly(settings.warehouse_path, settings.timezone)
     try:

@@ -133,20 +133,20 @@ def test_report_command_writes_a_word_brief_and_a_pdf_with_chinese_text(demo_set
 
     assert main(["--home", str(demo_settings.home), "report", "--week", "2026-11-04", "--out", str(tmp_path)]) == 0
     written = capsys.readouterr().out.split()
-    assert [p.rsplit("/", 1)[-1] for p in written] == ["研判周报_20261102-20261108.docx", "研判周报_20261102-20261108.pdf"]
+    assert [p.rsplit("/", 1)[-1] for p in written] == ["研判周报_汕尾市城区_20261102-20261108.docx", "研判周报_汕尾市城区_20261102-20261108.pdf"]
     con = connect_readonly(demo_settings.warehouse_path)
     try:
         registered = queries.kpis(con, queries.EventFilter(start=dt.date(2026, 11, 2), end=dt.date(2026, 11, 8)),
                                   pd.Timestamp("2026-11-09", tz="Asia/Shanghai"))["registered"]
     finally:
         con.close()
-    document = docx.Document(str(tmp_path / "研判周报_20261102-20261108.docx"))
+    document = docx.Document(str(tmp_path / "研判周报_汕尾市城区_20261102-20261108.docx"))
     headings = [p.text for p in document.paragraphs if p.style.name.startswith(("Heading", "Title"))]
     assert headings[0] == "汕尾市城区社会治理研判周报（2026年11月02日—11月08日）"
     assert OVERDUE in headings and "附：指标口径" in headings
     assert len(document.inline_shapes) == 3  # the trend chart, the map and the backlog chart
     assert document.tables[0].rows[1].cells[1].text == f"{int(registered):,}"
-    reader = pypdf.PdfReader(io.BytesIO((tmp_path / "研判周报_20261102-20261108.pdf").read_bytes()))
+    reader = pypdf.PdfReader(io.BytesIO((tmp_path / "研判周报_汕尾市城区_20261102-20261108.pdf").read_bytes()))
     assert len(reader.pages) >= 2
     # the first page read back as text (pypdf decodes the embedded CJK subset reliably there)
     text = reader.pages[0].extract_text().replace(" ", "").replace("\x00", "")
@@ -424,3 +424,16 @@ def test_the_overdue_ids_and_dates_are_wide_enough_for_one_line_in_word(con):
     assert word.rows[1].cells[0].paragraphs[0].runs[0].font.size.pt == DOCX_TABLE_PT
     page = document.sections[0]
     assert sum(c.width for c in word.columns) <= page.page_width - page.left_margin - page.right_margin + 10
+
+
+def test_the_overview_says_its_overdue_is_the_weeks_own_and_gives_the_whole_burden(con, brief):
+    """本周概况's 超期 counts only the cases registered in the week (a handful, where hundreds are overdue in all):
+    the line under the table says so and gives the open and overdue cases whatever their registration day,
+    as the 积案 section counts them."""
+    texts = [b.text for b in brief.blocks if isinstance(b, Text)]
+    held = queries.backlog(con, queries.EventFilter(brief.week_start, brief.week_end), brief.as_of,
+                           total=True).iloc[-1]
+    line = next(t for t in texts if t.startswith("上表各项只计本周受理的事件"))
+    assert f"其超期 {int(brief.kpis['overdue'])} 件" in line
+    assert f"截至本周末在办 {int(held['open']):,} 件，其中已超期 {int(held['overdue']):,} 件" in line
+    assert held["overdue"] > brief.kpis["overdue"]  # the burden is larger than the week's own share of it
