@@ -721,8 +721,8 @@ def hotspot_resolutions(con) -> list[int]:
     return [r[0] for r in con.execute("SELECT DISTINCT resolution FROM scores.hotspots ORDER BY 1").fetchall()]
 
 
-ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "category_code", "observed", "expected",
-                "ratio", "score", "q_value", "sentence_zh")
+ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "n_cells", "category_code", "observed",
+                "expected", "ratio", "score", "q_value", "sentence_zh")
 
 
 def alerts(con, since: dt.date | None = None, window_days: int | None = None, limit: int | None = None, *,

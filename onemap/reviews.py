@@ -20,15 +20,19 @@ from onemap.metrics import wilson_interval
 VERDICTS = {"confirmed": "属实", "false_alarm": "误报"}
 
 
-def alert_key(kind: str, cell: str, window_end: str, window_days: int, category_code: str | None) -> str:
-    """The identity of an alert across builds (the H3 cell id carries its resolution)."""
-    return f"{kind}|{cell}|{window_end}|{int(window_days)}|{category_code or ''}"
+def alert_key(kind: str, cell: str, window_end: str, window_days: int, category_code: str | None,
+              n_cells: int = 1) -> str:
+    """The identity of an alert across builds (the H3 cell id carries its resolution). A category alert is
+    scored on the cell and on its k-ring neighbourhood around the same centre: ``n_cells`` tells them apart
+    (a single cell's key is as it always was, so verdicts given before keep their alert)."""
+    key = f"{kind}|{cell}|{window_end}|{int(window_days)}|{category_code or ''}"
+    return key + (f"|{int(n_cells)}" if kind == "category" and n_cells and int(n_cells) > 1 else "")
 
 
 def keys_of(alerts: pd.DataFrame) -> pd.Series:
     """:func:`alert_key` of each row of an ``onemap.queries.alerts`` frame."""
     return pd.Series([alert_key(r.kind, r.cell, r.window_end, r.window_days,
-                                None if pd.isna(r.category_code) else r.category_code)
+                                None if pd.isna(r.category_code) else r.category_code, getattr(r, "n_cells", 1))
                       for r in alerts.itertuples()], index=alerts.index, dtype=object)
 
 

@@ -90,3 +90,16 @@ def test_onemap_alerts_summary(demo_home, capsys):
             assert len(queries.alerts(con, scope=queries.Scope("town", by_code[name]))) == n
     finally:
         con.close()
+
+
+def test_a_category_alert_on_a_cell_and_on_its_neighbourhood_are_two_alerts(con):
+    """A category is scored on the cell and on the k-ring around it, both centred on that cell: one key for both
+    made a verdict on the one land on the other (and its buttons did nothing). A single cell's key is unchanged."""
+    single = alert_key("category", "8841", "2026-11-15", 7, "CG")
+    assert single == "category|8841|2026-11-15|7|CG"
+    assert alert_key("category", "8841", "2026-11-15", 7, "CG", n_cells=7) != single
+    assert alert_key("neighbourhood", "8841", "2026-11-15", 7, None, n_cells=7) == "neighbourhood|8841|2026-11-15|7|"
+    from onemap import queries
+
+    shown = queries.alerts(con)
+    assert len(shown) and keys_of(shown).is_unique
