@@ -18,7 +18,7 @@ from flask import Response
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
 from dashboard.exports import SOURCE_LABELS, export_name, filter_words, hex_file
-from dashboard.figures import backlog_map, daily_chart, hex_map, hotspot_map
+from dashboard.figures import backlog_map, daily_chart, for_wall_screen, hex_map, hotspot_map
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import (
@@ -108,7 +108,9 @@ def _kpi_card(key: str) -> html.Div:
 def _visible_alerts(data: DashboardData, viewer: Viewer) -> pd.DataFrame:
     """The alerts the side panel lists to ``viewer``: the latest 7-day window's (and running ramps) in its area."""
     frame = queries.alerts(data.con(), window_days=7, limit=200, with_ramps=True, scope=viewer.scope)
-    return frame[frame["window_end"] == frame["window_end"].iloc[0]] if len(frame) else frame
+    frame = frame[frame["window_end"] == frame["window_end"].iloc[0]] if len(frame) else frame
+    # a category alert on a hex and the one on its neighbourhood name the same place: the stronger is listed
+    return frame.drop_duplicates(["place", "category_code"]) if len(frame) else frame
 
 
 def _verdict_class(review: dict | None) -> str:
@@ -123,16 +125,14 @@ def _verdict_text(review: dict | None) -> str:
 
 
 def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> html.Div | html.P:
-    """The panel's alerts, each with 属实 / 误报 buttons (the review loop) for a signed-in viewer."""
+    """The panel's alerts, each with 属实 / 误报 buttons (the review loop) for a signed-in viewer, and how many
+    more there are when not all fit."""
     if viewer is None:
         return html.P("—")
-    latest = _visible_alerts(data, viewer).head(limit)
-    # how often this area's alerts were right lately, as its analysts judged them (not on the public screen)
-    last = (queries.date_bounds(data.con()) or (None, dt.date.today()))[1]
-    record = "" if viewer.public else recent_record(data.con(), last, viewer.scope, data.settings.reviews_path)
-    footer = [] if viewer.public else [html.Div(record, className="summary", id="review-record")]
+    visible = _visible_alerts(data, viewer)
+    latest = visible.head(limit)
     if latest.empty:
-        return html.Div([html.P("暂无经检验的异常（假发现率 5%）"), *footer])
+        return html.P("暂无通过统计检验的异常（已控制误报比例）")
     reviewed = latest_reviews(data.settings.reviews_path)
     items = []
     for key, r in zip(keys_of(latest), latest.itertuples(), strict=True):
@@ -143,7 +143,18 @@ def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> h
               for verdict, label in VERDICTS.items()]]
         items.append(html.Li([html.B(f"{r.place or r.cell} · 实际 {r.observed} / 预计 {r.expected:.1f}"),
                               html.Div(r.sentence_zh, className="summary"), html.Div(review, className="review-row")]))
-    return html.Div([html.Ul(className="alerts", children=items), *footer])
+    more = len(visible) - len(latest)
+    return html.Div([html.Ul(className="alerts", children=items)]
+                    + ([html.P(f"另有 {more} 条较弱的预警未列出（研判周报和 onemap alerts 列出全部）", className="summary")]
+                       if more > 0 else []))
+
+
+def _review_record(data: DashboardData, viewer: Viewer | None, scope: queries.Scope | None = None) -> str:
+    """How often this area's alerts were right lately, as its analysts judged them (not on the public screen)."""
+    if viewer is None or viewer.public:
+        return ""
+    last = (queries.date_bounds(data.con()) or (None, dt.date.today()))[1]
+    return recent_record(data.con(), last, scope or viewer.scope, data.settings.reviews_path)
 
 
 def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> html.Ul | html.P:
@@ -259,15 +270,19 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                       style={"height": "100%"}),
             html.Aside(id="detail", className="detail", children=[
                 html.H3("异常预警（近7天）"), html.Div(id="alerts", children=_alert_list(data, viewer)),
+                html.Div(_review_record(data, viewer), id="review-record", className="summary"),
                 html.H3(f"{AREA_TITLE[(viewer.scope if viewer else queries.COUNTY).level]}（所选时段）",
                         id="areas-title", className="" if not kiosk else "hidden"),
                 html.Div(id="areas", className="" if not kiosk else "hidden"),
-                html.H3("每日受理与日终积压（所选时段）"),
-                dcc.Graph(id="daily", config=GRAPH_CONFIG | {"displayModeBar": False}, style={"height": "190px"}),
+                html.H3(f"每日受理与日终积压（近{DEFAULT_DAYS}天）" if kiosk else "每日受理与日终积压（所选时段）"),
+                dcc.Graph(id="daily", config=GRAPH_CONFIG | {"displayModeBar": False},
+                          style={} if kiosk else {"height": "190px"}),  # the wall screen's: as tall as drawn
                 html.H3("积案：在办案件按阶段与时长", id="backlog-title",
                         title="截至数据时点仍未办结的案件（不论何时受理），按所选类别和来源"),
                 html.Div(id="backlog"),
-                html.H3("重复警情地点（回访）"), html.Div(id="repeats", children=_repeat_list(data, viewer)),
+                # not on the wall screen, which holds what fits without scrolling: alerts, the days, the backlog
+                html.H3("重复警情地点（回访）", className="hidden" if kiosk else ""),
+                html.Div(id="repeats", children=_repeat_list(data, viewer), className="hidden" if kiosk else ""),
                 html.H3("点击六边形查看事件", id="detail-heading", className="hidden" if kiosk else ""),
                 html.Div(id="detail-body")]),
         ]),
@@ -284,6 +299,9 @@ BACKLOG_NOTE = "积案：各日日终仍未办结的案件，不论何时受理"
 LAYER_MEASURES = {"counts": "registered", "open": "open", "overdue": "overdue",  # layer value -> map measure
                   "backlog": "backlog"}
 KIOSK_ROTATION = ("counts", "overdue", "hotspots")  # the wall screen's views, one per refresh
+KIOSK_SCREEN = (1920, 1080)  # the wall screen's plotly type is drawn for this size (CSS pixels), scaled to the screen
+KIOSK_SCREEN_COOKIE = "onemap_screen"  # "<width>x<height>" of the screen in CSS pixels, from assets/kiosk.js
+KIOSK_MAP_PADDING = {"top": 64, "bottom": 40, "left": 24, "right": 90}  # px at 1920×1080, around the fitted area
 # the controls every view of the period reads, in _filter's order
 FILTER_INPUTS = (Input("dates", "start_date"), Input("dates", "end_date"), Input("categories", "value"),
                  Input("sources", "value"), Input("url", "search"))
@@ -327,12 +345,19 @@ def _hex_layer(data: DashboardData, viewer: Viewer, flt: queries.EventFilter, re
     what is left out. Small counts are left out on the server: all of them on the public wall screen, those
     of sensitive events for a non-handling viewer (privacy.small_count_suppress). Map and export read this."""
     privacy, note = _privacy(data, viewer)
-    measure = LAYER_MEASURES.get(layer, "registered")
-    as_of = None
-    if map_measure(measure).every_registration:  # the backlog as the playback's last step shows it
-        as_of = queries.backlog_steps(flt, queries.reference_time(data.con()))[-1]
+    measure, as_of = _layer_measure(data, flt, layer)
     return (queries.hex_counts(data.con(), flt, resolution, measure=measure, as_of=as_of, **privacy),
             _notes(note, _off_map_note(data, flt, measure, as_of)))
+
+
+def _layer_measure(data: DashboardData, flt: queries.EventFilter, layer: str) -> tuple[str, pd.Timestamp]:
+    """What a layer's hexes count and as of when: the last build, or for 积案 the end of the period's last day
+    (as the playback's last step shows it). The map, its export and a hex's list all read this."""
+    measure = LAYER_MEASURES.get(layer, "registered")
+    as_of = queries.reference_time(data.con())
+    if map_measure(measure).every_registration:
+        as_of = queries.backlog_steps(flt, as_of)[-1]
+    return measure, as_of
 
 
 def _small_hex_note(data: DashboardData, flt: queries.EventFilter, resolution) -> str:
@@ -349,12 +374,25 @@ VIEW_TITLES = {"counts": "受理数", "open": "未办结", "overdue": "超期未
                "hotspots": "新兴热点（近26周）"}
 
 
-def _view_title(fig, layer: str, flt: queries.EventFilter) -> None:
-    """The wall screen's caption of the view it shows, top centre of the map (the legend is top left), large."""
+def _view_title(fig, layer: str, flt: queries.EventFilter, scale: float = 1.0) -> None:
+    """The wall screen's caption of the view it shows, top centre of the map (the legend is top left), large:
+    26 px on a 1920×1080 screen, times ``scale`` (:func:`_kiosk_scale`)."""
     period = "" if layer == "hotspots" else f"（{flt.start:%m月%d日}—{flt.end:%m月%d日}）"
     fig.add_annotation(text=f"<b>{VIEW_TITLES.get(layer, layer)}</b>{period}", xref="paper", yref="paper",
                        x=0.5, y=0.99, xanchor="center", yanchor="top", showarrow=False,
-                       font={"size": 26, "color": "#ffffff"}, bgcolor="rgba(16,38,64,0.85)", borderpad=8)
+                       font={"size": round(26 * scale), "color": "#ffffff"}, bgcolor="rgba(16,38,64,0.85)",
+                       borderpad=round(8 * scale))
+
+
+def _kiosk_scale() -> float:
+    """How much larger than on a 1920×1080 screen the wall screen draws its plotly type (map names, notes, colour
+    bar, daily chart): the screen's size over ``KIOSK_SCREEN``, the shorter fit, 0.75 to 4 (as --u in style.css),
+    so 2 on a 3840×2160 screen. The screen's browser reports its size (assets/kiosk.js); 1 if it has not."""
+    try:
+        width, height = (int(v) for v in dash.ctx.cookies.get(KIOSK_SCREEN_COOKIE, "").split("x"))
+    except ValueError:
+        return 1.0
+    return min(max(min(width / KIOSK_SCREEN[0], height / KIOSK_SCREEN[1]), 0.75), 4.0)
 
 
 def _as_of_text(con) -> str:
@@ -372,14 +410,15 @@ def _outline_urls(data: DashboardData, scope: queries.Scope, outlines: dict[str,
     return {level: f"/geo/{scope.code or 'county'}/{level}.geojson?v={stamp}" for level in outlines}
 
 
-def _hotspot_view(con, resolution: int, categories, sources) -> tuple[int, str]:
+def _hotspot_view(con, resolution: int, categories, sources, kiosk: bool = False) -> tuple[int, str]:
     """The hot-spot resolution nearest the one selected (finer on a tie), and the note on what the layer does not
-    follow: hot spots are scored by the build over every category and source of the last 26 weeks."""
+    follow: hot spots are scored by the build over every category and source of the last 26 weeks. The wall
+    screen (``kiosk``) has no period, category or source to choose: its note names none."""
     available = queries.hotspot_resolutions(con) or [resolution]
     res = min(available, key=lambda r: (abs(r - resolution), -r))
     ignored = [name for name, chosen in (("所选时段", True), ("类别", categories), ("来源", sources)) if chosen]
-    note = f"此图层按全部类别与来源计算，不随{'、'.join(ignored)}变化"
-    return res, note + (f"；热点按 H3-{res} 计算" if res != resolution else "")
+    note = "" if kiosk else f"此图层按全部类别与来源计算，不随{'、'.join(ignored)}变化"
+    return res, _notes(note, f"热点按 H3-{res} 计算" if res != resolution else "")
 
 
 def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: bool = False) -> None:
@@ -401,7 +440,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         outlines, labels = data.layers(flt.scope)
         outlines = _outline_urls(data, flt.scope, outlines)
         if layer == "hotspots":
-            res, note = _hotspot_view(con, int(resolution), categories, sources)
+            res, note = _hotspot_view(con, int(resolution), categories, sources, kiosk)
             fig = hotspot_map(queries.hotspot_cells(con, res, flt.scope), outlines, labels, center, zoom=zoom,
                               note=note)
         elif layer == "backlog":
@@ -418,11 +457,13 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         # assets/onemap.js fits the map to the area; plotly keeps a view per area (uirevision), so that going back
         # up does not put the drilled-down area's view back
         fig.update_layout(meta={"fit": data.bounds(flt.scope)}, uirevision=flt.scope.code or "county")
-        if kiosk:  # no controls on the wall screen: the map says which of its views it shows, in larger type
-            fig.update_traces(textfont_size=20, selector={"type": "scattermap"})
-            fig.update_layout(font_size=16)
-            fig.update_annotations(font_size=18)
-            _view_title(fig, layer, flt)
+        if kiosk:  # no controls on the wall screen: the map says which of its views it shows, in type for the room
+            scale = _kiosk_scale()
+            for_wall_screen(fig, scale)
+            _view_title(fig, layer, flt, scale)
+            # the area fitted clear of the caption (top), the corner note (foot) and the colour bar (right)
+            pad = {side: round(px * scale) for side, px in KIOSK_MAP_PADDING.items()}
+            fig.update_layout(meta={**fig.layout.meta, "pad": pad})
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
                 *[f"环比 {format_change(kpi(k), values[k], before[k])} · 同比 {format_change(kpi(k), values[k], year[k])}"
                   for k in STRIP],
@@ -435,7 +476,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
     def daily(start, end, categories, sources, search, _tick):
         """Registered per day and the backlog at each day's end, of the viewer's own area (aggregate counts)."""
         flt = _filter(data, gate.viewer(), start, end, categories, sources, search)
-        return daily_chart(queries.daily_series(data.con(), flt))
+        return daily_chart(queries.daily_series(data.con(), flt), scale=_kiosk_scale() if kiosk else None)
 
     @app.callback(
         Output("backlog", "children"), Output("backlog-title", "children"),
@@ -482,10 +523,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                    viewer.scope.code if queries.narrow(viewer.scope) else None, unit=viewer.unit)
         gate.record("alert_review", key=clicked["key"], verdict=clicked["verdict"])
         reviewed = latest_reviews(data.settings.reviews_path)
-        last = queries.date_bounds(data.con())[1]  # the area's record of verdicts, with this one
         keys = [o["id"]["key"] for o in dash.ctx.outputs_list[0]]
         return ([_verdict_text(reviewed.get(k)) for k in keys], [_verdict_class(reviewed.get(k)) for k in keys],
-                recent_record(data.con(), last, _focus(data, viewer, search), data.settings.reviews_path))
+                _review_record(data, viewer, _focus(data, viewer, search)))  # the area's record, with this one
 
     @app.callback(Output("hex-download", "data"), Input("hex-csv", "n_clicks"), Input("hex-geojson", "n_clicks"),
                   State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),
@@ -527,32 +567,40 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
 
     @app.callback(
-        Output("detail-body", "children"), Input("map", "clickData"),
-        State("dates", "start_date"), State("dates", "end_date"), State("categories", "value"),
-        State("sources", "value"), State("resolution", "value"), State("url", "search"), prevent_initial_call=True,
+        Output("detail-body", "children"), Output("map", "clickData"), Input("map", "clickData"),
+        *FILTER_INPUTS, Input("resolution", "value"), Input("layer", "value"), prevent_initial_call=True,
     )
-    def detail(click, start, end, categories, sources, resolution, search):
+    def detail(click, start, end, categories, sources, search, resolution, layer):
+        """The events of the clicked hex that its layer counts (on 超期, the overdue cases, longest overdue first).
+        Any other change — a filter, the area, the layer, the hex size — clears the list and the outline: it
+        would no longer be the hex's list under what the map shows."""
         viewer = gate.viewer()
-        if viewer.public:
-            return html.P("大屏不显示事件明细")
-        point = (click or {}).get("points", [{}])[0]
-        cell = point.get("location")
-        if not cell:
-            return html.P("请选择一个六边形")
+        if viewer.public:  # nothing to clear on the wall screen as it turns through its views
+            if dash.ctx.triggered_id != "map":
+                raise dash.exceptions.PreventUpdate
+            return html.P("大屏不显示事件明细"), dash.no_update
+        cell = (click or {}).get("points", [{}])[0].get("location")
+        if dash.ctx.triggered_id != "map" or not cell:
+            return html.P("点击地图上的六边形，查看该处的事件", className="summary"), None
         flt = _filter(data, viewer, start, end, categories, sources, search)
-        rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), handler=viewer.handler)
-        counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), handler=viewer.handler)
+        measure, as_of = _layer_measure(data, flt, layer if layer in LAYER_MEASURES else "counts")
+        ask = {"handler": viewer.handler, "measure": measure, "as_of": as_of}
+        rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), **ask)
+        counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), **ask)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
         place = queries.cell_places(data.con(), [cell], int(resolution), flt.scope).get(cell, "")  # never another area's
-        return _event_list(cell, int(resolution), place, rows, counts, viewer.handler)
+        return _event_list(cell, int(resolution), place, rows, counts, viewer.handler,
+                           map_measure(measure).label), dash.no_update
 
     @app.callback(Output("alerts", "children"), Output("repeats", "children"), Output("page-title", "children"),
-                  Input("url", "search"), prevent_initial_call=True)
+                  Output("review-record", "children"), Input("url", "search"), prevent_initial_call=True)
     def focus_lists(search):
-        """Drilled down (or back up): the title, alerts and repeat places of the area the page now looks at."""
+        """Drilled down (or back up): the title, alerts, their record and repeat places of the area the page now
+        looks at."""
         viewer = gate.viewer()
         seen = dataclasses.replace(viewer, scope=_focus(data, viewer, search))
-        return _alert_list(data, seen), _repeat_list(data, seen), _page_title(data, seen.scope)
+        return (_alert_list(data, seen), _repeat_list(data, seen), _page_title(data, seen.scope),
+                _review_record(data, seen))
 
     @app.callback(Output("resolution", "value"), Input("url", "search"), prevent_initial_call=True)
     def resolution_for_focus(search):
@@ -575,19 +623,23 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         Output("detail-heading", "title"), Input("detail-body", "children"), prevent_initial_call=True)
 
 
-def _event_list(cell: str, resolution: int, place: str, rows: pd.DataFrame, counts: dict, handler: bool) -> list:
-    """The drill-down: where the hex is (its village, the H3 id on hover for data staff), how many events it
-    holds, how many are listed and why the others are not."""
+def _event_list(cell: str, resolution: int, place: str, rows: pd.DataFrame, counts: dict, handler: bool,
+                measure: str = "受理数") -> list:
+    """The drill-down: where the hex is (its village, the H3 id on hover for data staff), how many events of the
+    layer's ``measure`` it holds, how many are listed and why the others are not; an overdue case says by how
+    many days."""
     kind = "保密事件" if handler else "保密事件及涉家暴、未成年人事件"
     hidden = f"另有 {counts['hidden']} 条{kind}只计入统计，不逐条显示" if counts["hidden"] else f"{kind}只计入统计"
     total = counts["listable"] + counts["hidden"]
     where = html.B(f"{place or '所选'}六边形（H3-{resolution}）", title=f"H3 {cell}", className="cell-name")
     if rows.empty:
-        return [html.P([where, f"：所选条件下共 {total} 条，无可列出的事件（{hidden}）" if total
-                        else "：所选条件下无事件"])]
-    shown = (f"共 {total} 条，列出最新 {len(rows)} 条" if len(rows) < counts["listable"]
-             else f"共 {total} 条，列出 {len(rows)} 条")
+        return [html.P([where, f"：{measure}共 {total} 条，无可列出的事件（{hidden}）" if total
+                        else "：所选条件下无事件" if measure == "受理数" else f"：无{measure}事件"])]
+    shown = (f"{measure}共 {total} 条，列出{'最新' if measure == '受理数' else '等待最久的'} {len(rows)} 条"
+             if len(rows) < counts["listable"] else f"{measure}共 {total} 条，列出 {len(rows)} 条")
     items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
+                      *([html.Span(f" 超期 {int(r.overdue_days)} 天", className="overdue-mark")]
+                        if pd.notna(r.overdue_days) else []),
                       html.Div(r.summary_redacted or "", className="summary")]) for r in rows.itertuples()]
     return [html.P([where, f"：{shown}（已脱敏；{hidden}）"]), html.Ul(items, className="events")]
 

@@ -156,20 +156,27 @@ def _corner_note(fig: go.Figure, text: str, theme: str) -> None:
 
 HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测"
 
-# the wall screen's map type on a 1920×1080 screen, px; scaled with the screen. Area names at 16: MapLibre places
-# plotly's text as a symbol layer that may not overlap, so a name that would overlap another is left out, and at
-# 20 a town's map lost one of its twelve village names at 1080p; at 16 (32 on a 4K screen) every name is placed
-WALL_TYPE = {"names": 16, "font": 16, "notes": 17, "colorbar": 16}
+# the wall screen's map type on a 1920×1080 screen, px; scaled with the screen. Area names at 15: plotly draws them
+# as a MapLibre symbol layer that does not allow overlap, so a name that would overlap another is left out, not
+# drawn over it; at 20 (the old size) 新港街道's map lost two of its twelve village names at 1080p, at 16 one, at 15
+# (30 on a 4K screen) none
+WALL_TYPE = {"names": 15, "font": 16, "notes": 17, "colorbar": 16}
 
 
 def for_wall_screen(fig: go.Figure, scale: float = 1.0) -> go.Figure:
     """The map in the wall screen's type, read from across the room: ``WALL_TYPE`` times ``scale`` (the screen's
-    size over 1920×1080: 2 on a 3840×2160 screen) for the area names, colour bar and legend, and corner notes."""
+    size over 1920×1080: 2 on a 3840×2160 screen) for the area names, colour bar and legend, and corner notes; the
+    outlines as thick, for the screen, as on a desk screen."""
     px = {key: round(size * scale) for key, size in WALL_TYPE.items()}
     fig.update_traces(textfont_size=px["names"], selector={"type": "scattermap"})
-    fig.update_traces(colorbar_thickness=px["colorbar"], selector={"type": "choroplethmap"})
+    # the colour bar's end labels (0 at the foot) need half their height of room inside the map
+    fig.update_traces(colorbar={"thickness": px["colorbar"], "ypad": round(px["font"] * 0.8)},
+                      selector={"type": "choroplethmap"})
     fig.update_layout(font_size=px["font"])
     fig.update_annotations(font_size=px["notes"], borderpad=round(4 * scale))
+    for layer in fig.layout.map.layers:
+        if layer.line.width is not None:
+            layer.line.width = layer.line.width * scale
     return fig
 
 
@@ -186,13 +193,15 @@ def daily_chart(days: pd.DataFrame, theme: str = "dark", scale: float | None = N
     fig = go.Figure([
         go.Bar(x=days["day"], y=days["registered"], name="受理", marker_color="#2f7f8f",
                hovertemplate="%{x|%m-%d} 受理 %{y}<extra></extra>"),
-        go.Scatter(x=days["day"], y=days["open"], name="未办结", yaxis="y2", mode="lines", line={"color": "#f2c14e", "width": 2 * s},
+        go.Scatter(x=days["day"], y=days["open"], name="未办结", yaxis="y2", mode="lines",
+                   line={"color": "#f2c14e", "width": 2 * s},
                    hovertemplate="%{x|%m-%d} 日终未办结 %{y}<extra></extra>"),
-        go.Scatter(x=days["day"], y=days["overdue"], name="超期", yaxis="y2", mode="lines", line={"color": "#d7263d", "width": 2 * s},
+        go.Scatter(x=days["day"], y=days["overdue"], name="超期", yaxis="y2", mode="lines",
+                   line={"color": "#d7263d", "width": 2 * s},
                    hovertemplate="%{x|%m-%d} 日终超期 %{y}<extra></extra>"),
     ])
     fig.update_layout(
-        height=round((210 if wall else 190) * s), margin={k: round(v * s) for k, v in margin.items()},
+        height=round((170 if wall else 190) * s), margin={k: round(v * s) for k, v in margin.items()},
         paper_bgcolor=BACKGROUND[theme], plot_bgcolor=BACKGROUND[theme], font={"color": text, "size": size},
         bargap=0.15, legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": size}},
         xaxis={"tickformat": "%m-%d", "gridcolor": "#1b3350"},
@@ -200,4 +209,8 @@ def daily_chart(days: pd.DataFrame, theme: str = "dark", scale: float | None = N
         # whole-number ticks of its own (plotly syncs an overlaying axis to the left one's grid: 6.27, 12.54 ...)
         yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "tickmode": "auto", "tickformat": "d",
                 "range": [0, 1.1 * max(int(days["open"].max()) if len(days) else 0, 1)]})
+    if wall:  # as many ticks on a 4K screen as on a 1080p one (plotly's own count grows with the pixels), level,
+        # the dates a little lower, clear of the right axis' 0
+        fig.update_layout(xaxis={"nticks": 6, "tickangle": 0, "ticks": "outside", "ticklen": round(6 * s),
+                                 "tickcolor": "rgba(0,0,0,0)"}, yaxis_nticks=5, yaxis2_nticks=5)
     return fig

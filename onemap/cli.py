@@ -34,6 +34,8 @@ def _ensure_demo_key(settings: Settings) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from pipelines.build import build
     from pipelines.demo_generator import DemoGenerator
     from pipelines.ingest import area_set_from_files, ingest
@@ -48,11 +50,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"generated {result.n_events:,} events for {settings.county_name} in {time.perf_counter() - t0:.1f} s "
           f"-> {out} (ground truth in {result.truth_dir})")
     _ensure_demo_key(settings)
-    for source, files in (("grid", result.grid_files), ("police", result.police_files),
-                          ("grid", result.update_files)):
-        for s in ingest(settings, source, list(files), progress=not args.quiet):
+    # loaded and built at the moment the exports were taken (DemoResult.taken_at), a second apart in this order
+    taken = result.taken_at.tz_localize(settings.timezone)
+    for i, (source, files) in enumerate((("grid", result.grid_files), ("police", result.police_files),
+                                         ("grid", result.update_files))):
+        for s in ingest(settings, source, list(files), progress=not args.quiet, now=taken + pd.Timedelta(seconds=i)):
             print(s.line())
-    stats = build(settings)
+    stats = build(settings, as_of=taken + pd.Timedelta(minutes=1))
     print(f"built warehouse {settings.warehouse_path}: {stats['events']:,} events")
     _ensure_demo_accounts(settings)
     if args.no_serve:

@@ -536,6 +536,15 @@ def off_map(con, flt: EventFilter, measure: str = "registered", as_of: pd.Timest
     so no hex: placed by address to a town or village only, or to nothing. The map leaves them out; the KPIs and
     the area tables count them."""
     as_of = as_of if as_of is not None else reference_time(con)
+    where, params = _measured(flt, measure, as_of)
+    return int(con.execute(f"SELECT count(*) FROM core.events WHERE h3_cell IS NULL AND {where}",
+                           params).fetchall()[0][0])
+
+
+def _measured(flt: EventFilter, measure: str, as_of: pd.Timestamp) -> tuple[str, dict]:
+    """SQL condition (and parameters) on core.events: the filter's events that the map ``measure`` counts at
+    ``as_of`` — those registered in the period, those of them open or overdue then, or (积案) every case open
+    then whatever its registration day."""
     m = map_measure(measure)
     if m.every_registration:
         flt = registered_by(flt, as_of)
@@ -543,8 +552,7 @@ def off_map(con, flt: EventFilter, measure: str = "registered", as_of: pd.Timest
     if m.where:
         where += f" AND {m.where}" + (" AND reported_at <= $as_of" if m.every_registration else "")
         params["as_of"] = as_of
-    return int(con.execute(f"SELECT count(*) FROM core.events WHERE h3_cell IS NULL AND {where}",
-                           params).fetchall()[0][0])
+    return where, params
 
 
 def _shown_counts(con, counted: str, params: dict, min_count: int, sensitive_min: int, keys: str = "") -> pd.DataFrame:
@@ -643,31 +651,45 @@ def area_labels(con, level: str, codes: Sequence[str] | None = None, within: str
                          "lng": [p.x for p in pts], "lat": [p.y for p in pts]})
 
 
-def _in_cell(flt: EventFilter, cell_hex: str, resolution: int, handler: bool) -> tuple[str, dict, str]:
-    """(where, params, listable): the filter's events in one hex, and the condition for listing one of them."""
-    where, params = flt.where()
+def _in_cell(flt: EventFilter, cell_hex: str, resolution: int, handler: bool, measure: str,
+             as_of: pd.Timestamp) -> tuple[str, dict, str]:
+    """(where, params, listable): the events of one hex that the map ``measure`` counts (:func:`_measured`), and
+    the condition for listing one of them."""
+    where, params = _measured(flt, measure, as_of)
     params.update({"cell": int(cell_hex, 16), "sensitive": [] if handler else SENSITIVE_FLAGS})
     where = f"h3_cell IS NOT NULL AND {h3_parent_sql('h3_cell', resolution)} = $cell AND {where}"
     return where, params, LISTABLE
 
 
+# the order a hex's list follows per map measure: the newest first; for the burden, the longest waiting first
+CELL_ORDER = {"registered": "reported_at DESC", "open": "reported_at", "backlog": "reported_at",
+              "overdue": "due_at, reported_at"}
+
+
 def events_in_cell(con, flt: EventFilter, cell_hex: str, resolution: int, limit: int = 200,
-                   handler: bool = False) -> pd.DataFrame:
-    """The events behind one hex (redacted fields only) in the filter's scope, newest first, at most ``limit``.
-    Confidential events are never listed one by one, and events with a sensitive flag only to a handling role
-    (``handler``): elsewhere they count only in the aggregates (:func:`cell_event_counts`)."""
-    where, params, listable = _in_cell(flt, cell_hex, resolution, handler)
-    params["limit"] = int(limit)
+                   handler: bool = False, measure: str = "registered", as_of: pd.Timestamp | None = None
+                   ) -> pd.DataFrame:
+    """The events behind one hex (redacted fields only) that the map's ``measure`` counts there at ``as_of``
+    (default the last build), at most ``limit``: the newest first, or for open and overdue cases the longest
+    waiting first, each with ``overdue_days`` (days past its due time, if overdue). Confidential events are
+    never listed one by one, and events with a sensitive flag only to a handling role (``handler``): elsewhere
+    they count only in the aggregates (:func:`cell_event_counts`)."""
+    as_of = as_of if as_of is not None else reference_time(con)
+    where, params, listable = _in_cell(flt, cell_hex, resolution, handler, measure, as_of)
+    params.update({"limit": int(limit), "as_of": as_of})
     return con.execute(
         f"SELECT strftime(reported_at, '%Y-%m-%d %H:%M') AS reported, source, category_code, status, "
-        f"summary_redacted FROM core.events WHERE {where} AND {listable} "
-        f"ORDER BY reported_at DESC LIMIT $limit", params).df()
+        f"summary_redacted, CASE WHEN {OVERDUE} THEN date_diff('day', due_at, $as_of) END AS overdue_days "
+        f"FROM core.events WHERE {where} AND {listable} "
+        f"ORDER BY {CELL_ORDER[map_measure(measure).key]} LIMIT $limit", params).df()
 
 
-def cell_event_counts(con, flt: EventFilter, cell_hex: str, resolution: int, handler: bool = False) -> dict:
-    """How many of the filter's events are in one hex: ``listable`` (what :func:`events_in_cell` lists, before
-    its limit) and ``hidden`` (counted on the map, never listed to this viewer)."""
-    where, params, listable = _in_cell(flt, cell_hex, resolution, handler)
+def cell_event_counts(con, flt: EventFilter, cell_hex: str, resolution: int, handler: bool = False,
+                      measure: str = "registered", as_of: pd.Timestamp | None = None) -> dict:
+    """How many of the events of one hex that ``measure`` counts: ``listable`` (what :func:`events_in_cell`
+    lists, before its limit) and ``hidden`` (counted on the map, never listed to this viewer)."""
+    as_of = as_of if as_of is not None else reference_time(con)
+    where, params, listable = _in_cell(flt, cell_hex, resolution, handler, measure, as_of)
     n, shown = con.execute(f"SELECT count(*), count(*) FILTER (WHERE {listable}) FROM core.events WHERE {where}",
                            params).fetchall()[0]
     return {"listable": int(shown), "hidden": int(n - shown)}

@@ -147,6 +147,11 @@ class DemoResult:
     # the grid platform's later export of the records whose status changed in the last week (loaded after the
     # others: an upsert of each, and its status history)
     update_files: tuple[Path, ...] = ()
+    # the moment the exports were taken: the last seconds of the last day (local time), after its last record. The
+    # demo loads them then and builds as of then, so that the data and the build agree on "now" (a build a day
+    # later would count as overdue the cases falling due since, though the exports cannot say whether they were
+    # closed), and the day's-end backlog holds what the later export reopened
+    taken_at: pd.Timestamp | None = None
 
 
 def _prefix(code: str) -> str:
@@ -411,7 +416,8 @@ class DemoGenerator:
                 "note": "synthetic demo data for 汕尾市城区: villages, grids, people and events are invented"}
         (truth_dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return DemoResult(out_dir, tuple(grid_files), tuple(police_files), truth_dir, int(len(ev)),
-                          int(len(grid_rows)), int(len(police_rows)), tuple(update_files))
+                          int(len(grid_rows)), int(len(police_rows)), tuple(update_files),
+                          self.end_date + pd.Timedelta(days=1) - pd.Timedelta(seconds=5))
 
     def _tiers(self, source: str, rows: pd.DataFrame, town: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """办理层级 and 派单方式 of each row, drawn from their own stream (seeded by seed and source) so that

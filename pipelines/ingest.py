@@ -107,7 +107,8 @@ def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path
 
 
 def ingest(settings: Settings, source: str, files: list[Path], profile_name: str | None = None,
-           dry_run: bool = False, force: bool = False, progress: bool = True) -> list[BatchSummary]:
+           dry_run: bool = False, force: bool = False, progress: bool = True, now: pd.Timestamp | None = None
+           ) -> list[BatchSummary]:
     profile = load_profile(profile_name or DEFAULT_PROFILE.get(source, ""))
     if profile.source != source:
         raise ProfileError(f"profile {profile.name!r} is for source {profile.source!r}, not {source!r}")
@@ -121,7 +122,9 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         warmer.shutdown(wait=False)
     categories = CategoryMap.load()
     key = settings.hmac_key() if profile.party_columns else b""
-    now = pd.Timestamp.now(tz=settings.timezone)
+    # the load's time: each record's updated_at and its status history's observed_at. ``now``: exports loaded at
+    # the time they were taken (the demo's, all taken at the end of its last day)
+    now = pd.Timestamp.now(tz=settings.timezone) if now is None else now
     summaries: list[BatchSummary] = []
     bar = tqdm(total=len(files), desc=f"ingest {source}", unit="file", disable=not progress)
 

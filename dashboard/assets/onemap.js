@@ -7,7 +7,8 @@ window.addEventListener("unhandledrejection", function (e) {
 });
 /* Outline gd._onemapCell (see highlightCell), unless it is outlined already or no longer drawn. */
 function outlineCell(gd) {
-  if (!gd.data || !window.Plotly) { return; }
+  // no hex chosen (a change cleared the list): the server's new figure, on its way, has no outline to remove
+  if (!gd.data || !window.Plotly || !gd._onemapCell) { return; }
   if (Date.now() - (gd._onemapOutlining || 0) < 3000) { setTimeout(function () { outlineCell(gd); }, 300); return; }
   const cell = gd._onemapCell;
   const old = gd.data.findIndex(function (t) { return t.name === "selected"; });
@@ -62,6 +63,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
     },
     fitMap: function (figure) {
       const fitTo = figure && figure.layout && figure.layout.meta && figure.layout.meta.fit;
+      const padding = (figure && figure.layout && figure.layout.meta && figure.layout.meta.pad) || 24;  // px, or per side
       if (!fitTo) { return window.dash_clientside.no_update; }
       const key = fitTo.join(",");
       let tries = 0;
@@ -72,7 +74,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         if (gd._onemapFit !== key) { gd._onemapFit = key; gd._onemapMoved = false; }
         gd._onemapBounds = [[fitTo[0], fitTo[1]], [fitTo[2], fitTo[3]]];
         const refit = function () {
-          sub.map.fitBounds(gd._onemapBounds, {padding: 24, animate: false}, {originalEvent: true, onemapFit: true});
+          sub.map.fitBounds(gd._onemapBounds, {padding: padding, animate: false}, {originalEvent: true, onemapFit: true});
         };
         if (!gd._onemapPlayback) {  // the ❚❚ button interrupts the animation too (see unhandledrejection above)
           gd._onemapPlayback = true;

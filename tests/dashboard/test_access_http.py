@@ -59,7 +59,9 @@ def _call(client, output_id: str, inputs: dict, state: dict | None = None, statu
         "outputs": [{"id": o.split(".")[0], "property": o.split(".")[1]}
                     for o in dep["output"].strip(".").split("...")] if dep["output"].startswith("..")
         else {"id": dep["output"].split(".")[0], "property": dep["output"].split(".")[1]},
-        "inputs": [{"id": i["id"], "property": i["property"], "value": inputs.get(f"{i['id']}.{i['property']}")}
+        # a value given as state serves an input as well (a control that became an input keeps its tests)
+        "inputs": [{"id": i["id"], "property": i["property"],
+                    "value": inputs.get(f"{i['id']}.{i['property']}", (state or {}).get(f"{i['id']}.{i['property']}"))}
                    for i in dep["inputs"]],
         "state": [{"id": s["id"], "property": s["property"], "value": (state or {}).get(f"{s['id']}.{s['property']}")}
                   for s in dep["state"]],
@@ -216,6 +218,53 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
     # nor the per-village table (a village's handful of cases is not for a public screen)
     assert _call(client, "areas.children", {"dates.start_date": f"{start}", "dates.end_date": f"{last}"}
                  )["areas"]["children"] is None
+
+
+def test_the_wall_screen_draws_its_type_for_its_screen_and_names_no_control_it_lacks(app, demo_settings, con):
+    """plotly's type is in pixels: the wall screen's browser reports its size (assets/kiosk.js, a cookie) and the
+    map's names, notes and caption and the daily chart are drawn for it, twice as large on a 3840×2160 screen as on
+    a 1920×1080 one; the desk's chart is not. The hot-spot view's note names no control: the wall screen has none."""
+    from dashboard.app import create_app
+
+    client = create_app(demo_settings, kiosk=True).server.test_client()
+    last = queries.date_bounds(con)[1]
+    period = {"dates.start_date": f"{last - dt.timedelta(days=27)}", "dates.end_date": f"{last}",
+              "categories.value": [], "sources.value": [], "url.search": ""}
+
+    def drawn(screen: str | None, layer: str = "counts") -> tuple[dict, dict]:
+        if screen is None:
+            client.delete_cookie("onemap_screen")
+        else:
+            client.set_cookie("onemap_screen", screen)
+        fig = _call(client, "map.figure", {**period, "resolution.value": 8, "layer.value": layer,
+                                           "refresh.n_intervals": None})["map"]["figure"]
+        return fig, _call(client, "daily.figure", {**period, "refresh.n_intervals": None})["daily"]["figure"]
+
+    def sizes(fig: dict, daily: dict) -> dict:
+        layout = fig["layout"]
+        return {"names": next(t["textfont"]["size"] for t in fig["data"] if t["type"] == "scattermap"),
+                "notes": sorted(a["font"]["size"] for a in layout["annotations"]), "font": layout["font"]["size"],
+                "pad": layout["meta"]["pad"]["top"], "daily": (daily["layout"]["height"], daily["layout"]["font"]["size"])}
+
+    hd, uhd = sizes(*drawn("1920x1080")), sizes(*drawn("3840x2160"))
+    assert hd == {"names": 15, "notes": [17, 26], "font": 16, "pad": 64, "daily": (170, 14)}, hd
+    assert uhd == {"names": 30, "notes": [34, 52], "font": 32, "pad": 128, "daily": (340, 28)}, uhd
+    assert sizes(*drawn(None)) == sizes(*drawn("not-a-size")) == hd  # a browser that did not say: 1920×1080
+    assert sizes(*drawn("5760x1080")) == hd  # three 1080p screens side by side: the height decides
+
+    hotspots, _ = drawn("3840x2160", "hotspots")
+    note = " ".join(a["text"] for a in hotspots["layout"]["annotations"])
+    assert "不是对下周的预测" in note and "新兴热点" in note, note
+    assert not any(word in note for word in ("所选", "不随", "类别与来源")), note
+    layout = json.dumps(client.get("/_dash-layout").get_json(), ensure_ascii=False)
+    assert "每日受理与日终积压（近28天）" in layout and "每日受理与日终积压（所选时段）" not in layout
+
+    # the desk screen keeps its own chart, whatever its browser says
+    desk = app.server.test_client()
+    _sign_in(desk, COUNTY)
+    desk.set_cookie("onemap_screen", "3840x2160")
+    daily = _call(desk, "daily.figure", {**period, "refresh.n_intervals": None})["daily"]["figure"]["layout"]
+    assert (daily["height"], daily["font"]["size"]) == (190, 11)
 
 
 def _outline(client, layer: dict) -> dict:
@@ -462,7 +511,7 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
     from onemap.reviews import keys_of, latest_reviews
 
     shown = queries.alerts(con, window_days=7, limit=200, with_ramps=True)
-    shown = shown[shown["window_end"] == shown["window_end"].iloc[0]]
+    shown = shown[shown["window_end"] == shown["window_end"].iloc[0]].drop_duplicates(["place", "category_code"])
     def keys_in(town):
         return keys_of(shown[shown["cell"].isin(queries.cells_in_scope(con, shown["cell"], 8,
                                                                        queries.Scope("town", town)))])
@@ -829,4 +878,57 @@ def test_a_hex_is_named_for_its_town_and_village_on_hover(app, con):
     assert "%{customdata}" in hexes["hovertemplate"]
     # the header says how far the data reaches, and when the build that counts open and overdue ran
     end, as_of = queries.data_end(con), queries.reference_time(con)
-    assert out["asof"]["children"] == f"数据截至 {end:%Y-%m-%d %H:%M} · {as_of:%m-%d %H:%M} 更新"
+    assert as_of - end < dt.timedelta(hours=1)  # the demo builds when its exports were taken: one time is enough
+    assert out["asof"]["children"] == f"数据截至 {end:%Y-%m-%d %H:%M}"
+    from dashboard.app import _as_of_text
+
+    class Later:  # a build a day after the data: the header says both
+        def execute(self, sql, params=None):
+            return con.execute(sql.replace("max(as_of)", "max(as_of) + INTERVAL 1 DAY"), params or [])
+
+    assert _as_of_text(Later()) == f"数据截至 {end:%Y-%m-%d %H:%M} · {as_of + dt.timedelta(days=1):%m-%d %H:%M} 更新"
+
+
+def test_a_hex_list_follows_its_layer_and_a_change_clears_it(app, con):
+    """On the 超期 layer a hex's list is its overdue cases — as many as the hex shows, longest overdue first, each
+    saying by how many days — not every event registered there; a filter change clears the list and the click."""
+    client = app.server.test_client()
+    _sign_in(client, COUNTY)  # a handler: every case listable, so the list is the map's number
+    last = queries.date_bounds(con)[1]
+    base = {"dates.start_date": f"{last - dt.timedelta(days=89)}", "dates.end_date": f"{last}",
+            "categories.value": [], "sources.value": [], "url.search": "", "resolution.value": 8,
+            "layer.value": "overdue"}
+    flt = queries.EventFilter(last - dt.timedelta(days=89), last)
+    counts = queries.hex_counts(con, flt, 8, measure="overdue").sort_values("n", ascending=False)
+    cell, n = counts.iloc[0]["cell"], int(counts.iloc[0]["n"])
+    registered = int(queries.hex_counts(con, flt, 8).set_index("cell")["n"][cell])
+    assert 1 < n < registered
+    out = _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": cell}]}, **base})
+    text = _strings(out["detail-body"]["children"])
+    assert f"超期共 {n} 条，列出 {n} 条" in text[1]
+    marks = [t for t in text if t.startswith(" 超期 ")]
+    days = [int(t.split()[1]) for t in marks]
+    assert len(marks) == n and days == sorted(days, reverse=True) and min(days) >= 0
+    # another filter: the list is no longer this hex's under the map, so it goes, and the click with it
+    changed = {"sources.value": ["police"]}  # the first key: the input that changed
+    out = _call(client, "detail-body.children", {**changed, **{k: v for k, v in base.items() if k not in changed},
+                                                 "map.clickData": {"points": [{"location": cell}]}})
+    assert "点击地图上的六边形" in json.dumps(out["detail-body"], ensure_ascii=False)
+    assert out["map"]["clickData"] is None
+
+
+def test_the_alert_panel_lists_one_alert_a_place_and_says_how_many_more_there_are(demo_settings, con):
+    """A category alert on a hex and on its neighbourhood name one place: the panel lists the stronger; when
+    more alerts pass than it lists, it says how many (none is dropped silently)."""
+    from dashboard.app import _alert_list, _visible_alerts
+    from dashboard.auth import Viewer
+    from dashboard.data import DashboardData
+
+    data = DashboardData(demo_settings)
+    viewer = Viewer("county", queries.COUNTY, handler=True)
+    visible = _visible_alerts(data, viewer)
+    assert len(visible) >= 2 and not visible.duplicated(["place", "category_code"]).any()
+    text = json.dumps(_alert_list(data, viewer, limit=1).to_plotly_json(), ensure_ascii=False, default=str)
+    assert f"另有 {len(visible) - 1} 条较弱的预警未列出" in text
+    assert "另有" not in json.dumps(_alert_list(data, viewer, limit=len(visible)).to_plotly_json(),
+                                  ensure_ascii=False, default=str)

@@ -201,8 +201,72 @@ def test_the_wall_screen_leaves_out_small_counts_fits_a_4k_screen_and_says_what_
         size = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#kpi-registered')).fontSize)")
         assert size >= 80, size
         page.close()
+
+        # read from across the room at 1080p as at 4K, everything twice as large on the 4K screen, and nothing to
+        # scroll: the side panel holds what fits, whole
+        seen = {width: _wall_screen(browser, srv.server_port, width, height) for width, height in WALL_SCREENS}
+        for width, s in seen.items():
+            k = width / 1920
+            assert s["kpi"] >= 48 * k and s["kpiLabel"] >= 18 * k and s["panel"] >= 16 * k, (width, s)
+            assert s["daily"][0] >= 160 * k and s["daily"][1] >= 13 * k, (width, s)  # chart: height, type
+            assert s["names"][0] >= 14 * k and s["names"][1] == s["names"][2], (width, s)  # every name placed
+            assert s["note"] >= 16 * k, (width, s)
+            assert s["aside"][0] <= s["aside"][1], (width, s)  # scrollHeight <= clientHeight: nothing below
+            assert s["items"]["cut"] == [], (width, s)  # every item shown whole, or not at all
+            assert s["items"]["alerts"] >= 2, (width, s)
+            assert "所选时段" not in s["text"] and "所选" not in s["mapText"], (width, s)  # no controls here
+        hd, uhd = seen[1920], seen[3840]
+        assert uhd["daily"][0] >= 1.9 * hd["daily"][0] and uhd["daily"][1] >= 1.9 * hd["daily"][1], (hd, uhd)
+        assert uhd["names"][0] >= 1.9 * hd["names"][0] and uhd["kpi"] >= 1.9 * hd["kpi"], (hd, uhd)
+        assert uhd["items"]["alerts"] == hd["items"]["alerts"], (hd, uhd)  # the same panel, larger
     finally:
         srv.shutdown()
+
+
+WALL_SCREENS = ((1920, 1080), (3840, 2160))
+# what the wall screen shows at a size: computed type sizes (px), the daily chart's height and type, the map's
+# area names (type size, how many, how many MapLibre placed), the side panel's scroll and client height and its
+# list items (each whole inside the panel, or wrapped out of it entirely; never cut), and its visible text
+WALL_SCREEN_JS = """async () => {
+  const px = s => parseFloat(getComputedStyle(document.querySelector(s)).fontSize);
+  const gd = document.querySelector('#map .js-plotly-plot'), m = gd._fullLayout.map._subplot.map;
+  await new Promise(r => m.loaded() ? r() : m.once('idle', r));
+  const names = gd._fullData.find(t => t.type === 'scattermap');
+  const symbols = m.getStyle().layers.filter(l => l.type === 'symbol').map(l => l.id);
+  const placed = new Set(m.queryRenderedFeatures({layers: symbols}).map(f => f.properties.text));
+  const daily = document.querySelector('#daily .js-plotly-plot')._fullLayout;
+  const aside = document.querySelector('#detail'), box = aside.getBoundingClientRect();
+  const items = {alerts: 0, cut: []};
+  aside.querySelectorAll('li').forEach(li => {
+    if (!li.offsetParent) { return; }
+    const r = li.getBoundingClientRect();
+    const inside = r.left >= box.left - 0.5 && r.right <= box.right + 0.5 && r.top >= box.top - 0.5
+      && r.bottom <= box.bottom + 0.5;
+    if (inside) { if (li.closest('#alerts')) { items.alerts += 1; } }
+    else if (r.left < box.right) { items.cut.push(li.innerText.slice(0, 20)); }  // partly in view
+  });
+  return {kpi: px('#kpi-registered'), kpiLabel: px('.kpi-label'), panel: px('#detail'),
+          daily: [daily.height, daily.font.size], names: [names.textfont.size, names.text.length, placed.size],
+          note: Math.min(...gd._fullLayout.annotations.map(a => a.font.size)),
+          aside: [aside.scrollHeight, aside.clientHeight], items: items,
+          text: document.querySelector('.page').innerText, mapText: document.querySelector('#map').innerText};
+}"""
+
+
+def _wall_screen(browser, port: int, width: int, height: int) -> dict:
+    """The wall screen as a screen of ``width`` × ``height`` shows it, settled (map fitted, panel filled)."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#map .maplibregl-canvas", timeout=60_000)
+        page.wait_for_function("document.querySelector('#map .js-plotly-plot')._onemapFit !== undefined",
+                               timeout=30_000)
+        page.wait_for_selector("#backlog table", timeout=30_000)
+        page.wait_for_selector("#daily .js-plotly-plot .bars", timeout=30_000)
+        page.wait_for_timeout(3000)  # assets/onemap.js fits the map again as plotly settles (up to 2.5 s)
+        return page.evaluate(WALL_SCREEN_JS)
+    finally:
+        page.close()
 
 
 def test_a_town_user_signs_in_and_sees_only_the_town(server, browser, demo_settings):

@@ -103,8 +103,8 @@ def test_kpis_match_independent_counts(demo_home, con):
 
 def test_previous_period_kpis_are_measured_at_the_same_lag(demo_home, con):
     """环比 on the strip: the 31 days before October, each KPI as of the time the data reaches moved back 31 days
-    (the demo was built weeks after its last export: the build time would give the earlier periods those weeks
-    of closures too, which October cannot have)."""
+    (queries.data_end: a build later than the last export would otherwise give the earlier periods the days of
+    closures in between, which October cannot have; the demo builds a minute after its exports were taken)."""
     files = _loaded_files(demo_home, con)
     as_of = queries.reference_time(con)
     lag = queries.data_end(con)
