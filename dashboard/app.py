@@ -607,6 +607,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         """Drilling down (or back up) opens the area at its own hex size, as a user signed in there would see it."""
         return _default_resolution(data.settings, _focus(data, gate.viewer(), search))
 
+    # the browser tab (and a bookmark) names the area too
+    app.clientside_callback("function(title) { document.title = title; return window.dash_clientside.no_update; }",
+                            Output("page-title", "title"), Input("page-title", "children"))
     app.clientside_callback(ClientsideFunction("onemap", "fitMap"), Output("map", "className"),
                             Input("map", "figure"), prevent_initial_call=True)
     app.clientside_callback(ClientsideFunction("onemap", "highlightCell"), Output("map", "style"),

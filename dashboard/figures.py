@@ -191,20 +191,21 @@ def daily_chart(days: pd.DataFrame, theme: str = "dark", scale: float | None = N
     size = round((14 if wall else 11) * s)
     margin = {"l": 40, "r": 46, "t": 30, "b": 30} if wall else {"l": 36, "r": 40, "t": 26, "b": 24}
     fig = go.Figure([
-        go.Bar(x=days["day"], y=days["registered"], name="受理", marker_color="#2f7f8f",
-               hovertemplate="%{x|%m-%d} 受理 %{y}<extra></extra>"),
-        go.Scatter(x=days["day"], y=days["open"], name="未办结", yaxis="y2", mode="lines",
+        go.Bar(x=days["day"], y=days["registered"], name="受理（左轴）", marker_color="#2f7f8f",
+               hovertemplate="受理 %{y}<extra></extra>"),
+        go.Scatter(x=days["day"], y=days["open"], name="未办结（右轴）", yaxis="y2", mode="lines",
                    line={"color": "#f2c14e", "width": 2 * s},
-                   hovertemplate="%{x|%m-%d} 日终未办结 %{y}<extra></extra>"),
-        go.Scatter(x=days["day"], y=days["overdue"], name="超期", yaxis="y2", mode="lines",
+                   hovertemplate="日终未办结 %{y}<extra></extra>"),
+        go.Scatter(x=days["day"], y=days["overdue"], name="超期（右轴）", yaxis="y2", mode="lines",
                    line={"color": "#d7263d", "width": 2 * s},
-                   hovertemplate="%{x|%m-%d} 日终超期 %{y}<extra></extra>"),
+                   hovertemplate="日终超期 %{y}<extra></extra>"),
     ])
     fig.update_layout(
         height=round((170 if wall else 190) * s), margin={k: round(v * s) for k, v in margin.items()},
         paper_bgcolor=BACKGROUND[theme], plot_bgcolor=BACKGROUND[theme], font={"color": text, "size": size},
         bargap=0.15, legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0, "font": {"size": size}},
-        xaxis={"tickformat": "%m-%d", "gridcolor": "#1b3350"},
+        hovermode="x unified",  # one hover for the day: its 受理, and the backlog and overdue at its end
+        xaxis={"tickformat": "%m-%d", "gridcolor": "#1b3350", "hoverformat": "%Y-%m-%d"},
         yaxis={"title": None, "gridcolor": "#1b3350", "rangemode": "tozero"},
         # whole-number ticks of its own (plotly syncs an overlaying axis to the left one's grid: 6.27, 12.54 ...)
         yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "tickmode": "auto", "tickformat": "d",

@@ -131,6 +131,7 @@ def format_value(k: Kpi, value) -> str:
 
 
 SMALL_BASE = 30  # a rate over fewer cases is starred where areas are compared: its 95 % interval is wide
+SMALL_COUNT = 20  # a count's change from fewer than this is given in cases, not per cent
 
 
 def format_with_base(k: Kpi, value, base) -> str:
@@ -147,8 +148,9 @@ def small_base_note() -> str:
 
 
 def format_change(k: Kpi, value, before) -> str:
-    """The change from an earlier period as a leader reads it (环比): counts in per cent, rates in percentage
-    points, means as a difference, with an arrow; "—" when either side is missing or a count was zero."""
+    """The change from an earlier period as a leader reads it (环比): counts in per cent (in cases when the earlier
+    count was under SMALL_COUNT), rates in percentage points, means as a difference, with an arrow; "—" when
+    either side is missing or a count was zero."""
     if value is None or before is None:
         return "—"
     diff = value - before
@@ -160,6 +162,8 @@ def format_change(k: Kpi, value, before) -> str:
         size, unit = f"{abs(diff):.1f}", " 天"
     elif not before:
         return "—" if value else "→ 0"
+    elif before < SMALL_COUNT:  # 4 after 1 is "+3 件", not "▲300%": a per cent of a handful alarms for nothing
+        size, unit = f"{abs(diff):,.0f}", " 件"
     else:
         size, unit = f"{abs(100 * diff / before):.1f}", "%"
     # a change that rounds to nothing reads as none, not as a rise or fall of 0.0

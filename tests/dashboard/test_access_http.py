@@ -17,6 +17,7 @@ from onemap.metrics import format_value, kpi
 
 TOWN = next(a for a in DEMO_ACCOUNTS if a.name == "xingang")
 COUNTY = next(a for a in DEMO_ACCOUNTS if a.name == "county")
+VILLAGE = next(a for a in DEMO_ACCOUNTS if a.name == "haijing")
 
 
 @pytest.fixture(scope="module")
@@ -932,3 +933,13 @@ def test_the_alert_panel_lists_one_alert_a_place_and_says_how_many_more_there_ar
     assert f"另有 {len(visible) - 1} 条较弱的预警未列出" in text
     assert "另有" not in json.dumps(_alert_list(data, viewer, limit=len(visible)).to_plotly_json(),
                                   ensure_ascii=False, default=str)
+
+
+def test_the_header_names_a_village_account_once(app, con):
+    """A village's account is called after its village (海景社区): the header reads '海景社区 · 查看', not
+    '海景社区 · 海景社区 · 查看'."""
+    client = app.server.test_client()
+    _sign_in(client, VILLAGE)
+    village = queries.area_scope(con, VILLAGE.area)
+    layout = _text(client.get("/_dash-layout"))
+    assert f"{village.name} · 查看" in layout and f"{village.name} · {village.name}" not in layout

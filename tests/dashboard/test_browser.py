@@ -357,6 +357,8 @@ def test_a_county_user_drills_down_to_a_town_and_back(server, browser):
     assert page.inner_text("#areas .breadcrumb b") == town
     assert page.inner_text("#areas-title").startswith("各村（社区）")
     assert page.locator("#resolution input[value='9']").is_checked()  # the town's own hex size
+    page.wait_for_function(f"document.title.endsWith(' · {town}')", timeout=10_000)  # the tab names it too
+    assert page.inner_text("header h1").endswith(f" · {town}")
     page.wait_for_function(f"document.querySelector('#map .js-plotly-plot')._fullLayout.map._subplot.map.getZoom()"
                            f" > {zoom} + 0.5", timeout=30_000)  # fitted to the town
     page.go_back()
