@@ -19,6 +19,7 @@ import pandas as pd
 from onemap import queries
 from onemap.categories import category_name
 from onemap.metrics import (
+    HOTSPOT_CAVEAT,
     KPIS,
     SMALL_BASE,
     format_change,
@@ -352,15 +353,14 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         through = f"截至 {scored['hotspots_to']:%Y年%m月%d日}" if scored["hotspots_to"] else "最近一次计算"
         add(Text(f"{through}的近26周，各类热点六边形数："
                  + "，".join(f"{z} {n} 个" for z, n in hot["pattern_zh"].value_counts().items()) + "。"))
-        named = hot[hot["pattern"].isin(HOT_CLASSES)].copy()
-        names = queries.cell_places(con, named["cell"], 8)
-        named["place"] = named["cell"].map(names)
+        named = hot[hot["pattern"].isin(HOT_CLASSES)].sort_values("count", ascending=False, kind="stable")
+        named = named.assign(place=named["cell"].map(queries.cell_places(con, named["cell"], 8)))
         named = named.dropna(subset=["place"]).drop_duplicates("place").head(8)
-        if len(named):
-            add(Bullets([f"{r.place}：{r.pattern_zh}（最近一周 {int(r.count)} 件）" for r in named.itertuples()]))
+        if len(named):  # busiest first; the count is the hex's (about 0.7 km²), which may reach past the village
+            add(Bullets([f"{r.place}：{r.pattern_zh}（所在六边形最近一周 {int(r.count)} 件）" for r in named.itertuples()]))
     else:
         add(Text("本期未计算新兴热点。"))
-    add(Text("热点类别显示事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测。", note=True))
+    add(Text(HOTSPOT_CAVEAT + "。", note=True))
     if map_png:
         add(Picture(map_png, f"图{_next_figure(brief)} 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
 

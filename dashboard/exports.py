@@ -24,6 +24,7 @@ def hex_file(counts: pd.DataFrame, resolution: int, fmt: str, measure: str = "�
     """``counts`` (columns cell as hex string, n, and town / village names if known) as the bytes of a .csv or
     .geojson file; ``measure`` names what the counts are (受理数, 未办结, 超期 ...); ``about``: the filter, written
     into the GeoJSON (a CSV has no place for it but its name, :func:`export_name`)."""
+    counts = counts.sort_values(["n", "cell"], ascending=[False, True], kind="stable")  # the busiest hexes first
     places = {k: counts[k] if k in counts else "" for k in ("town", "village")}
     if fmt == "csv":
         centres = [h3.cell_to_latlng(c) for c in counts["cell"]]

@@ -5,6 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from geodata.h3cells import cell_boundaries_geojson
+from onemap.metrics import HOTSPOT_CAVEAT
 
 # MapLibre style that needs no internet: a plain background and no "glyphs" URL, so MapLibre draws every label
 # character itself with the browser's local fonts (Noto CJK on Debian) and requests no glyph ranges. plotly's
@@ -134,7 +135,7 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
             marker={"opacity": 0.8, "line": {"width": 0.3, "color": "rgba(255,255,255,0.3)"}},
             name=str(group["pattern_zh"].iloc[0]), showlegend=True,
             customdata=group[["pattern_zh", "z", "count"]].to_numpy(),
-            hovertemplate="%{customdata[0]}<br>Gi* z = %{customdata[1]:.2f}<br>本周事件 %{customdata[2]}<extra></extra>",
+            hovertemplate="%{customdata[0]}<br>聚集强度 z = %{customdata[1]:.2f}<br>本周事件 %{customdata[2]}<extra></extra>",
         ))
     fig.update_layout(showlegend=True, legend={"bgcolor": "rgba(16,38,64,0.8)",
                                                "x": 0.01, "y": 0.99})
@@ -154,7 +155,6 @@ def _corner_note(fig: go.Figure, text: str, theme: str) -> None:
                        font={"size": 12, "color": TEXT[theme]})
 
 
-HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（Gi* 与趋势检验），不是对下周的预测"
 
 # the wall screen's map type on a 1920×1080 screen, px; scaled with the screen. Area names at 15: plotly draws them
 # as a MapLibre symbol layer that does not allow overlap, so a name that would overlap another is left out, not

@@ -104,6 +104,10 @@ MAP_MEASURES: tuple[MapMeasure, ...] = (
 )
 
 
+# what the emerging hot spot classes say and do not say (measured, docs/analytics.md §3): on the map and in the brief
+HOTSPOT_CAVEAT = "热点类别显示近26周事件在哪里聚集、聚集如何变化（热点统计与趋势检验），不是对下周的预测"
+
+
 def map_measure(key: str) -> MapMeasure:
     for m in MAP_MEASURES:
         if m.key == key:

@@ -348,6 +348,7 @@ def test_the_hex_export_holds_what_the_map_shows_to_that_user(app, con):
     assert dict(zip(frame["H3编号"], frame["件数"], strict=True)) == dict(
         zip(expected["cell"], expected["n"], strict=True))
     assert len(frame) > 0 and (frame["六边形级别"] == 9).all() and (frame["指标"] == "受理数").all()
+    assert list(frame["件数"]) == sorted(frame["件数"], reverse=True)  # the busiest first, as one reads a table
     assert (frame["镇街"] == town.name).all()  # each hex named for its town and village, as the map's drill-down
     assert set(frame["村（社区）"]) <= set(queries.child_areas(con, town)["name"])
     sent = _call(client, "hex-download.data", {"hex-geojson.n_clicks": 1, "hex-csv.n_clicks": 1},

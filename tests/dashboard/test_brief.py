@@ -437,3 +437,16 @@ def test_the_overview_says_its_overdue_is_the_weeks_own_and_gives_the_whole_burd
     assert f"其超期 {int(brief.kpis['overdue'])} 件" in line
     assert f"截至本周末在办 {int(held['open']):,} 件，其中已超期 {int(held['overdue']):,} 件" in line
     assert held["overdue"] > brief.kpis["overdue"]  # the burden is larger than the week's own share of it
+
+
+def test_the_hot_spots_are_listed_busiest_first_in_plain_words(brief):
+    """五、新兴热点: the named hot spots busiest first, each count said to be its hex's (which may reach past the
+    village), and no statistician's symbol (Gi*) for a leader to decode."""
+    i = next(i for i, b in enumerate(brief.blocks) if isinstance(b, Heading) and b.text == "五、新兴热点")
+    bullets = next(b for b in brief.blocks[i:] if isinstance(b, Bullets) or isinstance(b, Heading) and b is not
+                   brief.blocks[i])
+    assert isinstance(bullets, Bullets) and bullets.items
+    counts = [int(item.rsplit("所在六边形最近一周 ", 1)[1].split(" 件")[0]) for item in bullets.items]
+    assert counts == sorted(counts, reverse=True)
+    texts = [getattr(b, "text", "") for b in brief.blocks] + [t for b in brief.blocks for t in getattr(b, "items", [])]
+    assert not [t for t in texts if "Gi*" in t]
