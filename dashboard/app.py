@@ -163,10 +163,11 @@ def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> 
     frame = queries.repeat_places(data.con(), limit=limit, scope=viewer.scope)
     if frame.empty:
         return html.P("暂无重复警情地点")
+    as_of = queries.reference_time(data.con())  # the build's places: its window ends then
     return html.Ul(className="alerts", children=[
         html.Li([html.B(f"{r.place or r.grid_code} · {r.n_events} 起"),
-                 html.Div(f"{r.first_day} 至 {r.last_day}，50 米内，{r.window_days} 天窗口；主要为"
-                          f"{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
+                 html.Div(f"{r.first_day} 至 {r.last_day}，50 米内（截至 {as_of:%m-%d} 的近 {r.window_days} 天）；"
+                          f"主要为{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
 
 
 AREA_PANEL = ("registered", "closed_rate", "overdue", "village_share")  # the side panel's per-area table

@@ -8,6 +8,7 @@ who should not learn which household calls the police."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -78,8 +79,27 @@ def place_label(names: dict[str, str], town: str | None, village: str | None, ro
 
 
 def label_places(places: pd.DataFrame, names: dict[str, str]) -> np.ndarray:
-    return np.array([place_label(names, t, v, r) for t, v, r in
-                     zip(places["town_code"], places["village_code"], places["road"], strict=True)], dtype=object)
+    """:func:`place_label` of each place, told apart where two would read the same: '海景社区（人民路，第3网格）',
+    and failing that numbered ('…（人民路）之二'), so that a list for follow-up visits never holds two
+    identical lines for two places."""
+    labels = [place_label(names, t, v, r) for t, v, r in
+              zip(places["town_code"], places["village_code"], places["road"], strict=True)]
+    same = Counter(labels)
+    grids = places["grid_code"] if "grid_code" in places else [None] * len(labels)
+    for i, (label, grid, village) in enumerate(zip(labels, grids, places["village_code"], strict=True)):
+        if label is None or same[label] < 2 or not isinstance(grid, str) or grid not in names:
+            continue
+        short = names[grid].removeprefix(names.get(village, "") if isinstance(village, str) else "") or names[grid]
+        labels[i] = f"{label[:-1]}，{short}）" if label.endswith("）") else f"{label}（{short}）"
+    seen: Counter = Counter()
+    for i, label in enumerate(labels):
+        seen[label] += 1
+        if label is not None and seen[label] > 1:
+            labels[i] = f"{label}之{NUMERALS[min(seen[label], len(NUMERALS)) - 1]}"
+    return np.array(labels, dtype=object)
+
+
+NUMERALS = "一二三四五六七八九十"
 
 
 def calibrated_window(con) -> float:

@@ -808,6 +808,7 @@ def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, c
     assert not [p for p in others["place"].dropna().unique() if f"{p} · 实际" in shown]
     assert all(f"{r.place or r.grid_code} · {r.n_events} 起" in shown
                for r in queries.repeat_places(con, limit=5, scope=town).itertuples())
+    assert f"（截至 {queries.reference_time(con):%m-%d} 的近" in shown  # whose window ends when
 
     # a town user asking for another town, or for a code that is no area, sees its own town
     town_user = app.server.test_client()

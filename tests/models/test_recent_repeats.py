@@ -96,3 +96,16 @@ def test_the_builds_table_is_the_definition_applied_at_the_build(con):
     assert len(places) == len(stored)  # the small test demo may have none
     assert sorted(places["n_events"], reverse=True) == stored["n_events"].tolist()
     assert sorted(label_places(places, queries.area_names(con)), key=str) == sorted(stored["place"], key=str)
+
+
+def test_two_places_that_would_read_the_same_are_told_apart():
+    """Two repeat places on one road of one village are named by their grids, and two in one grid by number:
+    a follow-up list never holds two identical lines for two places."""
+    names = {"441502001": "新港街道", "441502001001": "海景社区", "441502001001001": "海景社区第1网格",
+             "441502001001002": "海景社区第2网格"}
+    places = pd.DataFrame({"town_code": ["441502001"] * 4, "village_code": ["441502001001"] * 4,
+                           "grid_code": ["441502001001001", "441502001001002", "441502001001002", None],
+                           "road": ["人民路", "人民路", "人民路", "东涌路"]})
+    assert list(label_places(places, names)) == [
+        "新港街道海景社区（人民路，第1网格）", "新港街道海景社区（人民路，第2网格）",
+        "新港街道海景社区（人民路，第2网格）之二", "新港街道海景社区（东涌路）"]
