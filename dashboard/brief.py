@@ -93,10 +93,19 @@ class WeeklyBrief:
 
 
 def _category_labels(codes) -> dict[str, str]:
-    """Category names, with the code added where two categories share a name (其他 of MD99 and of QT)."""
+    """Category names, by their full names where two share a short one (其他纠纷 of MD99, 其他 of QT)."""
     names = {c: category_name(c) for c in codes}
     taken = pd.Series(list(names.values())).value_counts()
-    return {c: f"{n}（{c}）" if taken[n] > 1 else n for c, n in names.items()}
+    return {c: category_name(c, "zh_full") if taken[n] > 1 else n for c, n in names.items()}
+
+
+CASE_SOURCES = {"grid": "网格", "police": "警情", "hotline": "热线"}  # the system a case number belongs to
+
+
+def _case_number(event_id: str) -> str:
+    """'police:J4415022026…' -> '警情 J4415022026…': the number staff look up, in the system it names."""
+    source, _, own = str(event_id).partition(":")
+    return f"{CASE_SOURCES.get(source, source)} {own}" if own else str(event_id)
 
 
 def _next_figure(brief: WeeklyBrief) -> int:
@@ -340,7 +349,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
             add(Text(f"以上 {len(alerts)} 条中已核实 {int(counts.sum())} 条："
                      + "，".join(f"{name} {int(counts.get(v, 0))} 条" for v, name in VERDICTS.items()) + "。"))
     elif week_scored:
-        add(Text("本周没有通过检验的异常（假发现率 5%）。"))
+        add(Text("本周没有通过统计检验的异常（已控制误报比例）。"))
     if not week_scored and (not len(alerts) or _running(end, scored)):  # a running week's ramps are not all
         add(Text(_unscored_text(end, scored)))
     record = recent_record(con, end, scope, reviews_path) if reviews_path is not None else ""
@@ -374,7 +383,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
              f"超期最久的 {len(overdue)} 件："))
     if len(overdue):
         add(Table(["编号", "类别", "地点", "受理日期", "办理期限", "超期天数", "周末时阶段"],
-                  [[r.event_id, category_name(r.category_code),
+                  [[_case_number(r.event_id), category_name(r.category_code),
                     place.get(r.town_code, "") + place.get(r.village_code, ""), f"{pd.Timestamp(r.reported):%Y-%m-%d}",
                     f"{pd.Timestamp(r.due):%Y-%m-%d}", f"{int(r.days_overdue)}", r.stage]
                    for r in overdue.itertuples()], nowrap=(0, 3, 4)))  # the case id and its two dates

@@ -108,7 +108,7 @@ def test_towns_show_where_cases_were_settled_and_the_lowest_are_named(con, brief
 def test_alerts_hot_spots_overdue_and_repeats_are_there_with_their_caveat(brief):
     texts = [b.text for b in brief.blocks if isinstance(b, Text)]
     bullets = [i for b in brief.blocks if isinstance(b, Bullets) for i in b.items]
-    assert any(t.startswith("【") for t in bullets) or any("没有通过检验的异常" in t for t in texts)
+    assert any(t.startswith("【") for t in bullets) or any("没有通过统计检验的异常" in t for t in texts)
     assert any("不是对下周的预测" in t for t in texts)
     assert any(t.startswith("截至本周末共有超期未办结") for t in texts)
     assert any(isinstance(b, Picture) for b in brief.blocks)
@@ -353,7 +353,7 @@ def test_no_alert_says_whether_the_weeks_window_was_scored(con):
     Sunday) scored and nothing found; or the week still running in the data (its Sunday not loaded)."""
     scored = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)  # 11-08 is inside the build's scored span
     assert not _alerts_listed(scored)
-    assert any(isinstance(b, Text) and b.text == "本周没有通过检验的异常（假发现率 5%）。" for b in scored.blocks)
+    assert any(isinstance(b, Text) and b.text == "本周没有通过统计检验的异常（已控制误报比例）。" for b in scored.blocks)
     running = weekly_brief(con, "汕尾市城区", dt.date(2026, 11, 18), map_png=None)  # the demo ends on 11-15
     assert not _alerts_listed(running)
     assert any(isinstance(b, Text) and b.text.startswith("本周尚未结束（预警已计算至 11月15日）") for b in running.blocks)
@@ -401,7 +401,7 @@ def test_the_overdue_ids_and_dates_are_wide_enough_for_one_line_in_the_pdf(con, 
     for j in table.nowrap:
         longest = max((r[j] for r in table.rows), key=pdf.get_string_width)
         assert mm[j] >= pdf.get_string_width(longest) + 2 * pdf.c_margin + pdf.line_width, (j, longest)
-    assert table.nowrap == (0, 3, 4) and any(len(r[0]) >= 26 for r in table.rows)  # ids like police:J441502…
+    assert table.nowrap == (0, 3, 4) and any(len(r[0]) >= 20 for r in table.rows)  # ids like 警情 J441502…
 
 
 def test_the_overdue_ids_and_dates_are_wide_enough_for_one_line_in_word(con):
@@ -450,3 +450,9 @@ def test_the_hot_spots_are_listed_busiest_first_in_plain_words(brief):
     assert counts == sorted(counts, reverse=True)
     texts = [getattr(b, "text", "") for b in brief.blocks] + [t for b in brief.blocks for t in getattr(b, "items", [])]
     assert not [t for t in texts if "Gi*" in t]
+
+
+def test_a_case_number_names_its_system_not_a_code_prefix(brief):
+    """督办 table: '警情 J4415…' / '网格 WG…', the number staff look up in the system named, not 'police:J4415…'."""
+    _, table = _overdue_table(brief)
+    assert table.rows and all(r[0].split(" ", 1)[0] in ("警情", "网格", "热线") and ":" not in r[0] for r in table.rows)
