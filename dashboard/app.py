@@ -11,6 +11,7 @@ import json
 from urllib.parse import parse_qs
 
 import dash
+import h3
 import pandas as pd
 from dash import ALL, ClientsideFunction, Input, Output, State, dcc, html
 from flask import Response
@@ -209,6 +210,12 @@ def _backlog_table(frame: pd.DataFrame) -> html.Div | html.P:
                               "所以其超期多于指标卡的“超期”（只计所选时段内受理的）", className="summary")])
 
 
+def _hex_km2(resolution: int) -> str:
+    """A hex's size as a reader can picture it: 'H3-8' means nothing to a leader, '约 0.74 平方公里' does."""
+    km2 = h3.average_hexagon_area(int(resolution), unit="km^2")
+    return f"{km2:.2g}" if km2 < 1 else f"{km2:.1f}"
+
+
 def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
     """The hex size a page opens with: the configured default for the county, one finer per tier below it
     (a town's map at H3 9, a village's at H3 10), within the configured resolutions."""
@@ -231,7 +238,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
         html.Div([html.Label("事件类别"), dcc.Dropdown(id="categories", options=_category_options(), multi=True,
                                                     placeholder="全部类别", labels=DROPDOWN_LABELS,
                                                     maxHeight=360)], className="control wide"),
-        html.Div([html.Label("来源"), dcc.Checklist(
+        html.Div([html.Label("来源（不选即全部）"), dcc.Checklist(
             id="sources", options=[{"label": SOURCE_LABELS.get(s, s), "value": s}
                                    for s in queries.sources_present(con)],
             value=[], inline=True)], className="control"),
@@ -241,7 +248,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                                  {"label": "新兴热点（近26周）", "value": "hotspots"}],
             value="counts", inline=True)], className="control"),
         html.Div([html.Label("六边形级别"), dcc.RadioItems(
-            id="resolution", options=[{"label": f"H3-{r}", "value": r} for r in data.settings.h3_resolutions],
+            id="resolution", options=[{"label": html.Span(f"H3-{r}", title=f"每个六边形约 {_hex_km2(r)} 平方公里"),
+                                       "value": r} for r in data.settings.h3_resolutions],
             value=res_default, inline=True)], className="control"),
         html.Div([html.Label("导出六边形数据"), html.Div([
             html.Button("CSV", id="hex-csv", className="brief-button", title="每个六边形的事件数（Excel 可直接打开）"),

@@ -63,12 +63,13 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
     if note:
         _corner_note(fig, note, theme)
     if len(counts):
+        top = zmax or float(counts["n"].quantile(0.99)) or 1.0
         fig.add_trace(go.Choroplethmap(
             geojson=_hex_shapes(counts["cell"]), locations=counts["cell"],
-            z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0,
-            zmax=zmax or float(counts["n"].quantile(0.99)) or 1.0,
+            z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0, zmax=top,
             marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
-            colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99},
+            colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99,
+                      **_capped_ticks(top, float(counts["n"].max()))},
             customdata=counts["place"] if "place" in counts else None,
             hovertemplate=("<b>%{customdata}</b><br>" if "place" in counts else "")
             + f"{title} %{{z}}<br><span style='font-size:10px'>H3 %{{location}}</span><extra></extra>", name="hex",
@@ -142,6 +143,18 @@ def hotspot_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     # measured (docs/analytics.md §3): the classes do not forecast a rise, and the screen says so
     _corner_note(fig, "<br>".join(filter(None, [HOTSPOT_CAVEAT, note])), theme)
     return fig
+
+
+def _capped_ticks(top: float, highest: float) -> dict:
+    """Colour-bar ticks for a scale that stops at ``top`` (the 99th percentile, so that one busy hex does not
+    wash the rest out): round steps, and when a hex holds more, the top says '≥ top' — the darkest red is 'this
+    many or more', not 'this many'."""
+    if highest <= top:
+        return {}
+    step = next(m * 10 ** e for e in range(0, 7) for m in (1, 2, 5) if m * 10 ** e * 6 >= top)
+    values = [v * step for v in range(int(top // step) + 1) if v * step <= top - step / 2] + [top]
+    return {"tickmode": "array", "tickvals": values,
+            "ticktext": [f"{v:,.0f}" for v in values[:-1]] + [f"≥{top:,.0f}"]}
 
 
 def _hex_shapes(cells) -> dict:
