@@ -94,8 +94,19 @@ def backlog_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     # the year when the steps span more than one
     days = [pd.Timestamp(s) - pd.Timedelta(seconds=1) for s in steps]
     names = [d.strftime("%m-%d" if days[0].year == days[-1].year else "%y-%m-%d") for d in days]
-    fig.frames = [go.Frame(name=name, traces=[hexes], data=[go.Choroplethmap(z=wide[s].tolist())])
-                  for name, s in zip(names, steps, strict=True)]
+    # each frame says its total (the hexes' cases that day's end): whether the pile grew is the point of playing it
+    notes = list(fig.layout.annotations)
+    totals = [int(wide[s].sum()) for s in steps]
+
+    def total(name: str, n: int) -> dict:
+        return {"text": f"<b>{name} 日终{title} {n:,} 件</b>（有点位的）", "xref": "paper", "yref": "paper",
+                "x": 0.9, "y": 0.01, "xanchor": "right", "yanchor": "bottom", "showarrow": False,
+                "bgcolor": "rgba(16,38,64,0.85)", "font": {"size": 14, "color": TEXT[theme]}}
+
+    fig.frames = [go.Frame(name=name, traces=[hexes], data=[go.Choroplethmap(z=wide[s].tolist())],
+                           layout={"annotations": notes + [total(name, n)]})
+                  for name, s, n in zip(names, steps, totals, strict=True)]
+    fig.add_annotation(total(names[-1], totals[-1]))
     text = TEXT[theme]
     play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
     fig.update_layout(

@@ -653,6 +653,9 @@ def test_the_backlog_playback_sends_one_frame_per_day_as_the_user_may_see_it(app
         z = pd.Series(_numbers(frame["data"][0]["z"]), index=cells, dtype=float).dropna()
         assert z.astype(int).sort_index().to_dict() == \
             expected[expected["as_of"] == step].set_index("cell")["n"].sort_index().to_dict()
+        # each frame says its day's total, and keeps the map's notes
+        said = json.dumps(frame["layout"]["annotations"], ensure_ascii=False)
+        assert f"{frame['name']} 日终积案 {int(z.sum()):,} 件" in said and "不论何时受理" in said
     assert fig["layout"]["sliders"][0]["active"] == len(steps) - 1
     shown = pd.Series(_numbers(hexes["z"]), index=cells, dtype=float).dropna()
     assert shown.sum() == expected[expected["as_of"] == steps[-1]]["n"].sum() > 0
