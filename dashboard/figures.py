@@ -68,7 +68,8 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
             geojson=_hex_shapes(counts["cell"]), locations=counts["cell"],
             z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0, zmax=top,
             marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
-            colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99,
+            # below the plotly toolbar, which otherwise sits over the bar's title when the pointer is on the map
+            colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99, "len": 0.9, "y": 0, "yanchor": "bottom",
                       **_capped_ticks(top, float(counts["n"].max()))},
             customdata=counts["place"] if "place" in counts else None,
             hovertemplate=("<b>%{customdata}</b><br>" if "place" in counts else "")
