@@ -50,11 +50,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"generated {result.n_events:,} events for {settings.county_name} in {time.perf_counter() - t0:.1f} s "
           f"-> {out} (ground truth in {result.truth_dir})")
     _ensure_demo_key(settings)
-    # loaded and built at the moment the exports were taken (DemoResult.taken_at), a second apart in this order
+    # statuses dated, and the build made, at the moment the exports were taken (DemoResult.taken_at), a second
+    # apart in this order
     taken = result.taken_at.tz_localize(settings.timezone)
     for i, (source, files) in enumerate((("grid", result.grid_files), ("police", result.police_files),
                                          ("grid", result.update_files))):
-        for s in ingest(settings, source, list(files), progress=not args.quiet, now=taken + pd.Timedelta(seconds=i)):
+        for s in ingest(settings, source, list(files), progress=not args.quiet,
+                        taken_at=taken + pd.Timedelta(seconds=i)):
             print(s.line())
     stats = build(settings, as_of=taken + pd.Timedelta(minutes=1))
     print(f"built warehouse {settings.warehouse_path}: {stats['events']:,} events")
@@ -128,8 +130,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from pipelines.ingest import ingest
 
     settings = _settings(args)
+    taken = None
+    if args.taken_at:
+        import pandas as pd
+
+        try:
+            taken = pd.Timestamp(args.taken_at).tz_localize(settings.timezone)
+        except ValueError as exc:
+            raise SystemExit(f"onemap ingest: --taken-at {args.taken_at!r} is not a time (YYYY-MM-DD HH:MM): {exc}") from None
     summaries = ingest(settings, args.source, [Path(f) for f in args.files], profile_name=args.profile,
-                       dry_run=args.dry_run, force=args.force, progress=not args.quiet)
+                       dry_run=args.dry_run, force=args.force, progress=not args.quiet, taken_at=taken)
     print(("dry run, nothing written:\n" if args.dry_run else "") + "\n".join(s.line() for s in summaries))
     return 0 if all(s.reconciles or s.skipped for s in summaries) else 1
 
@@ -445,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="column-mapping profile name or TOML path (default demo_<source>)")
     p.add_argument("--dry-run", action="store_true", help="validate and summarise without writing anything")
     p.add_argument("--force", action="store_true", help="reload a file that was loaded before")
+    p.add_argument("--taken-at", metavar="TIME",
+                   help="when the export was taken (YYYY-MM-DD HH:MM, local), for old exports loaded late: their "
+                        "statuses are dated then in the status history and for 重开, not at the load time")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ingest)
 

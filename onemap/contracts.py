@@ -148,7 +148,8 @@ STATUS_HISTORY = Table(
     (
         C("event_id", "VARCHAR", False),
         C("status", "VARCHAR", False),
-        C("observed_at", "TIMESTAMPTZ", False, "when the export carrying this status was loaded"),
+        C("observed_at", "TIMESTAMPTZ", False,
+          "when the export carrying this status was taken (ingest --taken-at), else when it was loaded"),
         C("batch_id", "VARCHAR", False),
     ),
     (),  # no PRIMARY KEY: its index made each 200k-row load chunk ~2x slower; uniqueness is a check

@@ -148,9 +148,9 @@ class DemoResult:
     # others: an upsert of each, and its status history)
     update_files: tuple[Path, ...] = ()
     # the moment the exports were taken: the last seconds of the last day (local time), after its last record. The
-    # demo loads them then and builds as of then, so that the data and the build agree on "now" (a build a day
-    # later would count as overdue the cases falling due since, though the exports cannot say whether they were
-    # closed), and the day's-end backlog holds what the later export reopened
+    # demo dates their statuses then (ingest taken_at) and builds as of then, so that the data and the build agree
+    # on "now" (a build a day later would count as overdue the cases falling due since, though the exports cannot
+    # say whether they were closed), and the day's-end backlog holds what the later export reopened
     taken_at: pd.Timestamp | None = None
 
 

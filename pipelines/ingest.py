@@ -107,7 +107,7 @@ def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path
 
 
 def ingest(settings: Settings, source: str, files: list[Path], profile_name: str | None = None,
-           dry_run: bool = False, force: bool = False, progress: bool = True, now: pd.Timestamp | None = None
+           dry_run: bool = False, force: bool = False, progress: bool = True, taken_at: pd.Timestamp | None = None
            ) -> list[BatchSummary]:
     profile = load_profile(profile_name or DEFAULT_PROFILE.get(source, ""))
     if profile.source != source:
@@ -122,9 +122,13 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         warmer.shutdown(wait=False)
     categories = CategoryMap.load()
     key = settings.hmac_key() if profile.party_columns else b""
-    # the load's time: each record's updated_at and its status history's observed_at. ``now``: exports loaded at
-    # the time they were taken (the demo's, all taken at the end of its last day)
-    now = pd.Timestamp.now(tz=settings.timezone) if now is None else now
+    # the load's time (each record's updated_at, which the incremental build reads). ``taken_at``: when the
+    # exports were taken, if earlier (a backlog of old exports loaded now, or the demo's): their statuses were
+    # observed then, and the status history and a reopening (重开) are dated so
+    now = pd.Timestamp.now(tz=settings.timezone)
+    if taken_at is not None and taken_at > now:
+        raise ValueError(f"--taken-at {taken_at:%Y-%m-%d %H:%M} is in the future: an export cannot be taken later "
+                         "than it is loaded")
     summaries: list[BatchSummary] = []
     bar = tqdm(total=len(files), desc=f"ingest {source}", unit="file", disable=not progress)
 
@@ -194,7 +198,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
             con, staged.events, {"batch_id": batch_id, "source": source, "source_file": path.name})
         if len(unclassified):
             staged.rejects = pd.concat([staged.rejects, unclassified], ignore_index=True)
-        for k, v in upsert_events(con, staged.events).items():
+        for k, v in upsert_events(con, staged.events, taken_at).items():
             total[k] += v
         quarantine(con, staged.rejects)
         reasons.update(staged.rejects["reason"].value_counts().to_dict())

@@ -26,8 +26,10 @@ def categories_compatible(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return same | pair
 
 
-def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
-    """Insert new events, update changed ones, skip identical ones; append status history rows."""
+def upsert_events(con, events: pd.DataFrame, taken_at: pd.Timestamp | None = None) -> dict[str, int]:
+    """Insert new events, update changed ones, skip identical ones; append status history rows. ``taken_at``:
+    when the export was taken, if not just now — its statuses were observed then (the status history and a
+    reopening are dated by it), while ``updated_at`` stays the load time the incremental build reads."""
     cols = list(CORE_EVENTS.column_names)
     frame = events.reindex(columns=cols)
     import pyarrow as pa
@@ -35,10 +37,10 @@ def upsert_events(con, events: pd.DataFrame) -> dict[str, int]:
     # through Arrow: DuckDB scans an Arrow table far faster than a pandas frame of Python objects
     table = pa.Table.from_pandas(frame, preserve_index=False)
     with registered(con, "batch", table):  # scanned in place, not copied into a temporary table
-        return _upsert_batch(con, cols)
+        return _upsert_batch(con, cols, taken_at)
 
 
-def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
+def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) -> dict[str, int]:
     con.execute("""
         CREATE OR REPLACE TEMP TABLE batch_kind AS
         SELECT b.event_id,
@@ -47,14 +49,14 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
                     ELSE 'update' END AS kind,
                e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link,
                e.reopened_at AS old_reopened, e.closed_at AS old_closed, e.first_closed_at AS old_first_closed,
-               b.updated_at, b.batch_id
-        FROM batch b LEFT JOIN core.events e USING (event_id)""")
+               coalesce(CAST($taken AS TIMESTAMPTZ), b.updated_at) AS observed_at, b.batch_id
+        FROM batch b LEFT JOIN core.events e USING (event_id)""", {"taken": taken_at})
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
     # a new event starts its history; an update adds a row when the status changed (and that status is
     # not already recorded for this batch: a record repeated in a later chunk of the same file)
     con.execute("""
         INSERT INTO core.event_status_history
-        SELECT k.event_id, k.new_status, k.updated_at, k.batch_id
+        SELECT k.event_id, k.new_status, k.observed_at, k.batch_id
         FROM batch_kind k
         WHERE k.kind = 'insert'
            OR (k.kind = 'update' AND k.old_status IS DISTINCT FROM k.new_status
@@ -66,7 +68,7 @@ def _upsert_batch(con, cols: list[str]) -> dict[str, int]:
     # the close time it had until then (so that the case counts as closed between the two)
     reopening = f"k.old_reopened IS NULL AND {closed_status('k.old_status')} AND NOT {closed_status('b.status')}"
     kept = {"linked_event_id": "coalesce(b.linked_event_id, k.old_link)",
-            "reopened_at": f"coalesce(k.old_reopened, CASE WHEN {reopening} THEN b.updated_at END)",
+            "reopened_at": f"coalesce(k.old_reopened, CASE WHEN {reopening} THEN k.observed_at END)",
             # (not when the new export moves the report time past it: an earlier close would contradict it)
             "first_closed_at": f"coalesce(k.old_first_closed, CASE WHEN {reopening} "
                                "AND k.old_closed >= b.reported_at THEN k.old_closed END)"}

@@ -308,3 +308,28 @@ def test_a_reopening_export_that_moves_the_report_past_the_old_close_keeps_no_fi
     assert reopened is not None and first_closed is None
     with write_session(settings.warehouse_path) as con:
         assert check_contracts(con) == []
+
+
+def test_an_old_export_loaded_late_is_dated_when_it_was_taken(settings, inside, tmp_path, capsys):
+    """`onemap ingest --taken-at`: a backlog of exports loaded today keeps their own dates in the status history
+    and for 重开, while each record's updated_at stays the load time the incremental build reads."""
+    from onemap.cli import main
+
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 09:00:00", "处置结果": "化解"}
+    w1 = _csv(tmp_path / "w1.csv", [police_row(inside, 接警单编号="J0", **closed)])
+    w2 = _csv(tmp_path / "w2.csv", [police_row(inside, 接警单编号="J0", 接警单状态="跟踪督办")])
+    home = ["--home", str(settings.home)]
+    assert main([*home, "ingest", "police", str(w1), "--taken-at", "2026-11-05 18:00", "--quiet"]) == 0
+    before = pd.Timestamp.now(tz="Asia/Shanghai")
+    assert main([*home, "ingest", "police", str(w2), "--taken-at", "2026-11-12 18:00", "--quiet"]) == 0
+    history = query_rows(settings, "SELECT status, observed_at FROM core.event_status_history ORDER BY observed_at")
+    assert [(s, pd.Timestamp(t).strftime("%m-%d %H:%M")) for s, t in history] == [
+        ("已办结", "11-05 18:00"), ("跟踪督办", "11-12 18:00")]
+    [(reopened, updated)] = query_rows(settings, "SELECT reopened_at, updated_at FROM core.events")
+    assert pd.Timestamp(reopened).strftime("%m-%d %H:%M") == "11-12 18:00" and pd.Timestamp(updated) >= before
+    # an export cannot be taken after it is loaded, and a time must be a time
+    capsys.readouterr()
+    assert main([*home, "ingest", "police", str(w2), "--taken-at", "2099-01-01 00:00", "--force", "--quiet"]) != 0
+    assert "is in the future" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="not a time"):
+        main([*home, "ingest", "police", str(w2), "--taken-at", "last tuesday", "--force", "--quiet"])
