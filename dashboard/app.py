@@ -80,12 +80,22 @@ def _breadcrumb(data: DashboardData, viewer: Viewer, focus: queries.Scope) -> ht
         return None
     names = queries.area_names(data.con())
     own = viewer.scope.code if queries.narrow(viewer.scope) else ""
-    chain = sorted((c for c in names if focus.code.startswith(c) and c != focus.code), key=len)  # codes extend
-    between = chain[chain.index(own) + 1:] if own in chain else chain[1:]  # their parent's: county, town, ...
-    steps = [(own, viewer.scope.name if own else data.settings.county_name)] + [(c, names[c]) for c in between]
+    chain = _ancestors(names, focus.code)
+    between = chain[chain.index(own) + 1:] if own in chain else chain[1:]  # below the county, or the viewer's own
+    steps = [(own, _area_name(data, viewer.scope))] + [(c, names[c]) for c in between]
     crumbs = [dcc.Link(name, href=f"?area={code}" if code else "?", className="crumb") for code, name in steps]
     return html.Div(className="breadcrumb", children=[
         *[part for crumb in crumbs for part in (crumb, " › ")], html.B(focus.name)])
+
+
+def _ancestors(names: dict[str, str], code: str) -> list[str]:
+    """The codes of the areas holding ``code``, county first (a code extends its parent's: county, town, ...)."""
+    return sorted((c for c in names if code.startswith(c) and c != code), key=len)
+
+
+def _area_name(data: DashboardData, scope: queries.Scope) -> str:
+    """The scope's name: a town's or village's own, the county's from the settings."""
+    return scope.name if queries.narrow(scope) else data.settings.county_name
 
 
 def _page_title(data: DashboardData, scope: queries.Scope | None) -> str:
@@ -93,8 +103,8 @@ def _page_title(data: DashboardData, scope: queries.Scope | None) -> str:
     chain = []
     if scope is not None and queries.narrow(scope):
         names = queries.area_names(data.con())
-        chain = [names[c] for c in sorted(names, key=len) if scope.code.startswith(c) and c != scope.code
-                 and len(c) > len(data.settings.county_code)] + [scope.name]
+        chain = [names[c] for c in _ancestors(names, scope.code)
+                 if len(c) > len(data.settings.county_code)] + [scope.name]
     return " · ".join(["民情地图", data.settings.county_name, *chain])
 
 
@@ -375,8 +385,7 @@ def _small_hex_note(data: DashboardData, flt: queries.EventFilter, resolution) -
     own = _default_resolution(data.settings, flt.scope)
     if int(resolution) < own + 2:
         return ""
-    area = flt.scope.name if queries.narrow(flt.scope) else data.settings.county_name
-    return f"H3-{int(resolution)} 六边形在{area}全图中很小：放大地图查看，或选 H3-{own}"
+    return f"H3-{int(resolution)} 六边形在{_area_name(data, flt.scope)}全图中很小：放大地图查看，或选 H3-{own}"
 
 
 VIEW_TITLES = {"counts": "受理数", "open": "未办结", "overdue": "超期未办结", "backlog": "积案",
@@ -550,7 +559,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         counts = counts.assign(**{level: queries.cell_area_names(data.con(), counts["cell"], level)
                                   for level in ("town", "village")})
         fmt = "geojson" if dash.ctx.triggered_id == "hex-geojson" else "csv"
-        area = flt.scope.name if queries.narrow(flt.scope) else data.settings.county_name
+        area = _area_name(data, flt.scope)
         label = map_measure(LAYER_MEASURES[layer]).label
         gate.record("export", layer=LAYER_MEASURES[layer], resolution=int(resolution), start=flt.start, end=flt.end,
                     format=fmt, cells=len(counts))
@@ -598,8 +607,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), **ask)
         gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
         place = queries.cell_places(data.con(), [cell], int(resolution), flt.scope).get(cell, "")  # never another area's
-        return _event_list(cell, int(resolution), place, rows, counts, viewer.handler,
-                           map_measure(measure).label), dash.no_update
+        return _event_list(cell, int(resolution), place, rows, counts, viewer.handler, measure), dash.no_update
 
     @app.callback(Output("alerts", "children"), Output("repeats", "children"), Output("page-title", "children"),
                   Output("review-record", "children"), Input("url", "search"), prevent_initial_call=True)
@@ -636,7 +644,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
 
 
 def _event_list(cell: str, resolution: int, place: str, rows: pd.DataFrame, counts: dict, handler: bool,
-                measure: str = "受理数") -> list:
+                measure: str = "registered") -> list:
     """The drill-down: where the hex is (its village, the H3 id on hover for data staff), how many events of the
     layer's ``measure`` it holds, how many are listed and why the others are not; an overdue case says by how
     many days."""
@@ -644,11 +652,12 @@ def _event_list(cell: str, resolution: int, place: str, rows: pd.DataFrame, coun
     hidden = f"另有 {counts['hidden']} 条{kind}只计入统计，不逐条显示" if counts["hidden"] else f"{kind}只计入统计"
     total = counts["listable"] + counts["hidden"]
     where = html.B(f"{place or '所选'}六边形（H3-{resolution}）", title=f"H3 {cell}", className="cell-name")
+    label, registered = map_measure(measure).label, measure == "registered"
     if rows.empty:
-        return [html.P([where, f"：{measure}共 {total} 条，无可列出的事件（{hidden}）" if total
-                        else "：所选条件下无事件" if measure == "受理数" else f"：无{measure}事件"])]
-    shown = (f"{measure}共 {total} 条，列出{'最新' if measure == '受理数' else '等待最久的'} {len(rows)} 条"
-             if len(rows) < counts["listable"] else f"{measure}共 {total} 条，列出 {len(rows)} 条")
+        return [html.P([where, f"：{label}共 {total} 条，无可列出的事件（{hidden}）" if total
+                        else "：所选条件下无事件" if registered else f"：无{label}事件"])]
+    shown = (f"{label}共 {total} 条，列出{'最新' if registered else '等待最久的'} {len(rows)} 条"
+             if len(rows) < counts["listable"] else f"{label}共 {total} 条，列出 {len(rows)} 条")
     items = [html.Li([html.B(f"{r.reported} · {category_name(r.category_code)} · {r.status}"),
                       *([html.Span(f" 超期 {int(r.overdue_days)} 天", className="overdue-mark")]
                         if pd.notna(r.overdue_days) else []),

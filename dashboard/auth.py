@@ -130,8 +130,9 @@ class Gate:
             scope = queries.area_scope(self.con(), user.area)
         except ValueError as exc:  # e.g. a village merged away in a new boundary vintage (村居合并)
             flask.abort(403, description=f"账号 {user.name} 的辖区已不在当前边界中，请联系管理员：{exc}")
-        return Viewer(user.name, scope, handler=user.handler, unit=user.display or user.name,
-                      label=" · ".join(dict.fromkeys([user.display or user.name, scope.name, ROLES[user.role][:2]])))
+        unit = user.display or user.name
+        return Viewer(user.name, scope, handler=user.handler, unit=unit,
+                      label=" · ".join(dict.fromkeys([unit, scope.name, ROLES[user.role][:2]])))
 
     def install(self, server: flask.Flask) -> None:
         self.users()  # a broken users file stops the server at start, naming the file, not at someone's sign-in

@@ -189,12 +189,12 @@ BACKLOG_COLUMNS = ["在办", *(label for _, label, _ in queries.AGE_BANDS), "超
 LONG_OPEN = ("days_31_90", "days_over_90")  # the bands of cases open more than 30 days
 
 
-def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, as_of: pd.Timestamp,
+def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, stages: pd.DataFrame, as_of: pd.Timestamp,
                     week_before: pd.Timestamp, level: str | None, tier: str) -> None:
-    """积案 at the end of the week: the open cases by stage and how long they have been open (``queries.backlog``),
-    the change since the end of the week before, and the areas one level down with the most cases open > 30 days."""
+    """积案 at the end of the week: the open cases by stage and how long they have been open (``stages``:
+    ``queries.backlog`` at ``as_of``, with its 合计 row), the change since the end of the week before, and the
+    areas one level down with the most cases open > 30 days."""
     add = brief.blocks.append
-    stages = queries.backlog(con, week, as_of, total=True)
     now = stages.iloc[-1]
     before = queries.backlog(con, week, week_before, total=True).iloc[-1]
     change = int(now["open"] - before["open"])
@@ -291,7 +291,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
                 format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
                 format_change(k, now[k.key], year[k.key])] for k in KPIS]))
     # the table is the week's own cases: a leader must not read its 超期 as the whole overdue burden
-    held = queries.backlog(con, this, as_of, total=True).iloc[-1]
+    stages = queries.backlog(con, this, as_of, total=True)  # 积案 at the week's end, by stage (section 六 too)
+    held = stages.iloc[-1]
     share = f"（占 {held['overdue'] / held['open']:.1%}）" if held["open"] else ""
     add(Text(f"上表各项只计本周受理的事件（其超期 {format_value(kpi('overdue'), now['overdue'])} 件）。不论何时受理，"
              f"截至本周末在办 {int(held['open']):,} 件，其中已超期 {int(held['overdue']):,} 件{share}，见“积案与超期督办”。"))
@@ -374,7 +375,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Picture(map_png, f"图{_next_figure(brief)} 本周受理事件分布（H3 六边形，{start:%m月%d日}—{end:%m月%d日}）"))
 
     add(Heading("六、积案与超期督办"))
-    _backlog_blocks(brief, con, this, as_of, _end_of(last_week.end, built), level, tier)
+    _backlog_blocks(brief, con, this, stages, as_of, _end_of(last_week.end, built), level, tier)
     overdue, total = queries.overdue_cases(con, as_of, TOP_OVERDUE, scope)
     place = queries.area_names(con)
     if backlog_png:

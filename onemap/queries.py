@@ -512,12 +512,8 @@ def hex_counts(con, flt: EventFilter, resolution: int, min_count: int = 0, sensi
     as_of = as_of if as_of is not None else reference_time(con)
     if map_measure(measure).every_registration:
         return backlog_cells(con, flt, resolution, [as_of], min_count, sensitive_min)[["cell", "n"]]
-    state = map_measure(measure).where
-    if narrow(flt.scope) or state:
-        where, params = flt.where()
-        if state:
-            where += f" AND {state}"
-            params["as_of"] = as_of
+    if narrow(flt.scope) or map_measure(measure).where:
+        where, params = _measured(flt, measure, as_of)
         params["sensitive"] = SENSITIVE_FLAGS
         parent = h3_parent_sql("h3_cell", resolution)
         counted = (f"SELECT {parent} AS cell, count(*) AS n, count(*) FILTER "

@@ -15,7 +15,7 @@ function outlineCell(gd) {
   if (old >= 0 && gd.data[old].locations[0] === cell) { return; }
   let feature = null;
   gd.data.forEach(function (t) {
-    if (!feature && cell && t.type === "choroplethmap" && t.name !== "selected" && t.geojson && t.geojson.features) {
+    if (!feature && t.type === "choroplethmap" && t.name !== "selected" && t.geojson && t.geojson.features) {
       feature = t.geojson.features.find(function (f) { return f.id === cell; }) || null;
     }
   });
