@@ -263,6 +263,16 @@ def _repeats_at(con, as_of: pd.Timestamp, scope: queries.Scope | None) -> tuple[
     return places.assign(place=label_places(places, queries.area_names(con))), window
 
 
+def _reopened_text(count: int, now: dict) -> str:
+    """The week's reopenings of any case, beside 重开率 (the week's own cases only, so 0 % where the cases
+    reopened were older)."""
+    if not count:
+        return ""
+    own = now.get("reopened_rate")
+    note = "，均为本周以前受理的事件，不计入上表重开率" if not own else "（上表重开率只计本周受理的事件）"
+    return f"本周导出显示重开（办结后又转为未办结）{count:,} 件{note}。"
+
+
 def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes | None = None,
                  trend_png: bytes | None = None, scope: queries.Scope | None = None,
                  reviews_path=None, backlog_png: bytes | None = None) -> WeeklyBrief:
@@ -295,7 +305,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     held = stages.iloc[-1]
     share = f"（占 {held['overdue'] / held['open']:.1%}）" if held["open"] else ""
     add(Text(f"上表各项只计本周受理的事件（其超期 {format_value(kpi('overdue'), now['overdue'])} 件）。不论何时受理，"
-             f"截至本周末在办 {int(held['open']):,} 件，其中已超期 {int(held['overdue']):,} 件{share}，见“积案与超期督办”。"))
+             f"截至本周末在办 {int(held['open']):,} 件，其中已超期 {int(held['overdue']):,} 件{share}，见“积案与超期督办”。"
+             + _reopened_text(queries.reopened(con, this, as_of), now)))
 
     if trend_png:
         add(Picture(trend_png, f"图{_next_figure(brief)} 近{TREND_WEEKS}周每周受理数（红色为本周），折线为去年同期"))

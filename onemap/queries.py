@@ -313,6 +313,19 @@ def backlog(con, flt: EventFilter, as_of: pd.Timestamp | None = None, by: str = 
     return out
 
 
+def reopened(con, flt: EventFilter, as_of: pd.Timestamp | None = None) -> int:
+    """Cases shown open again (重开) by an export of the filter's period (the day of the reopening, up to
+    ``as_of``), whatever their registration day: the 重开率 KPI is the period's own cases, and reads 0 % in a week
+    whose reopenings were all of older cases."""
+    as_of = as_of if as_of is not None else reference_time(con)
+    where, params = registered_by(flt, as_of).where()
+    params.update(as_of=as_of, day1=flt.start, day2=flt.end)
+    return int(con.execute(
+        f"""SELECT count(*) FROM core.events WHERE {where} AND reopened_at <= $as_of
+            AND reopened_at >= CAST($day1 AS TIMESTAMPTZ)
+            AND reopened_at < CAST($day2 AS TIMESTAMPTZ) + INTERVAL 1 DAY""", params).fetchone()[0])
+
+
 YEAR = dt.timedelta(weeks=52)  # 同比: the same weekdays a year earlier (364 days), as the weekly brief compares
 
 

@@ -456,3 +456,18 @@ def test_a_case_number_names_its_system_not_a_code_prefix(brief):
     """督办 table: '警情 J4415…' / '网格 WG…', the number staff look up in the system named, not 'police:J4415…'."""
     _, table = _overdue_table(brief)
     assert table.rows and all(r[0].split(" ", 1)[0] in ("警情", "网格", "热线") and ":" not in r[0] for r in table.rows)
+
+
+def test_the_overview_counts_the_weeks_reopenings_of_older_cases(con):
+    """重开率 is the week's own cases; the demo's last export reopens older cases, so that week's rate reads 0 %
+    and the line under the table gives the reopenings apart, as many as the warehouse holds for the week."""
+    start, end = default_week(con)
+    [(count,)] = con.execute("SELECT count(*) FROM core.events WHERE CAST(reopened_at AS DATE) BETWEEN ? AND ?",
+                             [start, end]).fetchall()
+    assert count > 0
+    brief = weekly_brief(con, "汕尾市城区", start)
+    line = next(b.text for b in brief.blocks if isinstance(b, Text) and b.text.startswith("上表各项只计本周受理的事件"))
+    assert brief.kpis["reopened_rate"] == 0
+    assert f"本周导出显示重开（办结后又转为未办结）{count:,} 件，均为本周以前受理的事件" in line
+    assert "重开" not in next(b.text for b in weekly_brief(con, "汕尾市城区", WEEK).blocks
+                              if isinstance(b, Text) and b.text.startswith("上表各项"))  # no reopening that week

@@ -1,4 +1,5 @@
 """Upserts keyed on event_id, status history, idempotent reloads, and all-or-nothing loads."""
+import dataclasses
 import os
 import signal
 import subprocess
@@ -76,6 +77,13 @@ def test_a_closed_case_shown_open_again_is_reopened_once_and_counts_in_the_reope
         assert queries.kpis(con, flt, now)["reopened_rate"] == pytest.approx(1 / 2)
         assert queries.kpi_bases(con, flt, now)["reopened_rate"] == 2
         assert queries.kpis(con, flt, first - pd.Timedelta(seconds=1))["reopened_rate"] == 0  # as of before week 3
+        # counted on the day of its reopening whatever its registration day; not before that day, nor as of before it
+        day = pd.Timestamp(first).tz_convert("Asia/Shanghai").date()  # the day in the time zone of the filters
+        on_the_day = queries.EventFilter(day, day)
+        assert queries.reopened(con, on_the_day, now) == 1
+        assert queries.reopened(con, on_the_day, first - pd.Timedelta(seconds=1)) == 0
+        assert queries.reopened(con, queries.previous_period(on_the_day), now) == 0
+        assert queries.reopened(con, dataclasses.replace(on_the_day, sources=("grid",)), now) == 0
     finally:
         con.close()
 
