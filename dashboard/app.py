@@ -19,7 +19,15 @@ from flask import Response
 from dashboard.auth import Gate, Viewer
 from dashboard.data import DashboardData
 from dashboard.exports import SOURCE_LABELS, export_name, filter_words, hex_file
-from dashboard.figures import backlog_map, daily_chart, for_wall_screen, hex_map, hotspot_map
+from dashboard.figures import (
+    backlog_map,
+    basemap_source,
+    daily_chart,
+    for_wall_screen,
+    hex_map,
+    hotspot_map,
+    offline_style,
+)
 from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import (
@@ -428,6 +436,13 @@ def _outline_urls(data: DashboardData, scope: queries.Scope, outlines: dict[str,
     return {level: f"/geo/{scope.code or 'county'}/{level}.geojson?v={stamp}" for level in outlines}
 
 
+def _basemap_source(data: DashboardData) -> dict:
+    """The deployment's tiles as the map's source: this server's ``basemap_tile`` route, no one else's."""
+    info, settings = data.basemap.info, data.settings
+    return basemap_source("/basemap/{z}/{x}/{y}", info.min_zoom, info.max_zoom, info.attribution,
+                          settings.basemap_opacity)
+
+
 def _hotspot_view(con, resolution: int, categories, sources, kiosk: bool = False) -> tuple[int, str]:
     """The hot-spot resolution nearest the one selected (finer on a tie), and the note on what the layer does not
     follow: hot spots are scored by the build over every category and source of the last 26 weeks. The wall
@@ -475,6 +490,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         # assets/onemap.js fits the map to the area; plotly keeps a view per area (uirevision), so that going back
         # up does not put the drilled-down area's view back
         fig.update_layout(meta={"fit": data.bounds(flt.scope)}, uirevision=flt.scope.code or "county")
+        if data.basemap:
+            fig.update_layout(map_style=offline_style(basemap=_basemap_source(data)))
         if kiosk:  # no controls on the wall screen: the map says which of its views it shows, in type for the room
             scale = _kiosk_scale()
             for_wall_screen(fig, scale)
@@ -670,6 +687,7 @@ def create_app(settings: Settings, kiosk: bool = False, kiosk_area: str | None =
     wall screen (``kiosk``) is public and shows ``kiosk_area`` (a county / town / village code; default the
     whole county)."""
     data = DashboardData(settings)
+    _ = data.basemap  # a basemap that cannot be used stops the server at start, with what is wrong
     kiosk_scope = (queries.area_scope(data.con(), kiosk_area) if kiosk_area else queries.COUNTY) if kiosk else None
     gate = Gate(settings, data.con, kiosk_scope)
     app = dash.Dash(__name__, title="民情地图 One Map", serve_locally=True, update_title=None,
@@ -687,6 +705,14 @@ def create_app(settings: Settings, kiosk: bool = False, kiosk_area: str | None =
             return Response("no such outline", status=404)
         return Response(json.dumps(layers[level], ensure_ascii=False), mimetype="application/geo+json",
                         headers={"Cache-Control": "private, max-age=86400"})
+
+    @app.server.route("/basemap/<int:z>/<int:x>/<int:y>")
+    def basemap_tile(z: int, x: int, y: int):
+        """A tile of the deployment's own basemap, from this machine (204 where the set has none)."""
+        found = data.basemap.tile(z, x, y) if data.basemap else None
+        if found is None:
+            return Response(status=204)
+        return Response(found[0], mimetype=found[1], headers={"Cache-Control": "private, max-age=86400"})
 
     register_callbacks(app, data, gate, kiosk)
     return app

@@ -68,6 +68,23 @@ class DashboardData:
         return [round(float(v), 6) for v in box]
 
     @functools.cached_property
+    def basemap(self):
+        """The deployment's own tiles (``[map] basemap``; geodata.basemap), None without; a tile set whose
+        coverage misses the county is refused (wrong file, or tiles of another datum)."""
+        settings = self.settings
+        if settings.basemap is None:
+            return None
+        from geodata.basemap import Basemap, BasemapError
+
+        tiles = Basemap(settings.basemap, settings.basemap_crs, settings.basemap_attribution)
+        covered = tiles.info.bounds
+        west, south, east, north = self.bounds(queries.COUNTY)
+        if covered and (covered[2] < west or covered[0] > east or covered[3] < south or covered[1] > north):
+            raise BasemapError(f"basemap {settings.basemap}: its tiles cover {covered} (west, south, east, north), "
+                               f"not the county ({west}, {south}, {east}, {north})")
+        return tiles
+
+    @functools.cached_property
     def center(self) -> dict:
         labels = self.town_labels
         if not len(labels):

@@ -17,14 +17,29 @@ TEXT = {"dark": "#dfe7f1", "light": "#223"}  # the figure's font colour: colour-
 SCALE = [[0.0, "#1d3b5a"], [0.25, "#2f7f8f"], [0.5, "#f2c14e"], [0.75, "#f08a3c"], [1.0, "#d7263d"]]
 
 
-def offline_style(theme: str = "dark") -> dict:
-    return {
+def offline_style(theme: str = "dark", basemap: dict | None = None) -> dict:
+    """The map's style. ``basemap``: the deployment's raster tiles (:func:`basemap_source`), drawn over the
+    background and under everything else."""
+    style = {
         "version": 8,
         # a non-empty sources object: an empty one is dropped on the way to the browser, and MapLibre's
         # style diff on the next update then fails with 'missing required property "sources"'
         "sources": {"none": {"type": "geojson", "data": {"type": "FeatureCollection", "features": []}}},
         "layers": [{"id": "background", "type": "background", "paint": {"background-color": BACKGROUND[theme]}}],
     }
+    if basemap:
+        source = {k: v for k, v in basemap.items() if k != "opacity"}
+        style["sources"]["basemap"] = source
+        style["layers"].append({"id": "basemap", "type": "raster", "source": "basemap",
+                                "paint": {"raster-opacity": basemap["opacity"]}})
+    return style
+
+
+def basemap_source(url: str, min_zoom: int, max_zoom: int, attribution: str, opacity: float) -> dict:
+    """A MapLibre raster source of 256-px XYZ tiles at ``url`` (``{z}/{x}/{y}`` in it). Beyond ``max_zoom`` the
+    map enlarges the deepest tiles rather than asking for tiles that do not exist."""
+    return {"type": "raster", "tiles": [url], "tileSize": 256, "minzoom": min_zoom, "maxzoom": max_zoom,
+            **({"attribution": attribution} if attribution else {}), "opacity": opacity}
 
 
 def base_map(boundaries: dict[str, dict], labels: pd.DataFrame, center: dict, theme: str = "dark",

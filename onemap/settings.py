@@ -45,6 +45,10 @@ class Settings:
     users_file: Path | None = None
     secure_cookies: bool = False
     trusted_proxy: str = ""
+    basemap: Path | None = None      # [map] basemap: an MBTiles file or a folder of {z}/{x}/{y} raster tiles
+    basemap_crs: str = "wgs84"
+    basemap_attribution: str = ""
+    basemap_opacity: float = 0.6
 
     @property
     def users_path(self) -> Path:
@@ -148,7 +152,7 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
         raw = _deep_merge(raw, _read_toml(local_file))
     raw = _deep_merge(raw, _env_overrides(environ))
     try:
-        geo, demo, serve = raw["geo"], raw["demo"], raw["serve"]
+        geo, demo, serve, basemap = raw["geo"], raw["demo"], raw["serve"], raw.get("map", {})
         resolutions = tuple(int(r) for r in geo["h3_resolutions"])
         settings = Settings(
             home=Path(raw["paths"]["home"]).expanduser().resolve(),
@@ -174,6 +178,10 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             trusted_proxy=str(serve.get("trusted_proxy", "")),
             users_file=(Path(raw["access"]["users_file"]).expanduser().resolve()
                         if raw.get("access", {}).get("users_file") else None),
+            basemap=Path(basemap["basemap"]).expanduser().resolve() if basemap.get("basemap") else None,
+            basemap_crs=str(basemap.get("basemap_crs", "wgs84")),
+            basemap_attribution=str(basemap.get("basemap_attribution", "")),
+            basemap_opacity=float(basemap.get("basemap_opacity", 0.6)),
         )
     except KeyError as exc:
         raise SettingsError(f"missing setting {exc.args[0]!r} (base file {BASE_CONFIG})") from exc
@@ -187,6 +195,8 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
     if not (0 <= settings.hotspot_time_step < 26):
         raise SettingsError(f"hotspots.time_step={settings.hotspot_time_step} must be 0 (each week on its own) "
                             "up to 25 weeks")
+    if not (0 <= settings.basemap_opacity <= 1):
+        raise SettingsError(f"map.basemap_opacity={settings.basemap_opacity} must be between 0 and 1")
     if not (0 < settings.port < 65536):
         raise SettingsError(f"serve.port={settings.port} is not a TCP port")
     return settings

@@ -948,3 +948,52 @@ def test_the_header_names_a_village_account_once(app, con):
     village = queries.area_scope(con, VILLAGE.area)
     layout = _text(client.get("/_dash-layout"))
     assert f"{village.name} · 查看" in layout and f"{village.name} · {village.name}" not in layout
+
+
+def test_a_deployments_own_tiles_lie_under_the_map_served_from_this_machine(demo_settings, con, tmp_path,
+                                                                             monkeypatch, capsys):
+    """[map] basemap: the tiles come from this server's /basemap route (signed in, as every page), the figure's
+    style names that route and nothing else, a tile the set lacks is an empty answer; tiles that miss the
+    county stop the server at start and say so. Without a basemap the style has none."""
+    from dashboard.app import create_app
+    from dashboard.data import DashboardData
+    from onemap.cli import main
+    from tests.geodata.tiles import covering, make_mbtiles, png
+
+    west, south, east, north = DashboardData(demo_settings).bounds(queries.COUNTY)
+    tiles = make_mbtiles(tmp_path / "county.mbtiles", (west, south, east, north), zooms=range(9, 13))
+    app = create_app(dataclasses.replace(demo_settings, basemap=tiles, basemap_opacity=0.5))
+    client = app.server.test_client()
+    z, x, y = covering((west, south, east, north), [11])[0]
+    assert client.get(f"/basemap/{z}/{x}/{y}").status_code in (302, 401)  # not signed in
+    _sign_in(client, COUNTY)
+    tile = client.get(f"/basemap/{z}/{x}/{y}")
+    assert tile.status_code == 200 and tile.mimetype == "image/png" and tile.data == png((200, 0, 200))
+    assert client.get(f"/basemap/{z}/{x}/{y + 40}").status_code == 204
+    assert client.get("/basemap/14/0/0").status_code == 204  # deeper than the set: the map enlarges zoom 12
+    last = queries.date_bounds(con)[1]
+    out = _call(client, "map.figure", {"dates.start_date": f"{last}", "dates.end_date": f"{last}",
+                                       "categories.value": [], "sources.value": [], "resolution.value": 8,
+                                       "layer.value": "counts", "refresh.n_intervals": None})
+    style = out["map"]["figure"]["layout"]["map"]["style"]
+    assert style["sources"]["basemap"] == {"type": "raster", "tiles": ["/basemap/{z}/{x}/{y}"], "tileSize": 256,
+                                           "minzoom": 9, "maxzoom": 12, "attribution": "测试底图"}
+    assert [layer["id"] for layer in style["layers"]] == ["background", "basemap"]  # under hexes and outlines
+    assert style["layers"][1]["paint"] == {"raster-opacity": 0.5}
+
+    plain = create_app(demo_settings).server.test_client()
+    _sign_in(plain, COUNTY)
+    assert plain.get(f"/basemap/{z}/{x}/{y}").status_code == 204
+    out = _call(plain, "map.figure", {"dates.start_date": f"{last}", "dates.end_date": f"{last}",
+                                      "categories.value": [], "sources.value": [], "resolution.value": 8,
+                                      "layer.value": "counts", "refresh.n_intervals": None})
+    assert "basemap" not in json.dumps(out["map"]["figure"]["layout"]["map"]["style"])
+
+    elsewhere = make_mbtiles(tmp_path / "beijing.mbtiles", (116.3, 39.8, 116.5, 40.0), zooms=[10])
+    monkeypatch.setenv("ONEMAP_MAP__BASEMAP", str(elsewhere))
+    assert main(["--home", str(demo_settings.home), "serve", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(elsewhere) in err and "not the county" in err
+    monkeypatch.setenv("ONEMAP_MAP__BASEMAP_CRS", "gcj02")
+    assert main(["--home", str(demo_settings.home), "serve", "--port", "1"]) == 2
+    assert "GCJ02" in capsys.readouterr().err

@@ -375,3 +375,40 @@ def test_a_county_user_drills_down_to_a_town_and_back(server, browser):
     page.wait_for_timeout(2500)
     assert abs(page.evaluate(get_zoom) - fitted) < 0.05
     page.close()
+
+
+def test_a_deployments_own_basemap_is_drawn_under_the_hexes_from_this_machine(demo_settings, browser, tmp_path):
+    """With [map] basemap the browser fetches the tiles from this server only and MapLibre paints them: the
+    tiles' magenta shows between the hexes (it never does on the plain background)."""
+    import dataclasses
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from dashboard.app import create_app
+    from dashboard.data import DashboardData
+    from onemap import queries
+    from tests.geodata.tiles import make_mbtiles
+
+    bounds = DashboardData(demo_settings).bounds(queries.COUNTY)
+    tiles = make_mbtiles(tmp_path / "county.mbtiles", bounds, zooms=range(8, 13), colour=(255, 0, 255))
+    app = create_app(dataclasses.replace(demo_settings, basemap=tiles, basemap_opacity=1.0))
+    srv = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page(viewport={"width": 1600, "height": 900})
+        tile_answers, requests = [], []
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("response", lambda r: "/basemap/" in r.url and tile_answers.append(r.status))
+        _sign_in(page, f"http://127.0.0.1:{srv.server_port}/", COUNTY)
+        page.wait_for_function("document.querySelector('#kpi-registered').innerText !== '—'", timeout=30_000)
+        page.wait_for_timeout(2500)
+        pixels = np.asarray(Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB")).astype(int)
+        magenta = (pixels[..., 0] > 200) & (pixels[..., 1] < 60) & (pixels[..., 2] > 200)
+        assert magenta.mean() > 0.05, f"tiles painted on {magenta.mean():.1%} of the map"
+        assert tile_answers and 200 in tile_answers
+        assert not [u for u in requests if not u.startswith(("http://127.0.0.1", "blob:http://127.0.0.1", "data:"))]
+        assert "测试底图" in page.inner_text("#map")  # the tiles' attribution in the map's corner
+    finally:
+        srv.shutdown()

@@ -32,6 +32,16 @@ def test_local_file_then_environment_override(tmp_path):
     assert s.home == (tmp_path / "h").resolve()
 
 
+def test_a_basemap_is_off_by_default_and_set_in_the_map_section(tmp_path):
+    s = load_settings(environ={}, local_file=tmp_path / "absent.toml")
+    assert s.basemap is None and s.basemap_crs == "wgs84" and s.basemap_opacity == 0.6
+    local = tmp_path / "local.toml"
+    local.write_text('[map]\nbasemap = "tiles/county.mbtiles"\nbasemap_crs = "cgcs2000"\n', encoding="utf-8")
+    s = load_settings(environ={"ONEMAP_MAP__BASEMAP_OPACITY": "0.8"}, local_file=local)
+    assert s.basemap == (Path.cwd() / "tiles" / "county.mbtiles").resolve()
+    assert (s.basemap_crs, s.basemap_opacity) == ("cgcs2000", 0.8)
+
+
 def test_onemap_config_variable_must_exist(tmp_path):
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(environ={"ONEMAP_CONFIG": str(tmp_path / "nope.toml")})
@@ -41,6 +51,7 @@ def test_onemap_config_variable_must_exist(tmp_path):
     ({"ONEMAP_GEO__H3_DEFAULT": "12"}, "h3_default"),
     ({"ONEMAP_SERVE__PORT": "70000"}, "not a TCP port"),
     ({"ONEMAP_SERVE__PORT": "abc"}, "invalid setting"),
+    ({"ONEMAP_MAP__BASEMAP_OPACITY": "1.5"}, "basemap_opacity"),
 ])
 def test_invalid_values_are_named(tmp_path, env, message):
     with pytest.raises(SettingsError, match=message):
