@@ -26,6 +26,7 @@ from dashboard.brief import (
     weekly_trend,
 )
 from dashboard.brief_images import CJK_SC_INDEX, backlog_chart, cjk_font_path, trend_chart, week_map
+from geodata.basemap import Basemap
 from onemap import queries
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly
@@ -49,7 +50,9 @@ def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queri
         raise ValueError("the warehouse has been loaded but not built: run `onemap build` first")
     start, end = week_of(week) if week else default_week(con)
     counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end, scope=scope), settings.h3_default)
-    png = week_map(counts, *queries.map_layers(con, scope))  # the map frames the brief's own area
+    tiles = Basemap(settings.basemap, settings.basemap_crs) if settings.basemap else None
+    # the map frames the brief's own area
+    png = week_map(counts, *queries.map_layers(con, scope), basemap=tiles, opacity=settings.basemap_opacity)
     trend = weekly_trend(con, start, scope=scope)
     chart = trend_chart(list(trend["label"]), list(trend["registered"]), list(trend["year_before"]))
     backlog = weekly_backlog(con, start, scope=scope)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from dashboard.figures import BACKGROUND, LINE, SCALE
+from dashboard.figures import BACKGROUND, HEX_OPACITY, LINE, SCALE
 
 CJK_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
              "/usr/share/fonts/opentype/noto/NotoSansCJK-Medium.ttc")
@@ -48,9 +48,11 @@ def _rings(geojson: dict):
             yield from polygon
 
 
-def week_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, width: int = 1600) -> bytes:
+def week_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, width: int = 1600,
+             basemap=None, opacity: float = 0.6) -> bytes:
     """PNG of ``counts`` (columns cell as hex, n) over the county and town ``boundaries`` (GeoJSON by level),
-    with the town names of ``labels`` (name, lng, lat) and a colour bar."""
+    with the town names of ``labels`` (name, lng, lat) and a colour bar; ``basemap``: the deployment's tiles
+    (geodata.basemap.Basemap) under it all at ``opacity``, the hexes a little see-through as on the screen."""
     rings = [np.asarray(r, dtype=float) for r in _rings(boundaries["county"])]
     allpts = np.vstack(rings)
     lng0, lat0 = allpts.min(axis=0)
@@ -66,11 +68,21 @@ def week_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataF
                         strict=True))
 
     img = Image.new("RGB", (width, height), BACKGROUND["dark"])
-    draw = ImageDraw.Draw(img)
+    if basemap is not None:  # the picture's whole extent, margins included
+        from geodata.basemap import picture
+
+        extent = (lng0 - margin / (kx * scale), lat1 - (height - margin) / scale,
+                  lng0 + (width - margin) / (kx * scale), lat1 + margin / scale)
+        img = Image.blend(img, picture(basemap, extent, (width, height)), opacity)
+    hexes = Image.new("RGBA", (width, height))
+    draw = ImageDraw.Draw(hexes)
     top = max(int(counts["n"].max()), 1) if len(counts) else 1
+    alpha = 255 if basemap is None else round(255 * HEX_OPACITY)
     for cell, n in zip(counts["cell"], counts["n"], strict=True):
         ring = np.array(h3.cell_to_boundary(cell))  # (lat, lng) pairs
-        draw.polygon(xy(ring[:, 1], ring[:, 0]), fill=_colour(min(float(n) / top, 1.0)))
+        draw.polygon(xy(ring[:, 1], ring[:, 0]), fill=(*_colour(min(float(n) / top, 1.0)), alpha))
+    img = Image.alpha_composite(img.convert("RGBA"), hexes).convert("RGB")
+    draw = ImageDraw.Draw(img)
     for level, width_px in (("town", 2), ("county", 4)):
         for ring in _rings(boundaries.get(level, {"features": []})):
             r = np.asarray(ring, dtype=float)

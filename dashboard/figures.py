@@ -14,6 +14,7 @@ from onemap.metrics import HOTSPOT_CAVEAT
 BACKGROUND = {"dark": "#0b1a2e", "light": "#eef1f5"}
 LINE = {"dark": "#6d8fb5", "light": "#5a6b80"}
 TEXT = {"dark": "#dfe7f1", "light": "#223"}  # the figure's font colour: colour-bar title and ticks, legend, notes
+HEX_OPACITY = 0.78  # the hexes let the outlines (and a deployment's basemap) show through
 SCALE = [[0.0, "#1d3b5a"], [0.25, "#2f7f8f"], [0.5, "#f2c14e"], [0.75, "#f08a3c"], [1.0, "#d7263d"]]
 
 
@@ -82,7 +83,7 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
         fig.add_trace(go.Choroplethmap(
             geojson=_hex_shapes(counts["cell"]), locations=counts["cell"],
             z=counts["n"], featureidkey="id", colorscale=SCALE, zmin=0, zmax=top,
-            marker={"opacity": 0.78, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
+            marker={"opacity": HEX_OPACITY, "line": {"width": 0.3, "color": "rgba(255,255,255,0.25)"}},
             # below the plotly toolbar, which otherwise sits over the bar's title when the pointer is on the map
             colorbar={"title": {"text": title}, "thickness": 12, "x": 0.99, "len": 0.9, "y": 0, "yanchor": "bottom",
                       **_capped_ticks(top, float(counts["n"].max()))},

@@ -11,6 +11,8 @@ a folder is read in the XYZ order (y from the north), as tile tools write it.
 """
 from __future__ import annotations
 
+import io
+import math
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -111,6 +113,36 @@ class Basemap:
             data = bytes(row[0]) if row else None
         mime = image_type(data) if data else None
         return (data, mime) if mime else None
+
+
+def _mercator(lng: float, lat: float, z: int) -> tuple[float, float]:
+    """Web-mercator pixel position of a point at zoom ``z`` (256-px tiles, y from the north)."""
+    n = 256 * 2 ** z
+    rad = math.radians(max(min(lat, 85.05), -85.05))
+    return (lng + 180) / 360 * n, (1 - math.log(math.tan(rad) + 1 / math.cos(rad)) / math.pi) / 2 * n
+
+
+def picture(tiles: Basemap, bounds: tuple[float, float, float, float], size: tuple[int, int]):
+    """A Pillow image (RGB, ``size``) of the tiles over ``bounds`` (west, south, east, north), for a printed map
+    drawn in plate carrée with longitude scaled by cos(latitude) (dashboard.brief_images): at a county's extent
+    web-mercator is that same projection to well under a pixel. From the zoom whose pixels are no larger than
+    the picture's (or the deepest there is); where the set has no tile the picture is black."""
+    from PIL import Image
+
+    west, south, east, north = bounds
+    width, height = size
+    wanted = math.ceil(math.log2(max(width / max(east - west, 1e-9) * 360 / 256, 1)))
+    z = min(max(wanted, tiles.info.min_zoom), tiles.info.max_zoom)
+    (x0, y0), (x1, y1) = _mercator(west, north, z), _mercator(east, south, z)
+    mosaic = Image.new("RGB", (int(x1 // 256 - x0 // 256 + 1) * 256, int(y1 // 256 - y0 // 256 + 1) * 256))
+    for tx in range(int(x0 // 256), int(x1 // 256) + 1):
+        for ty in range(int(y0 // 256), int(y1 // 256) + 1):
+            found = tiles.tile(z, tx, ty)
+            if found:
+                image = Image.open(io.BytesIO(found[0])).convert("RGB").resize((256, 256))
+                mosaic.paste(image, ((tx - int(x0 // 256)) * 256, (ty - int(y0 // 256)) * 256))
+    left, top = int(x0 // 256) * 256, int(y0 // 256) * 256
+    return mosaic.resize(size, Image.Resampling.BILINEAR, box=(x0 - left, y0 - top, x1 - left, y1 - top))
 
 
 def _bounds(text: str | None, path: Path) -> tuple[float, float, float, float] | None:

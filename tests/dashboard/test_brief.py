@@ -471,3 +471,27 @@ def test_the_overview_counts_the_weeks_reopenings_of_older_cases(con):
     assert f"本周导出显示重开（办结后又转为未办结）{count:,} 件，均为本周以前受理的事件" in line
     assert "重开" not in next(b.text for b in weekly_brief(con, "汕尾市城区", WEEK).blocks
                               if isinstance(b, Text) and b.text.startswith("上表各项"))  # no reopening that week
+
+
+def test_the_briefs_map_lies_on_the_deployments_basemap_when_there_is_one(demo_settings, con, tmp_path):
+    """[map] basemap: the printed map draws the tiles under the hexes (their magenta shows between them); without
+    one it does not."""
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from dashboard.brief_files import brief_for
+    from dashboard.data import DashboardData
+    from tests.geodata.tiles import make_mbtiles
+
+    tiles = make_mbtiles(tmp_path / "c.mbtiles", DashboardData(demo_settings).bounds(queries.COUNTY),
+                         zooms=range(8, 13), colour=(255, 0, 255))
+
+    def magenta(settings) -> float:
+        picture = next(b for b in brief_for(con, settings, WEEK).blocks if isinstance(b, Picture) and "分布" in b.caption)
+        pixels = np.asarray(Image.open(io.BytesIO(picture.png)).convert("RGB")).astype(int)
+        return float(((pixels[..., 0] > 120) & (pixels[..., 1] < 60) & (pixels[..., 2] > 120)).mean())
+
+    assert magenta(dataclasses.replace(demo_settings, basemap=tiles, basemap_opacity=0.8)) > 0.2
+    assert magenta(demo_settings) == 0

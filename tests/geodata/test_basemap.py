@@ -98,3 +98,31 @@ def test_image_types_are_told_by_their_bytes():
     assert image_type(b"RIFF\0\0\0\0WEBPVP8 ") == "image/webp"
     assert image_type(b"RIFF\0\0\0\0WAVEfmt ") is None
     assert image_type(b"\x1a\x03") is None and image_type(b"") is None
+
+
+def _tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """west, south, east, north of XYZ tile (z, x, y)."""
+    import math
+
+    def lat(row):
+        return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / 2 ** z))))
+
+    return x / 2 ** z * 360 - 180, lat(y + 1), (x + 1) / 2 ** z * 360 - 180, lat(y)
+
+
+def test_a_printed_pictures_tiles_sit_where_their_bounds_say(tmp_path):
+    """picture(): four tiles of distinct colours over exactly their own 2 × 2 extent fill the four quadrants; a
+    missing tile is black; a picture finer than the deepest zoom enlarges it."""
+    from geodata.basemap import picture
+
+    z, x, y = 10, *xyz(115.4, 22.8, 10)
+    colours = {(0, 0): (255, 0, 0), (1, 0): (0, 255, 0), (0, 1): (0, 0, 255)}  # (1, 1) missing
+    folder = make_folder(tmp_path / "t", {(z, x + dx, y + dy): png(c) for (dx, dy), c in colours.items()})
+    west, _, _, north = _tile_bounds(z, x, y)
+    _, south, east, _ = _tile_bounds(z, x + 1, y + 1)
+    for size in ((512, 512), (2000, 2000)):  # the tiles' own size; then finer than zoom 10
+        image = picture(Basemap(folder), (west, south, east, north), size)
+        w, h = size
+        for (dx, dy), colour in {**colours, (1, 1): (0, 0, 0)}.items():
+            assert image.getpixel((int(w * (0.25 + dx / 2)), int(h * (0.25 + dy / 2)))) == colour, (size, dx, dy)
+            assert image.getpixel((int(w * (0.02 + dx / 2)), int(h * (0.02 + dy / 2)))) == colour, (size, dx, dy)
