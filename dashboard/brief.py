@@ -289,8 +289,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     area = scope.name if queries.narrow(scope) else ""
     as_of = _end_of(end, built)
     now = queries.kpis(con, this, as_of)
-    before = queries.kpis(con, last_week, _end_of(last_week.end, built))
-    year = queries.kpis(con, last_year, _end_of(last_year.end, built))
+    before, year = (queries.blank_unseen(con, queries.kpis(con, f, _end_of(f.end, built)), _end_of(f.end, built))
+                    for f in (last_week, last_year))
     brief = WeeklyBrief(county + area, start, end, as_of, kpis=now, area=area)
     add = brief.blocks.append
 

@@ -58,7 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for s in ingest(settings, source, list(files), progress=not args.quiet,
                         taken_at=taken + pd.Timedelta(seconds=i)):
             print(s.line())
-    stats = build(settings, as_of=taken + pd.Timedelta(minutes=1))
+    stats = build(settings, as_of=taken.ceil("D"))  # the midnight after the last day: the brief's end of that week
     print(f"built warehouse {settings.warehouse_path}: {stats['events']:,} events")
     _ensure_demo_accounts(settings)
     if args.no_serve:

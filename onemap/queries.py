@@ -343,9 +343,29 @@ def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys
     before = previous_period(flt)
     # the lag from the time the data reaches, not from the build: a build two days after the last export would
     # otherwise give the older periods two more days of closures than the current one can have (环比 ▼ falsely)
-    lag = min(as_of, data_end(con))
-    return (kpis(con, flt, as_of, keys), kpis(con, before, lag - (flt.start - before.start), keys),
-            kpis(con, year_earlier(flt), lag - YEAR, keys))
+    # counted from the end of the data's last day, as the brief measures each week at its end (a build at 00:00:55
+    # and an export of 23:59 would otherwise compare with a week ending a minute apart from the brief's)
+    lag = min(as_of, data_end(con).ceil("D"))
+    earlier = lag - (flt.start - before.start)
+    return (kpis(con, flt, as_of, keys), blank_unseen(con, kpis(con, before, earlier, keys), earlier),
+            blank_unseen(con, kpis(con, year_earlier(flt), lag - YEAR, keys), lag - YEAR))
+
+
+def changes_seen_from(con) -> pd.Timestamp | None:
+    """When a later export first changed the status of a record already loaded: before then the warehouse could
+    see no case reopened (重开), nor any other change, only each record as first loaded. None: not yet."""
+    row = con.execute("SELECT min(observed_at) FROM (SELECT observed_at, row_number() OVER (PARTITION BY event_id "
+                      "ORDER BY observed_at) AS k FROM core.event_status_history) WHERE k > 1").fetchall()[0][0]
+    return None if row is None else pd.Timestamp(row)
+
+
+def blank_unseen(con, values: dict[str, float | None], as_of: pd.Timestamp) -> dict[str, float | None]:
+    """``values`` (KPIs as of ``as_of``) with 重开率 blank (None, shown —) where no export had yet shown a change
+    of status by ``as_of``: it reads 0 % there because reopenings could not be seen, not because none happened."""
+    if values.get("reopened_rate") is None:
+        return values
+    seen = changes_seen_from(con)
+    return values if seen is not None and seen <= as_of else {**values, "reopened_rate": None}
 
 
 # top-level product category of a code: MDxx for the mediation list, the two-letter domain for grid events

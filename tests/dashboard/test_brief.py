@@ -495,3 +495,20 @@ def test_the_briefs_map_lies_on_the_deployments_basemap_when_there_is_one(demo_s
 
     assert magenta(dataclasses.replace(demo_settings, basemap=tiles, basemap_opacity=0.8)) > 0.2
     assert magenta(demo_settings) == 0
+
+
+def test_the_last_weeks_brief_and_the_kpis_command_give_the_same_numbers(con):
+    """The brief measures each week at its end; `onemap kpis` (queries.kpis_compared) measures now and lags the
+    earlier periods from the end of the data's last day. The demo is built at that midnight, so for its last
+    week both give the same 本周, 上周 and 去年同期, 重开率 of the earlier weeks blank in both (— : no export had
+    shown a change of status by then)."""
+    start, end = default_week(con)
+    brief = weekly_brief(con, "汕尾市城区", start)
+    now, before, year = queries.kpis_compared(con, queries.EventFilter(start, end))
+    table = _table_after(brief, "一、本周概况")
+    rows = {row[0]: row for row in table.rows}
+    for k in (kpi(key) for key in now):
+        assert rows[k.label][1:] == [format_value(k, now[k.key]), format_value(k, before[k.key]),
+                                     format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
+                                     format_change(k, now[k.key], year[k.key])], k.label
+    assert rows["重开率"][2] == "—" and rows["重开率"][4] == "—" and before["reopened_rate"] is None

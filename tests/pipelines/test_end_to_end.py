@@ -104,11 +104,14 @@ def test_kpis_match_independent_counts(demo_home, con):
 def test_previous_period_kpis_are_measured_at_the_same_lag(demo_home, con):
     """环比 on the strip: the 31 days before October, each KPI as of the time the data reaches moved back 31 days
     (queries.data_end: a build later than the last export would otherwise give the earlier periods the days of
-    closures in between, which October cannot have; the demo builds a minute after its exports were taken)."""
+    closures in between, which October cannot have), counted from the end of the data's last day as the brief
+    counts each week from its end; the demo builds at that midnight, seconds after its exports were taken. 重开率
+    is blank (—) for a period measured before any export showed a change of status: no reopening could be seen."""
     files = _loaded_files(demo_home, con)
     as_of = queries.reference_time(con)
-    lag = queries.data_end(con)
-    assert lag < as_of
+    assert queries.data_end(con) < as_of
+    lag = min(as_of, queries.data_end(con).ceil("D"))
+    assert lag == as_of == as_of.normalize()
     october = queries.EventFilter(start=dt.date(2026, 10, 1), end=dt.date(2026, 10, 31))
     assert queries.previous_period(october) == queries.EventFilter(start=dt.date(2026, 8, 31),
                                                                    end=dt.date(2026, 9, 30))
@@ -117,7 +120,8 @@ def test_previous_period_kpis_are_measured_at_the_same_lag(demo_home, con):
     # 同比: the same weekdays 52 weeks earlier, as of the reference time moved back as much
     last_year = queries.EventFilter(start=dt.date(2025, 10, 2), end=dt.date(2025, 11, 1))
     assert queries.year_earlier(october) == last_year
-    assert year == queries.kpis(con, last_year, lag - pd.Timedelta(weeks=52))
+    assert year == {**queries.kpis(con, last_year, lag - pd.Timedelta(weeks=52)), "reopened_rate": None}
+    assert before["reopened_rate"] is None and now["reopened_rate"] is not None
     expected_year = _expected_kpis(files, dt.date(2025, 10, 2), dt.date(2025, 11, 1), lag - pd.Timedelta(weeks=52),
                                    as_of)
     assert year["registered"] == expected_year["registered"] > 0
