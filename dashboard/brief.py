@@ -220,19 +220,21 @@ def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, stages: 
 
 
 def week_alerts(con, start: dt.date, end: dt.date, scope: queries.Scope | None = None) -> pd.DataFrame:
-    """The alerts of the week ``start``–``end`` (``queries.alerts`` rows): the 7-day windows that are the week
-    itself, and the ramps whose run ends inside the week.
+    """The alerts raised in the week ``start``–``end`` (``queries.alerts`` rows): every window (7-day and 1-day)
+    whose last day is one of the week's, and the ramps found on one of them.
 
-    ``window_end`` is a window's last day, inclusive (``models.alerts.score_window``): a 7-day window ending on
-    the Monday is six days of the week before; the one ending on the Sunday is exactly the week that the rest of
-    the brief measures. Not the windows with most of their days in the week (ending Thursday to Saturday) either:
-    they still hold days of the week before, their sentences give those dates, and a place would be listed in
-    two briefs. A ramp is found on a build's last day, its run (onset to that day, up to four weeks) the
-    evidence: one found inside the week is a place still rising this week, and belongs to no other week's brief."""
-    found = queries.alerts(con, since=start, window_days=7, with_ramps=True, scope=scope)
-    ramp = found["kind"] == "ramp"
-    the_week = ~ramp & (found["window_end"] == f"{end:%Y-%m-%d}")
-    return found[the_week | (ramp & (found["window_end"] <= f"{end:%Y-%m-%d}"))]
+    ``window_end`` is the day a window was scored and the alert shown on the map, so each alert belongs to the
+    brief of the week holding that day and to no other: a 7-day window ending on the Monday (six days of the
+    week before) was raised this week, and its sentence gives its dates. Listing only the window ending on the
+    Sunday left out every alert raised from Monday to Saturday whose place was quiet by Sunday."""
+    found = queries.alerts(con, since=start, scope=scope)
+    return found[found["window_end"] <= f"{end:%Y-%m-%d}"].reset_index(drop=True)
+
+
+def _days_scored(con, start: dt.date, end: dt.date) -> list[dt.date]:
+    """The days of the week on which alert windows were scored (``queries.alert_spans``)."""
+    days = (start + dt.timedelta(days=i) for i in range((end - start).days + 1))
+    return [d for d in days if queries.alerts_scored(con, d)]
 
 
 def _running(end: dt.date, scored: dict) -> bool:
@@ -241,12 +243,13 @@ def _running(end: dt.date, scored: dict) -> bool:
     return scored["alerts_to"] is not None and end > scored["alerts_to"]
 
 
-def _unscored_text(end: dt.date, scored: dict) -> str:
-    """Why a week's own alert window (ending on its Sunday ``end``) is not listed: the week has not ended in the
-    data yet, or the window is older than the alerts kept."""
+def _unscored_text(end: dt.date, scored: dict, days: list[dt.date]) -> str:
+    """Which days of the week ending on ``end`` had no alert scored, and why: the week has not ended in the data
+    yet, or the days are older than the alerts kept. ``days``: the days that were scored."""
     if _running(end, scored):
-        return (f"本周尚未结束（预警已计算至 {scored['alerts_to']:%m月%d日}）：本周的 7 天预警窗口为周一至周日，"
-                "周日的数据载入并更新后列出。")
+        return (f"本周尚未结束（预警已计算至 {scored['alerts_to']:%m月%d日}），其后各日的预警在数据载入并更新后列出。")
+    if days:
+        return f"本周只有 {days[0]:%m月%d日}—{days[-1]:%m月%d日} 在已计算的预警范围内。"
     return ("本周不在已计算的预警范围内：预警从每次更新的最近两周算起，之前各次更新的预警保留"
             + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。"))
 
@@ -347,23 +350,28 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
 
     add(Heading("四、异常预警：风险区域及原因"))
     scored = queries.scored_through(con)
-    alerts = week_alerts(con, start, end, scope)
-    alerts = alerts.sort_values("score", ascending=False).drop_duplicates("place").head(TOP_ALERTS)
-    week_scored = queries.alerts_scored(con, end)  # the week's own window, ending on its Sunday
+    raised = week_alerts(con, start, end, scope)
+    alerts = raised.sort_values("score", ascending=False).drop_duplicates("place").head(TOP_ALERTS)
+    days = _days_scored(con, start, end)
     if len(alerts):
         if reviews_path is not None:
             alerts = with_reviews(alerts, reviews_path)
             alerts["sentence_zh"] = [s + (f"（经核实：{VERDICTS[v]}）" if v in VERDICTS else "")
                                      for s, v in zip(alerts["sentence_zh"], alerts["review"], strict=True)]
+        places = raised["place"].nunique()
+        add(Text(f"本周发出预警 {len(raised)} 条（同一处连日预警各计一条），涉及 {places} 处"
+                 + (f"，以下按强度列出前 {len(alerts)} 处" if places > len(alerts) else "，每处列出最强的一条")
+                 + "："))
         add(Bullets(list(alerts["sentence_zh"])))
         if reviews_path is not None and alerts["review"].notna().any():
             counts = alerts["review"].value_counts()
             add(Text(f"以上 {len(alerts)} 条中已核实 {int(counts.sum())} 条："
                      + "，".join(f"{name} {int(counts.get(v, 0))} 条" for v, name in VERDICTS.items()) + "。"))
-    elif week_scored:
-        add(Text("本周没有通过统计检验的异常（已控制误报比例）。"))
-    if not week_scored and (not len(alerts) or _running(end, scored)):  # a running week's ramps are not all
-        add(Text(_unscored_text(end, scored)))
+    elif days:
+        add(Text(("本周" if len(days) == 7 else f"{days[0]:%m月%d日}—{days[-1]:%m月%d日}")
+                 + "没有通过统计检验的异常（已控制误报比例）。"))
+    if len(days) < 7:
+        add(Text(_unscored_text(end, scored, days)))
     record = recent_record(con, end, scope, reviews_path) if reviews_path is not None else ""
     if record:
         add(Text(record))

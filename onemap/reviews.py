@@ -104,10 +104,13 @@ def recent_record(con, end: dt.date, scope, path: Path, weeks: int = RECORD_WEEK
     from onemap import queries
 
     first = end - dt.timedelta(weeks=weeks) + dt.timedelta(days=1)
+    kept = queries.scored_through(con)["alerts_from"]  # the first day alerts were kept: say so, not "4 weeks"
+    span = (f"近{weeks}周（{first:%m月%d日}—{end:%m月%d日}）" if kept is None or kept <= first
+            else f"{kept:%m月%d日}（现有预警最早的一天）至 {end:%m月%d日}")
     recent = queries.alerts(con, since=first, scope=scope)
     row = summary(with_reviews(recent[recent["window_end"] <= f"{end:%Y-%m-%d}"], path)).iloc[-1]  # "all"
     if not row["reviewed"]:
         return ""
-    return (f"近{weeks}周（{first:%m月%d日}—{end:%m月%d日}）的 {row['alerts']} 条预警中已核实 {row['reviewed']} 条："
+    return (f"{span}的 {row['alerts']} 条预警中已核实 {row['reviewed']} 条："
             f"属实 {row['confirmed']} 条，误报 {row['false_alarm']} 条，属实率 {100 * row['precision']:.0f}%"
             f"（95% 区间 {100 * row['precision_low']:.0f}%—{100 * row['precision_high']:.0f}%）。")

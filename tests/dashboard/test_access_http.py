@@ -553,7 +553,7 @@ def test_an_analyst_marks_an_alert_and_the_verdict_reaches_the_cli(demo_settings
     from onemap.reviews import recent_record
 
     record = recent_record(con, queries.date_bounds(con)[1], queries.area_scope(con, town), settings.reviews_path)
-    assert record.startswith("近4周") and "属实率" in record and "95% 区间" in record
+    assert "（现有预警最早的一天）至" in record and "属实率" in record and "95% 区间" in record
     assert record in shown  # at once, beside the verdict, not only after a reload
     assert record in _text(client.get("/_dash-layout"))
     assert "演示数据：村居与网格边界为合成数据" in _text(client.get("/_dash-layout"))  # the demo's badge

@@ -249,13 +249,15 @@ def test_the_briefs_alerts_carry_the_analysts_verdicts(con, tmp_path):
     texts = [b.text for b in reviewed.blocks if isinstance(b, Text)]
     assert f"以上 {len(items)} 条中已核实 1 条：属实 0 条，误报 1 条。" in texts
     # the record of the last four weeks: one verdict, a wide interval; a second, confirmed one changes it
-    record = next(t for t in texts if t.startswith("近4周"))
+    record = next(t for t in texts if "条预警中已核实" in t)
+    kept = queries.scored_through(con)["alerts_from"]  # the demo keeps two weeks of alerts: the span says so
+    assert record.startswith(f"{kept:%m月%d日}（现有预警最早的一天）至 {week:%m月%d日}的 ")
     assert "已核实 1 条：属实 0 条，误报 1 条，属实率 0%（95% 区间 0%—79%）。" in record
     add_review(reviews, keys_of(week_alerts.iloc[[-1]]).iloc[0], "confirmed", "county")
     again = weekly_brief(con, "汕尾市城区", week, map_png=None, reviews_path=reviews)
-    record = next(b.text for b in again.blocks if isinstance(b, Text) and b.text.startswith("近4周"))
+    record = next(b.text for b in again.blocks if isinstance(b, Text) and "条预警中已核实" in b.text)
     assert "已核实 2 条：属实 1 条，误报 1 条，属实率 50%（95% 区间 9%—91%）。" in record
-    assert not any(b.text.startswith("近4周") for b in plain.blocks if isinstance(b, Text))
+    assert not any("条预警中已核实" in b.text for b in plain.blocks if isinstance(b, Text))
 
 
 def test_the_backlog_at_each_weeks_end_leads_to_this_weeks_overdue_count(con):
@@ -310,48 +312,52 @@ def _alerts_listed(brief) -> list[str]:
     return [item for b in brief.blocks[i:j] if isinstance(b, Bullets) for item in b.items]
 
 
-def test_a_week_lists_its_own_7_day_window_and_the_ramps_found_in_it(con, monkeypatch):
-    """window_end is a window's last day: the window ending on the week's Monday is six days of the week before
-    and is not this week's; the one ending on its Sunday is the week. A ramp found inside the week (its run may
-    start earlier) is a place still rising this week; windows ending on other days and a ramp found after the
-    week are not listed."""
-    def alert(end: str, sentence: str, score: float, kind: str = "cell", days: int = 7) -> dict:
-        return {"window_end": end, "window_days": days, "kind": kind, "place": sentence, "cell": "8a0000000000000",
+def test_a_week_lists_the_alerts_raised_on_its_days_strongest_place_first(con, monkeypatch):
+    """window_end is the day an alert was raised: every window ending on one of the week's days (7-day or 1-day,
+    the one ending on the Monday too, though six of its days are the week before) and every ramp found in the
+    week is the week's, one line a place (its strongest), strongest first; windows ending before the Monday or
+    after the Sunday belong to other briefs. The lead line counts them all."""
+    def alert(end: str, place: str, sentence: str, score: float, kind: str = "cell", days: int = 7) -> dict:
+        return {"window_end": end, "window_days": days, "kind": kind, "place": place, "cell": "8a0000000000000",
                 "category_code": None, "observed": 9, "expected": 1.0, "ratio": 9.0, "score": score,
                 "q_value": 0.01, "sentence_zh": sentence}
 
-    stored = pd.DataFrame([alert("2026-11-15", "下周一结束的窗口", 90), alert("2026-11-16", "下周一发现的上升", 80, "ramp", 20),
-                           alert("2026-11-08", "周日结束的窗口", 10), alert("2026-11-05", "周四结束的窗口", 60),
-                           alert("2026-11-04", "周三发现的上升", 20, "ramp", 20),
-                           alert("2026-11-02", "周一结束的窗口", 70, "category"), alert("2026-11-01", "上周日结束的窗口", 50)])
+    stored = pd.DataFrame([
+        alert("2026-11-15", "甲村", "下周日结束的窗口", 95), alert("2026-11-09", "乙村", "下周一结束的窗口", 90),
+        alert("2026-11-08", "丙村", "周日结束的窗口", 10), alert("2026-11-05", "丁村", "周四结束的窗口", 60),
+        alert("2026-11-05", "丁村", "周四的单日窗口", 40, days=1), alert("2026-11-04", "戊村", "周三发现的上升", 20, "ramp", 20),
+        alert("2026-11-02", "己村", "周一结束的窗口", 70, "category"), alert("2026-11-01", "庚村", "上周日结束的窗口", 50)])
 
     def alerts(con, since=None, window_days=None, limit=None, *, kind=None, with_ramps=False, scope=None):
-        assert window_days == 7 and with_ramps
         return stored[stored["window_end"] >= f"{since}"].reset_index(drop=True)
 
     monkeypatch.setattr(queries, "alerts", alerts)
     brief = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)
-    assert _alerts_listed(brief) == ["周三发现的上升", "周日结束的窗口"]  # strongest first
+    assert _alerts_listed(brief) == ["周一结束的窗口", "周四结束的窗口", "周三发现的上升", "周日结束的窗口"]
+    assert any(isinstance(b, Text) and b.text == "本周发出预警 5 条（同一处连日预警各计一条），涉及 4 处，每处列出最强的一条："
+               for b in brief.blocks)
 
 
-def test_the_demos_brief_lists_only_the_window_of_its_week(con):
-    """The demo's last week: every alert listed is of the window 11-09..11-15 or a ramp found in it, never one of
-    the 7-day windows ending on the days before the Sunday (those are scored too)."""
+def test_the_demos_brief_lists_every_alert_raised_in_its_week(con):
+    """The demo's last week: the places listed are those of every alert whose window ends in the week (the
+    7-day windows ending before its Sunday too), strongest first, one a place."""
     start, end = dt.date(2026, 11, 9), dt.date(2026, 11, 15)
-    stored = queries.alerts(con, since=start, window_days=7, with_ramps=True)
-    straddling = stored[(stored["kind"] != "ramp") & (stored["window_end"] < f"{end}")]
-    assert len(straddling)  # the demo has alerts on windows ending inside the week before its Sunday
-    own = brief_alerts(con, start, end)
-    assert set(own["window_end"]) == {f"{end}"} and not set(own["sentence_zh"]) & set(straddling["sentence_zh"])
+    stored = queries.alerts(con, since=start)
+    raised = stored[stored["window_end"] <= f"{end}"]
+    assert (raised["window_end"] < f"{end}").any()  # the demo has alerts on windows ending before the Sunday
+    assert brief_alerts(con, start, end).equals(raised.reset_index(drop=True))
     listed = _alerts_listed(weekly_brief(con, "汕尾市城区", dt.date(2026, 11, 12), map_png=None))
-    expected = own.sort_values("score", ascending=False).drop_duplicates("place").head(10)
+    expected = raised.sort_values("score", ascending=False).drop_duplicates("place").head(10)
     assert listed == list(expected["sentence_zh"]) and listed
 
 
-def test_no_alert_says_whether_the_weeks_window_was_scored(con):
-    """The text when nothing is listed follows the same rule as the list: the week's own window (ending on its
-    Sunday) scored and nothing found; or the week still running in the data (its Sunday not loaded)."""
-    scored = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)  # 11-08 is inside the build's scored span
+def test_no_alert_says_which_days_of_the_week_were_scored(con, monkeypatch):
+    """Nothing listed: the week scored and nothing found; or the week still running in the data (its last days
+    not loaded), the days scored so far named."""
+    none = queries.alerts(con).iloc[0:0]
+    with monkeypatch.context() as m:
+        m.setattr(queries, "alerts", lambda *args, **kwargs: none)
+        scored = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)  # 11-02..11-08 inside the build's scored span
     assert not _alerts_listed(scored)
     assert any(isinstance(b, Text) and b.text == "本周没有通过统计检验的异常（已控制误报比例）。" for b in scored.blocks)
     running = weekly_brief(con, "汕尾市城区", dt.date(2026, 11, 18), map_png=None)  # the demo ends on 11-15
