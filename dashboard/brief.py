@@ -12,6 +12,7 @@ the end of that week.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -254,6 +255,34 @@ def _unscored_text(end: dt.date, scored: dict, days: list[dt.date]) -> str:
             + (f"（现有 {scored['alerts_from']:%Y年%m月%d日} 起）。" if scored["alerts_from"] else "。"))
 
 
+HOT_RESOLUTION = 8  # the brief's hot spots: the town-sized hexes of its map
+
+
+def _week_hotspots(con, end: dt.date, scope: queries.Scope | None, stored_to: dt.date | None
+                   ) -> tuple[pd.DataFrame, dt.date | None]:
+    """The emerging hot spot classes of the weeks up to the week's Sunday ``end`` (cells with a class; the columns
+    of ``queries.hotspot_cells``) and the last day they cover. The build's own where it scored that week or a
+    later one is not yet scored (``stored_to``: its last day); for an earlier week, scored here from the
+    aggregates as the build scores (same weeks and neighbourhood in time, ``models.hotspots.hotspots_of_weeks``):
+    a past week's brief must not show the hot spots, and this week's counts, of the weeks after it."""
+    if stored_to is None or end >= stored_to:
+        return queries.hotspot_cells(con, HOT_RESOLUTION, scope), stored_to
+    import shapely
+
+    from models.hotspots import hotspots_of_weeks
+
+    params = json.loads(con.execute("SELECT params FROM meta.model_runs WHERE model = 'emerging_hotspots'"
+                                    ).fetchall()[0][0])
+    county = shapely.union_all([shapely.geometry.shape(f["geometry"])
+                                for f in queries.area_geojson(con, "county")["features"]])
+    table = hotspots_of_weeks(con, county, HOT_RESOLUTION, end, int(params["weeks"]), int(params.get("time_step", 0)))
+    table = table[table["pattern"] != "no_pattern"].sort_values("z", ascending=False).reset_index()
+    table["cell"] = queries.hex_ids(table["cell"])
+    if queries.narrow(scope):
+        table = table[table["cell"].isin(queries.cells_in_scope(con, table["cell"], HOT_RESOLUTION, scope))]
+    return table[["cell", "pattern", "pattern_zh", "z", "p", "significant", "count"]].reset_index(drop=True), end
+
+
 def _repeats_at(con, as_of: pd.Timestamp, scope: queries.Scope | None) -> tuple[pd.DataFrame, float]:
     """The repeat places at the end of the brief's week (the build's calibrated window), not the build's own
     table: that one is as of the data, and a past week's brief would list incidents after the week."""
@@ -377,13 +406,13 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Text(record))
 
     add(Heading("五、新兴热点"))
-    hot = queries.hotspot_cells(con, 8, scope)
+    hot, hot_to = _week_hotspots(con, end, scope, scored["hotspots_to"])
     if len(hot):
-        through = f"截至 {scored['hotspots_to']:%Y年%m月%d日}" if scored["hotspots_to"] else "最近一次计算"
+        through = f"截至 {hot_to:%Y年%m月%d日}" if hot_to else "最近一次计算"
         add(Text(f"{through}的近26周，各类热点六边形数："
                  + "，".join(f"{z} {n} 个" for z, n in hot["pattern_zh"].value_counts().items()) + "。"))
         named = hot[hot["pattern"].isin(HOT_CLASSES)].sort_values("count", ascending=False, kind="stable")
-        named = named.assign(place=named["cell"].map(queries.cell_places(con, named["cell"], 8)))
+        named = named.assign(place=named["cell"].map(queries.cell_places(con, named["cell"], HOT_RESOLUTION)))
         named = named.dropna(subset=["place"]).drop_duplicates("place").head(8)
         if len(named):  # busiest first; the count is the hex's (about 0.7 km²), which may reach past the village
             add(Bullets([f"{r.place}：{r.pattern_zh}（所在六边形最近一周 {int(r.count)} 件）" for r in named.itertuples()]))

@@ -403,3 +403,20 @@ def hotspot_table(
     out.attrs["latest"] = slice_vals[-1]
     out.attrs["n_slices"] = len(slice_vals)
     return out
+
+
+def hotspots_of_weeks(con, county, resolution: int, slice_end, weeks: int, time_step: int = 0) -> pd.DataFrame:
+    """:func:`hotspot_table` of the warehouse's H3 aggregates (``hex.cell_day``) at ``resolution``: ``weeks`` weekly
+    slices ending on ``slice_end`` (a date, the last slice's last day), over every cell covering ``county`` (a
+    shapely geometry; empty cells take part). The build scores the latest weeks with it; the weekly brief of a past
+    week scores the weeks up to that week's Sunday, so that it reads the same whenever it is made."""
+    from geodata.h3cells import cells_covering
+
+    start = pd.Timestamp(slice_end) - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1)
+    frame = con.execute(
+        "SELECT cell, (datediff('day', $start::DATE, day) // 7)::INTEGER AS slice, sum(n)::BIGINT AS n "
+        "FROM hex.cell_day WHERE resolution = $res AND day BETWEEN $start AND $end GROUP BY ALL",
+        {"res": int(resolution), "start": start.date(), "end": pd.Timestamp(slice_end).date()}).df()
+    return hotspot_table(frame, "cell", "slice", "n", k=1, alpha=0.05, cells=cells_covering(county, resolution),
+                         slices=range(weeks), time_step=time_step,
+                         global_window="cube" if time_step else "slice")

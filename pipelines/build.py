@@ -302,8 +302,7 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
     """
     import json
 
-    from geodata.h3cells import cells_covering
-    from models.hotspots import hotspot_table
+    from models.hotspots import hotspots_of_weeks
 
     last = con.execute("SELECT max(day) FROM hex.cell_day").fetchall()[0][0]
     if last is None:
@@ -312,7 +311,6 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
     slice_end = end - pd.Timedelta(days=(end.weekday() + 1) % 7)  # last Sunday on or before the latest day
     if slice_end < end - pd.Timedelta(days=3):
         slice_end = end  # a week with most of its days present counts as the latest slice
-    start = slice_end - pd.Timedelta(weeks=weeks) + pd.Timedelta(days=1)
     run_id = uuid.uuid4().hex[:12]
     time_step = settings.hotspot_time_step
     window = "cube" if time_step else "slice"
@@ -321,14 +319,7 @@ def score_hotspots(con, areas, settings: Settings, as_of: pd.Timestamp, weeks: i
     rows = 0
     county = areas.county.geometry.union_all()
     for res in HOTSPOT_RESOLUTIONS:
-        frame = con.execute(
-            "SELECT cell, (datediff('day', $start::DATE, day) // 7)::INTEGER AS slice, sum(n)::BIGINT AS n "
-            "FROM hex.cell_day WHERE resolution = $res AND day BETWEEN $start AND $end GROUP BY ALL",
-            {"res": res, "start": start.date(), "end": slice_end.date()}).df()
-        table = hotspot_table(frame, "cell", "slice", "n", k=1, alpha=0.05,
-                              cells=cells_covering(county, res), slices=range(weeks), time_step=time_step,
-                              global_window=window)
-        out = table.reset_index()
+        out = hotspots_of_weeks(con, county, res, slice_end, weeks, time_step).reset_index()
         out = pd.DataFrame({
             "run_id": run_id, "resolution": res, "cell": out["cell"].astype("uint64"),
             "slice_end": slice_end.date(), "n_slices": weeks, "count": out["count"].astype("int64"),

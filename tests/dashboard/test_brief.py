@@ -164,12 +164,11 @@ def test_report_command_refuses_a_bad_format_or_date(demo_settings, capsys):
     assert "expected" in capsys.readouterr().err
 
 
-def test_an_old_week_says_its_alerts_were_not_kept_and_when_hot_spots_were_scored(con):
+def test_an_old_week_says_its_alerts_were_not_kept_and_of_which_weeks_its_hot_spots_are(con):
     old = weekly_brief(con, "汕尾市城区", dt.date(2026, 9, 9), map_png=None)
     texts = [b.text for b in old.blocks if isinstance(b, Text)]
-    scored = queries.scored_through(con)
     assert any(t.startswith("本周不在已计算的预警范围内") for t in texts)
-    assert any(t.startswith(f"截至 {scored['hotspots_to']:%Y年%m月%d日}的近26周") for t in texts)
+    assert any(t.startswith("截至 2026年09月13日的近26周") for t in texts)  # its own Sunday's, not the build's
     assert not any(isinstance(b, Picture) for b in old.blocks)  # no map given, none drawn
 
 
@@ -518,3 +517,33 @@ def test_the_last_weeks_brief_and_the_kpis_command_give_the_same_numbers(con):
                                      format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
                                      format_change(k, now[k.key], year[k.key])], k.label
     assert rows["重开率"][2] == "—" and rows["重开率"][4] == "—" and before["reopened_rate"] is None
+
+
+def test_a_past_weeks_hot_spots_are_those_of_the_weeks_up_to_its_sunday(con):
+    """The build scores the hot spots of its latest 26 weeks; a past week's brief scores the 26 weeks up to its
+    own Sunday the same way, so that it shows neither the classes nor the counts of the weeks after it. Scored
+    here up to the build's own last Sunday, the classes are the build's."""
+    import shapely
+
+    from dashboard.brief import HOT_RESOLUTION, _week_hotspots
+    from models.hotspots import hotspots_of_weeks
+
+    stored_to = queries.scored_through(con)["hotspots_to"]
+    county = shapely.union_all([shapely.geometry.shape(f["geometry"])
+                                for f in queries.area_geojson(con, "county")["features"]])
+    again = hotspots_of_weeks(con, county, HOT_RESOLUTION, stored_to, 26).reset_index()
+    again = again[again["pattern"] != "no_pattern"]
+    stored = queries.hotspot_cells(con, HOT_RESOLUTION)
+    assert dict(zip(queries.hex_ids(again["cell"]), again["pattern"], strict=True)) == \
+        dict(zip(stored["cell"], stored["pattern"], strict=True))
+
+    week_end = stored_to - dt.timedelta(days=7)
+    past, through = _week_hotspots(con, week_end, None, stored_to)
+    assert through == week_end and len(past)
+    week_counts = con.execute("SELECT cell, sum(n) FROM hex.cell_day WHERE resolution = ? AND day BETWEEN ? AND ? "
+                              "GROUP BY cell", [HOT_RESOLUTION, week_end - dt.timedelta(days=6), week_end]).fetchall()
+    counts = {format(int(c), "x"): int(n) for c, n in week_counts}
+    assert all(int(r.count) == counts.get(r.cell, 0) for r in past.itertuples())  # that week's counts
+    assert _week_hotspots(con, stored_to, None, stored_to)[1] == stored_to  # the build's own week: its classes
+    brief = weekly_brief(con, "汕尾市城区", week_end)
+    assert any(isinstance(b, Text) and b.text.startswith(f"截至 {week_end:%Y年%m月%d日}的近26周") for b in brief.blocks)
