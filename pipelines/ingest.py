@@ -95,14 +95,21 @@ def area_set_for(settings: Settings) -> AreaSet:
 
 
 def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path:
+    """The export as received, kept immutable under ``raw/<source>/``. It holds callers' names and phone numbers as
+    exported, so it is the owner's only: read-only to the service account, in folders no one else can enter (the
+    secrets are kept the same way)."""
     target = settings.raw_dir / source / f"{sha[:16]}_{path.name}"
+    for folder in (settings.raw_dir, target.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o700)
     if not target.exists():  # written under a temporary name and renamed: a killed load leaves no half copy
-        target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         part.unlink(missing_ok=True)  # left read-only by a load killed mid-copy
         shutil.copyfile(path, part)
-        part.chmod(0o444)
+        part.chmod(0o400)
         part.replace(target)
+    else:
+        target.chmod(0o400)  # a copy kept by an earlier version, readable by all
     return target
 
 

@@ -39,7 +39,7 @@ class ReadError(ValueError):
 @dataclass
 class ReadResult:
     frame: pd.DataFrame           # one row per record, all columns text, plus ROW
-    malformed: pd.DataFrame       # columns: source_row, detail, raw
+    malformed: pd.DataFrame       # columns: source_row, detail, raw, fields (a CSV row's values, else None)
     encoding: str = ""
 
     @property
@@ -49,7 +49,7 @@ class ReadResult:
 
 def _no_malformed() -> pd.DataFrame:
     return pd.DataFrame({"source_row": pd.Series([], dtype="int64"), "detail": pd.Series([], dtype=object),
-                         "raw": pd.Series([], dtype=object)})
+                         "raw": pd.Series([], dtype=object), "fields": pd.Series([], dtype=object)})
 
 
 def detect_encoding(path: Path, sample_bytes: int = 1 << 20) -> str:
@@ -205,7 +205,7 @@ def _read_csv_tolerant(path: Path, encoding: str, sep: str) -> ReadResult:
     csv.field_size_limit(sys.maxsize)
     good: list[list[str]] = []
     rows: list[int] = []
-    bad: list[tuple[int, str, str]] = []
+    bad: list[tuple[int, str, str, list[str]]] = []
     with open(path, encoding=encoding, newline="") as fh:
         reader = csv.reader(fh, delimiter=sep)
         header = next(reader, None)
@@ -219,10 +219,10 @@ def _read_csv_tolerant(path: Path, encoding: str, sep: str) -> ReadResult:
             elif not any(v.strip() for v in rec):
                 continue
             else:
-                bad.append((i, f"expected {width} fields, found {len(rec)}", sep.join(rec)[:2000]))
+                bad.append((i, f"expected {width} fields, found {len(rec)}", sep.join(rec)[:2000], rec))
     frame = pd.DataFrame(good, columns=header, dtype=object).replace({"": None}).astype(pd.StringDtype("pyarrow"))
     frame.insert(0, ROW, rows)
-    malformed = pd.DataFrame(bad, columns=["source_row", "detail", "raw"]) if bad else _no_malformed()
+    malformed = pd.DataFrame(bad, columns=["source_row", "detail", "raw", "fields"]) if bad else _no_malformed()
     return ReadResult(frame, malformed, encoding)
 
 
@@ -283,10 +283,10 @@ def _read_jsonl(path: Path) -> ReadResult:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            bad.append((i, f"not valid JSON: {exc.msg}", line[:2000]))
+            bad.append((i, f"not valid JSON: {exc.msg}", line[:2000], None))
             continue
         if not isinstance(obj, dict):
-            bad.append((i, "not a JSON object", line[:2000]))
+            bad.append((i, "not a JSON object", line[:2000], None))
             continue
         records.append({k: None if v is None else (v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))
                         for k, v in obj.items()})
@@ -295,5 +295,5 @@ def _read_jsonl(path: Path) -> ReadResult:
     if not len(frame.columns) and not bad:
         raise ReadError(f"{path}: no JSON records")
     frame.insert(0, ROW, numbers)
-    malformed = pd.DataFrame(bad, columns=["source_row", "detail", "raw"]) if bad else _no_malformed()
+    malformed = pd.DataFrame(bad, columns=["source_row", "detail", "raw", "fields"]) if bad else _no_malformed()
     return ReadResult(frame, malformed, encoding)

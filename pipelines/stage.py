@@ -6,8 +6,11 @@
 """
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -483,7 +486,9 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
             "source_row": malformed["source_row"].astype("int64").to_numpy(), "field": "*",
             "reason": MALFORMED_ROW, "detail": malformed["detail"].to_numpy(),
-            "raw": [json.dumps({"line": redact_text(r)}, ensure_ascii=False) for r in malformed["raw"]],
+            "raw": [_malformed_raw(line, fields, list(raw.columns.drop(ROW, errors="ignore")), profile)
+                    for line, fields in zip(malformed["raw"], malformed.get("fields", [None] * len(malformed)),
+                                            strict=True)],
             "scrubbed": True})], ignore_index=True)
     return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts)
 
@@ -629,6 +634,29 @@ def _reject_frame(raw: pd.DataFrame, rej: _Rejects, profile: Profile, ctx: Stage
         "field": rej.field[mask], "reason": rej.reason[mask], "detail": rej.detail[mask], "raw": raws,
         "scrubbed": True,
     })
+
+
+GONE = "[已删除]"  # a party or [drop] value taken out of a malformed row's text
+
+
+def _malformed_raw(line: str, fields: list[str] | None, header: list[str], profile: Profile) -> str:
+    """A malformed row as quarantine keeps it: {"line": text}, free text redacted and the party and [drop] values
+    taken out. Its fields do not line up with the header, so a CSV row loses the value at each such column's
+    place counted from the left and from the right (one field too many or too few, on either side of it);
+    a broken JSON line, the value of each such key."""
+    personal = set(profile.party_columns) | set(profile.drop_columns)
+    if isinstance(fields, list):
+        width, n = len(header), len(fields)
+        hidden = {j for i, name in enumerate(header) if name in personal for j in (i, n - (width - i)) if 0 <= j < n}
+        out = io.StringIO()
+        csv.writer(out).writerow([GONE if j in hidden else redact_text(v) for j, v in enumerate(fields)])
+        text = out.getvalue().rstrip("\r\n")
+    else:
+        text = str(line)
+        for name in personal:
+            text = re.sub(rf'("{re.escape(name)}"\s*:\s*)("(?:[^"\\]|\\.)*"|[^,}}]*)', rf'\1"{GONE}"', text)
+        text = redact_text(text)
+    return json.dumps({"line": text[:2000]}, ensure_ascii=False)
 
 
 def file_sha256(path: Path) -> str:

@@ -269,3 +269,34 @@ def test_quarantine_rows_of_an_earlier_version_are_scrubbed_by_the_next_load(are
     values = json.loads(raw)
     assert scrubbed is True and "报警人姓名" not in values and "13812345678" not in raw and "王小明" not in raw
     assert values["报警类别代码"] == "299999" and "邻居漏水" in values["报警内容"]  # the rest as it was
+
+
+@pytest.mark.parametrize("shift", ["extra_before", "extra_after", "missing_before", "missing_after"])
+def test_a_malformed_rows_party_values_are_taken_out_wherever_the_row_is_shifted(inside, settings, tmp_path, shift):
+    """A police row with a field too many or too few, before or after the caller's name: the name (a bare name,
+    which text redaction cannot know) and phone number are not kept in quarantine; the other text is."""
+    from pipelines.ingest import ingest
+
+    from .warehouse import query_rows
+
+    row = police_row(inside, 接警单编号="JX9", 报警人姓名="周建涛", 报警电话="13812349876", 报警内容="漏水纠纷")
+    header, values = list(row), list(row.values())
+    name_at = header.index("报警人姓名")
+    edit = {"extra_before": lambda v: v[:2] + ["多出的值"] + v[2:], "extra_after": lambda v: v + ["多出的值"],
+            "missing_before": lambda v: v[:2] + v[3:], "missing_after": lambda v: v[:name_at + 2] + v[name_at + 3:]}
+    text = ",".join(header) + "\n" + ",".join(edit[shift](values)) + "\n"
+    [summary] = ingest(settings, "police", [_write(tmp_path, f"{shift}.csv", text.encode())], progress=False)
+    assert summary.reconciles and summary.reasons.get(S.MALFORMED_ROW) == 1
+    [(raw,)] = query_rows(settings, f"SELECT raw FROM staging.rejects WHERE source_file = '{shift}.csv'")
+    line = json.loads(raw)["line"]
+    assert "周建涛" not in line and "13812349876" not in line and "[已删除]" in line
+    assert "JX9" in line and "漏水纠纷" in line
+
+
+def test_a_broken_json_lines_party_values_are_taken_out():
+    from pipelines.stage import _malformed_raw
+
+    profile = load_profile("demo_police")
+    line = '{"接警单编号": "J1", "报警人姓名": "周建涛", "报警电话": 13812349876, "报警内容": "漏水'
+    kept = json.loads(_malformed_raw(line, None, [], profile))["line"]
+    assert "周建涛" not in kept and "13812349876" not in kept and '"接警单编号": "J1"' in kept

@@ -168,6 +168,12 @@ def test_raw_copy_replaces_a_half_copy_left_by_a_killed_load(settings, tmp_path)
     stale.chmod(0o444)
     assert keep_raw_copy(settings, "police", src, "0" * 64) == target
     assert target.read_bytes() == src.read_bytes() and not stale.exists()
+    # callers' names and phone numbers as exported: the owner's only, in folders no one else can enter
+    assert (target.stat().st_mode & 0o777, target.parent.stat().st_mode & 0o777) == (0o400, 0o700)
+    assert settings.raw_dir.stat().st_mode & 0o777 == 0o700
+    target.chmod(0o444)  # kept by an earlier version, readable by all: tightened at the next load of it
+    keep_raw_copy(settings, "police", src, "0" * 64)
+    assert target.stat().st_mode & 0o777 == 0o400
 
 
 def test_an_export_saying_案结事了_closes_the_case_everywhere(settings, inside, tmp_path):
