@@ -135,7 +135,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         import pandas as pd
 
         try:
-            taken = pd.Timestamp(args.taken_at).tz_localize(settings.timezone)
+            taken = pd.Timestamp(args.taken_at)
+            # a time with its own offset is converted; one without is the deployment's wall-clock time
+            taken = taken.tz_convert(settings.timezone) if taken.tzinfo else taken.tz_localize(settings.timezone)
         except ValueError as exc:
             raise SystemExit(f"onemap ingest: --taken-at {args.taken_at!r} is not a time (YYYY-MM-DD HH:MM): {exc}") from None
     summaries = ingest(settings, args.source, [Path(f) for f in args.files], profile_name=args.profile,

@@ -49,6 +49,7 @@ class BatchSummary:
     reasons: dict[str, int] | None = None
     redactions: dict[str, int] | None = None
     unmapped: dict[str, int] | None = None  # source category code -> rows quarantined as unknown_category
+    older: int = 0  # of unchanged: records the warehouse holds from a later export (their status went to history)
 
     @property
     def reconciles(self) -> bool:
@@ -60,6 +61,9 @@ class BatchSummary:
         ok = "ok" if self.reconciles else "DOES NOT RECONCILE"
         text = (f"{self.file}: read {self.rows_read:,} / inserted {self.inserted:,} / updated {self.updated:,} / "
                 f"unchanged {self.unchanged:,} / linked {self.linked:,} / quarantined {self.quarantined:,}  [{ok}]")
+        if self.older:
+            text += (f"\n    {self.older:,} of unchanged: the warehouse holds a later export of them (this file was "
+                     "taken earlier); their status here is kept in their status history at its own time")
         if self.reasons:
             text += "\n    quarantine reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items()))
         if self.unmapped:
@@ -116,7 +120,10 @@ def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path
 def ingest(settings: Settings, source: str, files: list[Path], profile_name: str | None = None,
            dry_run: bool = False, force: bool = False, progress: bool = True, taken_at: pd.Timestamp | None = None
            ) -> list[BatchSummary]:
-    profile = load_profile(profile_name or DEFAULT_PROFILE.get(source, ""))
+    if not profile_name and source not in DEFAULT_PROFILE:
+        raise ProfileError(f"source {source!r} has no default profile: name one with --profile (the shipped ones "
+                           "are listed in README, Input formats)")
+    profile = load_profile(profile_name or DEFAULT_PROFILE[source])
     if profile.source != source:
         raise ProfileError(f"profile {profile.name!r} is for source {profile.source!r}, not {source!r}")
     areas = area_set_for(settings)
@@ -142,7 +149,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
     def context(path: Path, batch_id: str) -> StageContext:
         return StageContext(areas=areas, categories=categories, hmac_key=key, batch_id=batch_id,
                             source_file=path.name, now=now, h3_resolution=settings.h3_finest,
-                            timezone=settings.timezone)
+                            timezone=settings.timezone, taken_at=taken_at)
 
     def read_file(path: Path):
         return read_export(path, sheet=profile.sheet)
@@ -164,7 +171,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
         look_ups_ready()
         ctx = context(path, batch_id)
-        total = {"inserted": 0, "updated": 0, "unchanged": 0}
+        total = {"inserted": 0, "updated": 0, "unchanged": 0, "older": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
         rows = tqdm(total=feed.total, desc=path.name, unit="row", disable=not show, leave=False)
 

@@ -41,17 +41,30 @@ def upsert_events(con, events: pd.DataFrame, taken_at: pd.Timestamp | None = Non
 
 
 def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) -> dict[str, int]:
+    # 'older': the warehouse already holds a later export of the record (an old export loaded late, --taken-at):
+    # the record keeps that later state, and this export's status goes into the history at its own time
     con.execute("""
         CREATE OR REPLACE TEMP TABLE batch_kind AS
+        WITH seen AS (SELECT event_id, max(observed_at) AS last_seen FROM core.event_status_history
+                      WHERE event_id IN (SELECT event_id FROM batch) GROUP BY event_id)
         SELECT b.event_id,
                CASE WHEN e.event_id IS NULL THEN 'insert'
                     WHEN e.content_hash = b.content_hash THEN 'same'
+                    WHEN coalesce(CAST($taken AS TIMESTAMPTZ), b.updated_at) < s.last_seen THEN 'older'
                     ELSE 'update' END AS kind,
                e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link,
                e.reopened_at AS old_reopened, e.closed_at AS old_closed, e.first_closed_at AS old_first_closed,
                coalesce(CAST($taken AS TIMESTAMPTZ), b.updated_at) AS observed_at, b.batch_id
-        FROM batch b LEFT JOIN core.events e USING (event_id)""", {"taken": taken_at})
+        FROM batch b LEFT JOIN core.events e USING (event_id) LEFT JOIN seen s USING (event_id)""", {"taken": taken_at})
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
+    # an older export's status, where it differs from the one in effect at its time (the stage a backlog of
+    # that day reads)
+    con.execute("""
+        INSERT INTO core.event_status_history
+        SELECT k.event_id, k.new_status, k.observed_at, k.batch_id FROM batch_kind k
+        WHERE k.kind = 'older' AND k.new_status IS DISTINCT FROM (
+            SELECT arg_max(h.status, h.observed_at) FROM core.event_status_history h
+            WHERE h.event_id = k.event_id AND h.observed_at <= k.observed_at)""")
     # a new event starts its history; an update adds a row when the status changed (and that status is
     # not already recorded for this batch: a record repeated in a later chunk of the same file)
     con.execute("""
@@ -78,9 +91,9 @@ def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) ->
     con.execute("DELETE FROM core.events WHERE event_id IN (SELECT event_id FROM batch_kind WHERE kind = 'update')")
     con.execute(f"""
         INSERT INTO core.events ({col_list})
-        SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind <> 'same'""")
+        SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind IN ('insert', 'update')""")
     return {"inserted": counts.get("insert", 0), "updated": counts.get("update", 0),
-            "unchanged": counts.get("same", 0)}
+            "unchanged": counts.get("same", 0) + counts.get("older", 0), "older": counts.get("older", 0)}
 
 
 def link_matters(con, batch_id: str) -> int:

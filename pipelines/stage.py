@@ -91,6 +91,7 @@ class StageContext:
     now: pd.Timestamp
     h3_resolution: int = 10
     timezone: str = "Asia/Shanghai"
+    taken_at: pd.Timestamp | None = None  # when the export was taken (--taken-at): nothing in it is later
 
 
 @dataclass
@@ -355,8 +356,11 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
                 f"unparseable {f}: ", values=values)
         out[f] = parsed
     rep = out["reported_at"]
-    rej.add((rep > ctx.now + pd.Timedelta(days=1)).to_numpy(), found.get("reported_at", "reported_at"),
-            TIME_IN_FUTURE, "reported after the load time")
+    # an export holds nothing later than when it was taken (a day's grace for clocks and time zones)
+    limit, taken = (ctx.taken_at, "the export was taken (--taken-at)") if ctx.taken_at is not None else (ctx.now, "the load time")
+    for f in ("reported_at", "occurred_at", "closed_at"):
+        rej.add((out[f] > limit + pd.Timedelta(days=1)).to_numpy(), found.get(f, f), TIME_IN_FUTURE,
+                f"{f} later than {taken}")
     for f in ("reported_at", "occurred_at"):
         rej.add((out[f] < EARLIEST).to_numpy(), found.get(f, f), TIME_BEFORE_2000, f"{f} before 2000-01-01")
     rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"), CLOSED_BEFORE_REPORTED,

@@ -51,6 +51,7 @@ def test_a_good_row_loads(areas, inside):
     ({"接警单编号": ""}, "接警单编号", S.MISSING_REQUIRED),
     ({"报警时间": "昨天下午"}, "报警时间", S.BAD_TIME),
     ({"报警时间": "2031-01-01 00:00:00", "办理期限": "2031-02-01 00:00:00"}, "报警时间", S.TIME_IN_FUTURE),
+    ({"接警单状态": "已办结", "办结时间": "2031-05-01 00:00:00", "处置结果": "化解"}, "办结时间", S.TIME_IN_FUTURE),
     ({"报警时间": "1999-05-01 08:00:00"}, "报警时间", S.TIME_BEFORE_2000),
     ({"接警单状态": "已办结", "办结时间": "2026-10-01 00:00:00"}, "办结时间", S.CLOSED_BEFORE_REPORTED),
     ({"接警单状态": "已办结", "办结时间": ""}, "办结时间", S.MISSING_REQUIRED),
@@ -300,3 +301,17 @@ def test_a_broken_json_lines_party_values_are_taken_out():
     line = '{"接警单编号": "J1", "报警人姓名": "周建涛", "报警电话": 13812349876, "报警内容": "漏水'
     kept = json.loads(_malformed_raw(line, None, [], profile))["line"]
     assert "周建涛" not in kept and "13812349876" not in kept and '"接警单编号": "J1"' in kept
+
+
+def test_an_export_taken_earlier_holds_nothing_reported_after_it(areas, inside):
+    """--taken-at: a record reported (or closed) more than a day after the export was taken cannot be in it."""
+    raw = pd.DataFrame([police_row(inside, 接警单编号="J1"), police_row(inside, 接警单编号="J2", 报警时间="2026-10-01 08:00:00",
+                                                                   办理期限="2026-10-08 08:00:00")], dtype=object)
+    raw.insert(0, "__row", [1, 2])
+    ctx = S.StageContext(areas=areas, categories=CategoryMap.load(), hmac_key=b"k" * 32, batch_id="b",
+                         source_file="old.csv", now=NOW, taken_at=pd.Timestamp("2026-10-05 10:00", tz="Asia/Shanghai"))
+    staged = S.stage_export(raw, load_profile("demo_police"), ctx)
+    assert list(staged.events["source_record_id"]) == ["J2"]
+    [rej] = staged.rejects.to_dict("records")
+    assert (rej["reason"], rej["field"], rej["source_row"]) == (S.TIME_IN_FUTURE, "报警时间", 1)
+    assert "--taken-at" in rej["detail"]
