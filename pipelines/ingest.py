@@ -22,7 +22,7 @@ from onemap.warehouse import connect_readonly, write_session
 from pipelines.aggregate import refresh_aggregates
 from pipelines.chunks import STREAMED_SUFFIXES, StreamedCsv, StreamFailed, WholeFile
 from pipelines.classify import classify_pending
-from pipelines.load import link_matters, quarantine, scrub_quarantine, upsert_events
+from pipelines.load import dry_run_counts, link_matters, quarantine, scrub_quarantine, upsert_events
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
 from pipelines.readers import read_export
@@ -220,15 +220,27 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         unmapped.update(staged.unmapped or {})
         return len(staged.rejects)
 
-    if dry_run:
-        for path in map(Path, files):
-            read, staged = stage_file(path, "dry-run")
-            s = BatchSummary("dry-run", source, path.name, profile.name, read.rows_read, inserted=len(staged.events),
-                             quarantined=len(staged.rejects),
-                             reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions,
-                             unmapped=staged.unmapped)
-            summaries.append(s)
-            bar.update()
+    if dry_run:  # against the warehouse as it is (read only): what the load would insert, update or skip
+        con = (connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
+               if settings.warehouse_path.is_file() else None)
+        try:
+            for path in map(Path, files):
+                previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? ORDER BY "
+                                       "loaded_at", [file_sha256(path), profile.name]).fetchall() if con else []
+                if previous and not force:
+                    summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0, skipped=True))
+                    bar.update()
+                    continue
+                read, staged = stage_file(path, "dry-run")
+                counts = dry_run_counts(con, staged.events, taken_at) if con else {"inserted": len(staged.events)}
+                summaries.append(BatchSummary(
+                    "dry-run", source, path.name, profile.name, read.rows_read, quarantined=len(staged.rejects),
+                    reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions,
+                    unmapped=staged.unmapped, **counts))
+                bar.update()
+        finally:
+            if con is not None:
+                con.close()
         bar.close()
         return summaries
 

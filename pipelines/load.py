@@ -30,21 +30,22 @@ def upsert_events(con, events: pd.DataFrame, taken_at: pd.Timestamp | None = Non
     """Insert new events, update changed ones, skip identical ones; append status history rows. ``taken_at``:
     when the export was taken, if not just now — its statuses were observed then (the status history and a
     reopening are dated by it), while ``updated_at`` stays the load time the incremental build reads."""
-    cols = list(CORE_EVENTS.column_names)
-    frame = events.reindex(columns=cols)
+    with registered(con, "batch", _batch_table(events)):  # scanned in place, not copied into a temporary table
+        return _upsert_batch(con, list(CORE_EVENTS.column_names), taken_at)
+
+
+def _batch_table(events: pd.DataFrame):
+    """The staged events in core.events' columns, as Arrow: DuckDB scans an Arrow table far faster than a pandas
+    frame of Python objects."""
     import pyarrow as pa
 
-    # through Arrow: DuckDB scans an Arrow table far faster than a pandas frame of Python objects
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    with registered(con, "batch", table):  # scanned in place, not copied into a temporary table
-        return _upsert_batch(con, cols, taken_at)
+    return pa.Table.from_pandas(events.reindex(columns=list(CORE_EVENTS.column_names)), preserve_index=False)
 
 
-def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) -> dict[str, int]:
-    # 'older': the warehouse already holds a later export of the record (an old export loaded late, --taken-at):
-    # the record keeps that later state, and this export's status goes into the history at its own time
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE batch_kind AS
+# what an upsert does with each record of the view ``batch``: insert, update, nothing ('same'), or 'older': the
+# warehouse already holds a later export of the record (an old export loaded late, --taken-at), which it keeps;
+# this export's status goes into the history at its own time
+BATCH_KIND = """
         WITH seen AS (SELECT event_id, max(observed_at) AS last_seen FROM core.event_status_history
                       WHERE event_id IN (SELECT event_id FROM batch) GROUP BY event_id)
         SELECT b.event_id,
@@ -55,7 +56,25 @@ def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) ->
                e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link,
                e.reopened_at AS old_reopened, e.closed_at AS old_closed, e.first_closed_at AS old_first_closed,
                coalesce(CAST($taken AS TIMESTAMPTZ), b.updated_at) AS observed_at, b.batch_id
-        FROM batch b LEFT JOIN core.events e USING (event_id) LEFT JOIN seen s USING (event_id)""", {"taken": taken_at})
+        FROM batch b LEFT JOIN core.events e USING (event_id) LEFT JOIN seen s USING (event_id)"""
+
+
+def _counts(kinds: dict[str, int]) -> dict[str, int]:
+    """A batch's summary counts from its records' kinds (BATCH_KIND); 'older' ones are unchanged records."""
+    return {"inserted": kinds.get("insert", 0), "updated": kinds.get("update", 0),
+            "unchanged": kinds.get("same", 0) + kinds.get("older", 0), "older": kinds.get("older", 0)}
+
+
+def dry_run_counts(con, events: pd.DataFrame, taken_at: pd.Timestamp | None = None) -> dict[str, int]:
+    """What :func:`upsert_events` would count for ``events``, writing nothing (``onemap ingest --dry-run``; a
+    read-only connection will do)."""
+    with registered(con, "batch", _batch_table(events)):
+        return _counts(dict(con.execute(f"SELECT kind, count(*) FROM ({BATCH_KIND}) GROUP BY kind",
+                                        {"taken": taken_at}).fetchall()))
+
+
+def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) -> dict[str, int]:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE batch_kind AS {BATCH_KIND}", {"taken": taken_at})
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
     # an older export's status, where it differs from the one in effect at its time (the stage a backlog of
     # that day reads)
@@ -92,8 +111,7 @@ def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) ->
     con.execute(f"""
         INSERT INTO core.events ({col_list})
         SELECT {select} FROM batch b JOIN batch_kind k USING (event_id) WHERE k.kind IN ('insert', 'update')""")
-    return {"inserted": counts.get("insert", 0), "updated": counts.get("update", 0),
-            "unchanged": counts.get("same", 0) + counts.get("older", 0), "older": counts.get("older", 0)}
+    return _counts(counts)
 
 
 def link_matters(con, batch_id: str) -> int:

@@ -389,3 +389,28 @@ def test_taken_at_with_its_own_offset_and_a_source_without_a_default_profile(set
     capsys.readouterr()
     assert main([*home, "ingest", "hotline", str(w)]) == 2
     assert "source 'hotline' has no default profile: name one with --profile" in capsys.readouterr().err
+
+
+def test_a_dry_run_says_what_the_load_would_do_and_writes_nothing(settings, inside, tmp_path, capsys):
+    """--dry-run reads the warehouse (read only): a file already loaded would be skipped, a later export's
+    records would be updated, unchanged or inserted — the same counts the load then gives."""
+    from onemap.cli import main
+
+    home = ["--home", str(settings.home)]
+    w1 = _csv(tmp_path / "w1.csv", [police_row(inside, 接警单编号=f"J{i}") for i in range(3)])
+    assert main([*home, "ingest", "police", str(w1), "--dry-run"]) == 0  # no warehouse yet: all new
+    assert "read 3 / inserted 3 / updated 0 / unchanged 0" in capsys.readouterr().out
+    assert not settings.warehouse_path.exists()
+    assert main([*home, "ingest", "police", str(w1), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main([*home, "ingest", "police", str(w1), "--dry-run"]) == 0
+    assert "already loaded in batch" in capsys.readouterr().out
+    w2 = _csv(tmp_path / "w2.csv", [police_row(inside, 接警单编号="J0", 接警单状态="先行调解"), police_row(inside, 接警单编号="J1"),
+                                    police_row(inside, 接警单编号="J7")])
+    history = query_rows(settings, "SELECT count(*) FROM core.event_status_history")
+    assert main([*home, "ingest", "police", str(w2), "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "dry run, nothing written" in dry and "read 3 / inserted 1 / updated 1 / unchanged 1" in dry
+    assert query_rows(settings, "SELECT count(*) FROM core.event_status_history") == history
+    assert main([*home, "ingest", "police", str(w2), "--quiet"]) == 0
+    assert "read 3 / inserted 1 / updated 1 / unchanged 1" in capsys.readouterr().out
