@@ -473,8 +473,10 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     out["source_row"] = raw[ROW].astype("int64")
     out["updated_at"] = ctx.now
 
-    # a record id twice in one file: the later row is the newer state; earlier rows are quarantined
-    dup = out["event_id"].duplicated(keep="last").to_numpy() & ~rej.rejected
+    # a record id twice in one file: the later row is the newer state; earlier rows are quarantined. Among the rows
+    # that pass the checks only: a later copy quarantined for a reason of its own leaves the earlier one loaded
+    passing = ~rej.rejected
+    dup = out["event_id"].where(passing).duplicated(keep="last").to_numpy() & passing
     rej.add(dup, found.get("source_record_id", "source_record_id"), DUPLICATE_IN_FILE,
             "the same record id appears again later in this file; the later row was loaded")
 

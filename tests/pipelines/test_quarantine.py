@@ -111,6 +111,11 @@ def test_duplicate_in_file_keeps_the_later_row(areas, inside):
     assert list(staged.events["status"]) == ["先行调解"]
     [rej] = staged.rejects.to_dict("records")
     assert rej["reason"] == S.DUPLICATE_IN_FILE and rej["source_row"] == 1
+    # a later copy that is itself quarantined leaves the earlier, valid row loaded: no version was lost
+    staged = stage([police_row(inside), police_row(inside, 接警单状态="已办结", 办结时间="2026-10-01 00:00:00")], areas)
+    assert list(staged.events["status"]) == ["登记受理"]
+    [rej] = staged.rejects.to_dict("records")
+    assert (rej["reason"], rej["source_row"]) == (S.CLOSED_BEFORE_REPORTED, 2)
 
 
 def test_swapped_and_scaled_coordinates_are_repaired(areas, inside):
