@@ -134,7 +134,29 @@ class _Rejects:
         return self.reason != None  # noqa: E711
 
 
-def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), store_tz: str | None = None) -> pd.Series:
+SLASH_DATE = r"^(\d{1,2})/(\d{1,2})/\d{4}"  # 03/11/2026: day or month first, which the text does not say
+CJK_DATE = (r"^(\d{4})年(\d{1,2})月(\d{1,2})日\s*", r"\1-\2-\3 ")  # 2026年11月13日 10:20
+
+
+def _slash_order(values: pd.Series) -> tuple[bool, np.ndarray]:
+    """Whether a column's slash dates (``SLASH_DATE``) are day first, and the rows whose order contradicts the
+    others. One order holds for the whole column: a first number over 12 says day first, a second one over 12
+    month first; with neither, month first (pandas' reading). A column with both cannot be read: those rows are
+    marked, not each read its own way (03/11 as 11 March beside 13/11 as 13 November)."""
+    text = values.astype(pd.StringDtype("pyarrow"))
+    if not text.str.contains("/", regex=False).any():  # the common case, by Arrow at once: no slash dates
+        return False, np.zeros(len(values), dtype=bool)
+    parts = text.str.strip().str.extract(SLASH_DATE)
+    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
+    second = pd.to_numeric(parts[1], errors="coerce").to_numpy()
+    day_first, month_first = np.nan_to_num(first) > 12, np.nan_to_num(second) > 12
+    if day_first.any() and month_first.any():
+        return False, ~np.isnan(first)
+    return bool(day_first.any()), np.zeros(len(values), dtype=bool)
+
+
+def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), store_tz: str | None = None,
+                 day_first: bool = False) -> pd.Series:
     """Parse wall-clock timestamps that are local time in ``tz`` and express them in ``store_tz``.
 
     The profile's ``formats`` are tried first, then the common export format, both fast; the rest is
@@ -144,6 +166,7 @@ def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), stor
     time starts is moved forward to the first valid time.
     """
     s = values.astype(pd.StringDtype("pyarrow")).str.strip().replace("", pd.NA)
+    s = s.str.replace(*CJK_DATE, regex=True) if s.str.contains("年", regex=False).any() else s
     parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
     for fmt in formats:
         todo = (parsed.isna() & s.notna()).to_numpy()
@@ -162,7 +185,7 @@ def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), stor
         aware = rest.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False).to_numpy(dtype=bool)
         if (~aware).any():
             try:
-                wall = pd.to_datetime(rest[~aware], format="mixed", errors="coerce", dayfirst=False)
+                wall = pd.to_datetime(rest[~aware], format="mixed", errors="coerce", dayfirst=day_first)
                 wall = wall.dt.tz_convert(tz) if wall.dt.tz is not None else _localise(wall, tz)
             except (ValueError, TypeError, AttributeError):  # zone names / offsets the regex did not see: rare, slow
                 wall = rest[~aware].map(lambda v: _one_time(v, tz)).astype(local.dtype)
@@ -347,7 +370,11 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     local_tz = profile.timezone or ctx.timezone  # the zone the export's wall-clock times are in
     for f in TIME_FIELDS:
         values = get(f)
-        parsed = _parse_times(values, local_tz, profile.time_formats)
+        # (a profile that names its formats says the order itself)
+        day_first, mixed = _slash_order(values) if not profile.time_formats else (False, np.zeros(len(values), bool))
+        rej.add(mixed, found.get(f, f), BAD_TIME, f"{f}: day/month order differs between rows of this file "
+                "(e.g. 13/11 and 11/13), so 03/11 cannot be read either way: ", values=values)
+        parsed = _parse_times(values, local_tz, profile.time_formats, day_first=day_first)
         if f in profile.date_only:  # a date and no time of day: local midnight, precision kept in ext
             parsed = _localise(parsed.dt.tz_localize(None).dt.normalize(), local_tz)
         parsed = parsed.dt.tz_convert(ctx.timezone)

@@ -320,3 +320,20 @@ def test_an_export_taken_earlier_holds_nothing_reported_after_it(areas, inside):
     [rej] = staged.rejects.to_dict("records")
     assert (rej["reason"], rej["field"], rej["source_row"]) == (S.TIME_IN_FUTURE, "报警时间", 1)
     assert "--taken-at" in rej["detail"]
+
+
+def test_slash_dates_are_read_one_way_for_the_whole_file(areas, inside):
+    """03/11/2026 is 3 November in a file whose other rows say day first (13/11/2026), 11 March in one that says
+    month first (11/13/2026); a file with both cannot be read either way: those rows are bad_time, not each read
+    its own way. 2026年11月13日 reads as a date."""
+    def reported(values):
+        rows = [police_row(inside, 接警单编号=f"J{i}", 报警时间=v, 办理期限="") for i, v in enumerate(values)]
+        staged = stage(rows, areas)
+        return ([f"{t:%m-%d}" for t in staged.events["reported_at"]],
+                sorted((r["source_row"], r["reason"]) for r in staged.rejects.to_dict("records")))
+
+    assert reported(["03/11/2026 10:20", "13/11/2026 10:20"]) == (["11-03", "11-13"], [])
+    assert reported(["03/11/2026 10:20", "10/13/2026 10:20"]) == (["03-11", "10-13"], [])
+    assert reported(["2026年10月13日 10:20", "2026-10-14 08:00:00"]) == (["10-13", "10-14"], [])
+    events, rejects = reported(["03/11/2026 10:20", "13/10/2026 10:20", "10/13/2026 10:20", "2026-10-14 08:00:00"])
+    assert events == ["10-14"] and rejects == [(1, S.BAD_TIME), (2, S.BAD_TIME), (3, S.BAD_TIME)]
