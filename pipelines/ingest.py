@@ -50,6 +50,7 @@ class BatchSummary:
     redactions: dict[str, int] | None = None
     unmapped: dict[str, int] | None = None  # source category code -> rows quarantined as unknown_category
     older: int = 0  # of unchanged: records the warehouse holds from a later export (their status went to history)
+    unusable_points: int = 0  # loaded rows whose coordinates were unusable: placed by address or grid code instead
 
     @property
     def reconciles(self) -> bool:
@@ -64,6 +65,9 @@ class BatchSummary:
         if self.older:
             text += (f"\n    {self.older:,} of unchanged: the warehouse holds a later export of them (this file was "
                      "taken earlier); their status here is kept in their status history at its own time")
+        if self.unusable_points:
+            text += (f"\n    {self.unusable_points:,} loaded rows had coordinates that could not be used (zero, out of "
+                     "range, outside the jurisdiction, not numbers): placed by their address or grid code, with no point")
         if self.reasons:
             text += "\n    quarantine reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items()))
         if self.unmapped:
@@ -171,7 +175,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         A record id repeated in a later chunk is an update of the earlier row, so counts still reconcile."""
         look_ups_ready()
         ctx = context(path, batch_id)
-        total = {"inserted": 0, "updated": 0, "unchanged": 0, "older": 0}
+        total = {"inserted": 0, "updated": 0, "unchanged": 0, "older": 0, "unusable_points": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
         rows = tqdm(total=feed.total, desc=path.name, unit="row", disable=not show, leave=False)
 
@@ -218,6 +222,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         reasons.update(staged.rejects["reason"].value_counts().to_dict())
         redactions.update(staged.redactions)
         unmapped.update(staged.unmapped or {})
+        total["unusable_points"] += staged.unusable_points
         return len(staged.rejects)
 
     if dry_run:  # against the warehouse as it is (read only): what the load would insert, update or skip
@@ -236,7 +241,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 summaries.append(BatchSummary(
                     "dry-run", source, path.name, profile.name, read.rows_read, quarantined=len(staged.rejects),
                     reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions,
-                    unmapped=staged.unmapped, **counts))
+                    unmapped=staged.unmapped, unusable_points=staged.unusable_points, **counts))
                 bar.update()
         finally:
             if con is not None:

@@ -100,6 +100,7 @@ class Staged:
     rejects: pd.DataFrame
     redactions: dict[str, int] = field(default_factory=dict)
     unmapped: dict[str, int] = field(default_factory=dict)  # source code -> rows quarantined as unknown_category
+    unusable_points: int = 0  # loaded rows whose coordinates could not be used (placed by address or grid code)
 
 
 class MissingColumnError(ValueError):
@@ -464,7 +465,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
                 values=get(f))
 
     # ---------------------------------------------------------------- place
-    _stage_place(out, get, found, profile, ctx, rej)
+    unusable = _stage_place(out, get, found, profile, ctx, rej)
 
     # ---------------------------------------------------------------- personal information
     summary, counts = redact(get("summary"))
@@ -523,10 +524,13 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
                     for line, fields in zip(malformed["raw"], malformed.get("fields", [None] * len(malformed)),
                                             strict=True)],
             "scrubbed": True})], ignore_index=True)
-    return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts)
+    return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts,
+                  int((unusable & keep).sum()))
 
 
-def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> None:
+def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> np.ndarray:
+    """Place each row (point, else address or grid code; see below); returns the rows that gave coordinates the
+    load could not use, whatever placed them, so that the summary can say how many."""
     n = len(out)
     lng_raw = get("lng").astype("string").str.strip().replace("", pd.NA)
     lat_raw = get("lat").astype("string").str.strip().replace("", pd.NA)
@@ -590,9 +594,14 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
             named = grid_given.str.casefold().map(by_name)
             grid_given = grid_given.where(grid_given.isin(set(grid_codes)) | named.isna(), named)
         known_grid = grid_given.isin(set(grid_codes)).to_numpy()
-        r_grid = np.where(addr_ok, r_grid, np.where(known_grid, grid_given.to_numpy(dtype=object), None))
+        # the finer of the two: an address naming a grid, else the export's own grid code, else the address's
+        # village or town (a grid code beside an address of its village was dropped for the village)
+        by_code = known_grid & (r_precision != "grid")
+        addr_ok = addr_ok & ~by_code
+        r_town, r_village = np.where(by_code, None, r_town), np.where(by_code, None, r_village)
+        r_grid = np.where(by_code, grid_given.to_numpy(dtype=object), np.where(addr_ok, r_grid, None))
         r_grid = np.where(pd.isna(r_grid), None, r_grid)
-        r_precision = np.where(addr_ok, r_precision, np.where(known_grid, "grid", "none"))
+        r_precision = np.where(by_code, "grid", np.where(addr_ok, r_precision, "none"))
         # a grid known only by its code: parents from the deployment's layers (code prefixes as the fallback)
         g2v = dict(zip(grid_codes, ctx.areas.grids["parent_code"].astype(str), strict=True))
         v2t = dict(zip(ctx.areas.villages["code"].astype(str), ctx.areas.villages["parent_code"].astype(str),
@@ -627,6 +636,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     cells = cells_from_points(lat=np.where(located, w_lat, np.nan), lng=np.where(located, w_lng, np.nan),
                               resolution=ctx.h3_resolution)
     out["h3_cell"] = pd.arrays.IntegerArray(np.where(located, cells, 0).astype(np.uint64), ~located)
+    return (lng_raw.notna() | lat_raw.notna()).to_numpy() & ~located
 
 
 def _parents(codes: np.ndarray, parent_of: dict[str, str], prefix: int) -> np.ndarray:

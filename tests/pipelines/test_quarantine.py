@@ -337,3 +337,22 @@ def test_slash_dates_are_read_one_way_for_the_whole_file(areas, inside):
     assert reported(["2026年10月13日 10:20", "2026-10-14 08:00:00"]) == (["10-13", "10-14"], [])
     events, rejects = reported(["03/11/2026 10:20", "13/10/2026 10:20", "10/13/2026 10:20", "2026-10-14 08:00:00"])
     assert events == ["10-14"] and rejects == [(1, S.BAD_TIME), (2, S.BAD_TIME), (3, S.BAD_TIME)]
+
+
+def test_an_unusable_point_falls_back_to_the_grid_code_before_an_address_of_its_village(areas):
+    """A grid report whose point is unusable (zero) but whose 所属网格 is a grid of the deployment and whose
+    address names only the village: placed at that grid (finer), not at the village; without the grid code, at
+    the village; an address naming the grid itself is as fine."""
+    grid = areas.grids.iloc[5]
+    village = areas.villages[areas.villages["code"] == grid["parent_code"]].iloc[0]
+    town = areas.towns[areas.towns["code"] == village["parent_code"]].iloc[0]
+    row = {"事件编号": "G1", "上报时间": "2026-11-01 10:00:00", "事件类型代码": "A02", "经度": "0", "纬度": "0",
+           "坐标系": "GCJ02", "处理状态": "登记受理", "事件描述": "邻里纠纷", "详细地址": f"{town['name']}{village['name']}某路1号",
+           "所属网格": str(grid["code"])}
+    staged = stage([row], areas, profile="demo_grid")
+    [e] = staged.events.to_dict("records")
+    assert (e["geocode_method"], e["geocode_precision"], e["grid_code"], e["village_code"]) == \
+        ("grid-code", "grid", grid["code"], village["code"])
+    assert staged.unusable_points == 1  # the summary says how many points were dropped
+    [e] = stage([{**row, "所属网格": ""}], areas, profile="demo_grid").events.to_dict("records")
+    assert (e["geocode_method"], e["geocode_precision"], e["village_code"]) == ("address", "village", village["code"])
