@@ -45,6 +45,9 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             .sort_values(["source_file", "rows"], ascending=[True, False], ignore_index=True))
 
 
+MALFORMED_COLUMN = "字段数不符的原行"  # as_read: the text of a row the reader could not split into the header's fields
+
+
 def as_read(frame: pd.DataFrame) -> pd.DataFrame:
     """The quarantined rows of one file in its own layout (its headers, in its order), to correct and load again.
     Party and dropped columns are not kept in quarantine, so they are absent; free text comes back redacted."""
@@ -53,8 +56,9 @@ def as_read(frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"rows of {len(files)} files ({', '.join(files[:3])} …) have different layouts: "
                          "choose one with --file")
     rows = [json.loads(raw) if raw else {} for raw in frame["raw"]]
-    if any(set(r) == {"line"} for r in rows):
-        raise ValueError("malformed rows (wrong number of fields) cannot be laid out in columns: leave them out "
-                         "with --reason, or read their text with --format json")
-    headers = list(dict.fromkeys(h for r in rows for h in r))
+    # a row with the wrong number of fields cannot be laid out in the file's columns: its text, as kept, goes in a
+    # last column of its own, to be split by hand
+    rows = [{MALFORMED_COLUMN: r["line"]} if set(r) == {"line"} else r for r in rows]
+    headers = list(dict.fromkeys(h for r in rows for h in r if h != MALFORMED_COLUMN))
+    headers += [MALFORMED_COLUMN] if any(MALFORMED_COLUMN in r for r in rows) else []
     return pd.DataFrame(rows, columns=headers, dtype=object)

@@ -86,3 +86,19 @@ def test_a_file_loaded_again_as_it_was_lists_its_bad_rows_once(demo_home, tmp_pa
     assert len({r["source_row"] for r in listed}) == len(listed)  # no row twice
     assert main(["--home", str(home), "rejects", "--batch", older["batch_id"], "--format", "json"]) == 0
     assert len(_json(capsys)) == older["quarantined"]
+
+
+def test_rows_with_the_wrong_number_of_fields_come_back_as_their_text_in_a_column_of_their_own(tmp_path, capsys):
+    """--raw of a file with ragged rows: the well-formed quarantined rows in the file's columns, each ragged one's
+    text (redacted) in a last column 字段数不符的原行, in CSV and JSON alike (it refused the whole file)."""
+    import pandas as pd
+
+    from onemap.quarantine import MALFORMED_COLUMN, as_read
+
+    frame = pd.DataFrame({"source_file": ["a.csv"] * 2,
+                          "raw": [json.dumps({"事件编号": "G1", "上报时间": "昨天"}, ensure_ascii=False),
+                                  json.dumps({"line": "G2,2026-11-01,A02,多出,的"}, ensure_ascii=False)]})
+    laid = as_read(frame)
+    assert list(laid.columns) == ["事件编号", "上报时间", MALFORMED_COLUMN]
+    assert laid.iloc[0]["事件编号"] == "G1" and pd.isna(laid.iloc[0][MALFORMED_COLUMN])
+    assert laid.iloc[1][MALFORMED_COLUMN] == "G2,2026-11-01,A02,多出,的" and pd.isna(laid.iloc[1]["事件编号"])
