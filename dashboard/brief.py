@@ -123,11 +123,13 @@ def _tier_sentence(week: dict, areas: list[tuple[str, dict]]) -> str:
     share = kpi("village_share")
     text = (f"层级办结（小事不出村、大事不出镇）：本周已办结且注明办理层级的案件中，村（社区）办结 "
             f"{format_value(share, village)}，镇村两级合计 {format_value(share, below)}。")
-    known = sorted((v["village_share"], name) for name, v in areas
-                   if v.get("village_share") is not None and name != queries.UNPLACED)  # areas, not the unplaced
+    # areas, not the unplaced; a rate over fewer than SMALL_BASE cases named only after those over enough (3 of 8
+    # is no finding), and starred as in the table
+    known = sorted(((base := v.get("base_village_share")) is not None and base < SMALL_BASE, v["village_share"],
+                    name, base) for name, v in areas if v.get("village_share") is not None and name != queries.UNPLACED)
     if len(known) > LOWEST_TIER_AREAS:
-        text += "村级办结占比最低：" + "、".join(f"{name}（{format_value(share, v)}）"
-                                         for v, name in known[:LOWEST_TIER_AREAS]) + "。"
+        text += "村级办结占比最低：" + "、".join(f"{name}（{format_with_base(share, v, base)}）"
+                                         for _, v, name, base in known[:LOWEST_TIER_AREAS]) + "。"
     return text
 
 

@@ -85,7 +85,7 @@ def test_towns_show_where_cases_were_settled_and_the_lowest_are_named(con, brief
     end_of = pd.Timestamp("2026-11-09", tz="Asia/Shanghai")
     towns = queries.child_areas(con, None)
     got = {r[0]: r[-1] for r in table.rows}
-    values = {}
+    values, bases = {}, {}
     marked = 0
     for town in towns.itertuples():
         flt = queries.EventFilter(start=dt.date(2026, 11, 2), end=dt.date(2026, 11, 8),
@@ -93,15 +93,17 @@ def test_towns_show_where_cases_were_settled_and_the_lowest_are_named(con, brief
         v, base = queries.kpis(con, flt, end_of)["village_share"], queries.kpi_bases(con, flt, end_of)["village_share"]
         few = v is not None and base < 30  # a share of fewer than 30 closed cases is marked, and a note says why
         assert got[town.name] == format_value(share, v) + ("*" if few else "")
-        values[town.name] = v
+        values[town.name], bases[town.name] = v, base
         marked += few
     notes = [b.text for b in brief.blocks if isinstance(b, Text) and b.text.startswith("* 比率的分母不足 30 件")]
     assert marked > 0 and notes == ["* 比率的分母不足 30 件，偶然性大（30 件中一半时，95% 区间为 33%—67%），比较镇街时请谨慎。"]
     [sentence] = [b.text for b in brief.blocks if isinstance(b, Text) and b.text.startswith("层级办结")]
     assert f"村（社区）办结 {format_value(share, brief.kpis['village_share'])}" in sentence
     assert f"镇村两级合计 {format_value(share, brief.kpis['town_or_below_share'])}" in sentence
-    lowest = sorted((v, n) for n, v in values.items() if v is not None)[:3]
-    assert sentence.endswith("村级办结占比最低：" + "、".join(f"{n}（{format_value(share, v)}）" for v, n in lowest) + "。")
+    # the lowest over enough cases first; one over fewer only after them, starred as in the table
+    lowest = sorted((bases[n] < 30, v, n) for n, v in values.items() if v is not None)[:3]
+    assert sentence.endswith("村级办结占比最低：" + "、".join(
+        f"{n}（{format_value(share, v)}{'*' if few else ''}）" for few, v, n in lowest) + "。")
     assert 0 < brief.kpis["village_share"] < brief.kpis["town_or_below_share"] <= 1
 
 
