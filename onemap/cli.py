@@ -547,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("backtest", help="rolling-origin backtest of the next-period forecast (PAI, PEI, ceiling)",
                        description="Rolling-origin backtest of the cell risk forecaster beside the baselines "
                                    "(last 4 weeks, all history, KDE) and the ceiling (the best possible cells), "
-                                   "printing PAI, PEI and hit rate at 1%% and 5%% of the study area, on the real "
+                                   "printing PAI, PEI and hit rate at 1% and 5% of the study area, on the real "
                                    "public datasets in ../shared/data.")
     p.add_argument("--dataset", default="portland-cfs",
                    choices=["portland-cfs", "portland-disorder", "portland-burglary-mvt", "portland-burglary",
