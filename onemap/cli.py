@@ -254,6 +254,11 @@ def cmd_rejects(args: argparse.Namespace) -> int:
     con = connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
     try:
         frame = quarantine.rejects(con, file=args.file, reason=args.reason, batch=args.batch)
+        if frame.empty and args.reason:  # a misspelt reason reads as an empty quarantine otherwise
+            present = sorted(quarantine.rejects(con, file=args.file, batch=args.batch)["reason"].unique())
+            if args.reason not in present:
+                raise ValueError(f"no row is quarantined for reason {args.reason!r}"
+                                 + (f"; the reasons present are: {', '.join(present)}" if present else ""))
     finally:
         con.close()
     if args.summary:

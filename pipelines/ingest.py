@@ -68,6 +68,10 @@ class BatchSummary:
         if self.unusable_points:
             text += (f"\n    {self.unusable_points:,} loaded rows had coordinates that could not be used (zero, out of "
                      "range, outside the jurisdiction, not numbers): placed by their address or grid code, with no point")
+        outside = (self.reasons or {}).get("outside_jurisdiction", 0)
+        if self.rows_read and outside > self.rows_read / 2:
+            text += (f"\n    WARNING: {outside:,} of {self.rows_read:,} rows lie outside this jurisdiction — is this "
+                     "the county's file, and does the profile name its coordinate system?")
         if self.reasons:
             text += "\n    quarantine reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items()))
         if self.unmapped:

@@ -102,3 +102,9 @@ def test_rows_with_the_wrong_number_of_fields_come_back_as_their_text_in_a_colum
     assert list(laid.columns) == ["事件编号", "上报时间", MALFORMED_COLUMN]
     assert laid.iloc[0]["事件编号"] == "G1" and pd.isna(laid.iloc[0][MALFORMED_COLUMN])
     assert laid.iloc[1][MALFORMED_COLUMN] == "G2,2026-11-01,A02,多出,的" and pd.isna(laid.iloc[1]["事件编号"])
+
+
+def test_a_misspelt_reason_is_named_with_the_reasons_present(demo_home, capsys):
+    assert main(["--home", str(demo_home), "rejects", "--reason", "unknown_catgory"]) == 2
+    err = capsys.readouterr().err
+    assert "no row is quarantined for reason 'unknown_catgory'" in err and "unknown_category" in err

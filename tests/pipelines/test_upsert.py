@@ -414,3 +414,12 @@ def test_a_dry_run_says_what_the_load_would_do_and_writes_nothing(settings, insi
     assert query_rows(settings, "SELECT count(*) FROM core.event_status_history") == history
     assert main([*home, "ingest", "police", str(w2), "--quiet"]) == 0
     assert "read 3 / inserted 1 / updated 1 / unchanged 1" in capsys.readouterr().out
+
+
+def test_a_file_mostly_outside_the_jurisdiction_is_warned_about(settings, inside, tmp_path, capsys):
+    from onemap.cli import main
+
+    rows = [police_row(inside, 接警单编号=f"B{i}", 经度="116.40", 纬度="39.90", 案发地址="北京某地") for i in range(3)]
+    w = _csv(tmp_path / "elsewhere.csv", rows + [police_row(inside, 接警单编号="J1")])
+    assert main(["--home", str(settings.home), "ingest", "police", str(w), "--quiet"]) == 0
+    assert "WARNING: 3 of 4 rows lie outside this jurisdiction" in capsys.readouterr().out
