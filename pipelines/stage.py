@@ -223,10 +223,11 @@ def _to_float(values: pd.Series) -> np.ndarray:
         return pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
 
 
-def _parse_bool(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+def _parse_bool(values: pd.Series, yes: tuple[str, ...] = (), no: tuple[str, ...] = ()) -> tuple[pd.Series, np.ndarray]:
+    """是/否 and their kin; ``yes`` / ``no``: the field's own words (保密 / 不保密)."""
     s = values.fillna("").astype(str).str.strip().str.lower()
-    true = s.isin(TRUE_WORDS).to_numpy()
-    false = s.isin(FALSE_WORDS).to_numpy()
+    true = s.isin(TRUE_WORDS | set(yes)).to_numpy()
+    false = s.isin(FALSE_WORDS | set(no)).to_numpy()
     return pd.Series(true, index=values.index), ~(true | false)
 
 
@@ -449,9 +450,9 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     on_site, bad = _parse_bool(get("on_site_closed"))
     out["on_site_closed"] = on_site
     rej.add(bad, found.get("on_site_closed", "on_site_closed"), BAD_NUMBER, "expected 是/否")
-    conf, bad = _parse_bool(get("confidential"))
+    conf, bad = _parse_bool(get("confidential"), yes=("保密", "涉密"), no=("不保密", "非保密", "公开"))
     out["confidential"] = conf
-    rej.add(bad, found.get("confidential", "confidential"), BAD_NUMBER, "expected 是/否")
+    rej.add(bad, found.get("confidential", "confidential"), BAD_NUMBER, "expected 是/否 (or 保密/不保密)")
     sat_raw = get("satisfaction").astype("string").str.strip().replace("", pd.NA)
     sat = pd.Series(_to_float(sat_raw), index=sat_raw.index)
     rej.add((sat_raw.notna() & (sat.isna() | (sat < 0) | (sat > 5))).to_numpy(),

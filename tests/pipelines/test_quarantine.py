@@ -356,3 +356,14 @@ def test_an_unusable_point_falls_back_to_the_grid_code_before_an_address_of_its_
     assert staged.unusable_points == 1  # the summary says how many points were dropped
     [e] = stage([{**row, "所属网格": ""}], areas, profile="demo_grid").events.to_dict("records")
     assert (e["geocode_method"], e["geocode_precision"], e["village_code"]) == ("address", "village", village["code"])
+
+
+def test_the_confidential_flag_reads_its_own_words(areas, inside):
+    grid = areas.grids.iloc[5]
+    row = {"事件编号": "G1", "上报时间": "2026-11-01 10:00:00", "事件类型代码": "A02", "经度": f"{inside[0]:.6f}",
+           "纬度": f"{inside[1]:.6f}", "坐标系": "WGS84", "处理状态": "登记受理", "所属网格": str(grid["code"])}
+    rows = [{**row, "事件编号": f"G{i}", "是否保密": v} for i, v in enumerate(["保密", "不保密", "是", "否", "也许"])]
+    staged = stage(rows, areas, profile="demo_grid")
+    assert list(staged.events["confidential"]) == [True, False, True, False]
+    [rej] = staged.rejects.to_dict("records")
+    assert (rej["reason"], rej["field"], rej["source_row"]) == (S.BAD_NUMBER, "是否保密", 5)
