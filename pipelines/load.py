@@ -42,12 +42,16 @@ def _batch_table(events: pd.DataFrame):
     return pa.Table.from_pandas(events.reindex(columns=list(CORE_EVENTS.column_names)), preserve_index=False)
 
 
-# what an upsert does with each record of the view ``batch``: insert, update, nothing ('same'), or 'older': the
-# warehouse already holds a later export of the record (an old export loaded late, --taken-at), which it keeps;
-# this export's status goes into the history at its own time
-BATCH_KIND = """
-        WITH seen AS (SELECT event_id, max(observed_at) AS last_seen FROM core.event_status_history
-                      WHERE event_id IN (SELECT event_id FROM batch) GROUP BY event_id)
+def _batch_kind(taken: bool) -> str:
+    """What an upsert does with each record of the view ``batch``: insert, update, nothing ('same'), or 'older': the
+    warehouse already holds a later export of the record (an old export loaded late, --taken-at), which it keeps;
+    this export's status goes into the history at its own time. Without ``taken`` (an export observed as it is
+    loaded) no earlier observation can be later, and the history is not read (a load of 1M new rows would
+    otherwise look each chunk up in the growing history)."""
+    seen = ("""(SELECT event_id, max(observed_at) AS last_seen FROM core.event_status_history
+                 WHERE event_id IN (SELECT event_id FROM batch) GROUP BY event_id)""" if taken
+            else "(SELECT NULL::VARCHAR AS event_id, NULL::TIMESTAMPTZ AS last_seen WHERE FALSE)")
+    return f"""
         SELECT b.event_id,
                CASE WHEN e.event_id IS NULL THEN 'insert'
                     WHEN e.content_hash = b.content_hash THEN 'same'
@@ -56,11 +60,11 @@ BATCH_KIND = """
                e.status AS old_status, b.status AS new_status, e.linked_event_id AS old_link,
                e.reopened_at AS old_reopened, e.closed_at AS old_closed, e.first_closed_at AS old_first_closed,
                coalesce(CAST($taken AS TIMESTAMPTZ), b.updated_at) AS observed_at, b.batch_id
-        FROM batch b LEFT JOIN core.events e USING (event_id) LEFT JOIN seen s USING (event_id)"""
+        FROM batch b LEFT JOIN core.events e USING (event_id) LEFT JOIN {seen} s USING (event_id)"""
 
 
 def _counts(kinds: dict[str, int]) -> dict[str, int]:
-    """A batch's summary counts from its records' kinds (BATCH_KIND); 'older' ones are unchanged records."""
+    """A batch's summary counts from its records' kinds (:func:`_batch_kind`); 'older' ones are unchanged records."""
     return {"inserted": kinds.get("insert", 0), "updated": kinds.get("update", 0),
             "unchanged": kinds.get("same", 0) + kinds.get("older", 0), "older": kinds.get("older", 0)}
 
@@ -69,12 +73,12 @@ def dry_run_counts(con, events: pd.DataFrame, taken_at: pd.Timestamp | None = No
     """What :func:`upsert_events` would count for ``events``, writing nothing (``onemap ingest --dry-run``; a
     read-only connection will do)."""
     with registered(con, "batch", _batch_table(events)):
-        return _counts(dict(con.execute(f"SELECT kind, count(*) FROM ({BATCH_KIND}) GROUP BY kind",
+        return _counts(dict(con.execute(f"SELECT kind, count(*) FROM ({_batch_kind(taken_at is not None)}) GROUP BY kind",
                                         {"taken": taken_at}).fetchall()))
 
 
 def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) -> dict[str, int]:
-    con.execute(f"CREATE OR REPLACE TEMP TABLE batch_kind AS {BATCH_KIND}", {"taken": taken_at})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE batch_kind AS {_batch_kind(taken_at is not None)}", {"taken": taken_at})
     counts = dict(con.execute("SELECT kind, count(*) FROM batch_kind GROUP BY kind").fetchall())
     # an older export's status, where it differs from the one in effect at its time (the stage a backlog of
     # that day reads)
