@@ -259,8 +259,14 @@ def cmd_rejects(args: argparse.Namespace) -> int:
             if args.reason not in present:
                 raise ValueError(f"no row is quarantined for reason {args.reason!r}"
                                  + (f"; the reasons present are: {', '.join(present)}" if present else ""))
+        from pipelines.load import loaded_since
+
+        # a row corrected and loaded again (or a later export of its record) is no longer outstanding
+        frame = frame.assign(loaded_since=loaded_since(con, frame))
     finally:
         con.close()
+    if args.outstanding:
+        frame = frame[frame["loaded_since"].isna()].reset_index(drop=True)
     if args.summary:
         frame = quarantine.summary(frame)
         _emit(frame, args.format, args.out, lambda: print(frame.to_string(index=False) if len(frame)
@@ -507,7 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="only rows of this file (its name, as in onemap loads)")
     p.add_argument("--reason", help="only rows quarantined for this reason (e.g. unknown_category)")
     p.add_argument("--batch", help="only rows of this load (batch id)")
-    p.add_argument("--summary", action="store_true", help="counts per file, reason and field")
+    p.add_argument("--summary", action="store_true", help="counts per file, reason and field (and how many of them "
+                                                           "are outstanding)")
+    p.add_argument("--outstanding", action="store_true", help="only the rows whose record no later load has put in "
+                                                              "the warehouse (not yet corrected and loaded again)")
     p.add_argument("--raw", action="store_true", help="the rows in their file's layout (needs --file when the "
                                                        "selection spans files; csv or json)")
     p.add_argument("--limit", type=int, default=30, help="rows shown in the table (default 30)")

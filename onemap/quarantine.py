@@ -40,9 +40,14 @@ def rejects(con, file: str | None = None, reason: str | None = None, batch: str 
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """How many rows each file lost to each reason, and on which field, most first."""
-    return (frame.groupby(["source_file", "reason", "field"]).size().rename("rows").reset_index()
-            .sort_values(["source_file", "rows"], ascending=[True, False], ignore_index=True))
+    """How many rows each file lost to each reason, and on which field, most first; with a ``loaded_since`` column
+    (the file that has since loaded the row's record), how many of them are still ``outstanding``."""
+    keys = ["source_file", "reason", "field"]
+    out = frame.groupby(keys).size().rename("rows").reset_index()
+    if "loaded_since" in frame:
+        left = frame[frame["loaded_since"].isna()].groupby(keys).size().rename("outstanding").reset_index()
+        out = out.merge(left, on=keys, how="left").fillna({"outstanding": 0}).astype({"outstanding": "int64"})
+    return out.sort_values(["source_file", "rows"], ascending=[True, False], ignore_index=True)
 
 
 MALFORMED_COLUMN = "字段数不符的原行"  # as_read: the text of a row the reader could not split into the header's fields

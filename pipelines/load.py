@@ -274,3 +274,36 @@ def scrub_quarantine(con) -> int:
         con.execute("UPDATE staging.rejects r SET raw = s.raw, scrubbed = TRUE FROM scrubbed_frame s "
                     "WHERE r.batch_id = s.batch_id AND r.source_row = s.source_row AND r.scrubbed IS NULL")
     return len(fixed)
+
+
+def loaded_since(con, rejected: pd.DataFrame) -> pd.Series:
+    """For quarantined rows (``onemap.quarantine.rejects``: batch_id, source, raw, loaded_at), the file whose
+    load has since put the same record in the warehouse — a corrected row loaded again (`rejects --raw`, fixed in
+    Excel, `ingest`), or a later export of it — else None: the row is still outstanding. Read from each row's
+    record id under its profile's header; a row without one (a malformed line, a profile hashing its rows) stays
+    outstanding."""
+    import json
+
+    from pipelines.profiles import ProfileError, load_profile
+
+    if rejected.empty:
+        return pd.Series([], dtype=object, index=rejected.index)
+    profiles = dict(con.execute("SELECT batch_id, profile FROM meta.batches").fetchall())
+    ids = []
+    for batch, source, raw in zip(rejected["batch_id"], rejected["source"], rejected["raw"], strict=True):
+        values = json.loads(raw) if raw else {}
+        try:
+            profile = load_profile(profiles.get(batch) or "")
+        except ProfileError:
+            profile = None
+        header = profile.resolve_headers(list(values)).get("source_record_id") if profile else None
+        rid = str(values.get(header, "")).strip() if header else ""
+        ids.append(f"{source}:{rid}" if rid else None)
+    frame = pd.DataFrame({"event_id": ids, "since": pd.to_datetime(rejected["loaded_at"], utc=True)},
+                         index=rejected.index)
+    with registered(con, "rejected_ids", frame.reset_index(names="i")):
+        found = dict(con.execute("""
+            SELECT r.i, b.source_file FROM rejected_ids r JOIN core.events e USING (event_id)
+            JOIN meta.batches b ON b.batch_id = e.batch_id
+            WHERE e.updated_at > r.since""").fetchall())
+    return pd.Series([found.get(i) for i in rejected.index], index=rejected.index, dtype=object)

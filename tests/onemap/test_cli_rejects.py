@@ -59,6 +59,16 @@ def test_quarantined_rows_come_back_in_their_layout_and_load_once_corrected(demo
     [again] = [r for r in _json(capsys) if r["source_file"] == "fix.csv"]
     assert again["inserted"] + again["quarantined"] == len(fix) and again["inserted"] > 0
     assert again["updated"] == 0  # they were never loaded before
+    # the original file's rows now loaded from the fix are no longer outstanding; the rest still are
+    args = ["--home", str(home), "rejects", "--file", "非警务警情.csv", "--reason", "unknown_category"]
+    assert main([*args, "--format", "json"]) == 0
+    listed = _json(capsys)
+    assert len(listed) == len(fix) and sum(r["loaded_since"] == "fix.csv" for r in listed) == again["inserted"]
+    assert main([*args, "--outstanding", "--format", "json"]) == 0
+    assert len(_json(capsys)) == len(fix) - again["inserted"]
+    assert main([*args, "--summary", "--format", "json"]) == 0
+    [row] = _json(capsys)
+    assert (row["rows"], row["outstanding"]) == (len(fix), len(fix) - again["inserted"])
 
 
 def test_raw_needs_one_files_layout(demo_home, capsys):
