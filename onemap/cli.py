@@ -141,7 +141,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise SystemExit(f"onemap ingest: --taken-at {args.taken_at!r} is not a time (YYYY-MM-DD HH:MM): {exc}") from None
     summaries = ingest(settings, args.source, [Path(f) for f in args.files], profile_name=args.profile,
-                       dry_run=args.dry_run, force=args.force, progress=not args.quiet, taken_at=taken)
+                       dry_run=args.dry_run, force=args.force, progress=not args.quiet, taken_at=taken,
+                       sheet=args.sheet)
     print(("dry run, nothing written:\n" if args.dry_run else "") + "\n".join(s.line() for s in summaries))
     return 0 if all(s.reconciles or s.skipped for s in summaries) else 1
 
@@ -473,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taken-at", metavar="TIME",
                    help="when the export was taken (YYYY-MM-DD HH:MM, local), for old exports loaded late: their "
                         "statuses are dated then in the status history and for 重开, not at the load time")
+    p.add_argument("--sheet", help="the .xlsx sheet to read (default: the profile's, else the first)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_ingest)
 

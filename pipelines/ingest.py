@@ -6,6 +6,7 @@ reconciles per batch: read = inserted + updated + unchanged + quarantined.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -126,12 +127,14 @@ def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path
 
 
 def ingest(settings: Settings, source: str, files: list[Path], profile_name: str | None = None,
-           dry_run: bool = False, force: bool = False, progress: bool = True, taken_at: pd.Timestamp | None = None
-           ) -> list[BatchSummary]:
+           dry_run: bool = False, force: bool = False, progress: bool = True, taken_at: pd.Timestamp | None = None,
+           sheet: str | None = None) -> list[BatchSummary]:
     if not profile_name and source not in DEFAULT_PROFILE:
         raise ProfileError(f"source {source!r} has no default profile: name one with --profile (the shipped ones "
                            "are listed in README, Input formats)")
     profile = load_profile(profile_name or DEFAULT_PROFILE[source])
+    if sheet:  # the sheet of this load's workbooks, whatever the profile says
+        profile = dataclasses.replace(profile, sheet=sheet)
     if profile.source != source:
         raise ProfileError(f"profile {profile.name!r} is for source {profile.source!r}, not {source!r}")
     areas = area_set_for(settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -226,6 +227,9 @@ def _read_csv_tolerant(path: Path, encoding: str, sep: str) -> ReadResult:
     return ReadResult(frame, malformed, encoding)
 
 
+TITLE_ROWS = 3  # rows above an .xlsx table's header that may hold its title
+
+
 def _read_xlsx(path: Path, sheet: str) -> ReadResult:
     import openpyxl
 
@@ -238,9 +242,15 @@ def _read_xlsx(path: Path, sheet: str) -> ReadResult:
             raise ReadError(f"{path}: no sheet named {sheet!r}; sheets are {book.sheetnames}")
         ws = book[sheet] if sheet else book.worksheets[0]
         rows = ws.iter_rows(values_only=True)
-        header = next(rows, None)
-        if header is None:
+        top = list(itertools.islice(rows, TITLE_ROWS + 1))
+        if not top:
             raise ReadError(f"{path}: sheet {ws.title!r} is empty")
+        # a title above the table (one cell, often merged: "2026年11月网格事件台账"), and maybe a line under it
+        # (制表单位, 日期): the header is the first of the top rows that fills as many cells as any of them does
+        # (three will do), the rows above it being shorter
+        filled = [sum(v is not None and str(v).strip() != "" for v in r) for r in top]
+        first = next(i for i, n in enumerate(filled) if n >= min(3, max(filled)))
+        header, rows = top[first], itertools.chain(top[first + 1:], rows)
         header = [str(h) if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]
         data, numbers = [], []
         for i, r in enumerate(rows, start=1):

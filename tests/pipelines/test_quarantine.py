@@ -367,3 +367,22 @@ def test_the_confidential_flag_reads_its_own_words(areas, inside):
     assert list(staged.events["confidential"]) == [True, False, True, False]
     [rej] = staged.rejects.to_dict("records")
     assert (rej["reason"], rej["field"], rej["source_row"]) == (S.BAD_NUMBER, "是否保密", 5)
+
+
+def test_an_xlsx_with_a_title_above_its_table_is_read_from_its_header(tmp_path):
+    """Chinese workbooks often carry a title row (one merged cell) and a line under it above the header."""
+    import openpyxl
+
+    p = tmp_path / "台账.xlsx"
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.append(["2026年11月网格事件台账"])
+    ws.merge_cells("A1:D1")
+    ws.append(["制表单位：新港街道", None, "日期：2026-11-30"])
+    ws.append(["事件编号", "上报时间", "事件类型代码", "事件描述"])
+    ws.append(["G1", "2026-11-01 10:00:00", "A02", "邻里纠纷"])
+    ws.append(["G2", "2026-11-02 10:00:00", "A01", "家庭纠纷"])
+    book.save(p)
+    read = read_export(p)
+    assert list(read.frame.columns[1:]) == ["事件编号", "上报时间", "事件类型代码", "事件描述"]
+    assert list(read.frame["事件编号"]) == ["G1", "G2"] and list(read.frame["__row"]) == [1, 2]

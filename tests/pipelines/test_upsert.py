@@ -423,3 +423,18 @@ def test_a_file_mostly_outside_the_jurisdiction_is_warned_about(settings, inside
     w = _csv(tmp_path / "elsewhere.csv", rows + [police_row(inside, 接警单编号="J1")])
     assert main(["--home", str(settings.home), "ingest", "police", str(w), "--quiet"]) == 0
     assert "WARNING: 3 of 4 rows lie outside this jurisdiction" in capsys.readouterr().out
+
+
+def test_the_sheet_of_a_workbook_is_chosen_on_the_command_line(settings, inside, tmp_path, capsys):
+    """A workbook whose first sheet is notes: --sheet names the data's (refused without, naming the columns)."""
+    from onemap.cli import main
+
+    path = tmp_path / "export.xlsx"
+    with pd.ExcelWriter(path) as book:
+        pd.DataFrame({"说明": ["本表为 11 月非警务警情"]}).to_excel(book, sheet_name="说明", index=False)
+        pd.DataFrame([police_row(inside, 接警单编号="X1")]).to_excel(book, sheet_name="数据", index=False)
+    home = ["--home", str(settings.home)]
+    assert main([*home, "ingest", "police", str(path), "--quiet"]) == 2
+    assert "export.xlsx" in capsys.readouterr().err
+    assert main([*home, "ingest", "police", str(path), "--sheet", "数据", "--quiet"]) == 0
+    assert "read 1 / inserted 1" in capsys.readouterr().out
