@@ -386,3 +386,12 @@ def test_an_xlsx_with_a_title_above_its_table_is_read_from_its_header(tmp_path):
     read = read_export(p)
     assert list(read.frame.columns[1:]) == ["事件编号", "上报时间", "事件类型代码", "事件描述"]
     assert list(read.frame["事件编号"]) == ["G1", "G2"] and list(read.frame["__row"]) == [1, 2]
+
+
+def test_source_codes_match_whatever_their_case_and_spaces():
+    categories = CategoryMap.load()
+    got = categories.map("grid_app", pd.Series([" a01 ", "A01", "a02", "NOPE7"]))["category_code"].tolist()
+    assert got[:3] == ["MD01", "MD01", "MD02"] and pd.isna(got[3])
+    # the table's codes that differ only in case agree on category and flags
+    table = categories.table.assign(key=categories.table["source_code"].astype(str).str.strip().str.casefold())
+    assert (table.groupby(["source_system", "key"])[["category_code", "flags"]].nunique() <= 1).all().all()
