@@ -32,7 +32,7 @@ from onemap import queries
 from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import (
     STRIP,
-    format_change,
+    format_changes,
     format_value,
     format_with_base,
     kpi,
@@ -500,7 +500,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
             pad = {side: round(px * scale) for side, px in KIOSK_MAP_PADDING.items()}
             fig.update_layout(meta={**fig.layout.meta, "pad": pad})
         return (fig, *[format_value(kpi(k), values[k]) for k in STRIP],
-                *[f"环比 {format_change(kpi(k), values[k], before[k])} · 同比 {format_change(kpi(k), values[k], year[k])}"
+                *["环比 {} · 同比 {}".format(*format_changes(kpi(k), values[k], before[k], year[k]))
                   for k in STRIP],
                 _as_of_text(con))
 

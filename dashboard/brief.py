@@ -24,6 +24,7 @@ from onemap.metrics import (
     KPIS,
     SMALL_BASE,
     format_change,
+    format_changes,
     format_value,
     format_with_base,
     kpi,
@@ -331,9 +332,9 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     add(Text(f"数据截至 {as_of:%Y-%m-%d %H:%M}（每项指标按其所在周结束时计算；环比为上周，同比为去年同期同一周）。", note=True))
     add(Heading("一、本周概况"))
     add(Table(["指标", "本周", "上周", "环比", "去年同期", "同比"],
-              [[k.label, format_value(k, now[k.key]), format_value(k, before[k.key]),
-                format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
-                format_change(k, now[k.key], year[k.key])] for k in KPIS]))
+              [[k.label, format_value(k, now[k.key]), format_value(k, before[k.key]), changes[0],
+                format_value(k, year[k.key]), changes[1]]
+               for k in KPIS for changes in [format_changes(k, now[k.key], before[k.key], year[k.key])]]))
     # the table is the week's own cases: a leader must not read its 超期 as the whole overdue burden
     stages = queries.backlog(con, this, as_of, total=True)  # 积案 at the week's end, by stage (section 六 too)
     held = stages.iloc[-1]

@@ -300,7 +300,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from onemap import queries
-    from onemap.metrics import KPIS, format_change, format_value, format_with_base
+    from onemap.metrics import KPIS, format_changes, format_value, format_with_base
     from onemap.warehouse import connect_readonly
 
     settings = _settings(args)
@@ -327,8 +327,9 @@ def cmd_kpis(args: argparse.Namespace) -> int:
                                    "year_before": year[k.key]} for k in KPIS])
             if args.format == "table":
                 shown = pd.DataFrame([{"指标": k.label, "本期": format_value(k, now[k.key]),
-                                       "环比": format_change(k, now[k.key], before[k.key]),
-                                       "同比": format_change(k, now[k.key], year[k.key])} for k in KPIS])
+                                       **dict(zip(("环比", "同比"), format_changes(k, now[k.key], before[k.key],
+                                                                                  year[k.key]), strict=True))}
+                                      for k in KPIS])
     finally:
         con.close()
     area = f"{scope.name} ({scope.code})" if scope else settings.county_name

@@ -151,10 +151,10 @@ def small_base_note() -> str:
             f"{100 * low:.0f}%—{100 * high:.0f}%）")
 
 
-def format_change(k: Kpi, value, before) -> str:
+def format_change(k: Kpi, value, before, in_cases: bool = False) -> str:
     """The change from an earlier period as a leader reads it (环比): counts in per cent (in cases when the earlier
-    count was under SMALL_COUNT), rates in percentage points, means as a difference, with an arrow; "—" when
-    either side is missing or a count was zero."""
+    count was under SMALL_COUNT, or ``in_cases``), rates in percentage points, means as a difference, with an
+    arrow; "—" when either side is missing or a count was zero."""
     if value is None or before is None:
         return "—"
     diff = value - before
@@ -166,13 +166,20 @@ def format_change(k: Kpi, value, before) -> str:
         size, unit = f"{abs(diff):.1f}", " 天"
     elif not before:
         return "—" if value else "→ 0"
-    elif before < SMALL_COUNT:  # 4 after 1 is "+3 件", not "▲300%": a per cent of a handful alarms for nothing
+    elif before < SMALL_COUNT or in_cases:  # 4 after 1 is "+3 件", not "▲300%": a per cent of a handful alarms for nothing
         size, unit = f"{abs(diff):,.0f}", " 件"
     else:
         size, unit = f"{abs(100 * diff / before):.1f}", "%"
     # a change that rounds to nothing reads as none, not as a rise or fall of 0.0
     arrow = "→" if float(size) == 0 else "▲" if diff > 0 else "▼"
     return f"{arrow} {size}{unit}"
+
+
+def format_changes(k: Kpi, value, before, year) -> tuple[str, str]:
+    """环比 and 同比 of one KPI in one unit: both in cases when either earlier count is under SMALL_COUNT (a row
+    reading "▼ 19.0%" beside "▲ 1 件" mixes units that cannot be compared)."""
+    few = k.kind == "count" and any(b is not None and b < SMALL_COUNT for b in (before, year))
+    return format_change(k, value, before, few), format_change(k, value, year, few)
 
 
 def wilson_interval(hits, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:

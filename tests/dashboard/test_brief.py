@@ -23,7 +23,7 @@ from dashboard.brief import week_alerts as brief_alerts
 from onemap import queries
 from onemap.cli import main
 from onemap.contracts import CLOSED_STATUSES
-from onemap.metrics import format_change, format_value, kpi
+from onemap.metrics import format_change, format_changes, format_value, kpi
 from onemap.warehouse import connect_readonly
 
 WEEK = dt.date(2026, 11, 4)  # a Wednesday of the demo's last complete weeks (the demo ends 2026-11-15)
@@ -515,9 +515,9 @@ def test_the_last_weeks_brief_and_the_kpis_command_give_the_same_numbers(con):
     table = _table_after(brief, "一、本周概况")
     rows = {row[0]: row for row in table.rows}
     for k in (kpi(key) for key in now):
-        assert rows[k.label][1:] == [format_value(k, now[k.key]), format_value(k, before[k.key]),
-                                     format_change(k, now[k.key], before[k.key]), format_value(k, year[k.key]),
-                                     format_change(k, now[k.key], year[k.key])], k.label
+        changes = format_changes(k, now[k.key], before[k.key], year[k.key])
+        assert rows[k.label][1:] == [format_value(k, now[k.key]), format_value(k, before[k.key]), changes[0],
+                                     format_value(k, year[k.key]), changes[1]], k.label
     assert rows["重开率"][2] == "—" and rows["重开率"][4] == "—" and before["reopened_rate"] is None
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onemap.metrics import format_change, format_value, kpi
+from onemap.metrics import format_change, format_changes, format_value, kpi
 from onemap.queries import EventFilter, Scope, previous_period
 
 
@@ -27,6 +27,11 @@ def test_change_is_per_cent_for_counts_points_for_rates_difference_for_means():
     assert format_change(kpi("median_days"), 2.21, 2.23) == "→ 0.0 天"  # rounds to nothing: no arrow up or down
     assert format_change(kpi("closed_rate"), 0.7001, 0.7) == "→ 0.0 个百分点"
     assert format_value(kpi("median_days"), 2.25) == "2.2 天" and format_value(kpi("ontime_rate"), 0.875) == "87.5%"
+
+    # 环比 and 同比 of one row in one unit: in cases when either earlier count is a handful
+    assert format_changes(kpi("registered"), 17, 21, 16) == ("▼ 4 件", "▲ 1 件")
+    assert format_changes(kpi("registered"), 120, 100, 80) == ("▲ 20.0%", "▲ 50.0%")
+    assert format_changes(kpi("closed_rate"), 0.7, 0.1, None) == ("▲ 60.0 个百分点", "—")
 
 
 @given(start=st.dates(dt.date(2000, 1, 1), dt.date(2030, 12, 31)), days=st.integers(1, 400))
