@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -200,6 +201,59 @@ def write_docx(brief: WeeklyBrief, target) -> None:
     doc.save(target)
 
 
+# line breaking of Chinese text (no spaces between words): a break may fall between any two characters except
+# inside a run of digits / Latin letters ("2,273", "H3-8", "32.0%"), before closing punctuation or after opening
+# punctuation (禁则); a space is a break too, and is dropped where the line breaks
+UNBROKEN = re.compile(r"[0-9A-Za-z][0-9A-Za-z.,:%/+\-]*|[ \t\n]+|.", re.S)
+NBSP = "\u00a0"  # the space between a number and its unit (312 件): kept on one line with both
+NO_LINE_START = set("，。、；：！？）》」』”’%…—·,.;:!?)]}" + NBSP)
+NO_LINE_END = set("（《「『“‘([{" + NBSP)
+BREAKS = " \t\n"  # the spaces a line may break at (not NBSP, which str.isspace counts)
+
+
+def cjk_lines(text: str, measure: Callable[[str], float], width: float) -> list[str]:
+    """``text`` broken into lines no wider than ``width`` (by ``measure``) the way Chinese text is set; a run too
+    long for a line on its own is broken where it must be. fpdf2 breaks at spaces only, so "312 件" was cut at its
+    space and lines ended half empty before a long run of Chinese."""
+    tokens = UNBROKEN.findall(re.sub(r"(?<=[0-9%]) (?=[^\x00-\x7f])", NBSP, text))
+    glued: list[str] = []  # closing punctuation to the token before it, opening punctuation to the one after
+    for tok in tokens:
+        if glued and (tok[0] in NO_LINE_START or glued[-1][-1] in NO_LINE_END) and tok[0] not in BREAKS:
+            if glued[-1][0] in BREAKS:  # a space before closing punctuation: kept, and no break there either
+                space = NBSP * len(glued.pop())
+                glued[-1:] = [glued[-1] + space] if glued else [space]
+            glued[-1] += tok
+        else:
+            glued.append(tok)
+    lines, line = [], ""
+    for tok in glued:
+        if tok == "\n":
+            lines.append(line.rstrip())
+            line = ""
+            continue
+        if measure(line + tok.rstrip()) <= width or not line.strip():
+            line = "" if not line.strip() and tok[0] in BREAKS else line + tok
+        else:
+            lines.append(line.rstrip())
+            line = "" if tok[0] in BREAKS else tok
+        while measure(line.rstrip()) > width and len(line) > 1:  # one run wider than a line: cut where it must be
+            cut = max([i for i in range(1, len(line)) if measure(line[:i]) <= width], default=1)
+            lines.append(line[:cut])
+            line = line[cut:]
+    if line.strip() or not lines:
+        lines.append(line.rstrip())
+    return [line.replace(NBSP, " ") for line in lines]
+
+
+def _pdf_text(pdf, height: float, text: str) -> None:
+    """A paragraph across the page, broken by :func:`cjk_lines` in the current font."""
+    from fpdf.enums import WrapMode
+
+    width = pdf.w - pdf.l_margin - pdf.r_margin - 2 * pdf.c_margin
+    pdf.multi_cell(0, height, "\n".join(cjk_lines(text, pdf.get_string_width, width)), new_x="LMARGIN",
+                   new_y="NEXT", align="L", wrapmode=WrapMode.CHAR)
+
+
 def write_pdf(brief: WeeklyBrief, target) -> None:
     """Write the brief as a PDF to ``target`` (a binary file object)."""
     from fpdf import FPDF
@@ -222,12 +276,12 @@ def write_pdf(brief: WeeklyBrief, target) -> None:
             pdf.set_font("cjk", size=10)
         elif isinstance(block, Text):
             pdf.set_font("cjk", size=8.5 if block.note else 10)
-            pdf.multi_cell(0, 5.5, block.text, new_x="LMARGIN", new_y="NEXT", align="L")
+            _pdf_text(pdf, 5.5, block.text)
             pdf.set_font("cjk", size=10)
         elif isinstance(block, Bullets):
             pdf.set_font("cjk", size=10)
             for item in block.items:
-                pdf.multi_cell(0, 5.5, "• " + item, new_x="LMARGIN", new_y="NEXT", align="L")
+                _pdf_text(pdf, 5.5, "• " + item)
         elif isinstance(block, Table):
             pdf.set_font("cjk", size=PDF_TABLE_PT)
             widths = column_widths(block, pdf.get_string_width, width, 2 * pdf.c_margin + pdf.line_width)
@@ -239,6 +293,6 @@ def write_pdf(brief: WeeklyBrief, target) -> None:
         elif isinstance(block, Picture):
             pdf.image(io.BytesIO(block.png), w=min(block.width_mm, width))
             pdf.set_font("cjk", size=9)
-            pdf.multi_cell(0, 5, block.caption, new_x="LMARGIN", new_y="NEXT", align="L")
+            _pdf_text(pdf, 5, block.caption)
             pdf.set_font("cjk", size=10)
     target.write(bytes(pdf.output()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 
 import pandas as pd
 import pytest
@@ -549,3 +550,32 @@ def test_a_past_weeks_hot_spots_are_those_of_the_weeks_up_to_its_sunday(con):
     assert _week_hotspots(con, stored_to, None, stored_to)[1] == stored_to  # the build's own week: its classes
     brief = weekly_brief(con, "汕尾市城区", week_end)
     assert any(isinstance(b, Text) and b.text.startswith(f"截至 {week_end:%Y年%m月%d日}的近26周") for b in brief.blocks)
+
+
+def test_pdf_lines_break_chinese_text_between_characters_but_never_inside_a_number():
+    """cjk_lines (the PDF's paragraphs): a line is as full as it can be; a number, its unit after a space ("312 件")
+    and closing punctuation stay on the line before; nothing is lost but the spaces the lines break at."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from dashboard.brief_files import NO_LINE_START, cjk_lines
+
+    pieces = st.sampled_from(["事", "件", "重开", "（占", "），", "。", " ", "312", "2,273", "32.0%", " 件", "H3-8", "超期"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(parts=st.lists(pieces, min_size=1, max_size=40), width=st.integers(6, 30))
+    def check(parts, width):
+        text = "".join(parts)
+        lines = cjk_lines(text, len, width)
+        assert "".join(lines).replace(" ", "") == text.replace(" ", "")
+        for i, line in enumerate(lines):
+            assert len(line) <= width
+            if i:
+                forced = len(lines[i - 1]) == width  # a run longer than a line is cut where it must be
+                assert line[:1] not in NO_LINE_START or forced, (lines, i)
+            assert line.strip() or not text.strip()
+        for run in re.findall(r"[0-9A-Za-z][0-9A-Za-z.,:%/+\-]*", text):  # a number on one line, if it fits one
+            assert len(run) > width or any(run in line for line in lines), (run, lines)
+
+    check()
+    assert cjk_lines("在办 2,273 件，其中", len, 9) == ["在办", "2,273 件，其", "中"]
