@@ -366,7 +366,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
 
     for f in profile.required:
         empty = get(f).astype("string").str.strip().fillna("").eq("").to_numpy()
-        rej.add(empty, found.get(f, f), MISSING_REQUIRED, f"required field {f} is empty")
+        rej.add(empty, found.get(f, f), MISSING_REQUIRED, f"必填项“{found.get(f, f)}”为空")
 
     # ---------------------------------------------------------------- times
     local_tz = profile.timezone or ctx.timezone  # the zone the export's wall-clock times are in
@@ -374,26 +374,26 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
         values = get(f)
         # (a profile that names its formats says the order itself)
         day_first, mixed = _slash_order(values) if not profile.time_formats else (False, np.zeros(len(values), bool))
-        rej.add(mixed, found.get(f, f), BAD_TIME, f"{f}: day/month order differs between rows of this file "
-                "(e.g. 13/11 and 11/13), so 03/11 cannot be read either way: ", values=values)
+        rej.add(mixed, found.get(f, f), BAD_TIME, f"{found.get(f, f)}：本文件各行的日/月顺序不一（如 13/11 与 11/13 并存），"
+                "03/11 这样的日期无法确定是哪一天：", values=values)
         parsed = _parse_times(values, local_tz, profile.time_formats, day_first=day_first)
         if f in profile.date_only:  # a date and no time of day: local midnight, precision kept in ext
             parsed = _localise(parsed.dt.tz_localize(None).dt.normalize(), local_tz)
         parsed = parsed.dt.tz_convert(ctx.timezone)
         given = values.astype("string").str.strip().fillna("").ne("").to_numpy()
         rej.add(given & parsed.isna().to_numpy(), found.get(f, f), BAD_TIME,
-                f"unparseable {f}: ", values=values)
+                f"{found.get(f, f)}无法识别为时间：", values=values)
         out[f] = parsed
     rep = out["reported_at"]
     # an export holds nothing later than when it was taken (a day's grace for clocks and time zones)
-    limit, taken = (ctx.taken_at, "the export was taken (--taken-at)") if ctx.taken_at is not None else (ctx.now, "the load time")
+    limit, taken = (ctx.taken_at, "导出时间（--taken-at）") if ctx.taken_at is not None else (ctx.now, "导入时间")
     for f in ("reported_at", "occurred_at", "closed_at"):
         rej.add((out[f] > limit + pd.Timedelta(days=1)).to_numpy(), found.get(f, f), TIME_IN_FUTURE,
-                f"{f} later than {taken}")
+                f"{found.get(f, f)}晚于{taken}一天以上")
     for f in ("reported_at", "occurred_at"):
-        rej.add((out[f] < EARLIEST).to_numpy(), found.get(f, f), TIME_BEFORE_2000, f"{f} before 2000-01-01")
+        rej.add((out[f] < EARLIEST).to_numpy(), found.get(f, f), TIME_BEFORE_2000, f"{found.get(f, f)}早于 2000-01-01")
     rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"), CLOSED_BEFORE_REPORTED,
-            "closed before it was reported")
+            "办结时间早于上报时间")
 
     # ---------------------------------------------------------------- category and status
     raw_code = get("category_raw_code").astype(pd.StringDtype("pyarrow")).str.strip()
@@ -402,10 +402,10 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     deliberate = code_text.isin(list(profile.unmapped_codes)).to_numpy(dtype=bool)
     unmapped = cat["category_code"].isna().to_numpy() & raw_code.notna().to_numpy()
     rej.add(unmapped & deliberate, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
-            f"code deliberately not mapped by profile {profile.name} (listed in its [categories] unmapped): ",
+            f"该代码按配置 {profile.name} 有意不纳入（其 [categories] unmapped 所列）：",
             values=code_text)
     rej.add(unmapped, found.get("category_raw_code", "category_raw_code"), UNKNOWN_CATEGORY,
-            f"code not in the {profile.category_system} mapping table: ", values=code_text)
+            f"代码不在 {profile.category_system} 类别对照表中：", values=code_text)
     out["category_code"] = cat["category_code"]
     out["category_raw_code"] = raw_code  # Arrow-backed text (missing = NA): no per-row objects
     raw_name = get("category_raw_name").astype(pd.StringDtype("pyarrow")).str.strip()
@@ -418,7 +418,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
         pending = raw_code.isna().to_numpy() & text_given
         out.loc[pending, "category_method"] = "model"
         rej.add(raw_code.isna().to_numpy() & ~text_given, found.get("category_raw_code", "category_raw_code"),
-                MISSING_REQUIRED, "no category code and no text to classify")
+                MISSING_REQUIRED, "没有类别代码，也没有可供分类的文字")
     out["category_confidence"] = 1.0
     out["flags"] = cat["flags"]
 
@@ -429,7 +429,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     status = status.where(~(raw_status.eq("") & closed_given), STATUS_CLOSED)
     status = status.where(~(raw_status.eq("") & ~closed_given), STAGES[0])
     rej.add(status.isna().to_numpy(), found.get("status", "status"), UNKNOWN_STATUS,
-            "status not recognised: ", values=raw_status)
+            "无法识别的处理状态：", values=raw_status)
     out["status"] = status
     closed_rule = pd.Series(False, index=raw.index)
     if profile.closed_at_from:  # [status] closed_at_from: a disposition without a close time
@@ -440,29 +440,29 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
             out.loc[closed_rule, "closed_at"] = latest[closed_rule]
             closed_given = out["closed_at"].notna()
             rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"),
-                    CLOSED_BEFORE_REPORTED, "closed (by the profile's closed_at_from rule) before it was reported")
+                    CLOSED_BEFORE_REPORTED, "办结时间（按配置的 closed_at_from 规则）早于上报时间")
     # a closed case without a close time is closed "some time before this export": keep it honest, reject
     rej.add((status.isin(CLOSED_STATUSES) & ~closed_given).to_numpy(), found.get("closed_at", "closed_at"),
-            MISSING_REQUIRED, "status is closed but the close time is empty")
+            MISSING_REQUIRED, "状态为已办结，但办结时间为空")
 
     # ---------------------------------------------------------------- process fields
     out["outcome"] = get("outcome").astype(pd.StringDtype("pyarrow")).str.strip().replace("", pd.NA)
     on_site, bad = _parse_bool(get("on_site_closed"))
     out["on_site_closed"] = on_site
-    rej.add(bad, found.get("on_site_closed", "on_site_closed"), BAD_NUMBER, "expected 是/否")
+    rej.add(bad, found.get("on_site_closed", "on_site_closed"), BAD_NUMBER, "应为 是/否")
     conf, bad = _parse_bool(get("confidential"), yes=("保密", "涉密"), no=("不保密", "非保密", "公开"))
     out["confidential"] = conf
-    rej.add(bad, found.get("confidential", "confidential"), BAD_NUMBER, "expected 是/否 (or 保密/不保密)")
+    rej.add(bad, found.get("confidential", "confidential"), BAD_NUMBER, "应为 是/否（或 保密/不保密）")
     sat_raw = get("satisfaction").astype("string").str.strip().replace("", pd.NA)
     sat = pd.Series(_to_float(sat_raw), index=sat_raw.index)
     rej.add((sat_raw.notna() & (sat.isna() | (sat < 0) | (sat > 5))).to_numpy(),
-            found.get("satisfaction", "satisfaction"), BAD_NUMBER, "satisfaction must be a number 0-5")
+            found.get("satisfaction", "satisfaction"), BAD_NUMBER, "满意度应为 0–5 的数字")
     out["satisfaction"] = sat.astype(float)
     out["department"] = get("department")
-    for f, aliases, meaning in (("handling_tier", TIER_ALIASES, "village / town / county / above (村/镇街/县区/以上)"),
-                                ("dispatch_mode", DISPATCH_ALIASES, "single / dual (单派/双派)")):
+    for f, aliases, meaning in (("handling_tier", TIER_ALIASES, "村（社区）/ 镇（街道）/ 县（区）/ 市级及以上"),
+                                ("dispatch_mode", DISPATCH_ALIASES, "单派 / 双派")):
         out[f], unknown = _coded(get(f), aliases)
-        rej.add(unknown, found.get(f, f), UNKNOWN_VALUE, f"{f} not recognised (expected {meaning}): ",
+        rej.add(unknown, found.get(f, f), UNKNOWN_VALUE, f"{found.get(f, f)}无法识别（应为{meaning}）：",
                 values=get(f))
 
     # ---------------------------------------------------------------- place
@@ -507,7 +507,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     passing = ~rej.rejected
     dup = out["event_id"].where(passing).duplicated(keep="last").to_numpy() & passing
     rej.add(dup, found.get("source_record_id", "source_record_id"), DUPLICATE_IN_FILE,
-            "the same record id appears again later in this file; the later row was loaded")
+            "同一编号在本文件后面再次出现，已载入后面那一行")
 
     keep = ~rej.rejected
     unknown = rej.reason == UNKNOWN_CATEGORY
@@ -547,7 +547,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
         crs = np.where(pd.isna(norm), profile.crs, norm)
     bd09mc = crs == "bd09mc"
     rej.add(bd09mc, profile.crs_column or "crs", UNSUPPORTED_CRS,
-            "BD09MC (Baidu Mercator metres) is not supported: export Baidu coordinates as bd09 lon/lat")
+            "不支持 BD09MC（百度墨卡托米制坐标）：请导出百度经纬度（bd09）")
 
     has_xy = ~np.isnan(lng) & ~np.isnan(lat) & ~bd09mc
     w_lng = np.full(n, np.nan)
@@ -614,13 +614,13 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
 
     no_place = np.zeros(n, dtype=bool)
     no_place[rest] = ~addr_ok & ~known_grid
-    rej.add(no_place & unparsable, found.get("lng", "lng"), BAD_COORDINATE, "coordinate is not a number")
+    rej.add(no_place & unparsable, found.get("lng", "lng"), BAD_COORDINATE, "坐标不是数字")
     rej.add(no_place & outside, found.get("lng", "lng"), OUTSIDE_JURISDICTION,
-            "point lies outside every grid of this jurisdiction")
+            "点位不在本辖区任何网格内")
     rej.add(no_place & pd.notna(issue) & ~outside, found.get("lng", "lng"), BAD_COORDINATE,
-            "coordinate check: ", values=issue)
+            "坐标检查未通过：", values=issue)
     rej.add(no_place, found.get("address", "address"), NO_LOCATION,
-            "no usable coordinates, and neither the address nor the grid code names a place in this jurisdiction")
+            "没有可用坐标，地址和网格编码也都不能定位到本辖区内")
 
     out["lng"] = np.where(located, w_lng, np.nan)
     out["lat"] = np.where(located, w_lat, np.nan)

@@ -47,7 +47,7 @@ def test_an_unknown_word_is_quarantined_naming_field_and_word(areas, inside, ove
     assert len(staged.events) == 1  # the other row loads
     [rej] = staged.rejects.to_dict("records")
     assert (rej["reason"], rej["field"], rej["source_row"]) == (S.UNKNOWN_VALUE, field, 1)
-    assert rej["detail"].endswith(detail) and "expected" in rej["detail"]
+    assert rej["detail"].endswith(detail) and "应为" in rej["detail"]
 
 
 def test_a_profile_adds_its_systems_own_words(areas, inside, tmp_path):

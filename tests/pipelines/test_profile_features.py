@@ -137,7 +137,7 @@ def test_deliberately_unmapped_codes_are_reported(tmp_path, areas, inside):
     assert staged.events.empty and set(staged.rejects["reason"]) == {S.UNKNOWN_CATEGORY}
     assert staged.unmapped == {"999001": 2, "X": 1}
     detail = dict(zip(staged.rejects["source_row"], staged.rejects["detail"], strict=True))
-    assert "deliberately" in detail[1] and "deliberately" not in detail[3]
+    assert "有意不纳入" in detail[1] and "有意不纳入" not in detail[3]
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -271,7 +271,7 @@ def test_milwaukee_calls_for_service(shared_data, tmp_path):
     # about half the log is officer-initiated activity, deliberately unmapped; the rest all maps
     _check_unmapped(summary, "milwaukee_cfs", events, min_mapped_share=0.4)
     assert {"TRAFFIC STOP", "BUSINESS CHECK", "RETURN STATION"} <= set(summary.unmapped)
-    assert rejects.loc[rejects["reason"] == "unknown_category", "detail"].str.contains("deliberately").all()
+    assert rejects.loc[rejects["reason"] == "unknown_category", "detail"].str.contains("有意不纳入").all()
 
     # statuses: dispositions mapped, raw disposition kept; final ones closed at the call time (documented rule)
     ext = events["ext"].map(json.loads)
