@@ -151,8 +151,7 @@ def _apply_declared_crs(gdf: gpd.GeoDataFrame, level: str, declared_crs: str) ->
             return np.column_stack([lng, lat])
 
         out = gdf.copy()
-        dense = shapely.segmentize(np.asarray(gdf.geometry.values), DENSIFY_DEG)
-        out["geometry"] = shapely.transform(dense, convert)
+        out["geometry"] = shapely.transform(_segmentize_valid(gdf.geometry.values, DENSIFY_DEG), convert)
         return out.set_geometry("geometry").set_crs("EPSG:4326", allow_override=True)
     if native == "wgs84":
         return gdf.set_crs("EPSG:4326", allow_override=True)
@@ -164,9 +163,18 @@ def _densified(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     crs = gdf.crs
     step = DENSIFY_M / crs.axis_info[0].unit_conversion_factor if crs.is_projected else DENSIFY_DEG
     out = gdf.copy()
-    out[gdf.geometry.name] = gpd.GeoSeries(shapely.segmentize(np.asarray(gdf.geometry.values), step),
-                                           index=gdf.index, crs=crs)
+    out[gdf.geometry.name] = gpd.GeoSeries(_segmentize_valid(gdf.geometry.values, step), index=gdf.index, crs=crs)
     return out
+
+
+def _segmentize_valid(values, step: float) -> np.ndarray:
+    """Edges of the valid geometries split to at most ``step``. An invalid one is left as it is: GEOS's densify
+    returns a bow-tie as a valid polygon with one of its lobes gone, so the checks (geodata.validate) would
+    neither report it nor repair it as a whole; moved point by point, it reaches them invalid."""
+    geoms = np.asarray(values).copy()
+    valid = shapely.is_valid(geoms)
+    geoms[valid] = shapely.segmentize(geoms[valid], step)
+    return geoms
 
 
 def _column_for(option: str | Mapping[str, str] | None, level: str) -> str | None:

@@ -242,6 +242,28 @@ def test_load_raw_keeps_problems_default_repairs(tmp_path):
     assert fixed.grids.geometry.is_valid.all() and fixed.vintage == "2024"
 
 
+@pytest.mark.parametrize("crs", ["EPSG:4545", "gcj02"])
+def test_an_invalid_ring_in_a_projected_or_gcj02_file_is_reported_too(tmp_path, crs):
+    """Reprojection densifies the edges first; GEOS's densify makes a bow-tie valid by dropping a lobe, so a
+    Gauss-Krüger or GCJ-02 file's bad grid went unreported (only the knock-on overlap and gap)."""
+    from geodata.crs import wgs84_to_gcj02
+
+    a = toy({"441502001001002": shapely.Polygon([(X0 + W / 4, Y0), (X0 + W / 2, Y0 + H / 2), (X0 + W / 2, Y0),
+                                                 (X0 + W / 4, Y0 + H / 2), (X0 + W / 4, Y0)])})
+    for key in ("towns", "villages", "grids"):
+        layer = getattr(a, key)[["code", "name", "geometry"]]
+        if crs == "gcj02":
+            layer = layer.assign(geometry=shapely.transform(layer.geometry.values, lambda xy: np.column_stack(
+                wgs84_to_gcj02(xy[:, 0], xy[:, 1]))))
+        else:
+            layer = layer.to_crs(crs)
+        layer.to_file(tmp_path / f"{key}.gpkg", driver="GPKG")
+    raw = load_area_set(tmp_path, "2024", declared_crs="gcj02" if crs == "gcj02" else None, raw=True)
+    report = validate_area_set(raw)
+    [bad] = report.of_kind(INVALID_REPAIRED)
+    assert bad.code == "441502001001002"
+
+
 def test_declared_gcj02(tmp_path):
     """Boundaries traced on a web map: GCJ-02 lon/lat, labelled WGS84 in the file."""
     demo = demo_area_set()
