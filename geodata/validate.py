@@ -23,6 +23,8 @@ kind                                meaning
                                     are expected to tile their parent); ``code`` is the PARENT's code,
                                     ``level`` the children's, ``area_m2`` the uncovered area
 ``outside_parent``                  part of an area lying outside its parent, ``area_m2`` that part
+``sliver`` (warning)                an overlap, gap or part outside the parent only in strips under ``SLIVER_M``
+                                    (1 m) wide: layers from different sources or projections; not an error
 ==================================  ===========================================================================
 
 The topology is tested on the stored WGS84 lon/lat geometries (the same planar model that point
@@ -61,17 +63,26 @@ CODE_PARENT_MISMATCH = "code_parent_mismatch"
 OVERLAP = "overlap"
 GAP = "gap"
 OUTSIDE_PARENT = "outside_parent"
+SLIVER = "sliver"
 
 #: Every issue kind, in the order the summary lists them.
 KINDS: tuple[str, ...] = (INVALID_REPAIRED, INVALID_UNREPAIRABLE, EMPTY_GEOMETRY, DUPLICATE_CODE, BAD_CODE,
-                          CODE_PARENT_MISMATCH, OVERLAP, GAP, OUTSIDE_PARENT)
-#: Kinds that do not stop a strict load (what is stored has been fixed and is correct).
-WARNING_KINDS: frozenset[str] = frozenset({INVALID_REPAIRED})
+                          CODE_PARENT_MISMATCH, OVERLAP, GAP, OUTSIDE_PARENT, SLIVER)
+#: Kinds that do not stop a strict load (what is stored has been fixed and is correct, or differs from it by
+#: less than a metre).
+WARNING_KINDS: frozenset[str] = frozenset({INVALID_REPAIRED, SLIVER})
+#: A gap, overlap or piece outside the parent thinner than this (mean width 2·area/perimeter) is a sliver: the
+#: layers were drawn from different sources or projections and differ by less than a metre along a boundary.
+#: Points cannot be told apart at that width, so it is a warning, not an error.
+SLIVER_M = 1.0
 
 LEVEL_NAME = {"county": "county", "towns": "town", "villages": "village", "grids": "grid"}
 CODE_LEN = {"county": 6, "town": 9, "village": 12, "grid": 15}
 _PARENT_KEY = {"towns": "county", "villages": "towns", "grids": "villages"}
 _POLYGONAL = ("Polygon", "MultiPolygon")
+
+
+PARENT_LEVEL = {"town": "county", "village": "town", "grid": "village"}
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,9 @@ class ValidationReport:
             lines.append(f"  {kind} ({tag}): {len(items):,}{extra}")
             shown = sorted(items, key=lambda i: -(i.area_m2 or 0.0))[:max_per_kind]
             for i in shown:
-                who = f"{i.level} {i.code}" + (f" × {i.other_code}" if i.other_code else "")
+                # a gap is named by its parent, which the children leave uncovered
+                level = PARENT_LEVEL.get(i.level, i.level) if i.kind == GAP else i.level
+                who = f"{level} {i.code}" + (f" × {i.other_code}" if i.other_code else "")
                 lines.append(f"    - {who}: {i.detail}")
             if len(items) > len(shown):
                 lines.append(f"    … and {len(items) - len(shown):,} more")
@@ -292,6 +305,27 @@ def _check_codes(key: str, gdf: gpd.GeoDataFrame, parent_codes: set[str] | None,
                                 f"parent {parent} is not in the {_PARENT_KEY[key]} layer"))
 
 
+def _solid_and_slivers(geoms, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each geometry: the m² of its parts at least SLIVER_M wide, the m² of its thinner parts (slivers),
+    and the widest sliver's mean width in metres."""
+    geoms = np.asarray(geoms, dtype=object)
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    projected = gpd.GeoSeries(parts, crs="EPSG:4326").to_crs(crs)
+    area, length = projected.area.to_numpy(), projected.length.to_numpy()
+    width = np.where(length > 0, 2 * area / np.maximum(length, 1e-12), 0.0)
+    thin = width < SLIVER_M
+    solid = np.bincount(owner, weights=np.where(thin, 0.0, area), minlength=len(geoms))
+    sliver = np.bincount(owner, weights=np.where(thin, area, 0.0), minlength=len(geoms))
+    widest = np.zeros(len(geoms))
+    np.maximum.at(widest, owner[thin], width[thin])
+    return solid, sliver, widest
+
+
+def _sliver_issue(level: str, code, what: str, m2: float, width: float, other=None) -> Issue:
+    return Issue(level, code, SLIVER, f"{what}: {m2:,.1f} m² in strips under {SLIVER_M:g} m wide (widest "
+                 f"{width:.2f} m) — layers drawn from different sources or projections", float(m2), other)
+
+
 def _m2(geoms, crs: str) -> np.ndarray:
     """Areas in m² of lon/lat geometries, measured in the equal-area ``crs``."""
     geoms = np.asarray(geoms, dtype=object)
@@ -321,11 +355,13 @@ def _check_overlaps(level: str, codes, parents, geoms, tol: float, issues: list[
         return
     real = ~shapely.touches(geoms[a], geoms[b])
     a, b = a[real], b[real]
-    area = _m2(shapely.intersection(geoms[a], geoms[b]), crs)
-    for i, j, ar in zip(a, b, area, strict=True):
+    solid, sliver, widest = _solid_and_slivers(shapely.intersection(geoms[a], geoms[b]), crs)
+    for i, j, ar, thin, w in zip(a, b, solid, sliver, widest, strict=True):
         if ar > tol:
             issues.append(Issue(level, codes[i], OVERLAP, f"overlaps sibling {codes[j]} by {ar:,.1f} m²",
                                 float(ar), codes[j]))
+        elif thin > tol:
+            issues.append(_sliver_issue(level, codes[i], f"overlaps sibling {codes[j]}", thin, w, codes[j]))
 
 
 def _check_outside(level: str, codes, parents, geoms, parent_geom: dict, tol: float, issues: list[Issue],
@@ -339,11 +375,13 @@ def _check_outside(level: str, codes, parents, geoms, parent_geom: dict, tol: fl
     idx, pg = idx[~inside], pg[~inside]
     if not len(idx):
         return
-    area = _m2(shapely.difference(geoms[idx], pg), crs)
-    for i, ar in zip(idx, area, strict=True):
+    solid, sliver, widest = _solid_and_slivers(shapely.difference(geoms[idx], pg), crs)
+    for i, ar, thin, w in zip(idx, solid, sliver, widest, strict=True):
         if ar > tol:
             issues.append(Issue(level, codes[i], OUTSIDE_PARENT,
                                 f"{ar:,.1f} m² lie outside its parent {parents[i]}", float(ar)))
+        elif thin > tol:
+            issues.append(_sliver_issue(level, codes[i], f"outside its parent {parents[i]}", thin, w))
 
 
 def _check_gaps(level: str, codes, parents, geoms, parent_geom: dict, tol: float, issues: list[Issue],
@@ -365,7 +403,13 @@ def _check_gaps(level: str, codes, parents, geoms, parent_geom: dict, tol: float
         if rest.is_empty:
             continue
         parts = shapely.get_parts(rest)
-        part_m2 = _m2(parts, crs)
+        solid, sliver, widest = _solid_and_slivers(parts, crs)
+        if float(solid.sum()) <= tol:
+            if float(sliver.sum()) > tol:
+                issues.append(_sliver_issue(level, pcode, f"not covered by its {child_plural}", float(sliver.sum()),
+                                            float(widest.max())))
+            continue
+        parts, part_m2 = parts[solid > 0], solid[solid > 0]
         total = float(part_m2.sum())
         if total > tol:
             big = part_m2 > tol
