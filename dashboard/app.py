@@ -62,10 +62,20 @@ def _filter(data: DashboardData, viewer: Viewer, start: str, end: str, categorie
             ) -> queries.EventFilter:
     """The filter of a request: the controls' values, always within the viewer's own area (set here, on the
     server, from the signed-in account; nothing the browser sends can widen it), or the area inside it that
-    the page has drilled down to (``search``: the address's ``?area=CODE``, :func:`_focus`)."""
+    the page has drilled down to (``search``: the address's ``?area=CODE``, :func:`_focus`). The public wall
+    screen shows its own period and every category and source, whatever a request made by hand asks for."""
+    if viewer.public:
+        first, last = _default_period(data.con())
+        return queries.EventFilter(start=first, end=last, scope=viewer.scope)
     return queries.EventFilter(start=dt.date.fromisoformat(start[:10]), end=dt.date.fromisoformat(end[:10]),
                                categories=tuple(categories or ()), sources=tuple(sources or ()),
                                scope=_focus(data, viewer, search))
+
+
+def _default_period(con) -> tuple[dt.date, dt.date]:
+    """The page's first period: the last DEFAULT_DAYS days with data."""
+    first, last = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
+    return max(first, last - dt.timedelta(days=DEFAULT_DAYS - 1)), last
 
 
 def _focus(data: DashboardData, viewer: Viewer, search: str | None) -> queries.Scope:
@@ -244,9 +254,8 @@ def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
 def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> html.Div:
     """The page; ``viewer`` None (Dash validating the layout, or no one signed in yet) gives it without data."""
     con = data.con()
-    bounds = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
-    first, last = bounds
-    start = max(first, last - dt.timedelta(days=DEFAULT_DAYS - 1))
+    first = (queries.date_bounds(con) or (dt.date.today(),))[0]
+    start, last = _default_period(con)
     res_default = _default_resolution(data.settings, viewer.scope if viewer else None)
     controls = html.Div(id="controls", className="controls" + (" hidden" if kiosk else ""), children=[
         html.Div([html.Label("时间范围"), dcc.DatePickerRange(
@@ -570,6 +579,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         """The layer's hexes as the map shows them to this viewer, named for the filter, each with its town and
         village (what a hex is, for a reader of the file who has no map)."""
         viewer = gate.viewer()
+        if viewer.public:  # the wall screen has no export; a request made by hand gets nothing either
+            raise dash.exceptions.PreventUpdate
         flt = _filter(data, viewer, start, end, categories, sources, search)
         layer = layer if layer in LAYER_MEASURES else "counts"  # the hot spot layer exports its counts
         counts, note = _hex_layer(data, viewer, flt, int(resolution), layer)

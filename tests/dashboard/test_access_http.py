@@ -211,8 +211,17 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
                    {"dates.start_date": f"{start}", "dates.end_date": f"{last}", "categories.value": [],
                     "sources.value": [], "resolution.value": 9})
     assert "大屏不显示事件明细" in json.dumps(detail, ensure_ascii=False)
-    # nor a brief (its 督办 list names cases), even asked for by hand
+    # nor a brief (its 督办 list names cases), even asked for by hand; nor a hex export
     _call(client, "brief-download.data", {"brief-docx.n_clicks": 1, "brief-pdf.n_clicks": None}, status=204)
+    _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
+          {"dates.start_date": "2000-01-01", "dates.end_date": f"{last}", "resolution.value": 9,
+           "layer.value": "counts"}, status=204)
+    # a request made by hand for another period or category gets the screen's own period, every category
+    other = _call(client, "kpi-registered.children",
+                  {"dates.start_date": "2000-01-01", "dates.end_date": f"{last}", "categories.value": ["MD02"],
+                   "sources.value": ["police"], "resolution.value": 9, "layer.value": "counts",
+                   "refresh.n_intervals": None})
+    assert other["kpi-registered"]["children"] == f"{int(n):,}"
     # it turns through its views, one per refresh: events, the overdue burden, emerging hot spots, events again
     views = [_call(client, "layer.value", {"refresh.n_intervals": n})["layer"]["value"] for n in (1, 2, 3, 4)]
     assert views == ["overdue", "hotspots", "counts", "overdue"]
