@@ -270,15 +270,11 @@ def _week_hotspots(con, end: dt.date, scope: queries.Scope | None, stored_to: dt
     a past week's brief must not show the hot spots, and this week's counts, of the weeks after it."""
     if stored_to is None or end >= stored_to:
         return queries.hotspot_cells(con, HOT_RESOLUTION, scope), stored_to
-    import shapely
-
     from models.hotspots import hotspots_of_weeks
 
     params = json.loads(con.execute("SELECT params FROM meta.model_runs WHERE model = 'emerging_hotspots'"
                                     ).fetchall()[0][0])
-    county = shapely.union_all([shapely.geometry.shape(f["geometry"])
-                                for f in queries.area_geojson(con, "county")["features"]])
-    table = hotspots_of_weeks(con, county, HOT_RESOLUTION, end, int(params["weeks"]), int(params.get("time_step", 0)))
+    table = hotspots_of_weeks(con, queries.scope_shape(con, None), HOT_RESOLUTION, end, int(params["weeks"]), int(params.get("time_step", 0)))
     table = table[table["pattern"] != "no_pattern"].sort_values("z", ascending=False).reset_index()
     table["cell"] = queries.hex_ids(table["cell"])
     if queries.narrow(scope):

@@ -51,7 +51,8 @@ def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queri
         raise ValueError("the warehouse has been loaded but not built: run `onemap build` first")
     start, end = week_of(week) if week else default_week(con)
     counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end, scope=scope), settings.h3_default)
-    tiles = Basemap(settings.basemap, settings.basemap_crs) if settings.basemap else None
+    tiles = (Basemap(settings.basemap, settings.basemap_crs).check_covers(queries.scope_shape(con, None).bounds)
+             if settings.basemap else None)  # refused as the server refuses it
     # the map frames the brief's own area
     png = week_map(counts, *queries.map_layers(con, scope), basemap=tiles, opacity=settings.basemap_opacity)
     trend = weekly_trend(con, start, scope=scope)

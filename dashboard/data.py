@@ -74,15 +74,10 @@ class DashboardData:
         settings = self.settings
         if settings.basemap is None:
             return None
-        from geodata.basemap import Basemap, BasemapError
+        from geodata.basemap import Basemap
 
         tiles = Basemap(settings.basemap, settings.basemap_crs, settings.basemap_attribution)
-        covered = tiles.info.bounds
-        west, south, east, north = self.bounds(queries.COUNTY)
-        if covered and (covered[2] < west or covered[0] > east or covered[3] < south or covered[1] > north):
-            raise BasemapError(f"basemap {settings.basemap}: its tiles cover {covered} (west, south, east, north), "
-                               f"not the county ({west}, {south}, {east}, {north})")
-        return tiles
+        return tiles.check_covers(self.bounds(queries.COUNTY))
 
     @functools.cached_property
     def center(self) -> dict:

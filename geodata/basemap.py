@@ -100,6 +100,16 @@ class Basemap:
             raise BasemapError(f"basemap {self.path}: {first} is not a PNG, JPEG or WebP image")
         return BasemapInfo(zooms[0], zooms[-1], attribution, None)
 
+    def check_covers(self, bounds: tuple[float, float, float, float]) -> Basemap:
+        """This tile set, refused if the bounds its file declares miss ``bounds`` (west, south, east, north: the
+        county's) — the wrong file, or tiles of another place."""
+        covered = self.info.bounds
+        west, south, east, north = bounds
+        if covered and (covered[2] < west or covered[0] > east or covered[3] < south or covered[1] > north):
+            raise BasemapError(f"basemap {self.path}: its tiles cover {covered} (west, south, east, north), not the "
+                               f"county ({west:.4f}, {south:.4f}, {east:.4f}, {north:.4f})")
+        return self
+
     def tile(self, z: int, x: int, y: int) -> tuple[bytes, str] | None:
         """The image of XYZ tile (z, x, y) and its MIME type; None where the set has none."""
         if not (self.info.min_zoom <= z <= self.info.max_zoom) or not (0 <= x < 2 ** z and 0 <= y < 2 ** z):

@@ -485,12 +485,16 @@ def cell_area_names(con, cells: pd.Series, level: str) -> pd.Series:
     return out
 
 
-def scope_shape(con, scope: Scope):
-    """The scope's boundary (shapely, WGS84) in the current vintage."""
+def scope_shape(con, scope: Scope | None):
+    """The scope's boundary (shapely, WGS84) in the current vintage; the county's for the whole county."""
     import shapely
 
-    rows = con.execute(f"SELECT geometry_wkb FROM core.areas WHERE code = ? AND vintage = {CURRENT_VINTAGE}",
-                       [scope.code]).fetchall()
+    if not narrow(scope):
+        rows = con.execute(f"SELECT geometry_wkb FROM core.areas WHERE level = 'county' AND vintage = "
+                           f"{CURRENT_VINTAGE}").fetchall()
+    else:
+        rows = con.execute(f"SELECT geometry_wkb FROM core.areas WHERE code = ? AND vintage = {CURRENT_VINTAGE}",
+                           [scope.code]).fetchall()
     if not rows:
         raise ValueError(f"no boundary for area {scope.code} in the current vintage")
     return shapely.from_wkb(bytes(rows[0][0]))

@@ -503,6 +503,12 @@ def test_the_briefs_map_lies_on_the_deployments_basemap_when_there_is_one(demo_s
 
     assert magenta(dataclasses.replace(demo_settings, basemap=tiles, basemap_opacity=0.8)) > 0.2
     assert magenta(demo_settings) == 0
+    # tiles of another place are refused as the server refuses them, not printed without a word
+    from geodata.basemap import BasemapError
+
+    elsewhere = make_mbtiles(tmp_path / "bj.mbtiles", (116.3, 39.8, 116.5, 40.0), zooms=[10])
+    with pytest.raises(BasemapError, match="not the county"):
+        brief_for(con, dataclasses.replace(demo_settings, basemap=elsewhere), WEEK)
 
 
 def test_the_last_weeks_brief_and_the_kpis_command_give_the_same_numbers(con):
