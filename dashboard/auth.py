@@ -52,7 +52,7 @@ def session_key(settings: Settings) -> bytes:
     """The key signing the session cookies: <home>/secrets/session.key, made on first use (owner-only)."""
     path = settings.session_key_file
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        settings.secrets_dir()
         path.write_text(secrets.token_hex(32), encoding="utf-8")
         path.chmod(0o600)
     return bytes.fromhex(path.read_text(encoding="utf-8").strip())

@@ -103,7 +103,7 @@ def _toml_string(text: str) -> str:
 def save_users(path: Path, users: dict[str, User]) -> None:
     """Write the accounts (readable by the owner only)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a new folder: owner-only
     lines = ["# 民情地图 user accounts: written by `onemap user add`; passwords are salted scrypt hashes", ""]
     for user in sorted(users.values(), key=lambda u: u.name):
         lines += [f"[users.{_toml_string(user.name)}]", f"area = {_toml_string(user.area)}",
@@ -119,7 +119,7 @@ def save_users(path: Path, users: dict[str, User]) -> None:
 def _editing(path: Path) -> Iterator[dict[str, User]]:
     """The accounts, for one read-change-write at a time (the CLI and the server may both write)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         users = load_users(path)

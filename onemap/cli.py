@@ -26,7 +26,7 @@ def _ensure_demo_key(settings: Settings) -> None:
     """The demo needs a pseudonym key; a real deployment provides its own (environment or key file)."""
     if os.environ.get(settings.hmac_key_env) or settings.hmac_key_file.is_file():
         return
-    settings.hmac_key_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.secrets_dir()
     settings.hmac_key_file.write_text(secrets.token_hex(32), encoding="utf-8")
     settings.hmac_key_file.chmod(0o600)
     print(f"generated a pseudonym key for the demo at {settings.hmac_key_file} (keep it secret; "
@@ -97,6 +97,8 @@ def cmd_user(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     path = settings.users_path
+    if args.user_command != "list" and settings.users_file is None:
+        settings.secrets_dir()  # the default users file's folder: owner-only
     if args.user_command == "list":
         users = load_users(path)
         if not users:
@@ -426,7 +428,8 @@ def _serve(settings: Settings, host: str, port: int, kiosk: bool, area: str | No
     from waitress import serve
 
     app = create_app(settings, kiosk=kiosk, kiosk_area=area)
-    print(f"serving 民情地图 at http://{host}:{port}/ (Ctrl+C to stop)", flush=True)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed in a URL
+    print(f"serving 民情地图 at http://{shown}:{port}/ (Ctrl+C to stop)", flush=True)
     proxy = ({"trusted_proxy": settings.trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"},
               "clear_untrusted_proxy_headers": True} if settings.trusted_proxy else {})
     serve(app.server, host=host, port=port, threads=8, ident="onemap", **proxy)

@@ -60,6 +60,13 @@ class Settings:
         """Analysts' verdicts on alerts (onemap.reviews): beside the warehouse, which each build replaces."""
         return self.home / "reviews" / "alert_reviews.jsonl"
 
+    def secrets_dir(self) -> Path:
+        """<home>/secrets, made owner-only (the session key, the demo's pseudonym key, the default users file)."""
+        folder = self.home / "secrets"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)  # one made by an earlier version was readable by all
+        return folder
+
     @property
     def session_key_file(self) -> Path:
         """The key that signs the dashboard's sign-in cookies, generated on first use."""

@@ -73,3 +73,18 @@ def test_alerts_and_report_for_one_town(demo_home, demo_settings, tmp_path, caps
 def test_serve_area_is_for_the_wall_screen_only(demo_home, capsys):
     assert _run(demo_home, "serve", "--area", "441502001") == 2
     assert "--kiosk" in capsys.readouterr().err
+
+
+def test_the_secrets_folder_is_owner_only(tmp_path, monkeypatch):
+    """<home>/secrets holds the session key, the demo's pseudonym key and the default users file: 0700, and one
+    an earlier version made readable by all is tightened."""
+    from onemap.settings import load_settings
+
+    settings = load_settings(environ={"ONEMAP_HOME": str(tmp_path / "h")}, local_file=tmp_path / "absent.toml")
+    (tmp_path / "h" / "secrets").mkdir(parents=True, mode=0o755)
+    (tmp_path / "h" / "secrets").chmod(0o755)
+    assert settings.secrets_dir().stat().st_mode & 0o777 == 0o700
+    from dashboard.auth import session_key
+
+    session_key(settings)
+    assert settings.session_key_file.stat().st_mode & 0o777 == 0o600
