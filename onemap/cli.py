@@ -412,7 +412,23 @@ def cmd_geodata_load(args: argparse.Namespace) -> int:
     from pipelines.areas_load import geodata_load_main
 
     settings = _settings(args)
-    return geodata_load_main(settings, args.directory, args.vintage, declared_crs=args.crs, strict=args.strict)
+    return geodata_load_main(settings, args.directory, args.vintage, declared_crs=args.crs, strict=args.strict,
+                             history=args.history)
+
+
+def cmd_geodata_list(args: argparse.Namespace) -> int:
+    """The boundary vintages loaded, newest load first, and which is in use."""
+    from pipelines.areas_load import vintages
+
+    table = vintages(_settings(args))
+    if table.empty:
+        print("no boundary vintage loaded: the bundled demo county is in use until `onemap geodata load`")
+        return 0
+    shown = table[["vintage", "current", "loaded_at", "towns", "villages", "grids", "errors", "source_dir"]]
+    _emit(shown, args.format, None, lambda: print(shown.assign(current=shown["current"].map({True: "in use",
+                                                                                           False: ""}))
+                                                   .to_string(index=False)))
+    return 0
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -590,7 +606,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vintage", help="boundary vintage label, e.g. 2024 (or from areas.toml)")
     p.add_argument("--crs", help="declare the files' CRS when missing or wrong: gcj02, bd09, EPSG:4549 ...")
     p.add_argument("--strict", action="store_true", help="refuse to load when the checks find errors")
+    p.add_argument("--history", action="store_true", help="store this vintage for the record only: the boundaries "
+                                                          "in use stay the current ones (an older vintage loaded "
+                                                          "after a newer one)")
     p.set_defaults(func=cmd_geodata_load)
+    p = geo.add_parser("list", help="the boundary vintages loaded, and which is in use")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_geodata_list)
 
     p = sub.add_parser("report", help="write the weekly 研判 brief (.docx and .pdf) for the leadership meeting",
                        description="Write the weekly 研判 brief of one Monday-Sunday week as a Word document and a "

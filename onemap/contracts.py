@@ -239,6 +239,8 @@ AREA_VINTAGES = Table(
         C("issues", "INTEGER", False, "validation issues found on load, all kinds"),
         C("errors", "INTEGER", False, "issues other than repaired geometries"),
         C("report", "VARCHAR", doc="the validation summary as printed"),
+        C("history", "BOOLEAN", doc="TRUE: loaded for the record (`geodata load --history`), never the current "
+                                    "boundaries; otherwise the vintage loaded last is current"),
     ),
     ("vintage",),
     checks=(("every loaded boundary vintage has its areas",

@@ -18,7 +18,9 @@ from onemap.h3sql import h3_parent_sql
 from onemap.metrics import KPIS, OPEN, OVERDUE, map_measure
 
 # the boundary vintage shown and counted: the one loaded last (`onemap geodata load` or the first build)
-CURRENT_VINTAGE = "(SELECT vintage FROM meta.area_vintages ORDER BY loaded_at DESC LIMIT 1)"
+# the boundaries in use: the vintage loaded last, leaving out those loaded for the record only (--history)
+CURRENT_VINTAGE = ("(SELECT vintage FROM meta.area_vintages WHERE history IS NOT TRUE "
+                   "ORDER BY loaded_at DESC LIMIT 1)")
 
 
 SCOPE_LEVELS = ("county", "town", "village")

@@ -138,3 +138,31 @@ def test_main_prints_summary_and_exit_codes(settings, tmp_path, capsys):
     assert "geodata load:" in capsys.readouterr().err
     assert geodata_load_main(settings, good, None, None, False) == 2  # these files do not say their vintage
     assert "--vintage" in capsys.readouterr().err
+
+
+def test_an_older_vintage_loaded_later_is_kept_for_the_record_with_history(settings, tmp_path, capsys):
+    """Loading 2022 after 2024 made 2022 the boundaries in use (a merged village came back): the command warns
+    and says which is in use; --history stores it for the record only; `geodata list` shows which is in use."""
+    from onemap.cli import main
+
+    demo = demo_area_set()
+    villages, grids, keep, gone = merged_2024(demo)
+    d2024 = write_layers(tmp_path / "b2024", demo.towns, villages, grids)
+    d2022 = write_layers(tmp_path / "b2022", demo.towns, demo.villages, demo.grids)
+    home = ["--home", str(settings.home)]
+    assert geodata_load_main(settings, d2022, "2022", history=True) == 2  # nothing in use yet to keep
+    assert "none are loaded yet" in capsys.readouterr().err
+    assert main([*home, "geodata", "load", str(d2024), "--vintage", "2024"]) == 0
+    capsys.readouterr()
+    assert main([*home, "geodata", "load", str(d2022), "--vintage", "2022", "--history"]) == 0
+    out = capsys.readouterr()
+    assert "boundaries in use: vintage 2024 (kept for the record: 2022)" in out.out and "WARNING" not in out.err
+    with _con(settings) as con:
+        assert read_area_set(con).vintage == "2024" and gone not in set(read_area_set(con).villages["code"])
+    assert main([*home, "geodata", "list", "--format", "json"]) == 0
+    listed = {r["vintage"]: r["current"] for r in __import__("json").loads(capsys.readouterr().out)}
+    assert listed == {"2024": True, "2022": False}
+    # without --history the last load is in use, and the command says a later vintage was set aside
+    assert main([*home, "geodata", "load", str(d2022), "--vintage", "2022"]) == 0
+    out = capsys.readouterr()
+    assert "boundaries in use: vintage 2022" in out.out and "WARNING: vintage 2022 is now in use though 2024" in out.err
