@@ -125,7 +125,24 @@ def _read_any(path: Path, layer: str | None = None) -> gpd.GeoDataFrame:
         return gpd.read_parquet(path)
     if layer is not None:
         return gpd.read_file(path, layer=layer)
+    if suffix == ".shp" and not path.with_suffix(".cpg").exists():
+        return _read_shapefile_without_cpg(path)
     return gpd.read_file(path)
+
+
+def _mojibake(texts) -> bool:
+    """Whether texts look like GBK bytes read as Latin-1 ("Çø»®´úÂë" for 区划代码): characters of the Latin-1
+    upper half only, and none of CJK."""
+    joined = "".join(str(t) for t in texts)
+    return any("\u0080" <= ch <= "\u00ff" for ch in joined) and not any("\u4e00" <= ch <= "\u9fff" for ch in joined)
+
+
+def _read_shapefile_without_cpg(path: Path) -> gpd.GeoDataFrame:
+    """A Shapefile without the .cpg naming its text encoding: Chinese exports are mostly GBK, which GDAL then
+    reads as Latin-1 (column names and names as "Çø»®´úÂë"). Read as GBK when the default reading looks so."""
+    gdf = gpd.read_file(path)
+    texts = [*gdf.columns, *(v for c in gdf.columns if gdf[c].dtype == object for v in gdf[c].head(50))]
+    return gpd.read_file(path, encoding="gbk") if _mojibake(texts) else gdf
 
 
 def _crs_key(crs: str) -> str:
@@ -211,8 +228,9 @@ def _normalise_layer(gdf: gpd.GeoDataFrame, level: str, declared_crs: str | None
     code_col = code_col or next((c for c in _CODE_COLS if c in gdf.columns), None)
     name_col = name_col or next((c for c in _NAME_COLS if c in gdf.columns), None)
     if code_col is None:
-        raise ValueError(f"{level}: no code column (looked for {', '.join(_CODE_COLS)}; "
-                         f"set code_column in {MANIFEST_NAME} or pass code_column=)")
+        raise ValueError(f"{level}: no code column (looked for {', '.join(_CODE_COLS)}; the layer has "
+                         f"{', '.join(map(str, gdf.columns.drop(gdf.geometry.name, errors='ignore')))}): name it "
+                         f"with code_column in {MANIFEST_NAME} beside the files")
     # a configured column wins over a conventional one of the same target name
     gdf = gdf.drop(columns=[c for c, src in (("code", code_col), ("name", name_col))
                             if src and src != c and c in gdf.columns])

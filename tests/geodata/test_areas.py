@@ -299,3 +299,19 @@ def test_prepare_builds_the_lookups_and_changes_no_answer():
     assert fresh.prepare() is fresh
     assert {"_grid_raster", "grid_codes", "_address_index"} <= set(vars(fresh))
     pd.testing.assert_frame_equal(assign_areas(fresh, lng, lat), lazy)
+
+
+def test_a_gbk_shapefile_without_its_cpg_is_read_as_gbk(tmp_path):
+    """Chinese Shapefiles are mostly GBK; without the .cpg saying so GDAL read the columns as Latin-1
+    ("Çø»®´úÂë" for 区划代码) and the load found no code column."""
+    import geopandas as gpd
+    import shapely
+
+    from geodata.areas import _read_any
+
+    layer = gpd.GeoDataFrame({"区划代码": ["441502001"], "名称": ["新港街道"]},
+                             geometry=[shapely.box(115.3, 22.7, 115.4, 22.8)], crs="EPSG:4326")
+    layer.to_file(tmp_path / "towns.shp", encoding="gbk")
+    (tmp_path / "towns.cpg").unlink(missing_ok=True)
+    read = _read_any(tmp_path / "towns.shp")
+    assert list(read.columns[:2]) == ["区划代码", "名称"] and read.iloc[0]["名称"] == "新港街道"
