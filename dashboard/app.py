@@ -173,7 +173,10 @@ def _alert_list(data: DashboardData, viewer: Viewer | None, limit: int = 8) -> h
         items.append(html.Li([html.B(f"{r.place or r.cell} · 实际 {r.observed} / 预计 {r.expected:.1f}"),
                               html.Div(r.sentence_zh, className="summary"), html.Div(review, className="review-row")]))
     more = len(visible) - len(latest)
-    return html.Div([html.Ul(className="alerts", children=items)]
+    end = dt.date.fromisoformat(latest["window_end"].iloc[0])
+    window = (f"最新 7 天窗口 {end - dt.timedelta(days=6):%m-%d} 至 {end:%m-%d}"
+              + ("" if viewer.public else "；研判周报列出一周内每天发出的预警"))
+    return html.Div([html.P(window, className="summary"), html.Ul(className="alerts", children=items)]
                     + ([html.P(f"另有 {more} 条较弱的预警未列出（研判周报和 onemap alerts 列出全部）", className="summary")]
                        if more > 0 else []))
 
@@ -590,7 +593,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         area = _area_name(data, flt.scope)
         label = map_measure(LAYER_MEASURES[layer]).label
         gate.record("export", layer=LAYER_MEASURES[layer], resolution=int(resolution), start=flt.start, end=flt.end,
-                    format=fmt, cells=len(counts))
+                    format=fmt, cells=len(counts), focus=flt.scope.code or None)
         about = {"指标": label, "地区": area, "时段": f"{flt.start} 至 {flt.end}", "六边形级别": f"H3-{int(resolution)}",
                  "筛选": "、".join(filter_words(flt.categories, flt.sources)) or "全部类别与来源",
                  "数据截至": f"{queries.reference_time(data.con()):%Y-%m-%d %H:%M}", "说明": note}
@@ -608,8 +611,9 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         if viewer.public:  # the wall screen hides the buttons; a request made by hand gets nothing either
             raise dash.exceptions.PreventUpdate
         fmt = "pdf" if dash.ctx.triggered_id == "brief-pdf" else "docx"
-        brief = brief_for(data.con(), data.settings, scope=_focus(data, viewer, search))
-        gate.record("brief", week=brief.week_start, format=fmt)
+        focus = _focus(data, viewer, search)
+        brief = brief_for(data.con(), data.settings, scope=focus)
+        gate.record("brief", week=brief.week_start, format=fmt, focus=focus.code or None)
         return dcc.send_bytes(render(brief, fmt), f"{brief.file_stem}.{fmt}")
 
     @app.callback(
@@ -633,7 +637,8 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         ask = {"handler": viewer.handler, "measure": measure, "as_of": as_of}
         rows = queries.events_in_cell(data.con(), flt, cell, int(resolution), **ask)
         counts = queries.cell_event_counts(data.con(), flt, cell, int(resolution), **ask)
-        gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler)
+        gate.record("drill_down", cell=cell, resolution=int(resolution), listed=len(rows), handler=viewer.handler,
+                    focus=flt.scope.code or None)
         place = queries.cell_places(data.con(), [cell], int(resolution), flt.scope).get(cell, "")  # never another area's
         return _event_list(cell, int(resolution), place, rows, counts, viewer.handler, measure), dash.no_update
 
@@ -663,12 +668,13 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                             *FILTER_INPUTS, Input("resolution", "value"), Input("layer", "value"),
                             prevent_initial_call=True)
 
-    # the list sits at the foot of the side panel: bring it into view when a click fills it
+    # the list sits at the foot of the side panel: bring it into view when a hex is clicked, and only then (a
+    # filter or layer change empties the list, and scrolled the alerts and tables out of sight on every load)
     app.clientside_callback(
-        "function(children) { const h = document.getElementById('detail-heading');"
-        " if (h) { h.scrollIntoView({behavior: 'smooth', block: 'start'}); }"
+        "function(click) { const h = document.getElementById('detail-heading');"
+        " if (click && h) { h.scrollIntoView({behavior: 'smooth', block: 'start'}); }"
         " return window.dash_clientside.no_update; }",
-        Output("detail-heading", "title"), Input("detail-body", "children"), prevent_initial_call=True)
+        Output("detail-heading", "title"), Input("map", "clickData"), prevent_initial_call=True)
 
 
 def _event_list(cell: str, resolution: int, place: str, rows: pd.DataFrame, counts: dict, handler: bool,

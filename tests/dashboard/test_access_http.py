@@ -413,11 +413,15 @@ def test_sign_ins_downloads_and_drill_downs_are_written_to_the_access_log(app, d
                                                        scope=queries.area_scope(con, TOWN.area)), 9)["cell"].iloc[0]
     _call(client, "detail-body.children", {"map.clickData": {"points": [{"location": cell}]}},
           {k: v for k, v in state.items() if k != "layer.value"})
+    village = queries.child_areas(con, queries.area_scope(con, TOWN.area))["code"].iloc[0]
+    _call(client, "hex-download.data", {"hex-csv.n_clicks": 1, "hex-geojson.n_clicks": None},
+          {**state, "url.search": f"?area={village}"})  # drilled down to one of the town's villages
     client.get("/logout")
     with log.open(encoding="utf-8") as fh:
         fh.seek(start_at)
         lines = [json.loads(line) for line in fh]
-    assert [r["action"] for r in lines] == ["sign_in_failed", "sign_in", "export", "drill_down", "sign_out"]
+    assert [r["action"] for r in lines] == ["sign_in_failed", "sign_in", "export", "drill_down", "export", "sign_out"]
+    assert (lines[2]["focus"], lines[3]["focus"], lines[4]["focus"]) == (TOWN.area, TOWN.area, village)
     assert lines[0]["user"] == TOWN.name and "guess-1" not in json.dumps(lines)
     assert all(r["user"] == TOWN.name and r["area"] == TOWN.area for r in lines[1:])
     assert (lines[2]["layer"], lines[2]["format"], lines[2]["resolution"]) == ("overdue", "geojson", 9)

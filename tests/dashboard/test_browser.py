@@ -318,6 +318,9 @@ def test_grid_labels_keep_their_digits_and_a_hex_click_lists_its_events(server, 
         timeout=30_000)
     assert not [u for u in requests if "glyph" in u or ".pbf" in u]
 
+    # the side panel opens at its top (the alerts), and stays there when nothing was clicked
+    page.wait_for_timeout(1500)
+    assert page.evaluate("document.querySelector('#detail').scrollTop") == 0
     # a click on a hex lists its events and brings the list into view at the foot of the side panel
     x, y = page.evaluate("""(() => {
         const gd = document.querySelector('#map .js-plotly-plot'), m = gd._fullLayout.map._subplot.map;
