@@ -194,7 +194,7 @@ LONG_OPEN = ("days_31_90", "days_over_90")  # the bands of cases open more than 
 
 
 def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, stages: pd.DataFrame, as_of: pd.Timestamp,
-                    week_before: pd.Timestamp, level: str | None, tier: str) -> None:
+                    week_before: pd.Timestamp, level: str, tier: str) -> None:
     """积案 at the end of the week: the open cases by stage and how long they have been open (``stages``:
     ``queries.backlog`` at ``as_of``, with its 合计 row), the change since the end of the week before, and the
     areas one level down with the most cases open > 30 days."""
@@ -213,14 +213,13 @@ def _backlog_blocks(brief: WeeklyBrief, con, week: queries.EventFilter, stages: 
     if (stages["code"] == queries.UNRECORDED_STAGE).any():
         add(Text(f"{queries.UNRECORDED_STAGE}：周末时在办，但周末前载入的导出中没有它在办的记录（多为之后才载入、载入时已办结的案件）。",
                  note=True))
-    if level:
-        areas = queries.backlog(con, week, as_of, by="area")
-        areas = areas.assign(long_open=areas[list(LONG_OPEN)].sum(axis=1))
-        areas = areas[(areas["long_open"] > 0) & areas["code"].notna()].sort_values(
-            ["long_open", "code"], ascending=[False, True]).head(LOWEST_TIER_AREAS)
-        if len(areas):
-            add(Text(f"在办超过 30 天最多的{tier}：" + "、".join(f"{r['name']}（{int(r['long_open'])} 件）"
-                                                   for _, r in areas.iterrows()) + "。"))
+    areas = queries.backlog(con, week, as_of, by="area")
+    areas = areas.assign(long_open=areas[list(LONG_OPEN)].sum(axis=1))
+    areas = areas[(areas["long_open"] > 0) & areas["code"].notna()].sort_values(
+        ["long_open", "code"], ascending=[False, True]).head(LOWEST_TIER_AREAS)
+    if len(areas):
+        add(Text(f"在办超过 30 天最多的{tier}：" + "、".join(f"{r['name']}（{int(r['long_open'])} 件）"
+                                               for _, r in areas.iterrows()) + "。"))
 
 
 def week_alerts(con, start: dt.date, end: dt.date, scope: queries.Scope | None = None) -> pd.DataFrame:
@@ -357,22 +356,18 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         add(Text("上升最多：" + "；".join(f"{label[c]} 增加 {r['diff']} 件" for c, r in rising.iterrows()) + "。"))
 
     # the areas one level down: towns of the county, villages of a town; a village's brief has its own row
+    # the areas one level down, one row each in one pass over the events: towns, villages, or a village's grids
     level = queries.CHILD_LEVEL[(scope or queries.COUNTY).level]
-    level = level if level in queries.SCOPE_LEVELS else None  # grids are not a KPI level
-    tier = {"town": "镇街", "village": "村（社区）", None: "本村（社区）"}[level]
-    add(Heading(f"三、{'' if level is None else '各'}{tier}受理与办结"))
-    if level:  # one row per area, in one pass over the events
-        areas = queries.busiest_first(queries.area_kpis(con, this, as_of, scope, keys=AREA_TABLE))
-        values = [(r["name"], r) for _, r in areas.iterrows()]
-    else:
-        bases = queries.kpi_bases(con, this, as_of)
-        values = [(scope.name, {**now, **{f"base_{k}": n for k, n in bases.items()}})]
+    tier = {"town": "镇街", "village": "村（社区）", "grid": "网格"}[level]
+    add(Heading(f"三、各{tier}受理与办结"))
+    areas = queries.busiest_first(queries.area_kpis(con, this, as_of, scope, keys=AREA_TABLE))
+    values = [(r["name"], r) for _, r in areas.iterrows()]
     shown = [kpi(k) for k in AREA_TABLE]
     rows = [[name] + [format_with_base(k, v[k.key], v.get(f"base_{k.key}")) for k in shown] for name, v in values]
-    add(Table([tier if level else "村（社区）", *(k.label for k in shown)], rows))
+    add(Table([tier, *(k.label for k in shown)], rows))
     if any(cell.endswith("*") for row in rows for cell in row[1:]):
         add(Text(f"{small_base_note()}，比较{tier}时请谨慎。", note=True))
-    tiers = _tier_sentence(now, values if level else [])
+    tiers = _tier_sentence(now, values)
     if tiers:
         add(Text(tiers))
 
@@ -415,6 +410,9 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
         named = named.dropna(subset=["place"]).drop_duplicates("place").head(8)
         if len(named):  # busiest first; the count is the hex's (about 0.7 km²), which may reach past the village
             add(Bullets([f"{r.place}：{r.pattern_zh}（所在六边形最近一周 {int(r.count)} 件）" for r in named.itertuples()]))
+            if queries.narrow(scope):  # a hex's count may exceed the area's own total of the table above
+                add(Text(f"六边形约 0.7 平方公里，件数含其伸出{scope.name}的部分，可多于上表{scope.name}的受理数。",
+                         note=True))
     else:
         add(Text("本期未计算新兴热点。"))
     add(Text(HOTSPOT_CAVEAT + "。", note=True))

@@ -585,3 +585,21 @@ def test_pdf_lines_break_chinese_text_between_characters_but_never_inside_a_numb
 
     check()
     assert cjk_lines("在办 2,273 件，其中", len, 9) == ["在办", "2,273 件，其", "中"]
+
+
+def test_a_villages_brief_lists_its_grids_and_says_its_hexes_reach_past_it(con, demo_settings):
+    """A village's brief has a row per grid (and 未定位 for events placed to the village only), as the page's
+    table has for a village user, adding up to the village's 受理数; its hot spot counts are the hexes', which
+    may reach past the village: it says so."""
+    from dashboard.brief_files import brief_for
+
+    village = queries.area_scope(con, "441502001001")
+    brief = brief_for(con, demo_settings, WEEK, scope=village)
+    table = _table_after(brief, "三、各网格受理与办结")
+    grids = set(queries.child_areas(con, village)["name"])
+    names = [r[0] for r in table.rows]
+    assert table.columns[0] == "网格" and set(names) - {queries.UNPLACED} == grids
+    assert sum(int(r[1].replace(",", "")) for r in table.rows) == brief.kpis["registered"]
+    texts = [b.text for b in brief.blocks if isinstance(b, Text)]
+    if any(isinstance(b, Bullets) and "热点" in b.items[0] for b in brief.blocks):
+        assert any(t.startswith(f"六边形约 0.7 平方公里，件数含其伸出{village.name}的部分") for t in texts)
