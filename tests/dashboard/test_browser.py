@@ -415,3 +415,21 @@ def test_a_deployments_own_basemap_is_drawn_under_the_hexes_from_this_machine(de
         assert "测试底图" in page.inner_text("#map")  # the tiles' attribution in the map's corner
     finally:
         srv.shutdown()
+
+
+def test_a_village_cadres_laptop_gets_the_header_on_one_line(server, browser):
+    """1366×768: the title, badge, brief buttons, time and account sit on one line (the village's name was broken
+    inside a word, 退出 into 退 / 出), and the KPI changes fit their cards."""
+    page = browser.new_page(viewport={"width": 1366, "height": 768})
+    _sign_in(page, server, VILLAGE)
+    page.wait_for_function("document.querySelector('#kpi-registered').innerText !== '—'", timeout=30_000)
+    boxes = page.evaluate("""Array.from(document.querySelectorAll('.header > *'))
+        .filter(e => e.offsetParent !== null && e.innerText.trim())
+        .map(e => { const r = e.getBoundingClientRect(); return [e.className, r.top, r.height, r.right]; })""")
+    assert boxes and max(h for _, _, h, _ in boxes) < 34, boxes  # no item on two lines
+    assert max(r for _, _, _, r in boxes) <= 1366, boxes  # nothing pushed off the screen
+    assert "海景社区" in page.inner_text("header h1")
+    one_line = page.evaluate("""Array.from(document.querySelectorAll('.kpi-change'))
+        .map(e => e.getBoundingClientRect().height < 2 * parseFloat(getComputedStyle(e).fontSize))""")
+    assert all(one_line), one_line
+    page.close()
