@@ -94,6 +94,11 @@ def hex_map(counts: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFr
     return fig
 
 
+# 积案回放: the ▶ buttons, the slider and its dates take the figure's top; the map is drawn below them (its domain),
+# where fitMap fits the area, rather than under them
+PLAYBACK_MAP_TOP = 0.85
+
+
 def backlog_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.DataFrame, center: dict,
                 theme: str = "dark", zoom: float = 10.3, note: str = "", title: str = "积案") -> go.Figure:
     """积案 playback: the open cases per hex at each step (``cells``: as_of, cell, n from
@@ -116,9 +121,10 @@ def backlog_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     totals = [int(wide[s].sum()) for s in steps]
 
     def total(name: str, n: int) -> dict:
+        # above the slider's right end, not over the corner note
         return {"text": f"<b>{name} 日终{title} {n:,} 件</b>（有点位的）", "xref": "paper", "yref": "paper",
-                "x": 0.9, "y": 0.01, "xanchor": "right", "yanchor": "bottom", "showarrow": False,
-                "bgcolor": "rgba(16,38,64,0.85)", "font": {"size": 14, "color": TEXT[theme]}}
+                "x": 0.9, "y": 1, "yshift": -8, "xanchor": "right", "yanchor": "top",
+                "showarrow": False, "bgcolor": "rgba(16,38,64,0.85)", "font": {"size": 14, "color": TEXT[theme]}}
 
     fig.frames = [go.Frame(name=name, traces=[hexes], data=[go.Choroplethmap(z=wide[s].tolist())],
                            layout={"annotations": notes + [total(name, n)]})
@@ -126,6 +132,7 @@ def backlog_map(cells: pd.DataFrame, boundaries: dict[str, dict], labels: pd.Dat
     fig.add_annotation(total(names[-1], totals[-1]))
     text = TEXT[theme]
     play = {"frame": {"duration": 700, "redraw": True}, "transition": {"duration": 0}, "fromcurrent": True}
+    fig.update_layout(map_domain={"x": [0, 1], "y": [0, PLAYBACK_MAP_TOP]})
     fig.update_layout(
         updatemenus=[{"type": "buttons", "direction": "left", "active": -1, "showactive": False, "x": 0.01, "y": 0.99, "xanchor": "left", "yanchor": "top",
                       "bgcolor": "#16314f", "bordercolor": "#35557a", "font": {"color": text},

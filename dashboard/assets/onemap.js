@@ -65,7 +65,7 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       const fitTo = figure && figure.layout && figure.layout.meta && figure.layout.meta.fit;
       const padding = (figure && figure.layout && figure.layout.meta && figure.layout.meta.pad) || 24;  // px, or per side
       if (!fitTo) { return window.dash_clientside.no_update; }
-      const key = fitTo.join(",");
+      const key = fitTo.join(",") + JSON.stringify(padding);  // 积案回放 keeps its area below the slider: a new fit
       let tries = 0;
       const fit = function () {
         const gd = document.querySelector("#map .js-plotly-plot");
@@ -73,8 +73,10 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
         if (!sub || !sub.map || !sub.map.isStyleLoaded()) { if (tries++ < 150) { setTimeout(fit, 100); } return; }
         if (gd._onemapFit !== key) { gd._onemapFit = key; gd._onemapMoved = false; }
         gd._onemapBounds = [[fitTo[0], fitTo[1]], [fitTo[2], fitTo[3]]];
+        gd._onemapPad = padding;  // read at each fit: the moveend listener below is added once, with the first call
         const refit = function () {
-          sub.map.fitBounds(gd._onemapBounds, {padding: padding, animate: false}, {originalEvent: true, onemapFit: true});
+          sub.map.fitBounds(gd._onemapBounds, {padding: gd._onemapPad, animate: false},
+                            {originalEvent: true, onemapFit: true});
         };
         if (!gd._onemapPlayback) {  // the ❚❚ button interrupts the animation too (see unhandledrejection above)
           gd._onemapPlayback = true;
