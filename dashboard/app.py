@@ -33,6 +33,7 @@ from onemap.categories import TOP_LEVEL_CODES, category_name
 from onemap.metrics import (
     STRIP,
     format_changes,
+    format_moment,
     format_value,
     format_with_base,
     kpi,
@@ -198,7 +199,7 @@ def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> 
     as_of = queries.reference_time(data.con())  # the build's places: its window ends then
     return html.Ul(className="alerts", children=[
         html.Li([html.B(f"{r.place or r.grid_code} · {r.n_events} 起"),
-                 html.Div(f"{r.first_day} 至 {r.last_day}，50 米内（截至 {as_of:%m-%d} 的近 {r.window_days} 天）；"
+                 html.Div(f"{r.first_day} 至 {r.last_day}，50 米内（截至 {format_moment(as_of)} 的近 {r.window_days} 天）；"
                           f"主要为{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
 
 
@@ -537,7 +538,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         day = as_of.date().isoformat()  # the backlog reads every registration day, not the period
         flt = _filter(data, viewer, day, day, categories, sources, search)
         return (_backlog_table(queries.backlog(con, flt, as_of, total=True)),
-                f"积案：截至 {as_of:%m-%d %H:%M} 在办案件按阶段与时长")
+                f"积案：截至 {format_moment(as_of)} 在办案件按阶段与时长")
 
     @app.callback(
         Output("areas", "children"), Output("areas-title", "children"),
@@ -596,7 +597,7 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
                     format=fmt, cells=len(counts), focus=flt.scope.code or None)
         about = {"指标": label, "地区": area, "时段": f"{flt.start} 至 {flt.end}", "六边形级别": f"H3-{int(resolution)}",
                  "筛选": "、".join(filter_words(flt.categories, flt.sources)) or "全部类别与来源",
-                 "数据截至": f"{queries.reference_time(data.con()):%Y-%m-%d %H:%M}", "说明": note}
+                 "数据截至": format_moment(queries.reference_time(data.con()), year=True), "说明": note}
         return dcc.send_bytes(hex_file(counts, int(resolution), fmt, label, about),
                               export_name(label, area, int(resolution), flt.start, flt.end, flt.categories,
                                           flt.sources, fmt))

@@ -25,6 +25,7 @@ from onemap.metrics import (
     SMALL_BASE,
     format_change,
     format_changes,
+    format_moment,
     format_value,
     format_with_base,
     kpi,
@@ -324,7 +325,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     brief = WeeklyBrief(county + area, start, end, as_of, kpis=now, area=area)
     add = brief.blocks.append
 
-    add(Text(f"数据截至 {as_of:%Y-%m-%d %H:%M}（每项指标按其所在周结束时计算；环比为上周，同比为去年同期同一周）。", note=True))
+    add(Text(f"数据截至 {format_moment(as_of, year=True)}（每项指标按其所在周结束时计算；环比为上周，同比为去年同期同一周）。",
+             note=True))
     add(Heading("一、本周概况"))
     add(Table(["指标", "本周", "上周", "环比", "去年同期", "同比"],
               [[k.label, format_value(k, now[k.key]), format_value(k, before[k.key]), changes[0],

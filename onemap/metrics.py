@@ -175,6 +175,17 @@ def format_change(k: Kpi, value, before, in_cases: bool = False) -> str:
     return f"{arrow} {size}{unit}"
 
 
+def format_moment(at, year: bool = False) -> str:
+    """A reference time as people say it: midnight is the end of the day before ("12-06 日终", as the demo's and a
+    nightly build's time reads beside 数据截至 12-06 23:59), any other time "12-07 08:30"."""
+    import pandas as pd
+
+    at = pd.Timestamp(at)
+    if at == at.normalize():
+        return (at - pd.Timedelta(days=1)).strftime("%Y-%m-%d 日终" if year else "%m-%d 日终")
+    return at.strftime("%Y-%m-%d %H:%M" if year else "%m-%d %H:%M")
+
+
 def format_changes(k: Kpi, value, before, year) -> tuple[str, str]:
     """环比 and 同比 of one KPI in one unit: both in cases when either earlier count is under SMALL_COUNT (a row
     reading "▼ 19.0%" beside "▲ 1 件" mixes units that cannot be compared)."""

@@ -13,7 +13,7 @@ import pytest
 
 from onemap import queries
 from onemap.access import DEMO_ACCOUNTS, add_user, remove_user
-from onemap.metrics import format_value, kpi
+from onemap.metrics import format_moment, format_value, kpi
 
 TOWN = next(a for a in DEMO_ACCOUNTS if a.name == "xingang")
 COUNTY = next(a for a in DEMO_ACCOUNTS if a.name == "county")
@@ -627,7 +627,8 @@ def test_the_backlog_panel_is_the_users_own_by_stage(app, con):
     for sources in ([], ["police"]):
         out = _call(client, "backlog.children", {"categories.value": [], "sources.value": sources})
         text = _strings(out["backlog"]["children"])
-        assert out["backlog-title"]["children"] == f"积案：截至 {as_of:%m-%d %H:%M} 在办案件按阶段与时长"
+        assert out["backlog-title"]["children"] == f"积案：截至 {format_moment(as_of)} 在办案件按阶段与时长"
+        assert format_moment(as_of) == f"{as_of - dt.timedelta(days=1):%m-%d} 日终"  # the demo builds at midnight
         expected = queries.backlog(con, queries.EventFilter(day, day, sources=tuple(sources), scope=town), as_of,
                                    total=True)
         for r in expected.itertuples():  # each row: stage, the four bands, 在办, 超期
@@ -824,7 +825,7 @@ def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, c
     assert not [p for p in others["place"].dropna().unique() if f"{p} · 实际" in shown]
     assert all(f"{r.place or r.grid_code} · {r.n_events} 起" in shown
                for r in queries.repeat_places(con, limit=5, scope=town).itertuples())
-    assert f"（截至 {queries.reference_time(con):%m-%d} 的近" in shown  # whose window ends when
+    assert f"（截至 {format_moment(queries.reference_time(con))} 的近" in shown  # whose window ends when
 
     # a town user asking for another town, or for a code that is no area, sees its own town
     town_user = app.server.test_client()

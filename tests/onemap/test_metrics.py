@@ -128,3 +128,13 @@ def test_every_kpi_has_its_chinese_definition_and_the_brief_prints_them(con):
     i = next(i for i, b in enumerate(brief.blocks) if isinstance(b, Heading) and b.text == "附：指标口径")
     table = next(b for b in brief.blocks[i:] if isinstance(b, Table))
     assert table.rows == [[k.label, k.zh] for k in KPIS]
+
+
+def test_a_midnight_reference_time_reads_as_the_end_of_the_day_before():
+    import pandas as pd
+
+    from onemap.metrics import format_moment
+
+    midnight = pd.Timestamp("2026-12-07 00:00", tz="Asia/Shanghai")
+    assert format_moment(midnight) == "12-06 日终" and format_moment(midnight, year=True) == "2026-12-06 日终"
+    assert format_moment(midnight + pd.Timedelta(minutes=55)) == "12-07 00:55"
