@@ -335,7 +335,7 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     # the table is the week's own cases: a leader must not read its 超期 as the whole overdue burden
     stages = queries.backlog(con, this, as_of, total=True)  # 积案 at the week's end, by stage (section 六 too)
     held = stages.iloc[-1]
-    share = f"（占 {held['overdue'] / held['open']:.1%}）" if held["open"] else ""
+    share = f"（占在办的 {held['overdue'] / held['open']:.1%}）" if held["open"] else ""
     add(Text(f"上表各项只计本周受理的事件（其超期 {format_value(kpi('overdue'), now['overdue'])} 件）。不论何时受理，"
              f"截至本周末在办 {int(held['open']):,} 件，其中已超期 {int(held['overdue']):,} 件{share}，见“积案与超期督办”。"
              + _reopened_text(queries.reopened(con, this, as_of), now)))

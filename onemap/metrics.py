@@ -164,8 +164,8 @@ def format_change(k: Kpi, value, before, in_cases: bool = False) -> str:
         size, unit = f"{abs(diff):.2f}", ""
     elif k.kind == "days":
         size, unit = f"{abs(diff):.1f}", " 天"
-    elif not before:
-        return "—" if value else "→ 0"
+    elif not before:  # no per cent of nothing; the change in cases is still said (超期 0 → 1: ▲ 1 件)
+        return f"▲ {value:,.0f} 件" if value else "→ 0"
     elif before < SMALL_COUNT or in_cases:  # 4 after 1 is "+3 件", not "▲300%": a per cent of a handful alarms for nothing
         size, unit = f"{abs(diff):,.0f}", " 件"
     else:

@@ -16,7 +16,7 @@ def test_change_is_per_cent_for_counts_points_for_rates_difference_for_means():
     assert format_change(kpi("closed_rate"), 0.70, 0.65) == "▲ 5.0 个百分点"
     assert format_change(kpi("closed_rate"), 0.60, 0.65) == "▼ 5.0 个百分点"
     assert format_change(kpi("satisfaction"), 4.1, 4.3) == "▼ 0.20"
-    assert format_change(kpi("registered"), 5, 0) == "—"  # no base to divide by
+    assert format_change(kpi("registered"), 5, 0) == "▲ 5 件"  # no per cent of nothing: the change in cases
     assert format_change(kpi("registered"), 0, 0) == "→ 0"
     # from a handful, in cases: a village's 超期 from 1 to 4 is "+3", not "▲300%"
     assert format_change(kpi("overdue"), 4, 1) == "▲ 3 件" and format_change(kpi("overdue"), 1, 4) == "▼ 3 件"
