@@ -444,6 +444,10 @@ def _serve(settings: Settings, host: str, port: int, kiosk: bool, area: str | No
     from waitress import serve
 
     app = create_app(settings, kiosk=kiosk, kiosk_area=area)
+    if host not in LOOPBACK and not settings.secure_cookies and not kiosk:
+        print("WARNING: serving beyond this machine with [serve] secure_cookies = false: put an HTTPS reverse proxy "
+              "in front and set secure_cookies = true, or passwords and sessions cross the network in clear",
+              file=sys.stderr, flush=True)
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address is bracketed in a URL
     print(f"serving 民情地图 at http://{shown}:{port}/ (Ctrl+C to stop)", flush=True)
     proxy = ({"trusted_proxy": settings.trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"},

@@ -1011,3 +1011,24 @@ def test_a_deployments_own_tiles_lie_under_the_map_served_from_this_machine(demo
     monkeypatch.setenv("ONEMAP_MAP__BASEMAP_CRS", "gcj02")
     assert main(["--home", str(demo_settings.home), "serve", "--port", "1"]) == 2
     assert "GCJ02" in capsys.readouterr().err
+
+
+def test_serving_beyond_this_machine_without_secure_cookies_warns(demo_settings, tmp_path, monkeypatch, capsys):
+    """With accounts, `serve --host 0.0.0.0` starts; without [serve] secure_cookies it says that passwords cross
+    the network in clear unless an HTTPS proxy is in front (waitress is not started here)."""
+    import waitress
+
+    from onemap.access import add_user
+    from onemap.cli import main
+
+    users = tmp_path / "users.toml"
+    add_user(users, "a1", "441502001", "viewer", "a-long-password")
+    monkeypatch.setenv("ONEMAP_ACCESS__USERS_FILE", str(users))
+    started = []
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: started.append(kw))
+    assert main(["--home", str(demo_settings.home), "serve", "--host", "0.0.0.0", "--port", "8099"]) == 0
+    assert started and started[0]["host"] == "0.0.0.0"
+    assert "secure_cookies = false" in capsys.readouterr().err
+    monkeypatch.setenv("ONEMAP_SERVE__SECURE_COOKIES", "true")
+    assert main(["--home", str(demo_settings.home), "serve", "--host", "0.0.0.0", "--port", "8099"]) == 0
+    assert "WARNING" not in capsys.readouterr().err
