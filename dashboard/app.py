@@ -479,6 +479,11 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         *FILTER_INPUTS, Input("resolution", "value"), Input("layer", "value"), Input("refresh", "n_intervals"),
     )
     def update(start, end, categories, sources, search, resolution, layer, _tick):
+        if kiosk and dash.ctx.triggered_id == "refresh":
+            # the wall screen's tick turns its view (rotate), and the new view redraws with fresh data: drawing the
+            # old view as well doubled the work of each tick, and on a busy machine its late answer could land
+            # after the new view's, leaving the old map up under the new view's name
+            raise dash.exceptions.PreventUpdate
         con, viewer = data.con(), gate.viewer()
         flt = _filter(data, viewer, start, end, categories, sources, search)
         values, before, year = queries.kpis_compared(con, flt, keys=STRIP)

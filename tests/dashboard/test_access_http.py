@@ -222,8 +222,12 @@ def test_the_wall_screen_is_public_shows_its_own_area_and_lists_no_events(demo_s
                    "sources.value": ["police"], "resolution.value": 9, "layer.value": "counts",
                    "refresh.n_intervals": None})
     assert other["kpi-registered"]["children"] == f"{int(n):,}"
-    # it turns through its views, one per refresh: events, the overdue burden, emerging hot spots, events again
+    # it turns through its views, one per refresh: events, the overdue burden, emerging hot spots, events again;
+    # the tick itself redraws nothing (the new view does, once)
     views = [_call(client, "layer.value", {"refresh.n_intervals": n})["layer"]["value"] for n in (1, 2, 3, 4)]
+    _call(client, "kpi-registered.children", {"refresh.n_intervals": 1, "dates.start_date": f"{start}",
+                                              "dates.end_date": f"{last}", "categories.value": [], "sources.value": [],
+                                              "resolution.value": 9, "layer.value": "overdue"}, status=204)
     assert views == ["overdue", "hotspots", "counts", "overdue"]
     # nor the per-village table (a village's handful of cases is not for a public screen)
     assert _call(client, "areas.children", {"dates.start_date": f"{start}", "dates.end_date": f"{last}"}
