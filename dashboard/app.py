@@ -73,6 +73,16 @@ def _filter(data: DashboardData, viewer: Viewer, start: str, end: str, categorie
                                scope=_focus(data, viewer, search))
 
 
+def _brief_week(con) -> str:
+    """'研判周报 11/30–12/6 ': which week the Word / PDF buttons give (the last complete week of the data)."""
+    from dashboard.brief import default_week
+
+    if not queries.date_bounds(con):
+        return "研判周报 "
+    start, end = default_week(con)
+    return f"研判周报 {start.month}/{start.day}–{end.month}/{end.day} "
+
+
 def _default_period(con) -> tuple[dt.date, dt.date]:
     """The page's first period: the last DEFAULT_DAYS days with data."""
     first, last = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
@@ -294,7 +304,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             *([html.Span("演示数据：村居与网格边界为合成数据", className="badge", id="synthetic-badge")]
               if queries.boundaries_synthetic(con) else []),  # a deployment's own boundaries: no badge
             html.Span(className="brief" + (" hidden" if kiosk else ""), title="最近一个完整周（周一至周日）的研判周报",
-                      children=["研判周报 ", html.Button("Word", id="brief-docx", className="brief-button"),
+                      children=[_brief_week(con), html.Button("Word", id="brief-docx", className="brief-button"),
                                 html.Button("PDF", id="brief-pdf", className="brief-button"),
                                 dcc.Download(id="brief-download")]),
             html.Span(id="asof", className="asof"),

@@ -160,6 +160,11 @@ def test_the_weekly_brief_downloads_from_the_map_page(server, browser, tmp_path)
     assert target.name.startswith("研判周报_") and target.suffix == ".docx"
     document = docx.Document(str(target))
     assert "社会治理研判周报" in document.paragraphs[0].text
+    # the buttons say which week they give, and it is the week of the file
+    said = page.inner_text(".brief")
+    first, last = said.split()[1].split("–")
+    month, day = (int(v) for v in first.split("/"))
+    assert f"{month:02d}{day:02d}-" in target.name, (said, target.name)
     page.close()
 
 
