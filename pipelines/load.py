@@ -288,14 +288,18 @@ def loaded_since(con, rejected: pd.DataFrame) -> pd.Series:
 
     if rejected.empty:
         return pd.Series([], dtype=object, index=rejected.index)
-    profiles = dict(con.execute("SELECT batch_id, profile FROM meta.batches").fetchall())
+    profile_of = dict(con.execute("SELECT batch_id, profile FROM meta.batches").fetchall())
+    profiles: dict[str | None, object] = {}
     ids = []
     for batch, source, raw in zip(rejected["batch_id"], rejected["source"], rejected["raw"], strict=True):
         values = json.loads(raw) if raw else {}
-        try:
-            profile = load_profile(profiles.get(batch) or "")
-        except ProfileError:
-            profile = None
+        name = profile_of.get(batch)
+        if name not in profiles:  # read once per profile (a file's rejects can be tens of thousands)
+            try:
+                profiles[name] = load_profile(name) if name else None
+            except ProfileError:
+                profiles[name] = None
+        profile = profiles[name]
         header = profile.resolve_headers(list(values)).get("source_record_id") if profile else None
         rid = str(values.get(header, "")).strip() if header else ""
         ids.append(f"{source}:{rid}" if rid else None)
