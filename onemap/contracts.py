@@ -112,6 +112,10 @@ def closed_status(column: str = "status") -> str:
     return f"{column} IN ({', '.join(repr(s) for s in CLOSED_STATUSES)})"
 
 
+# the outcomes of a closed case as the product's KPIs read them: 化解 counts for 化解率, the others do not. A
+# deployment whose exports say 化解 in other words (调解成功, 已化解) maps them with the profile's [values.outcome]
+OUTCOMES = ("化解", "未化解", "部分化解", "转诉讼", "转仲裁", "转信访", "转其他部门", "撤回", "不予受理", "终止调解")
+RESOLVED_OUTCOME = "化解"
 HANDLING_TIERS = ("village", "town", "county", "above")  # 村（社区）/ 镇街 / 县区 / 县区以上: 小事不出村、大事不出镇
 DISPATCH_MODES = ("single", "dual")
 

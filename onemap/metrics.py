@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onemap.contracts import closed_status
+from onemap.contracts import RESOLVED_OUTCOME, closed_status
 
 # the close time in effect at the reference time, NULL while open: the export's close time once it says closed and
 # that time has come; and for a case shown open again later (重开), its earlier close time until that reopening
@@ -48,7 +48,7 @@ KPIS: tuple[Kpi, ...] = (
     _share("closed_rate", "办结率", "closed as of the reference time ÷ registered in the period", CLOSED,
            zh="时段内受理的事件中，截至统计时点已办结的比例"),
     _share("resolved_rate", "化解率", "closed with outcome 化解 ÷ registered in the period",
-           f"{CLOSED} AND outcome = '化解'", zh="时段内受理的事件中，截至统计时点已办结且结果为“化解”的比例"),
+           f"{CLOSED} AND outcome = '{RESOLVED_OUTCOME}'", zh="时段内受理的事件中，截至统计时点已办结且结果为“化解”的比例"),
     Kpi("overdue", "超期", "open at the reference time and past their due time",
         f"count(*) FILTER (WHERE {OVERDUE})", "count",
         zh="时段内受理的事件中，截至统计时点仍未办结且已过办理期限的件数"),

@@ -52,6 +52,7 @@ class BatchSummary:
     unmapped: dict[str, int] | None = None  # source category code -> rows quarantined as unknown_category
     older: int = 0  # of unchanged: records the warehouse holds from a later export (their status went to history)
     unusable_points: int = 0  # loaded rows whose coordinates were unusable: placed by address or grid code instead
+    other_outcomes: dict[str, int] | None = None  # outcome words the KPIs do not know -> loaded rows
 
     @property
     def reconciles(self) -> bool:
@@ -66,6 +67,11 @@ class BatchSummary:
         if self.older:
             text += (f"\n    {self.older:,} of unchanged: the warehouse holds a later export of them (this file was "
                      "taken earlier); their status here is kept in their status history at its own time")
+        if self.other_outcomes:
+            words = sorted(self.other_outcomes.items(), key=lambda kv: (-kv[1], kv[0]))
+            text += ("\n    outcomes 化解率 does not count as 化解 (if they mean it, map them in the profile's "
+                     "[values.outcome]): " + ", ".join(f"{k} {v:,}" for k, v in words[:10])
+                     + (f" … ({len(words)} in all)" if len(words) > 10 else ""))
         if self.unusable_points:
             text += (f"\n    {self.unusable_points:,} loaded rows had coordinates that could not be used (zero, out of "
                      "range, outside the jurisdiction, not numbers): placed by their address or grid code, with no point")
@@ -184,6 +190,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0, "older": 0, "unusable_points": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
+        outcomes = Counter()
         rows = tqdm(total=feed.total, desc=path.name, unit="row", disable=not show, leave=False)
 
         def stage_next():
@@ -205,7 +212,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 part, staged = got
                 pending = pool.submit(stage_next)
                 rows.total = feed.rows_read()  # parsed to the end without a problem before anything is written
-                quarantined += _load_chunk(con, staged, batch_id, path, total, reasons, redactions, unmapped)
+                quarantined += _load_chunk(con, staged, batch_id, path, total, reasons, redactions, unmapped,
+                                           outcomes)
                 rows.update(len(part))
             rows_read = feed.rows_read()
         finally:
@@ -215,9 +223,9 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         linked = link_matters(con, batch_id)
         return BatchSummary(batch_id, source, path.name, profile.name, rows_read, linked=linked,
                             quarantined=quarantined, reasons=dict(reasons), redactions=dict(redactions),
-                            unmapped=dict(unmapped), **total)
+                            unmapped=dict(unmapped), other_outcomes=dict(outcomes), **total)
 
-    def _load_chunk(con, staged, batch_id: str, path: Path, total, reasons, redactions, unmapped) -> int:
+    def _load_chunk(con, staged, batch_id: str, path: Path, total, reasons, redactions, unmapped, outcomes) -> int:
         """Classify, upsert and quarantine one staged chunk; returns the rows quarantined."""
         staged.events, unclassified = classify_pending(
             con, staged.events, {"batch_id": batch_id, "source": source, "source_file": path.name})
@@ -229,6 +237,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         reasons.update(staged.rejects["reason"].value_counts().to_dict())
         redactions.update(staged.redactions)
         unmapped.update(staged.unmapped or {})
+        outcomes.update(staged.other_outcomes or {})
         total["unusable_points"] += staged.unusable_points
         return len(staged.rejects)
 
@@ -248,7 +257,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 summaries.append(BatchSummary(
                     "dry-run", source, path.name, profile.name, read.rows_read, quarantined=len(staged.rejects),
                     reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions,
-                    unmapped=staged.unmapped, unusable_points=staged.unusable_points, **counts))
+                    unmapped=staged.unmapped, unusable_points=staged.unusable_points,
+                    other_outcomes=staged.other_outcomes, **counts))
                 bar.update()
         finally:
             if con is not None:

@@ -25,7 +25,7 @@ from geodata.areas import AreaSet, bbox, grid_index, resolve_address
 from geodata.coordcheck import check_coordinates
 from geodata.crs import CoordinateError, to_wgs84
 from geodata.h3cells import cells_from_points
-from onemap.contracts import CLOSED_STATUSES, DISPATCH_MODES, HANDLING_TIERS, STATUS_CLOSED
+from onemap.contracts import CLOSED_STATUSES, DISPATCH_MODES, HANDLING_TIERS, OUTCOMES, STATUS_CLOSED
 from onemap.warehouse import registered
 from pipelines.columns import hex64, lookup, strptime_common, take_text
 from pipelines.mappings import CategoryMap
@@ -101,6 +101,7 @@ class Staged:
     redactions: dict[str, int] = field(default_factory=dict)
     unmapped: dict[str, int] = field(default_factory=dict)  # source code -> rows quarantined as unknown_category
     unusable_points: int = 0  # loaded rows whose coordinates could not be used (placed by address or grid code)
+    other_outcomes: dict[str, int] = field(default_factory=dict)  # outcome words outside OUTCOMES -> loaded rows
 
 
 class MissingColumnError(ValueError):
@@ -525,8 +526,10 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
                     for line, fields in zip(malformed["raw"], malformed.get("fields", [None] * len(malformed)),
                                             strict=True)],
             "scrubbed": True})], ignore_index=True)
+    outcomes = events["outcome"].dropna()
+    other = outcomes[~outcomes.isin(OUTCOMES)].value_counts()
     return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts,
-                  int((unusable & keep).sum()))
+                  int((unusable & keep).sum()), {str(k): int(v) for k, v in other.items()})
 
 
 def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> np.ndarray:

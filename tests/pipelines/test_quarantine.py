@@ -395,3 +395,17 @@ def test_source_codes_match_whatever_their_case_and_spaces():
     # the table's codes that differ only in case agree on category and flags
     table = categories.table.assign(key=categories.table["source_code"].astype(str).str.strip().str.lower())
     assert (table.groupby(["source_system", "key"])[["category_code", "flags"]].nunique() <= 1).all().all()
+
+
+def test_outcome_words_the_kpis_do_not_know_are_counted_for_the_summary(areas, inside):
+    """化解率 counts outcome 化解; an export saying 调解成功 loads, but the summary names the word so that the
+    profile can map it ([values.outcome]) rather than the rate undercount without a word."""
+    from pipelines.ingest import BatchSummary
+
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 09:00:00"}
+    staged = stage([police_row(inside, 接警单编号="J1", 处置结果="调解成功", **closed),
+                    police_row(inside, 接警单编号="J2", 处置结果="化解", **closed),
+                    police_row(inside, 接警单编号="J3", 处置结果="调解成功", **closed)], areas)
+    assert len(staged.events) == 3 and staged.other_outcomes == {"调解成功": 2}
+    line = BatchSummary("b", "police", "f.csv", "demo_police", 3, inserted=3, other_outcomes=staged.other_outcomes).line()
+    assert "outcomes 化解率 does not count as 化解" in line and "调解成功 2" in line
