@@ -56,7 +56,11 @@ __all__ = [
 ]
 
 ALERT_COLUMNS = ["kind", "cell", "resolution", "window_start", "window_end", "observed", "expected", "ratio",
-                 "score", "p_value", "q_value", "category_code", "n_cells", "drivers", "sentence_zh"]
+                 "score", "p_value", "q_value", "category_code", "n_cells", "drivers", "sentence_zh", "family"]
+#: the test families, each with its own Benjamini-Hochberg per window: an alert's q_value compares with those of
+#: its own family (a category alert may come from the cell family, carried by one category, or from the cell ×
+#: category or neighbourhood × category family)
+FAMILIES = ("cell", "neighbourhood", "cell_category", "neighbourhood_category", "ramp_cell", "ramp_neighbourhood")
 _LN10 = np.log(10.0)
 
 
@@ -477,7 +481,8 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
                          "drivers": [{"category_code": code, "name_zh": category_label(code), "observed": yy,
                                       "expected": round(mm, 1)}],
                          "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
-                                                  sw.window_days, yy, mm, [], label=category_label(code))})
+                                                  sw.window_days, yy, mm, [], label=category_label(code)),
+                         "family": "cell"})
             continue
         drv = _drivers(sw, np.array([i]), top_drivers)
         y, mu = int(round(sw.observed[i])), float(sw.expected[i])
@@ -485,7 +490,7 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
                      "score": float(sw.score_cell[i]), "p_value": float(sw.p_cell[i]), "q_value": float(q_cell[i]),
                      "category_code": None, "n_cells": 1, "drivers": drv,
                      "sentence_zh": _sentence("cell", hexes[i], sw.window_start, sw.window_end, sw.window_days, y, mu,
-                                              drv)})
+                                              drv), "family": "cell"})
 
     q_ring = bh_qvalues(sw.p_ring)
     ring_hit = fdr_bh(sw.p_ring, alpha)
@@ -504,7 +509,7 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
                      "category_code": None, "n_cells": int(members.size), "drivers": drv,
                      "sentence_zh": _sentence("neighbourhood", hexes[i], sw.window_start, sw.window_end,
                                               sw.window_days, y, mu, drv, n_cells=int(members.size),
-                                              n_rising=n_rising)})
+                                              n_rising=n_rising), "family": "neighbourhood"})
 
     if by_category and sw.has_categories:
         K = sw.observed_cat.shape[1]
@@ -528,7 +533,8 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
                          "drivers": [{"category_code": code, "name_zh": category_label(code), "observed": yy,
                                       "expected": round(mm, 1)}],
                          "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
-                                                  sw.window_days, yy, mm, [], label=category_label(code))})
+                                                  sw.window_days, yy, mm, [], label=category_label(code)),
+                         "family": "cell_category"})
 
         # disk × category: a spread rise of one kind of matter over neighbouring cells
         r2, c2, y2, mu2, p2, score2 = sw.ring_category_tests()
@@ -556,7 +562,7 @@ def select_alerts(sw: ScoredWindow, alpha: float = 0.05, by_category: bool = Tru
                                       "expected": round(mm, 1)}],
                          "sentence_zh": _sentence("category", hexes[i], sw.window_start, sw.window_end,
                                                   sw.window_days, yy, mm, [], n_cells=int(members.size),
-                                                  label=category_label(code))})
+                                                  label=category_label(code)), "family": "neighbourhood_category"})
 
     out = pd.DataFrame(rows, columns=[c for c in ALERT_COLUMNS if c != "ratio"])
     out.insert(ALERT_COLUMNS.index("ratio"), "ratio", out["observed"] / out["expected"].clip(lower=1e-9))

@@ -165,7 +165,7 @@ def select_ramp_alerts(sr: ScoredRamps, alpha: float = 0.05, t: int = -1, dedupe
     res = int(h3.get_resolution(hexes[0])) if sr.cells.size else -1
     rows: list[dict] = []
 
-    def emit(i: int, members: np.ndarray, p, score, q, onset, y, mu):
+    def emit(i: int, members: np.ndarray, p, score, q, onset, y, mu, family: str):
         first = int(onset)
         drv = sr.drivers(members, first, t, top_drivers)
         n_days = t - first + 1
@@ -176,13 +176,13 @@ def select_ramp_alerts(sr: ScoredRamps, alpha: float = 0.05, t: int = -1, dedupe
                      "p_value": float(p), "q_value": float(q), "category_code": None, "n_cells": int(members.size),
                      "drivers": drv,
                      "sentence_zh": _sentence("ramp", hexes[i], day(first), day(t), n_days, yy, mm, drv,
-                                              n_cells=int(members.size), n_rising=n_rising)})
+                                              n_cells=int(members.size), n_rising=n_rising), "family": family})
 
     p_c, s_c, on_c, y_c, m_c = sr.cell_tests(t)
     q_c = bh_qvalues(p_c)
     cell_hit = fdr_bh(p_c, alpha)
     for i in np.flatnonzero(cell_hit):
-        emit(int(i), np.array([i]), p_c[i], s_c[i], q_c[i], on_c[i], y_c[i], m_c[i])
+        emit(int(i), np.array([i]), p_c[i], s_c[i], q_c[i], on_c[i], y_c[i], m_c[i], "ramp_cell")
     p_r, s_r, on_r, y_r, m_r = sr.ring_tests(t)
     q_r = bh_qvalues(p_r)
     ring_hit = fdr_bh(p_r, alpha)
@@ -191,7 +191,7 @@ def select_ramp_alerts(sr: ScoredRamps, alpha: float = 0.05, t: int = -1, dedupe
         S_ex, _ = sr.ring_paths(keep=~cell_hit, rows=cand)
         cand = cand[cusum_pvalue(S_ex[:, t]) <= _bh_cut(p_r, ring_hit)]
     for i in cand:
-        emit(int(i), sr.W[i].indices, p_r[i], s_r[i], q_r[i], on_r[i], y_r[i], m_r[i])
+        emit(int(i), sr.W[i].indices, p_r[i], s_r[i], q_r[i], on_r[i], y_r[i], m_r[i], "ramp_neighbourhood")
     out = pd.DataFrame(rows, columns=[c for c in ALERT_COLUMNS if c != "ratio"])
     out.insert(ALERT_COLUMNS.index("ratio"), "ratio", out["observed"] / out["expected"].clip(lower=1e-9))
     return out.sort_values(["score", "observed"], ascending=False, kind="stable").reset_index(drop=True)

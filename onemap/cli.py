@@ -220,12 +220,13 @@ def cmd_alerts(args: argparse.Namespace) -> int:
             return
         for r in frame.itertuples():
             verdict = f"  [{VERDICTS[r.review]}，{r.reviewed_by}]" if r.review in VERDICTS else ""
-            print(f"{r.window_end} [{r.window_days}天 {r.kind}] score {r.score:5.1f}  q {r.q_value:.3g}  {r.sentence_zh}"
-                  f"{verdict}")
+            family = f" {r.family}" if isinstance(r.family, str) else ""
+            print(f"{r.window_end} [{r.window_days}天 {r.kind}] score {r.score:5.1f}  q {r.q_value:.3g}{family}  "
+                  f"{r.sentence_zh}{verdict}")
         reviewed = frame["review"].value_counts()
         print(f"{len(frame)} alerts (Benjamini-Hochberg false-discovery rate 0.05 within each window and family of "
-              "tests — cells, neighbourhoods, and their per-category tests — so a q-value compares with those of its "
-              "own family, not across kinds; docs/analytics.md §2); reviewed: "
+              "tests — cell, neighbourhood, cell_category, neighbourhood_category, ramp_*, named after each q — so a "
+              "q-value compares with those of its own family, not across them; docs/analytics.md §2); reviewed: "
               + ", ".join(f"{VERDICTS[v]} {reviewed.get(v, 0)}" for v in VERDICTS))
 
     _emit(frame, args.format, None, table)

@@ -378,6 +378,8 @@ ALERTS = Table(
         C("n_cells", "INTEGER", False),
         C("drivers", "JSON", doc="categories driving the alert, with observed and expected counts"),
         C("sentence_zh", "VARCHAR", False),
+        C("family", "VARCHAR", doc="the test family whose Benjamini-Hochberg gave q_value (models.alerts.FAMILIES); "
+                                   "NULL for alerts kept from builds before it was recorded"),
     ),
     checks=(("alerts pass the false-discovery threshold they were selected at",
              "SELECT cell FROM scores.alerts WHERE q_value > 0.05"),

@@ -779,7 +779,7 @@ def hotspot_resolutions(con) -> list[int]:
 
 
 ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "n_cells", "category_code", "observed",
-                "expected", "ratio", "score", "q_value", "sentence_zh")
+                "expected", "ratio", "score", "q_value", "family", "sentence_zh")
 
 
 def alerts(con, since: dt.date | None = None, window_days: int | None = None, limit: int | None = None, *,

@@ -133,6 +133,7 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
             "n_cells": alerts["n_cells"].astype(int),
             "drivers": [json.dumps(d, ensure_ascii=False, default=float) for d in alerts["drivers"]],
             "sentence_zh": [f"【{p}】{t}" if p else t for p, t in zip(place, alerts["sentence_zh"], strict=True)],
+            "family": alerts["family"],
         })
         _insert(con, "scores.alerts", frame)
     params = {"resolution": resolution, "alpha": ALERT_ALPHA, "windows": list(ALERT_WINDOWS), "days_back": days_back,

@@ -54,3 +54,21 @@ def test_asking_for_older_alerts_than_were_scored_says_so(capsys, demo_home):
     captured = capsys.readouterr()
     assert "alerts are scored from 2026-11-02 on" in captured.err
     assert captured.out.startswith("window_end,")  # the csv itself is untouched
+
+
+def test_each_alert_names_the_test_family_its_q_value_comes_from(capsys, demo_home):
+    """A category alert's q may come from the cell family (carried by one category), the cell × category or the
+    neighbourhood × category family; q-values compare within a family and window only, where they rise as the
+    score falls (Benjamini-Hochberg is monotone). Each alert says its family."""
+    from models.alerts import FAMILIES
+
+    records = pd.DataFrame(json.loads(_run(capsys, demo_home, "--format", "json")))
+    assert set(records["family"]) <= set(FAMILIES)
+    allowed = {"cell": {"cell"}, "neighbourhood": {"neighbourhood"}, "ramp": {"ramp_cell", "ramp_neighbourhood"},
+               "category": {"cell", "cell_category", "neighbourhood_category"}}
+    assert all(f in allowed[k] for k, f in zip(records["kind"], records["family"], strict=True))
+    for _, group in records[records["kind"] != "ramp"].groupby(["window_end", "window_days", "family"]):
+        q = group.sort_values("score", ascending=False)["q_value"].to_numpy()
+        assert (q[1:] >= q[:-1] - 1e-12).all(), group[["score", "q_value"]]
+    table = _run(capsys, demo_home)
+    assert " q " in table and "named after each q" in table
