@@ -134,6 +134,16 @@ GRID_WHAT = {
     "ZH": ["边坡滑塌风险", "低洼路段积水"],
     "QT": ["公共设施损坏", "路灯不亮"],
 }
+# a dispute's own words where its category has them (拖欠工资 was described as 两户居民因琐事发生争吵)
+GRID_WHAT_MD = {
+    "MD01": ["一户家庭因赡养问题发生矛盾", "夫妻因家庭琐事争吵"], "MD02": ["两户居民因琐事发生争吵", "邻里因漏水问题产生矛盾"],
+    "MD03": ["两户村民因宅基地边界发生争执"], "MD04": ["居民反映借款到期未还"], "MD07": ["村民因田地边界发生纠纷"],
+    "MD09": ["居民反映夜间施工噪声扰民", "楼下商铺噪声扰民"], "MD10": ["工人与用人单位发生劳动争议"],
+    "MD1001": ["多名工人聚集讨要拖欠工资", "工人反映工程款拖欠、工资未发"], "MD12": ["顾客与商家发生消费纠纷"],
+    "MD13": ["患者家属与医院发生纠纷"], "MD14": ["两车剐蹭后双方对赔偿有争议"], "MD15": ["业主与物业因收费问题发生争执"],
+    "MD9902": ["两人因口角发生推搡"], "MD0401": ["居民反映借款到期未还"], "MD05": ["两家商户因经营场地发生纠纷"],
+    "MD06": ["居民因财物受损要求赔偿"], "MD08": ["村民对征地补偿有异议"], "MD9901": ["村民对村务公开有意见"],
+}
 
 
 @dataclass(frozen=True)
@@ -497,7 +507,8 @@ class DemoGenerator:
         out_lat = np.where(is_bd, b_lat, g_lat).round(6)
         places = self._place_names(lng, lat)
         prefix = rows["category_code"].map(_prefix).to_numpy()
-        what = [GRID_WHAT[p][i % len(GRID_WHAT[p])] for i, p in zip(rng.integers(0, 12, n), prefix, strict=True)]
+        words = [GRID_WHAT_MD.get(c, GRID_WHAT[p]) for c, p in zip(rows["category_code"], prefix, strict=True)]
+        what = [w[i % len(w)] for i, w in zip(rng.integers(0, 12, n), words, strict=True)]
         road = np.array(ROADS)[rng.integers(0, len(ROADS), n)]
         text = [GRID_TEXT[p].format(place=v or t, what=w, road=r)
                 for p, v, t, w, r in zip(prefix, places["village"], places["town"], what, road, strict=True)]
