@@ -308,6 +308,8 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                                 html.Button("PDF", id="brief-pdf", className="brief-button"),
                                 dcc.Download(id="brief-download")]),
             html.Span(id="asof", className="asof"),
+            *([html.Span(id="next-view", className="next-view", **{"data-seconds": data.settings.refresh_seconds})]
+              if kiosk else []),  # 下一画面 N 秒: the wall screen is live (assets/kiosk.js counts down)
             html.Span(className="user" + (" hidden" if kiosk else ""), id="user", children=[
                 viewer.label if viewer else "", " ",
                 *([html.A("改密码", href="/password", className="logout"), html.A("退出", href="/logout", className="logout")]
@@ -479,6 +481,10 @@ def _hotspot_view(con, resolution: int, categories, sources, kiosk: bool = False
 
 def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: bool = False) -> None:
     if kiosk:
+        app.clientside_callback(  # each tick restarts the countdown of assets/kiosk.js
+            "function(n) { window._onemapTick = Date.now(); return window.dash_clientside.no_update; }",
+            Output("next-view", "title"), Input("refresh", "n_intervals"))
+
         @app.callback(Output("layer", "value"), Input("refresh", "n_intervals"), prevent_initial_call=True)
         def rotate(n):  # the wall screen turns through where events come in, where the overdue pile up, hot spots
             return KIOSK_ROTATION[(n or 0) % len(KIOSK_ROTATION)]

@@ -8,3 +8,16 @@
   report();
   window.addEventListener("resize", report);
 })();
+
+/* 下一画面 N 秒: the wall screen turns its view every refresh; a countdown says it is alive (the tick's time is set
+   by a clientside callback on the refresh interval, dashboard/app.py). Only where the page has the element. */
+(function () {
+  window.setInterval(function () {
+    const el = document.getElementById("next-view");
+    if (!el) { return; }
+    const seconds = parseInt(el.getAttribute("data-seconds"), 10) || 60;
+    const start = window._onemapTick || window._onemapStart || (window._onemapStart = Date.now());
+    const left = Math.max(0, seconds - Math.floor((Date.now() - start) / 1000));
+    el.textContent = "下一画面 " + left + " 秒";
+  }, 1000);
+})();

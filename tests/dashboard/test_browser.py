@@ -184,6 +184,11 @@ def test_the_wall_screen_leaves_out_small_counts_fits_a_4k_screen_and_says_what_
                           ".find(t => t.type === 'choroplethmap').z)")
         assert len(z) > 0 and min(z) >= demo_settings.small_count_suppress == 3
         assert page.locator("#brief-docx").is_hidden()
+        # it says it is alive: a countdown to its next view, falling second by second
+        page.wait_for_function("document.querySelector('#next-view').innerText.startsWith('下一画面')", timeout=5_000)
+        first = int(page.inner_text("#next-view").split()[1])
+        page.wait_for_timeout(2_200)
+        assert 0 <= int(page.inner_text("#next-view").split()[1]) < first <= demo_settings.refresh_seconds
         page.close()
 
         # on a 4K wall screen: the county fills the map (fitted in the browser, not a fixed zoom), the map names
