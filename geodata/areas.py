@@ -194,8 +194,8 @@ def _segmentize_valid(values, step: float) -> np.ndarray:
     return geoms
 
 
-def _column_for(option: str | Mapping[str, str] | None, level: str) -> str | None:
-    """A column option given once for all levels (str) or per level ({'grids': 'WGBM', 'town': ...})."""
+def _for_layer(option: str | Mapping[str, str] | None, level: str) -> str | None:
+    """An option (a column name, a CRS) given once for all layers (str) or per layer ({'grids': 'WGBM', 'town': ...})."""
     if option is None or isinstance(option, str):
         return option
     return option.get(level) or option.get(_LEVEL_NAME[level])
@@ -220,7 +220,7 @@ def _normalise_layer(gdf: gpd.GeoDataFrame, level: str, declared_crs: str | None
             gdf = gdf.set_crs("EPSG:4326", allow_override=True)
         else:
             gdf = _densified(gdf).to_crs("EPSG:4326")
-    code_col, name_col = _column_for(code_column, level), _column_for(name_column, level)
+    code_col, name_col = _for_layer(code_column, level), _for_layer(name_column, level)
     for given, what in ((code_col, "code"), (name_col, "name")):
         if given is not None and given not in gdf.columns:
             raise ValueError(f"{level}: the configured {what} column {given!r} is not in the layer "
@@ -272,7 +272,10 @@ def read_manifest(directory: str | Path) -> dict:
     Keys (all optional)::
 
         vintage = "2024"                    # boundary vintage label
-        crs = "gcj02"                       # declared source CRS: gcj02 / bd09 / wgs84 / EPSG:xxxx
+        crs = "gcj02"                       # declared source CRS: gcj02 / bd09 / wgs84 / EPSG:xxxx, for every
+                                            # layer, or per layer (towns from one agency, grids from another):
+        [crs]
+        grids = "gcj02"
         code_column = "区划代码"             # one column for every layer, or per layer:
         [code_column]
         grids = "WGBM"
@@ -307,7 +310,7 @@ def _gpkg_layers(path: Path) -> dict[str, gpd.GeoDataFrame]:
     return layers
 
 
-def load_area_set(directory: str | Path, vintage: str | None = None, *, declared_crs: str | None = None,
+def load_area_set(directory: str | Path, vintage: str | None = None, *, declared_crs: str | Mapping[str, str] | None = None,
                   code_column: str | Mapping[str, str] | None = None,
                   name_column: str | Mapping[str, str] | None = None, raw: bool = False) -> AreaSet:
     """Read county/towns/villages/grids layers from ``directory`` by conventional names.
@@ -321,7 +324,8 @@ def load_area_set(directory: str | Path, vintage: str | None = None, *, declared
 
     ``declared_crs`` says what the coordinates really are, whatever the file's label: ``'gcj02'`` /
     ``'bd09'`` (lon/lat from web maps, converted vertex by vertex with :func:`geodata.crs.to_wgs84`),
-    ``'wgs84'``/``'cgcs2000'``, or any CRS pyproj knows (``'EPSG:4549'``) for files without one.
+    ``'wgs84'``/``'cgcs2000'``, or any CRS pyproj knows (``'EPSG:4549'``) for files without one; one for every
+    layer, or a mapping per layer (``{'grids': 'gcj02'}``: the others read as their files say).
     ``code_column`` / ``name_column`` name the columns when the conventional names do not fit: one name
     for every layer or a mapping per layer (``{'grids': 'WGBM'}``). Each of these defaults to the
     ``areas.toml`` manifest beside the files (see :func:`read_manifest`), so a deployment is configured
@@ -351,7 +355,8 @@ def load_area_set(directory: str | Path, vintage: str | None = None, *, declared
     for level in ("towns", "villages", "grids"):
         if level not in layers:
             raise FileNotFoundError(f"{path}: no {level} layer (expected one of {_STEMS[level]} with {_EXTS})")
-    norm = {lvl: _normalise_layer(g, lvl, declared_crs, code_column, name_column, raw) for lvl, g in layers.items()}
+    norm = {lvl: _normalise_layer(g, lvl, _for_layer(declared_crs, lvl), code_column, name_column, raw)
+            for lvl, g in layers.items()}
     if "county" not in norm:
         towns = norm["towns"]
         code = towns["code"].str[:6].mode().iloc[0]

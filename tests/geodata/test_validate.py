@@ -357,3 +357,21 @@ def test_folder_with_one_geopackage(tmp_path):
                                                                  driver="GPKG")
     loaded = load_area_set(tmp_path, "2023")
     assert len(loaded.grids) == len(demo.grids) and loaded.county_code == "441502"
+
+
+def test_a_crs_declared_per_layer_in_the_manifest(tmp_path):
+    """Towns from the civil-affairs bureau in CGCS2000 Gauss-Krüger (labelled), grids traced on a web map in
+    GCJ-02 (labelled WGS84): areas.toml declares the grids' CRS only, and the set loads clean."""
+    demo = demo_area_set()
+    demo.towns[["code", "name", "geometry"]].to_crs("EPSG:4545").to_file(tmp_path / "towns.gpkg", driver="GPKG")
+    demo.villages[["code", "name", "geometry"]].to_file(tmp_path / "villages.geojson", driver="GeoJSON")
+    grids = demo.grids[["code", "name", "geometry"]].copy()
+    grids["geometry"] = shapely.transform(grids.geometry.values,
+                                          lambda xy: np.column_stack(wgs84_to_gcj02(xy[:, 0], xy[:, 1])))
+    grids.to_file(tmp_path / "grids.geojson", driver="GeoJSON")
+    assert validate_area_set(load_area_set(tmp_path, "2024", raw=True)).errors  # the grids hundreds of metres off
+    (tmp_path / "areas.toml").write_text('vintage = "2024"\n[crs]\ngrids = "gcj02"\n', encoding="utf-8")
+    loaded = load_area_set(tmp_path, raw=True)
+    report = validate_area_set(loaded)
+    assert not report.errors, report.summary()
+    assert shapely.hausdorff_distance(loaded.grids.geometry.values, demo.grids.geometry.values).max() < 1e-5
