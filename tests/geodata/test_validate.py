@@ -375,3 +375,24 @@ def test_a_crs_declared_per_layer_in_the_manifest(tmp_path):
     report = validate_area_set(loaded)
     assert not report.errors, report.summary()
     assert shapely.hausdorff_distance(loaded.grids.geometry.values, demo.grids.geometry.values).max() < 1e-5
+
+
+def test_a_county_outline_from_another_source_is_named_as_such():
+    """The county left uncovered by its towns in many scraps along its edge (a DataV county against the
+    civil-affairs towns): the gap says the two seem to come from different sources, and how to avoid it; one
+    missing piece does not."""
+    import dataclasses
+
+    from geodata.validate import SCRAPS
+
+    a = toy()
+    bumps = [shapely.box(X0 + i * W / 40, Y0 + H, X0 + i * W / 40 + W / 100, Y0 + H + 0.0005) for i in range(30)]
+    scrappy = shapely.union_all([a.county.geometry.iloc[0], *bumps])
+    a = dataclasses.replace(a, county=a.county.set_geometry([scrappy], crs="EPSG:4326"))
+    [gap] = [i for i in validate_area_set(a).of_kind(GAP) if i.level == "town"]
+    assert int(gap.detail.split("(")[1].split()[0]) >= SCRAPS and "come from different sources" in gap.detail
+    b = toy()
+    b = dataclasses.replace(b, county=b.county.set_geometry([shapely.union_all([b.county.geometry.iloc[0], bumps[0]])],
+                                                           crs="EPSG:4326"))
+    [gap] = [i for i in validate_area_set(b).of_kind(GAP) if i.level == "town"]
+    assert "different sources" not in gap.detail
