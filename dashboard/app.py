@@ -66,26 +66,27 @@ def _filter(data: DashboardData, viewer: Viewer, start: str, end: str, categorie
     the page has drilled down to (``search``: the address's ``?area=CODE``, :func:`_focus`). The public wall
     screen shows its own period and every category and source, whatever a request made by hand asks for."""
     if viewer.public:
-        first, last = _default_period(data.con())
+        first, last = _default_period(queries.date_bounds(data.con()))
         return queries.EventFilter(start=first, end=last, scope=viewer.scope)
     return queries.EventFilter(start=dt.date.fromisoformat(start[:10]), end=dt.date.fromisoformat(end[:10]),
                                categories=tuple(categories or ()), sources=tuple(sources or ()),
                                scope=_focus(data, viewer, search))
 
 
-def _brief_week(con) -> str:
-    """'研判周报 11/30–12/6 ': which week the Word / PDF buttons give (the last complete week of the data)."""
+def _brief_week(con, bounds) -> str:
+    """'研判周报 11/30–12/6 ': which week the Word / PDF buttons give (the last complete week of the data;
+    ``bounds``: ``queries.date_bounds``)."""
     from dashboard.brief import default_week
 
-    if not queries.date_bounds(con):
+    if not bounds:
         return "研判周报 "
     start, end = default_week(con)
     return f"研判周报 {start.month}/{start.day}–{end.month}/{end.day} "
 
 
-def _default_period(con) -> tuple[dt.date, dt.date]:
-    """The page's first period: the last DEFAULT_DAYS days with data."""
-    first, last = queries.date_bounds(con) or (dt.date.today(), dt.date.today())
+def _default_period(bounds) -> tuple[dt.date, dt.date]:
+    """The page's first period: the last DEFAULT_DAYS days with data (``bounds``: ``queries.date_bounds``)."""
+    first, last = bounds or (dt.date.today(), dt.date.today())
     return max(first, last - dt.timedelta(days=DEFAULT_DAYS - 1)), last
 
 
@@ -268,8 +269,9 @@ def _default_resolution(settings: Settings, scope: queries.Scope | None) -> int:
 def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> html.Div:
     """The page; ``viewer`` None (Dash validating the layout, or no one signed in yet) gives it without data."""
     con = data.con()
-    first = (queries.date_bounds(con) or (dt.date.today(),))[0]
-    start, last = _default_period(con)
+    bounds = queries.date_bounds(con)
+    first = (bounds or (dt.date.today(),))[0]
+    start, last = _default_period(bounds)
     res_default = _default_resolution(data.settings, viewer.scope if viewer else None)
     controls = html.Div(id="controls", className="controls" + (" hidden" if kiosk else ""), children=[
         html.Div([html.Label("时间范围"), dcc.DatePickerRange(
@@ -304,7 +306,7 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
             *([html.Span("演示数据：村居与网格边界为合成数据", className="badge", id="synthetic-badge")]
               if queries.boundaries_synthetic(con) else []),  # a deployment's own boundaries: no badge
             html.Span(className="brief" + (" hidden" if kiosk else ""), title="最近一个完整周（周一至周日）的研判周报",
-                      children=[_brief_week(con), html.Button("Word", id="brief-docx", className="brief-button"),
+                      children=[_brief_week(con, bounds), html.Button("Word", id="brief-docx", className="brief-button"),
                                 html.Button("PDF", id="brief-pdf", className="brief-button"),
                                 dcc.Download(id="brief-download")]),
             html.Span(id="asof", className="asof"),

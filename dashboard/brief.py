@@ -237,8 +237,7 @@ def week_alerts(con, start: dt.date, end: dt.date, scope: queries.Scope | None =
 
 def _days_scored(con, start: dt.date, end: dt.date) -> list[dt.date]:
     """The days of the week on which alert windows were scored (``queries.alert_spans``)."""
-    days = (start + dt.timedelta(days=i) for i in range((end - start).days + 1))
-    return [d for d in days if queries.alerts_scored(con, d)]
+    return queries.days_scored(con, [start + dt.timedelta(days=i) for i in range((end - start).days + 1)])
 
 
 def _running(end: dt.date, scored: dict) -> bool:
@@ -274,12 +273,9 @@ def _week_hotspots(con, end: dt.date, scope: queries.Scope | None, stored_to: dt
 
     params = json.loads(con.execute("SELECT params FROM meta.model_runs WHERE model = 'emerging_hotspots'"
                                     ).fetchall()[0][0])
-    table = hotspots_of_weeks(con, queries.scope_shape(con, None), HOT_RESOLUTION, end, int(params["weeks"]), int(params.get("time_step", 0)))
-    table = table[table["pattern"] != "no_pattern"].sort_values("z", ascending=False).reset_index()
-    table["cell"] = queries.hex_ids(table["cell"])
-    if queries.narrow(scope):
-        table = table[table["cell"].isin(queries.cells_in_scope(con, table["cell"], HOT_RESOLUTION, scope))]
-    return table[["cell", "pattern", "pattern_zh", "z", "p", "significant", "count"]].reset_index(drop=True), end
+    table = hotspots_of_weeks(con, queries.scope_shape(con, None), HOT_RESOLUTION, end, int(params["weeks"]),
+                              int(params.get("time_step", 0)))
+    return queries.classed_cells(con, table.reset_index(), HOT_RESOLUTION, scope), end
 
 
 def _repeats_at(con, as_of: pd.Timestamp, scope: queries.Scope | None) -> tuple[pd.DataFrame, float]:
@@ -320,8 +316,9 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     area = scope.name if queries.narrow(scope) else ""
     as_of = _end_of(end, built)
     now = queries.kpis(con, this, as_of)
-    before, year = (queries.blank_unseen(con, queries.kpis(con, f, _end_of(f.end, built)), _end_of(f.end, built))
-                    for f in (last_week, last_year))
+    seen = queries.changes_seen_from(con)
+    before, year = (queries.blank_unseen(queries.kpis(con, f, at), at, seen)
+                    for f, at in ((f, _end_of(f.end, built)) for f in (last_week, last_year)))
     brief = WeeklyBrief(county + area, start, end, as_of, kpis=now, area=area)
     add = brief.blocks.append
 

@@ -27,7 +27,7 @@ from dashboard.brief import (
     weekly_trend,
 )
 from dashboard.brief_images import CJK_SC_INDEX, backlog_chart, cjk_font_path, trend_chart, week_map
-from geodata.basemap import Basemap
+from geodata.basemap import configured
 from onemap import queries
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly
@@ -51,8 +51,7 @@ def brief_for(con, settings: Settings, week: dt.date | None = None, scope: queri
         raise ValueError("the warehouse has been loaded but not built: run `onemap build` first")
     start, end = week_of(week) if week else default_week(con)
     counts = queries.hex_counts(con, queries.EventFilter(start=start, end=end, scope=scope), settings.h3_default)
-    tiles = (Basemap(settings.basemap, settings.basemap_crs).check_covers(queries.scope_shape(con, None).bounds)
-             if settings.basemap else None)  # refused as the server refuses it
+    tiles = configured(settings, queries.scope_shape(con, None).bounds) if settings.basemap else None
     # the map frames the brief's own area
     png = week_map(counts, *queries.map_layers(con, scope), basemap=tiles, opacity=settings.basemap_opacity)
     trend = weekly_trend(con, start, scope=scope)

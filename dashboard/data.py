@@ -71,13 +71,11 @@ class DashboardData:
     def basemap(self):
         """The deployment's own tiles (``[map] basemap``; geodata.basemap), None without; a tile set whose
         coverage misses the county is refused (wrong file, or tiles of another datum)."""
-        settings = self.settings
-        if settings.basemap is None:
+        if self.settings.basemap is None:
             return None
-        from geodata.basemap import Basemap
+        from geodata.basemap import configured
 
-        tiles = Basemap(settings.basemap, settings.basemap_crs, settings.basemap_attribution)
-        return tiles.check_covers(self.bounds(queries.COUNTY))
+        return configured(self.settings, self.bounds(queries.COUNTY))
 
     @functools.cached_property
     def center(self) -> dict:

@@ -125,6 +125,15 @@ class Basemap:
         return (data, mime) if mime else None
 
 
+def configured(settings, county_bounds: tuple[float, float, float, float]) -> Basemap | None:
+    """The deployment's tiles as ``[map] basemap`` names them (None without), refused as a whole — the wrong kind
+    of file, an offset datum, or bounds that miss ``county_bounds`` — as the server and the brief both read them."""
+    if settings.basemap is None:
+        return None
+    tiles = Basemap(settings.basemap, settings.basemap_crs, settings.basemap_attribution)
+    return tiles.check_covers(county_bounds)
+
+
 def _mercator(lng: float, lat: float, z: int) -> tuple[float, float]:
     """Web-mercator pixel position of a point at zoom ``z`` (256-px tiles, y from the north)."""
     n = 256 * 2 ** z

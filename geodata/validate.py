@@ -84,7 +84,7 @@ _PARENT_KEY = {"towns": "county", "villages": "towns", "grids": "villages"}
 _POLYGONAL = ("Polygon", "MultiPolygon")
 
 
-PARENT_LEVEL = {"town": "county", "village": "town", "grid": "village"}
+PARENT_LEVEL = {LEVEL_NAME[key]: LEVEL_NAME[parent] for key, parent in _PARENT_KEY.items()}  # town -> county …
 
 
 @dataclass(frozen=True)

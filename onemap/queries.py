@@ -349,8 +349,10 @@ def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys
     # and an export of 23:59 would otherwise compare with a week ending a minute apart from the brief's)
     lag = min(as_of, data_end(con).ceil("D"))
     earlier = lag - (flt.start - before.start)
-    return (kpis(con, flt, as_of, keys), blank_unseen(con, kpis(con, before, earlier, keys), earlier),
-            blank_unseen(con, kpis(con, year_earlier(flt), lag - YEAR, keys), lag - YEAR))
+    previous, year = kpis(con, before, earlier, keys), kpis(con, year_earlier(flt), lag - YEAR, keys)
+    seen = changes_seen_from(con) if "reopened_rate" in previous else None  # read once, for both
+    return (kpis(con, flt, as_of, keys), blank_unseen(previous, earlier, seen),
+            blank_unseen(year, lag - YEAR, seen))
 
 
 def changes_seen_from(con) -> pd.Timestamp | None:
@@ -361,12 +363,13 @@ def changes_seen_from(con) -> pd.Timestamp | None:
     return None if row is None else pd.Timestamp(row)
 
 
-def blank_unseen(con, values: dict[str, float | None], as_of: pd.Timestamp) -> dict[str, float | None]:
+def blank_unseen(values: dict[str, float | None], as_of: pd.Timestamp, seen: pd.Timestamp | None
+                 ) -> dict[str, float | None]:
     """``values`` (KPIs as of ``as_of``) with 重开率 blank (None, shown —) where no export had yet shown a change
-    of status by ``as_of``: it reads 0 % there because reopenings could not be seen, not because none happened."""
+    of status by ``as_of`` (``seen``: :func:`changes_seen_from`): it reads 0 % there because reopenings could
+    not be seen, not because none happened."""
     if values.get("reopened_rate") is None:
         return values
-    seen = changes_seen_from(con)
     return values if seen is not None and seen <= as_of else {**values, "reopened_rate": None}
 
 
@@ -734,13 +737,25 @@ def sources_present(con) -> Sequence[str]:
     return [r[0] for r in con.execute("SELECT DISTINCT source FROM core.events ORDER BY 1").fetchall()]
 
 
+HOTSPOT_COLUMNS = ("cell", "pattern", "pattern_zh", "z", "p", "significant", "count")
+
+
 def hotspot_cells(con, resolution: int, scope: Scope | None = None) -> pd.DataFrame:
     """Latest emerging-hotspot classes per cell (cells with no pattern are left out); with a town or village
     ``scope``, only its cells (:func:`cells_in_scope`)."""
     frame = con.execute(
-        "SELECT cell, pattern, pattern_zh, z, p, significant, count FROM scores.hotspots "
+        f"SELECT {', '.join(HOTSPOT_COLUMNS)} FROM scores.hotspots "
         "WHERE resolution = ? AND pattern <> 'no_pattern' ORDER BY z DESC", [int(resolution)]).df()
-    frame["cell"] = hex_ids(frame["cell"])
+    return classed_cells(con, frame, resolution, scope)
+
+
+
+def classed_cells(con, frame: pd.DataFrame, resolution: int, scope: Scope | None = None) -> pd.DataFrame:
+    """The cells of a hot spot table (``HOTSPOT_COLUMNS``, cells as UBIGINT) that have a class, strongest first,
+    as hex ids; with a town or village ``scope``, only its cells (:func:`cells_in_scope`). The stored classes
+    (:func:`hotspot_cells`) and those a past week's brief scores read the same way."""
+    frame = frame[frame["pattern"] != "no_pattern"].sort_values("z", ascending=False, kind="stable")
+    frame = frame.assign(cell=hex_ids(frame["cell"]))[list(HOTSPOT_COLUMNS)]
     if narrow(scope):
         frame = frame[frame["cell"].isin(cells_in_scope(con, frame["cell"], resolution, scope))]
     return frame.reset_index(drop=True)
@@ -760,7 +775,13 @@ def alert_spans(con) -> list[tuple[dt.date, dt.date]]:
 
 def alerts_scored(con, day: dt.date) -> bool:
     """Whether alert windows ending on ``day`` were scored (so that no alert means none was found)."""
-    return any(s <= day <= e for s, e in alert_spans(con))
+    return bool(days_scored(con, [day]))
+
+
+def days_scored(con, days: Sequence[dt.date]) -> list[dt.date]:
+    """Those of ``days`` on which alert windows were scored (:func:`alert_spans`, read once)."""
+    spans = alert_spans(con)
+    return [d for d in days if any(s <= d <= e for s, e in spans)]
 
 
 def scored_through(con) -> dict[str, dt.date | None]:

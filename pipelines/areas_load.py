@@ -103,7 +103,11 @@ def load_geography(settings: Settings, directory: str | Path, vintage: str | Non
 
 def current_vintage(settings: Settings) -> str | None:
     """The vintage of the boundaries in use (None when none is loaded)."""
-    table = vintages(settings)
+    return _in_use(vintages(settings))
+
+
+def _in_use(table: pd.DataFrame) -> str | None:
+    """The vintage marked current in a :func:`vintages` table (None when it is empty)."""
     return None if table.empty else (table.loc[table["current"], "vintage"].tolist() or [None])[0]
 
 
@@ -127,7 +131,7 @@ def geodata_load_main(settings: Settings, directory: str | Path, vintage: str | 
     print(f"loaded vintage {areas.vintage} into {settings.warehouse_path}: county {len(areas.county)}, "
           f"towns {len(areas.towns)}, villages {len(areas.villages)}, grids {len(areas.grids)}")
     table = vintages(settings)
-    current = current_vintage(settings)
+    current = _in_use(table)
     print(f"boundaries in use: vintage {current}" + (f" (kept for the record: {', '.join(sorted(set(table['vintage']) - {current}))})"
                                                      if len(table) > 1 else ""))
     later = [v for v in table["vintage"] if v != current and v[:4].isdigit() and current[:4].isdigit() and v > current]

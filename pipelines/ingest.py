@@ -113,6 +113,13 @@ def area_set_for(settings: Settings) -> AreaSet:
     return area_set_from_files(settings)
 
 
+def _loads_of(con, sha: str, profile: str) -> list[tuple[str]]:
+    """The earlier loads (batch ids, oldest first) of a file with these bytes under this profile: a file loaded
+    before is skipped unless --force."""
+    return con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? ORDER BY loaded_at",
+                       [sha, profile]).fetchall()
+
+
 def keep_raw_copy(settings: Settings, source: str, path: Path, sha: str) -> Path:
     """The export as received, kept immutable under ``raw/<source>/``. It holds callers' names and phone numbers as
     exported, so it is the owner's only: read-only to the service account, in folders no one else can enter (the
@@ -246,8 +253,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                if settings.warehouse_path.is_file() else None)
         try:
             for path in map(Path, files):
-                previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? ORDER BY "
-                                       "loaded_at", [file_sha256(path), profile.name]).fetchall() if con else []
+                previous = _loads_of(con, file_sha256(path), profile.name) if con else []
                 if previous and not force:
                     summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0, skipped=True))
                     bar.update()
@@ -277,8 +283,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                     and path.stat().st_size >= STREAM_MIN_BYTES
                 reading = StreamedCsv(path, CHUNK_ROWS, io) if streamed else io.submit(read_file, path)
                 sha = file_sha256(path)
-                previous = con.execute("SELECT batch_id FROM meta.batches WHERE sha256 = ? AND profile = ? "
-                                       "ORDER BY loaded_at", [sha, profile.name]).fetchall()
+                previous = _loads_of(con, sha, profile.name)
                 if previous and not force:
                     if streamed:
                         reading.settle()

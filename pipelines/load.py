@@ -235,6 +235,23 @@ def quarantine(con, rejects: pd.DataFrame) -> None:
         con.execute("INSERT INTO staging.rejects SELECT * FROM rejects_frame")
 
 
+def _profiles():
+    """A reader of profiles by name, each read once (a file's rejects can be tens of thousands); None for no name
+    or a profile that no longer exists."""
+    from pipelines.profiles import ProfileError, load_profile
+
+    read: dict[str | None, object] = {}
+
+    def named(name: str | None):
+        if name not in read:
+            try:
+                read[name] = load_profile(name) if name else None
+            except ProfileError:
+                read[name] = None
+        return read[name]
+    return named
+
+
 def scrub_quarantine(con) -> int:
     """Bring quarantine rows written by a version before free text was redacted there up to today's rule: party
     and [drop] columns removed, the profile's summary and address text redacted (a whole malformed line
@@ -242,7 +259,6 @@ def scrub_quarantine(con) -> int:
     one count when there is nothing to do. Returns the rows scrubbed."""
     import json
 
-    from pipelines.profiles import ProfileError, load_profile
     from pipelines.redact import redact_text
     from pipelines.stage import FREE_TEXT_FIELDS
 
@@ -250,15 +266,10 @@ def scrub_quarantine(con) -> int:
                       "LEFT JOIN meta.batches b USING (batch_id) WHERE r.scrubbed IS NULL").fetchall()
     if not old:
         return 0
-    profiles: dict[str | None, object] = {}
+    profile_named = _profiles()
     fixed = []
     for batch_id, row, raw, name in old:
-        if name not in profiles:
-            try:
-                profiles[name] = load_profile(name) if name else None
-            except ProfileError:
-                profiles[name] = None
-        profile = profiles[name]
+        profile = profile_named(name)
         values = json.loads(raw) if raw else {}
         if set(values) == {"line"} or profile is None:
             values = {k: redact_text(str(v)) for k, v in values.items()}
@@ -284,22 +295,14 @@ def loaded_since(con, rejected: pd.DataFrame) -> pd.Series:
     outstanding."""
     import json
 
-    from pipelines.profiles import ProfileError, load_profile
-
     if rejected.empty:
         return pd.Series([], dtype=object, index=rejected.index)
     profile_of = dict(con.execute("SELECT batch_id, profile FROM meta.batches").fetchall())
-    profiles: dict[str | None, object] = {}
+    profile_named = _profiles()
     ids = []
     for batch, source, raw in zip(rejected["batch_id"], rejected["source"], rejected["raw"], strict=True):
         values = json.loads(raw) if raw else {}
-        name = profile_of.get(batch)
-        if name not in profiles:  # read once per profile (a file's rejects can be tens of thousands)
-            try:
-                profiles[name] = load_profile(name) if name else None
-            except ProfileError:
-                profiles[name] = None
-        profile = profiles[name]
+        profile = profile_named(profile_of.get(batch))
         header = profile.resolve_headers(list(values)).get("source_record_id") if profile else None
         rid = str(values.get(header, "")).strip() if header else ""
         ids.append(f"{source}:{rid}" if rid else None)
