@@ -388,8 +388,38 @@ def cmd_loads(args: argparse.Namespace) -> int:
         frame = quarantine.loads(con)
     finally:
         con.close()
-    _emit(frame, args.format, args.out,
-          lambda: print(frame.drop(columns=["batch_id"]).to_string(index=False) if len(frame) else "no loads yet"))
+    _emit(frame, args.format, args.out, lambda: _print_loads(frame, settings))
+    return 0
+
+
+def _print_loads(frame, settings: Settings) -> None:
+    from onemap.undo import undone
+
+    print(frame.drop(columns=["batch_id"]).to_string(index=False) if len(frame) else "no loads yet")
+    taken_back = undone(settings)
+    if taken_back:
+        print(f"\ntaken back by onemap undo ({len(taken_back)}; record in {settings.logs_dir}):")
+        for u in taken_back[-10:]:
+            files = ", ".join(f"{f['file']} ({f['inserted']:,} inserted, {f['updated']:,} updated)" for f in u["loads"])
+            print(f"  {u['undone_at'][:16].replace('T', ' ')} by {u['by']}: the load of "
+                  f"{u['loaded_at'][:16].replace('T', ' ')}: {files}")
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    from onemap import undo
+
+    settings = _settings(args)
+    if not args.yes:
+        point = undo.latest(settings)
+        if point is None:
+            print(f"no load to undo (undo points are kept for the last {settings.undo_keep} loads, "
+                  "[ingest] undo_keep)")
+            return 1
+        print(("cannot undo " if point.blocked else "would undo ") + point.describe())
+        print(point.blocked or "run `onemap undo --yes` to take it back")
+        return 1 if point.blocked else 0
+    point = undo.undo(settings)
+    print("undone: " + point.describe())
     return 0
 
 
@@ -586,6 +616,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      "linked / quarantined, and whether they reconcile")
     _output_args(p)
     p.set_defaults(func=cmd_loads)
+
+    p = sub.add_parser("undo", help="take back the latest load: the warehouse as it was before it (shows what it "
+                                    "would take back; --yes does it)",
+                       description="Put back the warehouse as it was before the latest `onemap ingest` (events, "
+                                   "status history, links, quarantine, aggregates and scores), then the one before "
+                                   "it, as far as [ingest] undo_keep reaches (default the last 3 loads). Builds and "
+                                   "boundary loads made since are taken back too; it says so first. The raw copies "
+                                   "stay: the file can be loaded again. Each undo is recorded (onemap loads shows it).")
+    p.add_argument("--yes", action="store_true", help="do it (without it, only say what would be taken back)")
+    p.set_defaults(func=cmd_undo)
 
     p = sub.add_parser("backtest", help="rolling-origin backtest of the next-period forecast (PAI, PEI, ceiling)",
                        description="Rolling-origin backtest of the cell risk forecaster beside the baselines "

@@ -49,6 +49,7 @@ class Settings:
     basemap_crs: str = "wgs84"
     basemap_attribution: str = ""
     basemap_opacity: float = 0.6
+    undo_keep: int = 3               # [ingest] undo_keep: loads `onemap undo` can take back (0 = none kept)
 
     @property
     def users_path(self) -> Path:
@@ -189,6 +190,7 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             basemap_crs=str(basemap.get("basemap_crs", "wgs84")),
             basemap_attribution=str(basemap.get("basemap_attribution", "")),
             basemap_opacity=float(basemap.get("basemap_opacity", 0.6)),
+            undo_keep=int(raw.get("ingest", {}).get("undo_keep", 3)),
         )
     except KeyError as exc:
         raise SettingsError(f"missing setting {exc.args[0]!r} (base file {BASE_CONFIG})") from exc
@@ -204,6 +206,8 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
                             "up to 25 weeks")
     if not (0 <= settings.basemap_opacity <= 1):
         raise SettingsError(f"map.basemap_opacity={settings.basemap_opacity} must be between 0 and 1")
+    if settings.undo_keep < 0:
+        raise SettingsError(f"ingest.undo_keep={settings.undo_keep} must be 0 (no undo) or more")
     if not (0 < settings.port < 65536):
         raise SettingsError(f"serve.port={settings.port} is not a TCP port")
     return settings

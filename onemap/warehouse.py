@@ -97,13 +97,24 @@ def connect_readonly(path: Path, timezone: str = "Asia/Shanghai", require_curren
 
 
 @contextlib.contextmanager
-def write_session(path: Path, timezone: str = "Asia/Shanghai") -> Iterator[duckdb.DuckDBPyConnection]:
-    """Yield a connection to a private copy of the warehouse; publish it atomically if all checks pass."""
+def writer_lock(path: Path) -> Iterator[None]:
+    """One writer at a time (a write session, an undo); readers are never blocked."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_suffix(".lock")
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one writer at a time; readers are never blocked
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@contextlib.contextmanager
+def write_session(path: Path, timezone: str = "Asia/Shanghai", keep_previous: Path | None = None
+                  ) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Yield a connection to a private copy of the warehouse; publish it atomically if all checks pass.
+
+    ``keep_previous``: where the file it replaces is kept (a hard link: no copy is made), so that the write can
+    be taken back (``onemap.undo``)."""
+    path = Path(path)
+    with writer_lock(path):
         for stale in path.parent.glob(f".{path.name}.*.building*"):  # left by a writer that was killed
             stale.unlink()
         work = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.building")
@@ -123,6 +134,9 @@ def write_session(path: Path, timezone: str = "Asia/Shanghai") -> Iterator[duckd
                 con.close()
             with open(work, "rb") as fh:
                 os.fsync(fh.fileno())
+            if keep_previous is not None and path.is_file():
+                keep_previous.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                os.link(path, keep_previous)
             os.replace(work, path)
         finally:
             for leftover in (work, work.with_name(work.name + ".wal")):

@@ -18,6 +18,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from geodata.areas import AreaSet, demo_area_set, load_area_set
+from onemap import undo
 from onemap.settings import Settings
 from onemap.warehouse import connect_readonly, write_session
 from pipelines.aggregate import refresh_aggregates
@@ -272,7 +273,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         bar.close()
         return summaries
 
-    with write_session(settings.warehouse_path, settings.timezone) as con:
+    snapshot = undo.snapshot_path(settings, now)  # the warehouse this load replaces, kept for `onemap undo`
+    with write_session(settings.warehouse_path, settings.timezone, keep_previous=snapshot) as con:
         scrub_quarantine(con)  # rows an earlier version quarantined with their free text as read
         for path in map(Path, files):
             # the file is parsed while it is hashed (both mostly outside the GIL); a file loaded before is
@@ -311,5 +313,9 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
             "SELECT DISTINCT CAST(reported_at AS DATE) FROM core.events WHERE updated_at = ?", [now]).fetchall()]
         if con.execute("SELECT count(*) FROM hex.cell_day").fetchall()[0][0]:  # keep built aggregates current
             refresh_aggregates(con, settings, touched)
+    undo.keep(settings, snapshot, now, source, [
+        {"batch_id": s.batch_id, "file": s.file, "profile": s.profile, "rows_read": s.rows_read,
+         "inserted": s.inserted, "updated": s.updated, "unchanged": s.unchanged, "quarantined": s.quarantined}
+        for s in summaries if not s.skipped])
     bar.close()
     return summaries
