@@ -381,7 +381,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
             alerts["sentence_zh"] = [s + (f"（经核实：{VERDICTS[v]}）" if v in VERDICTS else "")
                                      for s, v in zip(alerts["sentence_zh"], alerts["review"], strict=True)]
         places = raised["place"].nunique()
-        add(Text(f"本周发出预警 {len(raised)} 条（同一处连日预警各计一条），涉及 {places} 处"
+        add(Text(f"本周发出预警 {len(raised)} 条，合 {queries.episode_count(raised)} 起异常（同一处连日预警每日一条，"
+                 f"连续的算一起），涉及 {places} 处"
                  + (f"，以下按强度列出前 {len(alerts)} 处" if places > len(alerts) else "，每处列出最强的一条")
                  + "："))
         add(Bullets(list(alerts["sentence_zh"])))

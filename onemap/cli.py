@@ -221,10 +221,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         for r in frame.itertuples():
             verdict = f"  [{VERDICTS[r.review]}，{r.reviewed_by}]" if r.review in VERDICTS else ""
             family = f" {r.family}" if isinstance(r.family, str) else ""
+            running = f"（连续预警自 {r.episode_start[5:]} 起）" if r.episode_start != r.window_end else ""
             print(f"{r.window_end} [{r.window_days}天 {r.kind}] score {r.score:5.1f}  q {r.q_value:.3g}{family}  "
-                  f"{r.sentence_zh}{verdict}")
+                  f"{r.sentence_zh}{running}{verdict}")
         reviewed = frame["review"].value_counts()
-        print(f"{len(frame)} alerts (Benjamini-Hochberg false-discovery rate 0.05 within each window and family of "
+        print(f"{len(frame)} alerts in {queries.episode_count(frame)} episodes (one alert a day while a place stays "
+              "unusual; an episode is the run of them, episode_start its first day) (Benjamini-Hochberg false-discovery rate 0.05 within each window and family of "
               "tests — cell, neighbourhood, cell_category, neighbourhood_category, ramp_*, named after each q — so a "
               "q-value compares with those of its own family, not across them; docs/analytics.md §2); reviewed: "
               + ", ".join(f"{VERDICTS[v]} {reviewed.get(v, 0)}" for v in VERDICTS))

@@ -800,7 +800,29 @@ def hotspot_resolutions(con) -> list[int]:
 
 
 ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "n_cells", "category_code", "observed",
-                "expected", "ratio", "score", "q_value", "family", "sentence_zh")
+                "expected", "ratio", "score", "q_value", "family", "sentence_zh", "episode_start")
+
+#: one alert per window and day: a spike of Monday is in the 7-day windows ending Monday to Sunday, each scored
+#: by its day's build. An episode (一起异常) is a run of alerts of one kind, place, category and window length
+#: on consecutive days (a ramp's window is its run so far, so any length); ``episode_start`` is the window end
+#: of its first alert, read over all stored alerts whatever the query's ``since``
+_EPISODES = """
+    WITH keyed AS (
+        SELECT *, CASE WHEN kind = 'ramp' THEN 0 ELSE window_days END AS span_key FROM scores.alerts),
+    runs AS (
+        SELECT *, window_end - CAST(dense_rank() OVER (PARTITION BY kind, resolution, cell, category_code, span_key
+                                                       ORDER BY window_end) AS INTEGER) AS run
+        FROM keyed)
+    SELECT *, strftime(min(window_end) OVER (PARTITION BY kind, resolution, cell, category_code, span_key, run),
+                       '%Y-%m-%d') AS episode_start
+    FROM runs"""
+
+
+def episode_count(alerts: pd.DataFrame) -> int:
+    """How many episodes (see ``_EPISODES``) the rows of :func:`alerts` belong to."""
+    key = alerts[["kind", "cell", "category_code", "episode_start"]].assign(
+        span=alerts["window_days"].where(alerts["kind"] != "ramp", 0))
+    return len(key.drop_duplicates())
 
 
 def alerts(con, since: dt.date | None = None, window_days: int | None = None, limit: int | None = None, *,
@@ -819,7 +841,7 @@ def alerts(con, since: dt.date | None = None, window_days: int | None = None, li
     if kind is not None:
         clauses.append("kind = $kind")
         params["kind"] = str(kind)
-    sql = (f"SELECT {', '.join(ALERT_FIELDS)}, resolution FROM scores.alerts WHERE {' AND '.join(clauses)} "
+    sql = (f"SELECT {', '.join(ALERT_FIELDS)}, resolution FROM ({_EPISODES}) WHERE {' AND '.join(clauses)} "
            "ORDER BY window_end DESC, score DESC")
     if limit is not None and not narrow(scope):
         sql += " LIMIT $limit"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from onemap import queries
 from onemap.metrics import wilson_interval
 
 VERDICTS = {"confirmed": "属实", "false_alarm": "误报"}
@@ -71,7 +72,8 @@ def latest_reviews(path: Path) -> dict[str, dict]:
 
 def summary(reviewed: pd.DataFrame, by: str = "kind") -> pd.DataFrame:
     """Per group (``by``: a column of ``reviewed``, e.g. kind, month or area) and in all, from :func:`with_reviews`
-    output: alerts, reviewed, 属实, 误报, and the share of reviewed alerts that were confirmed (the alerts'
+    output: alerts, episodes (a run of daily alerts on one place counts once: ``queries.episode_count``), reviewed,
+    属实, 误报, and the share of reviewed alerts that were confirmed (the alerts'
     precision as the centre judged it; empty before any review) with its 95 % Wilson interval, since a month's
     or a town's handful of verdicts says less than its share suggests."""
     rows = []
@@ -80,7 +82,9 @@ def summary(reviewed: pd.DataFrame, by: str = "kind") -> pd.DataFrame:
         false = int((frame["review"] == "false_alarm").sum())
         n = confirmed + false
         low, high = wilson_interval(confirmed, n)
-        rows.append({by: group, "alerts": len(frame), "reviewed": n, "confirmed": confirmed, "false_alarm": false,
+        episodes = queries.episode_count(frame) if "episode_start" in frame else len(frame)
+        rows.append({by: group, "alerts": len(frame), "episodes": episodes, "reviewed": n, "confirmed": confirmed,
+                     "false_alarm": false,
                      "precision": confirmed / n if n else None,
                      "precision_low": float(low) if n else None, "precision_high": float(high) if n else None})
     return pd.DataFrame(rows)
@@ -101,8 +105,6 @@ def recent_record(con, end: dt.date, scope, path: Path, weeks: int = RECORD_WEEK
     """How often the alerts of the ``weeks`` ending on ``end`` in ``scope`` were right, as the analysts judged them
     (属实 / 误报), with the share's 95 % interval, in one Chinese sentence ("" before any was reviewed): the brief
     and the map's alert panel weigh the alerts they list by it."""
-    from onemap import queries
-
     first = end - dt.timedelta(weeks=weeks) + dt.timedelta(days=1)
     kept = queries.scored_through(con)["alerts_from"]  # the first day alerts were kept: say so, not "4 weeks"
     span = (f"近{weeks}周（{first:%m月%d日}—{end:%m月%d日}）" if kept is None or kept <= first
@@ -111,6 +113,6 @@ def recent_record(con, end: dt.date, scope, path: Path, weeks: int = RECORD_WEEK
     row = summary(with_reviews(recent[recent["window_end"] <= f"{end:%Y-%m-%d}"], path)).iloc[-1]  # "all"
     if not row["reviewed"]:
         return ""
-    return (f"{span}的 {row['alerts']} 条预警中已核实 {row['reviewed']} 条："
+    return (f"{span}的 {row['alerts']} 条预警（{row['episodes']} 起异常，一起连续多日每日一条）中已核实 {row['reviewed']} 条："
             f"属实 {row['confirmed']} 条，误报 {row['false_alarm']} 条，属实率 {100 * row['precision']:.0f}%"
             f"（95% 区间 {100 * row['precision_low']:.0f}%—{100 * row['precision_high']:.0f}%）。")

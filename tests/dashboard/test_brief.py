@@ -251,15 +251,15 @@ def test_the_briefs_alerts_carry_the_analysts_verdicts(con, tmp_path):
     texts = [b.text for b in reviewed.blocks if isinstance(b, Text)]
     assert f"以上 {len(items)} 条中已核实 1 条：属实 0 条，误报 1 条。" in texts
     # the record of the last four weeks: one verdict, a wide interval; a second, confirmed one changes it
-    record = next(t for t in texts if "条预警中已核实" in t)
+    record = next(t for t in texts if "起异常，一起连续多日每日一条）中已核实" in t)
     kept = queries.scored_through(con)["alerts_from"]  # the demo keeps two weeks of alerts: the span says so
     assert record.startswith(f"{kept:%m月%d日}（现有预警最早的一天）至 {week:%m月%d日}的 ")
     assert "已核实 1 条：属实 0 条，误报 1 条，属实率 0%（95% 区间 0%—79%）。" in record
     add_review(reviews, keys_of(week_alerts.iloc[[-1]]).iloc[0], "confirmed", "county")
     again = weekly_brief(con, "汕尾市城区", week, map_png=None, reviews_path=reviews)
-    record = next(b.text for b in again.blocks if isinstance(b, Text) and "条预警中已核实" in b.text)
+    record = next(b.text for b in again.blocks if isinstance(b, Text) and "）中已核实" in b.text)
     assert "已核实 2 条：属实 1 条，误报 1 条，属实率 50%（95% 区间 9%—91%）。" in record
-    assert not any("条预警中已核实" in b.text for b in plain.blocks if isinstance(b, Text))
+    assert not any("）中已核实" in b.text for b in plain.blocks if isinstance(b, Text))
 
 
 def test_the_backlog_at_each_weeks_end_leads_to_this_weeks_overdue_count(con):
@@ -319,15 +319,16 @@ def test_a_week_lists_the_alerts_raised_on_its_days_strongest_place_first(con, m
     the one ending on the Monday too, though six of its days are the week before) and every ramp found in the
     week is the week's, one line a place (its strongest), strongest first; windows ending before the Monday or
     after the Sunday belong to other briefs. The lead line counts them all."""
-    def alert(end: str, place: str, sentence: str, score: float, kind: str = "cell", days: int = 7) -> dict:
-        return {"window_end": end, "window_days": days, "kind": kind, "place": place, "cell": "8a0000000000000",
+    def alert(end: str, place: str, sentence: str, score: float, kind: str = "cell", days: int = 7,
+              start: str | None = None) -> dict:
+        return {"window_end": end, "window_days": days, "kind": kind, "place": place, "cell": f"8a{place}",
                 "category_code": None, "observed": 9, "expected": 1.0, "ratio": 9.0, "score": score,
-                "q_value": 0.01, "sentence_zh": sentence}
+                "q_value": 0.01, "sentence_zh": sentence, "episode_start": start or end}
 
     stored = pd.DataFrame([
         alert("2026-11-15", "甲村", "下周日结束的窗口", 95), alert("2026-11-09", "乙村", "下周一结束的窗口", 90),
         alert("2026-11-08", "丙村", "周日结束的窗口", 10), alert("2026-11-05", "丁村", "周四结束的窗口", 60),
-        alert("2026-11-05", "丁村", "周四的单日窗口", 40, days=1), alert("2026-11-04", "戊村", "周三发现的上升", 20, "ramp", 20),
+        alert("2026-11-05", "丁村", "周四的单日窗口", 40, days=1), alert("2026-11-06", "丁村", "周五仍在", 30, start="2026-11-05"), alert("2026-11-04", "戊村", "周三发现的上升", 20, "ramp", 20),
         alert("2026-11-02", "己村", "周一结束的窗口", 70, "category"), alert("2026-11-01", "庚村", "上周日结束的窗口", 50)])
 
     def alerts(con, since=None, window_days=None, limit=None, *, kind=None, with_ramps=False, scope=None):
@@ -336,7 +337,7 @@ def test_a_week_lists_the_alerts_raised_on_its_days_strongest_place_first(con, m
     monkeypatch.setattr(queries, "alerts", alerts)
     brief = weekly_brief(con, "汕尾市城区", WEEK, map_png=None)
     assert _alerts_listed(brief) == ["周一结束的窗口", "周四结束的窗口", "周三发现的上升", "周日结束的窗口"]
-    assert any(isinstance(b, Text) and b.text == "本周发出预警 5 条（同一处连日预警各计一条），涉及 4 处，每处列出最强的一条："
+    assert any(isinstance(b, Text) and b.text == "本周发出预警 6 条，合 5 起异常（同一处连日预警每日一条，连续的算一起），涉及 4 处，每处列出最强的一条："
                for b in brief.blocks)
 
 

@@ -1,4 +1,6 @@
 """Analysts' verdicts on alerts: appended, latest wins, damaged lines skipped, joined onto the alerts by key."""
+import datetime as dt
+
 import pandas as pd
 import pytest
 
@@ -38,7 +40,7 @@ def test_the_summary_counts_verdicts_per_kind_and_in_all(tmp_path):
     path = tmp_path / "r.jsonl"
     add_review(path, keys_of(frame)[0], "confirmed", "county")
     got = summary(with_reviews(frame, path)).round(3).set_index("kind")
-    assert got.loc["cell"].to_dict() == {"alerts": 1, "reviewed": 1, "confirmed": 1, "false_alarm": 0, "precision": 1.0,
+    assert got.loc["cell"].to_dict() == {"alerts": 1, "episodes": 1, "reviewed": 1, "confirmed": 1, "false_alarm": 0, "precision": 1.0,
                                          "precision_low": 0.207, "precision_high": 1.0}  # one verdict says little
     assert got.loc["category", "reviewed"] == 0 and pd.isna(got.loc["category", "precision"])
     assert pd.isna(got.loc["category", "precision_low"])
@@ -103,3 +105,39 @@ def test_a_category_alert_on_a_cell_and_on_its_neighbourhood_are_two_alerts(con)
 
     shown = queries.alerts(con)
     assert len(shown) and keys_of(shown).is_unique
+
+
+def test_an_episode_is_a_run_of_daily_alerts_of_one_kind_place_category_and_window():
+    """A spike stays in the 7-day windows of the days after it: one alert a day, one episode. A gap of a day, another
+    window length, another category or place starts another; a ramp's window is its run so far, whatever its length."""
+    import duckdb
+
+    from onemap import queries
+    from onemap.warehouse import create_schema
+
+    con = duckdb.connect()
+    create_schema(con)
+
+    def alert(day: int, days: int = 7, kind: str = "cell", cell: int = 1, category: str | None = None):
+        con.execute("INSERT INTO scores.alerts (run_id, kind, resolution, cell, window_days, window_start, window_end, "
+                    "observed, expected, score, p_value, q_value, category_code, n_cells, sentence_zh) VALUES "
+                    "('r', ?, 8, ?, ?, DATE '2026-11-01', DATE '2026-11-01' + ?, 5, 1, 3, 0.001, 0.01, ?, 1, 's')",
+                    [kind, cell, days, day, category])
+    for day in (1, 2, 3, 5):  # a run of three days, a gap, one more
+        alert(day)
+    alert(2, days=1)  # a 1-day window on a day of the run: its own
+    alert(2, category="MD10", kind="category")
+    alert(3, category="MD10", kind="category")
+    alert(2, days=10, kind="ramp")
+    alert(3, days=11, kind="ramp")  # the same ramp a day on
+    alert(3, cell=2)  # another place
+    got = queries.alerts(con).sort_values(["kind", "cell", "window_days", "window_end"])
+    starts = dict(zip(zip(got["kind"], got["cell"], got["window_days"], got["window_end"], strict=True),
+                      got["episode_start"], strict=True))
+    one = queries.hex_ids(pd.Series([1], dtype="uint64")).iloc[0]
+    assert [starts[("cell", one, 7, f"2026-11-0{d}")] for d in (2, 3, 4, 6)] == ["2026-11-02"] * 3 + ["2026-11-06"]
+    assert starts[("cell", one, 1, "2026-11-03")] == "2026-11-03"
+    assert starts[("ramp", one, 11, "2026-11-04")] == "2026-11-03"
+    assert queries.episode_count(got) == 6 and len(got) == 10
+    since = queries.alerts(con, since=dt.date(2026, 11, 4))  # a run begun before `since` keeps its first day
+    assert since.loc[since["window_end"] == "2026-11-04", "episode_start"].eq("2026-11-02").any()
