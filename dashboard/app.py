@@ -372,7 +372,7 @@ def _privacy(data: DashboardData, viewer: Viewer) -> tuple[dict, str]:
     privacy = viewer.hex_privacy(small)
     note = ""
     if privacy.get("min_count", 0) > 1:
-        note = f"少于 {small} 件的六边形不在大屏显示"
+        note = f"涉家暴、未成年人事件在六边形内少于 {small} 件时不计入；少于 {small} 件的六边形不在大屏显示"
     elif privacy.get("sensitive_min", 0) > 1:
         note = f"涉家暴、未成年人事件：六边形内少于 {small} 件时不计入地图"
     return privacy, note

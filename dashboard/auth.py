@@ -43,8 +43,8 @@ class Viewer:
 
     def hex_privacy(self, small: int) -> dict:
         """hex_counts keywords for this viewer (``small``: privacy.small_count_suppress)."""
-        if self.public:
-            return {"min_count": small}
+        if self.public:  # at least as strict as any signed-in viewer: sensitive events first, then small hexes
+            return {"min_count": small, "sensitive_min": small}
         return {} if self.handler else {"sensitive_min": small}
 
 

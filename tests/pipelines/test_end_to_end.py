@@ -252,6 +252,25 @@ def test_small_counts_are_left_out_on_the_server_when_asked(con):
                                   every[every["n"] >= 3].reset_index(drop=True))
 
 
+def test_the_wall_screen_is_as_strict_as_a_signed_in_viewer_about_sensitive_events(con):
+    """The public screen leaves out small hexes AFTER taking out the sensitive events a viewer does not see: a hex
+    of 3 events, one of them a lone domestic-violence report, would otherwise show that report to the street."""
+    from dashboard.auth import Viewer
+
+    first, last = queries.date_bounds(con)
+    flt = queries.EventFilter(start=first, end=last)
+    wall = Viewer("kiosk", queries.COUNTY, public=True).hex_privacy(3)
+    viewer = Viewer("town", queries.COUNTY).hex_privacy(3)
+    changed = 0
+    for res in (9, 10):
+        shown = queries.hex_counts(con, flt, res, **wall).set_index("cell")["n"]
+        seen = queries.hex_counts(con, flt, res, **viewer).set_index("cell")["n"]
+        every = queries.hex_counts(con, flt, res).set_index("cell")["n"]
+        assert shown.equals(seen[seen >= 3])  # each wall hex as the viewer sees it, none below 3
+        changed += int((every.reindex(shown.index) > shown).sum())
+    assert changed  # sensitive events were taken out of some hexes the wall screen shows
+
+
 def test_the_demos_later_export_closes_cases_and_reopens_some(demo_home, con):
     """The grid platform's later export carries the week's status changes: cases closed since the earlier export
     (their history: a stage, then 已办结) and cases that came back open (重开, counted in 重开率)."""
