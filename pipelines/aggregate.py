@@ -60,11 +60,18 @@ def aggregate(con, settings: Settings, days: list | None) -> None:
 
 
 def _aggregates_consistent(con) -> bool:
-    """Every located event counted once per resolution, and no row from before a column was added (NULL)."""
+    """Every located event counted once per resolution, every event with a code at an area level once at that
+    level, and no row from before a column was added (NULL). An event a later export moved to another day is
+    counted on both days until its old day is re-aggregated, so the sums catch it (events without a point
+    too, which only the area counts hold)."""
     located = con.execute("SELECT count(*) FROM core.events WHERE h3_cell IS NOT NULL").fetchall()[0][0]
     sums = {r[1] for r in con.execute("SELECT resolution, sum(n) FROM hex.cell_day GROUP BY 1").fetchall()}
     unfilled = con.execute("SELECT count(*) FROM hex.cell_day WHERE n_sensitive IS NULL").fetchall()[0][0]
-    return not unfilled and sums <= {located} and (located == 0 or sums == {located})
+    placed = con.execute("SELECT " + ", ".join(f"count({lv}_code)" for lv in AREA_LEVELS)
+                         + " FROM core.events").fetchall()[0]
+    counted = dict(con.execute("SELECT level, sum(n) FROM hex.area_day GROUP BY 1").fetchall())
+    areas_ok = all(counted.get(lv, 0) == n for lv, n in zip(AREA_LEVELS, placed, strict=True))
+    return not unfilled and areas_ok and sums <= {located} and (located == 0 or sums == {located})
 
 
 def refresh_aggregates(con, settings: Settings, days: list | None) -> list | None:

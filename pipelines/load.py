@@ -106,8 +106,8 @@ def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) ->
     kept = {"linked_event_id": "coalesce(b.linked_event_id, k.old_link)",
             "reopened_at": f"coalesce(k.old_reopened, CASE WHEN {reopening} THEN k.observed_at END)",
             # (not when the new export moves the report time past it: an earlier close would contradict it)
-            "first_closed_at": f"coalesce(k.old_first_closed, CASE WHEN {reopening} "
-                               "AND k.old_closed >= b.reported_at THEN k.old_closed END)"}
+            "first_closed_at": "coalesce(CASE WHEN k.old_first_closed >= b.reported_at THEN k.old_first_closed END, "
+                               f"CASE WHEN {reopening} AND k.old_closed >= b.reported_at THEN k.old_closed END)"}
     select = ", ".join(f"{kept[c]} AS {c}" if c in kept else f"b.{c}" for c in cols)
     # delete + insert rather than INSERT OR REPLACE: core.events carries no index (a primary-key index
     # makes bulk loads several times slower); uniqueness of event_id is a contract check instead

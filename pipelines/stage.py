@@ -329,9 +329,11 @@ def _latest_time(raw: pd.DataFrame, out: pd.DataFrame, names: tuple[str, ...], l
     return pd.concat(series, axis=1).max(axis=1)
 
 
+#: what a later export of a record may change (a corrected report or occurrence time or address too: an export
+#: that only moves a case's 上报时间 must move it in the warehouse, its day's counts and alerts with it)
 HASHED_FIELDS = ["status", "closed_at", "due_at", "outcome", "on_site_closed", "satisfaction", "category_code",
                  "summary_redacted", "lng", "lat", "grid_code", "confidential", "department", "handling_tier",
-                 "dispatch_mode"]
+                 "dispatch_mode", "reported_at", "occurred_at", "address_redacted"]
 
 
 def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,

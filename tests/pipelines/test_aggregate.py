@@ -44,3 +44,29 @@ def test_aggregates_equal_a_plain_count_of_the_events(demo_settings):
         _same(areas[areas["level"] == level].drop(columns="level"),
               want.rename("n").reset_index().rename(columns={f"{level}_code": "code"}), ["code", *KEYS])
     assert set(areas["level"]) == set(AREA_LEVELS)
+
+
+def test_an_export_moving_an_event_without_a_point_to_another_day_leaves_no_count_on_the_old_day(settings, inside,
+                                                                                                  tmp_path):
+    """Events placed by address only are counted in hex.area_day alone: a later export that moves one to another
+    day must take it off the old day too (the incremental refresh re-aggregated the new day only)."""
+    from pipelines.build import build
+    from pipelines.ingest import ingest
+
+    from .test_quarantine import police_row
+
+    def load(name, rows):
+        pd.DataFrame(rows).to_csv(tmp_path / name, index=False)
+        return ingest(settings, "police", [tmp_path / name], progress=False)
+
+    no_point = {"经度": "", "纬度": ""}
+    load("w1.csv", [police_row(inside, 接警单编号=f"A{i}", **no_point) for i in range(3)]
+         + [police_row(inside, 接警单编号="P")])
+    build(settings)
+    load("w2.csv", [police_row(inside, 接警单编号="A0", 报警时间="2026-11-05 10:00:00", 接警单状态="先行调解", **no_point)])
+    events, cells, areas = _read(settings)
+    assert events["h3_cell"].isna().sum() == 3 and events["town_code"].notna().all()
+    for level in AREA_LEVELS:
+        want = events[events[f"{level}_code"].notna()].groupby([f"{level}_code", *KEYS]).size()
+        _same(areas[areas["level"] == level].drop(columns="level"),
+              want.rename("n").reset_index().rename(columns={f"{level}_code": "code"}), ["code", *KEYS])

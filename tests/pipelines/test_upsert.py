@@ -324,6 +324,40 @@ def test_a_reopening_export_that_moves_the_report_past_the_old_close_keeps_no_fi
         assert check_contracts(con) == []
 
 
+def test_a_later_export_moving_a_reopened_cases_report_past_its_first_close_loads(settings, inside, tmp_path):
+    """Reopened first (its first close kept), then an export corrects the report time to after that close: the
+    first close goes (it cannot precede the report), the row loads, and so do the others of the file (the whole
+    file failed on a contract check)."""
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 09:00:00", "处置结果": "化解"}
+    ingest(settings, "police", [_csv(tmp_path / "w1.csv", [police_row(inside, 接警单编号="M", **closed)])],
+           progress=False)
+    ingest(settings, "police", [_csv(tmp_path / "w2.csv", [police_row(inside, 接警单编号="M", 接警单状态="跟踪督办")])],
+           progress=False)
+    assert query_rows(settings, "SELECT first_closed_at IS NOT NULL FROM core.events") == [(True,)]
+    [s3] = ingest(settings, "police", [_csv(tmp_path / "w3.csv", [
+        police_row(inside, 接警单编号="M", 接警单状态="跟踪督办", 报警时间="2026-11-04 10:00:00"),
+        police_row(inside, 接警单编号="N")])], progress=False)
+    assert (s3.updated, s3.inserted, s3.quarantined) == (1, 1, 0)
+    assert query_rows(settings, "SELECT strftime(reported_at, '%d %H'), reopened_at IS NOT NULL, first_closed_at "
+                                "FROM core.events WHERE event_id = 'police:M'") == [("04 10", True, None)]
+
+
+def test_a_later_export_correcting_only_the_report_time_or_address_updates_the_record(settings, inside, tmp_path):
+    """The report time, the occurrence time and the address are part of what a later export may change: an export
+    that only moves a case's 报警时间 to another day moves it in the warehouse (and its day's counts)."""
+    ingest(settings, "police", [_csv(tmp_path / "w1.csv", [police_row(inside, 接警单编号=f"T{i}") for i in range(3)])],
+           progress=False)
+    [s2] = ingest(settings, "police", [_csv(tmp_path / "w2.csv", [
+        police_row(inside, 接警单编号="T0", 报警时间="2026-11-02 00:30:00"),
+        police_row(inside, 接警单编号="T1", 案发地址="新港街道某路2号"),
+        police_row(inside, 接警单编号="T2")])], progress=False)
+    assert (s2.updated, s2.unchanged) == (2, 1)
+    got = dict(query_rows(settings, "SELECT event_id, strftime(reported_at, '%Y-%m-%d %H:%M') || ' ' || address_redacted "
+                                    "FROM core.events"))
+    assert got["police:T0"].startswith("2026-11-02 00:30") and got["police:T1"].endswith("某路2号")
+    assert query_rows(settings, "SELECT count(*) FROM core.event_status_history")[0][0] == 3  # no status changed
+
+
 def test_an_old_export_loaded_late_is_dated_when_it_was_taken(settings, inside, tmp_path, capsys):
     """`onemap ingest --taken-at`: a backlog of exports loaded today keeps their own dates in the status history
     and for 重开, while each record's updated_at stays the load time the incremental build reads."""
