@@ -315,8 +315,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     last_year = queries.year_earlier(this)
     area = scope.name if queries.narrow(scope) else ""
     as_of = _end_of(end, built)
-    now = queries.kpis(con, this, as_of)
     seen = queries.changes_seen_from(con)
+    now = queries.blank_unseen(queries.kpis(con, this, as_of), as_of, seen)  # 重开率 "—" before any change was seen
     before, year = (queries.blank_unseen(queries.kpis(con, f, at), at, seen)
                     for f, at in ((f, _end_of(f.end, built)) for f in (last_week, last_year)))
     brief = WeeklyBrief(county + area, start, end, as_of, kpis=now, area=area)

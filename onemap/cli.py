@@ -239,7 +239,7 @@ def _emit(frame, fmt: str, out: str | None, table) -> None:
     """A frame as JSON or CSV (to ``out``, with a BOM so that Excel reads the Chinese, or to stdout), or through
     ``table()`` for people."""
     if fmt == "json":
-        text = frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1)
+        text = frame.to_json(orient="records", force_ascii=False, date_format="iso", indent=1, double_precision=15)
     elif fmt == "csv":
         text = frame.to_csv(index=False)
     else:

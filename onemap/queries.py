@@ -350,8 +350,8 @@ def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys
     lag = min(as_of, data_end(con).ceil("D"))
     earlier = lag - (flt.start - before.start)
     previous, year = kpis(con, before, earlier, keys), kpis(con, year_earlier(flt), lag - YEAR, keys)
-    seen = changes_seen_from(con) if "reopened_rate" in previous else None  # read once, for both
-    return (kpis(con, flt, as_of, keys), blank_unseen(previous, earlier, seen),
+    seen = changes_seen_from(con) if "reopened_rate" in previous else None  # read once, for all three
+    return (blank_unseen(kpis(con, flt, as_of, keys), as_of, seen), blank_unseen(previous, earlier, seen),
             blank_unseen(year, lag - YEAR, seen))
 
 
@@ -412,12 +412,13 @@ def area_names(con) -> dict[str, str]:
 
 def cell_home_sql(resolution: int) -> str:
     """SQL for each H3 cell's home at a resolution: (cell, town_code, village_code, n), the village holding most
-    of the cell's placed events (n of them). The build stores it in hex.cell_home; :func:`_cell_homes` reads
+    of the cell's placed events (n of them; of villages tied, the lowest code, so that a rebuild names it alike). The build stores it in hex.cell_home; :func:`_cell_homes` reads
     that, or runs this on a warehouse not yet built."""
     parent = h3_parent_sql("h3_cell", resolution)
     return f"""
         SELECT cell, home.town AS town_code, home.village AS village_code, n FROM (
-            SELECT cell, arg_max({{'town': town_code, 'village': village_code}}, n) AS home, max(n) AS n FROM (
+            SELECT cell, first({{'town': town_code, 'village': village_code}} ORDER BY n DESC, village_code) AS home,
+                   max(n) AS n FROM (
                 SELECT {parent} AS cell, town_code, village_code, count(*) AS n FROM core.events
                 WHERE h3_cell IS NOT NULL AND village_code IS NOT NULL GROUP BY ALL)
             GROUP BY cell)"""
@@ -437,7 +438,7 @@ def _cell_homes(con, cells: Sequence[int], resolution: int, k: int) -> dict[int,
              if stored else f"({cell_home_sql(resolution)})")
     rows = con.execute(f"""
         WITH disk AS (SELECT unnest($centre)::UBIGINT AS centre, unnest($member)::UBIGINT AS cell)
-        SELECT d.centre, arg_max(coalesce(h.town_code, '') || '|' || h.village_code, h.n)
+        SELECT d.centre, first(coalesce(h.town_code, '') || '|' || h.village_code ORDER BY h.n DESC, h.village_code)
         FROM disk d JOIN {homes} h USING (cell) GROUP BY d.centre""",
                        {"centre": [c for c, _ in pairs], "member": [m for _, m in pairs]}).fetchall()
     return {int(cell): tuple(codes.split("|", 1)) for cell, codes in rows}

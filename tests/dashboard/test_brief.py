@@ -59,8 +59,11 @@ def test_kpis_are_the_maps_numbers_as_of_the_end_of_each_week(con, brief):
     before = queries.kpis(con, queries.previous_period(this), end_of - pd.Timedelta(days=7))
     year = queries.kpis(con, queries.EventFilter(start=dt.date(2025, 11, 3), end=dt.date(2025, 11, 9)),
                         end_of - pd.Timedelta(weeks=52))
-    assert brief.kpis == now and now["registered"] > 0
+    # 重开率 "—": no export had shown a change of status by the end of that week (0 % would claim none reopened)
+    assert queries.changes_seen_from(con) > end_of and now["reopened_rate"] == 0
+    assert brief.kpis == {**now, "reopened_rate": None} and now["registered"] > 0
     rows = {r[0]: r for r in _table_after(brief, "一、本周概况").rows}
+    assert rows["重开率"][1] == "—"
     for key in ("registered", "closed_rate", "overdue"):
         k = kpi(key)
         assert rows[k.label] == [k.label, format_value(k, now[key]), format_value(k, before[key]),

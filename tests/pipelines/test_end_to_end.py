@@ -287,3 +287,17 @@ def test_the_demos_later_export_closes_cases_and_reopens_some(demo_home, con):
     assert all(h[-2:] == ["已办结", "跟踪督办"] for h in history.values()) and len(history) == len(reopened)
     first, last = queries.date_bounds(con)
     assert queries.kpis(con, queries.EventFilter(first, last))["reopened_rate"] > 0
+
+
+def test_a_cell_tied_between_villages_is_homed_in_the_lowest_code_every_time(con):
+    """Which village (and so which town's users) a cell belongs to must not flip between rebuilds of the same data:
+    of villages holding equally many of its events, the lowest code."""
+    counts = con.execute(f"""
+        SELECT {queries.h3_parent_sql('h3_cell', 10)} AS cell, village_code, count(*) AS n FROM core.events
+        WHERE h3_cell IS NOT NULL AND village_code IS NOT NULL GROUP BY ALL""").df()
+    top = counts[counts["n"] == counts.groupby("cell")["n"].transform("max")]
+    want = top.groupby("cell")["village_code"].min()
+    tied = top.groupby("cell").size().loc[lambda s: s > 1].index
+    assert len(tied) >= 5
+    got = con.execute(f"SELECT cell, village_code FROM ({queries.cell_home_sql(10)})").df().set_index("cell")
+    assert got.loc[tied, "village_code"].equals(want.loc[tied])
