@@ -214,6 +214,22 @@ def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> 
                           f"主要为{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
 
 
+def _outlier_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> html.Ul | html.P:
+    """The secondary signal (models.outliers), said to be one: cells unlike the others, not alerts."""
+    if viewer is None:
+        return html.P("—")
+    frame = queries.outlier_cells(data.con(), limit=limit, scope=viewer.scope)
+    if frame.empty:
+        return html.P("暂无（事件较少的六边形不参与比较）")
+
+    def trend(growth: float) -> str:
+        return "持平" if abs(growth) < 0.05 else ("上升" if growth > 0 else "下降")
+    return html.Ul(className="alerts", children=[
+        html.Li([html.B(f"{r.place or r.cell} · 异常度 {r.outlier_score:.2f}"),
+                 html.Div(f"近16周 {r.n} 件；近4周周均较此前12周{trend(r.growth)}；未办结占 {r.unresolved_share:.0%}",
+                          className="summary")]) for r in frame.itertuples()])
+
+
 AREA_PANEL = ("registered", "closed_rate", "overdue", "village_share")  # the side panel's per-area table
 AREA_TITLE = {"county": "各镇街", "town": "各村（社区）", "village": "各网格"}  # the areas one level below each scope
 
@@ -337,6 +353,10 @@ def build_layout(data: DashboardData, kiosk: bool, viewer: Viewer | None) -> htm
                 # not on the wall screen, which holds what fits without scrolling: alerts, the days, the backlog
                 html.H3("重复警情地点（回访）", className="hidden" if kiosk else ""),
                 html.Div(id="repeats", children=_repeat_list(data, viewer), className="hidden" if kiosk else ""),
+                html.H3("画像异常（次要信号）", className="hidden" if kiosk else "",
+                        title="孤立森林（IsolationForest）：六边形近16周的类别构成、增长和未办结占比与其他六边形差别最大的几处。"
+                              "没有显著性检验，不是预警，仅供研判时参考"),
+                html.Div(id="outliers", children=_outlier_list(data, viewer), className="hidden" if kiosk else ""),
                 html.H3("点击六边形查看事件", id="detail-heading", className="hidden" if kiosk else ""),
                 html.Div(id="detail-body")]),
         ]),
@@ -666,15 +686,16 @@ def register_callbacks(app: dash.Dash, data: DashboardData, gate: Gate, kiosk: b
         place = queries.cell_places(data.con(), [cell], int(resolution), flt.scope).get(cell, "")  # never another area's
         return _event_list(cell, int(resolution), place, rows, counts, viewer.handler, measure), dash.no_update
 
-    @app.callback(Output("alerts", "children"), Output("repeats", "children"), Output("page-title", "children"),
-                  Output("review-record", "children"), Input("url", "search"), prevent_initial_call=True)
+    @app.callback(Output("alerts", "children"), Output("repeats", "children"), Output("outliers", "children"),
+                  Output("page-title", "children"), Output("review-record", "children"), Input("url", "search"),
+                  prevent_initial_call=True)
     def focus_lists(search):
-        """Drilled down (or back up): the title, alerts, their record and repeat places of the area the page now
-        looks at."""
+        """Drilled down (or back up): the title, alerts, their record, repeat places and the secondary outlier
+        cells of the area the page now looks at."""
         viewer = gate.viewer()
         seen = dataclasses.replace(viewer, scope=_focus(data, viewer, search))
-        return (_alert_list(data, seen), _repeat_list(data, seen), _page_title(data, seen.scope),
-                _review_record(data, seen))
+        return (_alert_list(data, seen), _repeat_list(data, seen), _outlier_list(data, seen),
+                _page_title(data, seen.scope), _review_record(data, seen))
 
     @app.callback(Output("resolution", "value"), Input("url", "search"), prevent_initial_call=True)
     def resolution_for_focus(search):

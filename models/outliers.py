@@ -31,10 +31,12 @@ class CellProfileOutliers:
     def profile(self, events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
         """events: columns cell, day (date), category_code, closed (bool)."""
         day = pd.to_datetime(events["day"])
-        as_of = pd.Timestamp(as_of).tz_localize(None).normalize()
-        recent = day > as_of - pd.Timedelta(weeks=self.recent_weeks)
-        base = (day <= as_of - pd.Timedelta(weeks=self.recent_weeks)) & (
-            day > as_of - pd.Timedelta(weeks=self.recent_weeks + self.baseline_weeks))
+        # the weeks end before ``end``, the first day after the data: a build at midnight has the day before as its
+        # last (counting back from the build's own day left 27 days in the "4 weeks", biasing growth low)
+        end = pd.Timestamp(as_of).tz_localize(None).ceil("D")
+        recent = (day >= end - pd.Timedelta(weeks=self.recent_weeks)) & (day < end)
+        base = (day < end - pd.Timedelta(weeks=self.recent_weeks)) & (
+            day >= end - pd.Timedelta(weeks=self.recent_weeks + self.baseline_weeks))
         window = events[recent | base].assign(recent=recent[recent | base].to_numpy())
         top = window["category_code"].str.slice(0, 2).where(~window["category_code"].str.startswith("MD"),
                                                             window["category_code"].str.slice(0, 4))

@@ -856,6 +856,23 @@ def alerts(con, since: dt.date | None = None, window_days: int | None = None, li
     return frame[list(ALERT_FIELDS)]
 
 
+def outlier_cells(con, limit: int = 5, scope: Scope | None = None) -> pd.DataFrame:
+    """The cells whose recent profile (category mix, growth, unresolved share) is most unlike the others' — the
+    secondary IsolationForest signal (``scores.outliers``, ``signal`` = secondary: no p-value, never an alert),
+    highest first, with their place names; with a town or village ``scope``, its cells (:func:`cells_in_scope`)."""
+    frame = con.execute("SELECT cell, resolution, outlier_score, n, growth, unresolved_share, signal "
+                        "FROM scores.outliers ORDER BY outlier_score DESC, cell").df()
+    if frame.empty:
+        return frame.assign(place=pd.Series(dtype=object))
+    frame["cell"] = hex_ids(frame["cell"])
+    res = int(frame["resolution"].iloc[0])
+    if narrow(scope):
+        frame = frame[frame["cell"].isin(cells_in_scope(con, frame["cell"], res, scope))]
+    frame = frame.head(int(limit)).reset_index(drop=True)
+    places = cell_places(con, list(frame["cell"]), res, scope)
+    return frame.assign(place=[places.get(c, "") for c in frame["cell"]])
+
+
 def repeat_places(con, limit: int = 20, scope: Scope | None = None) -> pd.DataFrame:
     """Places (never people) with repeated incidents in the calibrated window, for follow-up visits (回访); with a
     town or village ``scope``, the places inside its boundary."""

@@ -830,6 +830,16 @@ def test_drilling_down_to_a_town_or_village_stays_inside_the_viewers_area(app, c
     assert all(f"{r.place or r.grid_code} · {r.n_events} 起" in shown
                for r in queries.repeat_places(con, limit=5, scope=town).itertuples())
     assert f"（截至 {format_moment(queries.reference_time(con))} 的近" in shown  # whose window ends when
+    # the secondary outlier cells: the town's own, named, scored, and said to be secondary by the heading
+    layout = json.dumps(county.get("/_dash-layout").get_json(), ensure_ascii=False)
+    assert "画像异常（次要信号）" in layout and "没有显著性检验，不是预警" in layout
+    theirs = queries.outlier_cells(con, limit=5, scope=town)
+    county_wide = queries.outlier_cells(con, limit=50)
+    assert len(theirs) and len(county_wide) > len(theirs)
+    assert all(f"{r.place} · 异常度 {r.outlier_score:.2f}" in shown for r in theirs.itertuples())
+    assert all(town.name in r.place for r in theirs.itertuples())
+    assert not [r.place for r in county_wide.itertuples() if r.cell not in set(theirs["cell"])
+                and f"{r.place} · 异常度 {r.outlier_score:.2f}" in shown]
 
     # a town user asking for another town, or for a code that is no area, sees its own town
     town_user = app.server.test_client()

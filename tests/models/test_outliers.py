@@ -41,9 +41,9 @@ def test_sparse_cells_are_left_out():
 def test_category_mix_equals_a_normalised_crosstab():
     ev = _events(2)
     model = CellProfileOutliers(min_events=0)
-    prof = model.profile(ev, as_of=pd.Timestamp("2026-09-30"))
+    prof = model.profile(ev, as_of=pd.Timestamp("2026-10-01"))  # the build's time: the midnight after the last day
     day = pd.to_datetime(ev["day"])
-    window = ev[day > pd.Timestamp("2026-09-30") - pd.Timedelta(weeks=16)]
+    window = ev[day >= pd.Timestamp("2026-10-01") - pd.Timedelta(weeks=16)]
     top = window["category_code"].str.slice(0, 2).where(~window["category_code"].str.startswith("MD"),
                                                         window["category_code"].str.slice(0, 4))
     want = pd.crosstab(window["cell"], top, normalize="index").add_prefix("share_")
@@ -51,3 +51,13 @@ def test_category_mix_equals_a_normalised_crosstab():
     np.testing.assert_array_equal(got.index.to_numpy(), want.index.to_numpy())
     assert list(got.columns) == list(want.columns)
     np.testing.assert_array_equal(got.to_numpy(), want.to_numpy())
+
+
+def test_the_four_recent_weeks_hold_28_days_when_built_at_midnight():
+    """A cell with one event every day has no growth: its last 4 weeks (28 days up to the day before a midnight
+    build) and its 12 weeks before hold the same daily rate. Counted from the build's own day they held 27."""
+    days = pd.date_range("2026-06-10", "2026-09-30")
+    ev = pd.DataFrame({"cell": 1, "day": days, "category_code": "CG", "closed": True})
+    for as_of in (pd.Timestamp("2026-10-01", tz="Asia/Shanghai"), pd.Timestamp("2026-10-01")):
+        prof = CellProfileOutliers(min_events=0).profile(ev, as_of)
+        assert prof.loc[1, "n"] == 16 * 7 and prof.loc[1, "growth"] == 0
