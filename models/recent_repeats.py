@@ -27,11 +27,17 @@ _ROAD = re.compile(r"([\u4e00-\u9fff]{1,10}?(?:大道|大街|路|街|巷|弄|胡
 
 def recent_events(con, as_of: pd.Timestamp) -> pd.DataFrame:
     """The located, non-confidential events of the ``LOOKBACK_DAYS`` up to ``as_of``, with their area codes and
-    redacted address."""
-    return con.execute(
+    redacted address; one matter once: of a grid report and a police incident linked as the same matter
+    (pipelines.load.link_matters) both here, only one is kept, or every linked matter would count twice towards a
+    repeat place and make a near-repeat pattern of its own in the Knox test (40 m and hours apart, by design)."""
+    events = con.execute(
         "SELECT event_id, lng, lat, reported_at AS occurred_at, category_code, town_code, village_code, grid_code, "
-        "address_redacted FROM core.events WHERE lng IS NOT NULL AND reported_at > $as_of - INTERVAL 90 DAY "
-        "AND reported_at <= $as_of AND NOT confidential", {"as_of": pd.Timestamp(as_of)}).df()
+        "address_redacted, linked_event_id FROM core.events WHERE lng IS NOT NULL "
+        "AND reported_at > $as_of - INTERVAL 90 DAY AND reported_at <= $as_of AND NOT confidential",
+        {"as_of": pd.Timestamp(as_of)}).df()
+    twin = events["linked_event_id"]
+    second = twin.notna() & twin.isin(events["event_id"]) & (twin < events["event_id"])  # the pair's other is kept
+    return events[~second].drop(columns="linked_event_id").reset_index(drop=True)
 
 
 def road_of(address: str | None) -> str | None:

@@ -109,3 +109,20 @@ def test_two_places_that_would_read_the_same_are_told_apart():
     assert list(label_places(places, names)) == [
         "新港街道海景社区（人民路，第1网格）", "新港街道海景社区（人民路，第2网格）",
         "新港街道海景社区（人民路，第2网格）之二", "新港街道海景社区（东涌路）"]
+
+
+def test_a_matter_reported_by_both_sources_counts_once_towards_repeat_places(con):
+    """A grid report and a police incident linked as one matter are 40 m and hours apart by design: both kept, each
+    linked matter would count twice at a place and make a near-repeat of its own in the Knox test."""
+    from models.recent_repeats import recent_events
+
+    as_of = queries.reference_time(con)
+    events = recent_events(con, as_of)
+    every = con.execute("SELECT event_id, linked_event_id FROM core.events WHERE lng IS NOT NULL AND NOT confidential "
+                        "AND reported_at > $a - INTERVAL 90 DAY AND reported_at <= $a", {"a": as_of}).df()
+    pairs = every[every["linked_event_id"].isin(every["event_id"])]
+    assert len(pairs) >= 20  # the demo links grid and police reports of the same matters
+    kept = set(events["event_id"])
+    assert not any(a in kept and b in kept for a, b in zip(pairs["event_id"], pairs["linked_event_id"], strict=True))
+    assert all(a in kept or b in kept for a, b in zip(pairs["event_id"], pairs["linked_event_id"], strict=True))
+    assert len(events) == len(every) - len(pairs) // 2
