@@ -218,7 +218,7 @@ CUES: tuple[str, ...] = tuple(sorted(set(
     "被害人 嫌疑人 肇事者 肇事司机 伤者 死者 患者 病人 家属 监护人 联系人 负责人 法定代表人 承包人 "
     "业主 租客 租户 住户 房东 房主 户主 工人 员工 务工人员 农民工 老板 包工头 工头 村民 居民 "
     "网格员 调解员 民警 辅警 司机 驾驶员 驾驶人 丈夫 妻子 前夫 前妻 儿子 女儿 儿媳 女婿 父亲 母亲 "
-    "哥哥 弟弟 姐姐 妹妹 邻居 对方 姓名 名叫 叫做 名字叫 他叫 她叫 自称 "
+    "哥哥 弟弟 姐姐 妹妹 邻居 对方 姓名 名叫 叫做 名字叫 他叫 她叫 我叫 自称 市民 "
     "经理 主任 书记 老师 医生 律师 警官 局长 所长 科长 处长 站长 村长 社长 组长 队长".split()
 ), key=lambda s: (-len(s), s)))
 
@@ -587,3 +587,22 @@ def hmac_key_from_env(required: bool = True, environ: Mapping[str, str] | None =
             "(32 hex characters)"
         )
     return key
+
+
+def scrub_row_values(texts: pd.Series, values: list[pd.Series]) -> tuple[pd.Series, int]:
+    """``texts`` with each row's own party values (its caller's name, phone number as the export's 来电人 /
+    来电号码 columns give them) taken out wherever they appear, as ``[姓名]`` (Chinese-only values) or ``[已删除]``:
+    a name the patterns miss ("陈国庆来电反映" with no cue) is still known from its own row. Returns the texts and
+    how many were changed."""
+    out, changed = texts.copy(), 0
+    for column in values:
+        for i, (text, value) in enumerate(zip(out, column, strict=True)):
+            if not isinstance(text, str) or not isinstance(value, str):
+                continue
+            value = value.strip()
+            if len(value) < 2 or value not in text:
+                continue
+            mark = TOKENS["name"] if re.fullmatch(rf"[{_CJK}·]+", value) else "[已删除]"
+            out.iat[i] = text.replace(value, mark)
+            changed += 1
+    return out, changed

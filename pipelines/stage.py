@@ -31,7 +31,7 @@ from pipelines.columns import hex64, lookup, strptime_common, take_text
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import Profile
 from pipelines.readers import ROW
-from pipelines.redact import pseudonymise, redact, redact_text
+from pipelines.redact import pseudonymise, redact, redact_text, scrub_row_values
 
 STAGES = ("登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了")
 STATUS_ALIASES = {
@@ -478,6 +478,12 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     out["address_redacted"] = address
     redactions = {k: counts.get(k, 0) + addr_counts.get(k, 0) for k in set(counts) | set(addr_counts)}
     party_cols = [c for c in profile.party_columns if c in raw.columns]
+    own = [raw[c] for c in party_cols]  # each row's own party values, taken out of its free text
+    if own:
+        out["summary_redacted"], n_summary = scrub_row_values(out["summary_redacted"], own)
+        out["address_redacted"], n_address = scrub_row_values(out["address_redacted"], own)
+        if n_summary + n_address:
+            redactions["party_value"] = n_summary + n_address
     if party_cols:
         keys = [pseudonymise(raw[c], ctx.hmac_key) for c in party_cols]
         out["party_keys"] = [[k for k in ks if k is not None] or None for ks in zip(*keys, strict=True)]
@@ -490,7 +496,8 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     extra = [c for c in raw.columns if c not in mapped_headers]
     # whatever lands in ext is redacted like the summary: a free-text column the profile did not name
     # (a disposition note, a resolution description) must not smuggle names or phone numbers in
-    ext_frame = pd.DataFrame({c: redact(raw[c])[0] for c in extra}, index=raw.index)
+    ext_frame = pd.DataFrame({c: scrub_row_values(redact(raw[c])[0], own)[0] if own else redact(raw[c])[0]
+                              for c in extra}, index=raw.index)
     if profile.date_only:
         ext_frame["time_precision"] = "day"
     rule = f"latest of {', '.join(profile.closed_at_from)} (status closed, no close time given)"

@@ -409,3 +409,22 @@ def test_outcome_words_the_kpis_do_not_know_are_counted_for_the_summary(areas, i
     assert len(staged.events) == 3 and staged.other_outcomes == {"调解成功": 2}
     line = BatchSummary("b", "police", "f.csv", "demo_police", 3, inserted=3, other_outcomes=staged.other_outcomes).line()
     assert "outcomes 化解率 does not count as 化解" in line and "调解成功 2" in line
+
+
+def test_a_rows_own_party_values_are_taken_out_of_its_free_text(areas, inside):
+    """A name the patterns miss (no cue word before it) is still known from the row's own 报警人姓名: it goes from
+    the summary, the address and any column kept in ext; the phone number as well."""
+    row = police_row(inside, 报警内容="张大山家门口有人吵架，回拨13912345678无人接", 案发地址="张大山家附近",
+                     报警人姓名="张大山", 报警电话="13912345678", 备注="已回访张大山")
+    staged = stage([row], areas)
+    e = staged.events.iloc[0]
+    assert "张大山" not in e["summary_redacted"] + e["address_redacted"] + e["ext"]
+    assert e["summary_redacted"].startswith("[姓名]家门口") and "13912345678" not in e["summary_redacted"]
+    assert staged.redactions.get("party_value", 0) >= 2
+
+
+@pytest.mark.parametrize("text", ["市民陈国庆来电反映路灯不亮", "我叫黄志强，家住某路"])
+def test_the_12345_ways_of_naming_a_caller_are_redacted(text):
+    from pipelines.redact import redact_text
+
+    assert "[姓名]" in redact_text(text) and not any(n in redact_text(text) for n in ("陈国庆", "黄志强"))
