@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from geodata.areas import AreaSet, bbox, grid_index, resolve_address
 from geodata.coordcheck import check_coordinates
-from geodata.crs import CoordinateError, to_wgs84
+from geodata.crs import CoordinateError, looks_like_bd09mc, to_wgs84
 from geodata.h3cells import cells_from_points
 from onemap.contracts import CLOSED_STATUSES, DISPATCH_MODES, HANDLING_TIERS, OUTCOMES, STATUS_CLOSED
 from onemap.warehouse import registered
@@ -73,6 +73,7 @@ UNKNOWN_CATEGORY = "unknown_category"
 UNKNOWN_STATUS = "unknown_status"
 BAD_COORDINATE = "bad_coordinate"
 UNSUPPORTED_CRS = "unsupported_crs"
+DEGREE_CRS = ("wgs84", "cgcs2000", "gcj02", "bd09")  # given in degrees: checked for zeros, swaps, scaling
 OUTSIDE_JURISDICTION = "outside_jurisdiction"
 NO_LOCATION = "no_location"
 DUPLICATE_IN_FILE = "duplicate_in_file"
@@ -560,6 +561,15 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     bd09mc = crs == "bd09mc"
     rej.add(bd09mc, profile.crs_column or "crs", UNSUPPORTED_CRS,
             "不支持 BD09MC（百度墨卡托米制坐标）：请导出百度经纬度（bd09）")
+    # metres given as degrees (a Baidu SDK's BD09MC under a bd09 profile): said so, not taken for bad degrees and
+    # placed by address as if nothing were wrong
+    metres = np.zeros(n, dtype=bool)
+    degrees = np.isin(crs, DEGREE_CRS) & ~np.isnan(lng) & ~np.isnan(lat)
+    metres[degrees] = looks_like_bd09mc(lng[degrees], lat[degrees])
+    rej.add(metres, found.get("lng", "lng"), UNSUPPORTED_CRS,
+            "坐标数值远大于 180，像是 BD09MC（百度墨卡托米制坐标），不支持：请导出百度经纬度（bd09），"
+            "或检查配置中的坐标系：", values=lng_raw + "," + lat_raw)
+    bd09mc = bd09mc | metres
 
     has_xy = ~np.isnan(lng) & ~np.isnan(lat) & ~bd09mc
     w_lng = np.full(n, np.nan)
@@ -568,7 +578,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     for name in pd.unique(crs[has_xy]):
         sel = has_xy & (crs == name)
         x, y = lng[sel], lat[sel]
-        if name in ("wgs84", "cgcs2000", "gcj02", "bd09"):
+        if name in DEGREE_CRS:
             # sanity first, on the raw degrees: zeros, swapped, ×1e6 integers, out of range
             chk = check_coordinates(x, y, bbox=bbox(ctx.areas), margin_deg=0.05)
             x, y = chk["lng"].to_numpy(dtype=float), chk["lat"].to_numpy(dtype=float)

@@ -106,6 +106,18 @@ def test_unsupported_crs_bd09mc(areas, inside):
     assert rej["reason"] == S.UNSUPPORTED_CRS and "BD09MC" in rej["detail"]
 
 
+@pytest.mark.parametrize("declared", ["BD09", "GCJ02", ""])
+def test_bd09mc_metres_under_a_degree_crs_are_named_not_placed_by_address(areas, inside, declared):
+    """A Baidu SDK's metres exported under a bd09 (or any degree) profile: quarantined as unsupported_crs naming
+    BD09MC and the values, not taken for bad degrees and placed by the address as if nothing were wrong."""
+    row = {"事件编号": "G1", "上报时间": "2026-11-01 10:00:00", "事件类型代码": "A02", "经度": "12832551.78",
+           "纬度": "2609443.31", "坐标系": declared, "处理状态": "登记受理", "详细地址": "新港街道某路1号"}
+    staged = stage([row], areas, profile="demo_grid")
+    [rej] = staged.rejects.to_dict("records")
+    assert rej["reason"] == S.UNSUPPORTED_CRS and "BD09MC" in rej["detail"] and "12832551.78" in rej["detail"]
+    assert staged.events.empty
+
+
 def test_duplicate_in_file_keeps_the_later_row(areas, inside):
     staged = stage([police_row(inside), police_row(inside, 接警单状态="先行调解")], areas)
     assert list(staged.events["status"]) == ["先行调解"]
