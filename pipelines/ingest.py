@@ -54,6 +54,7 @@ class BatchSummary:
     older: int = 0  # of unchanged: records the warehouse holds from a later export (their status went to history)
     unusable_points: int = 0  # loaded rows whose coordinates were unusable: placed by address or grid code instead
     other_outcomes: dict[str, int] | None = None  # outcome words the KPIs do not know -> loaded rows
+    header_notes: tuple[str, ...] = ()  # the file's header against the profile (stage._header_notes)
 
     @property
     def reconciles(self) -> bool:
@@ -76,6 +77,8 @@ class BatchSummary:
         if self.unusable_points:
             text += (f"\n    {self.unusable_points:,} loaded rows had coordinates that could not be used (zero, out of "
                      "range, outside the jurisdiction, not numbers): placed by their address or grid code, with no point")
+        for note in self.header_notes:
+            text += f"\n    {note}"
         outside = (self.reasons or {}).get("outside_jurisdiction", 0)
         if self.rows_read and outside > self.rows_read / 2:
             text += (f"\n    WARNING: {outside:,} of {self.rows_read:,} rows lie outside this jurisdiction — is this "
@@ -198,7 +201,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0, "older": 0, "unusable_points": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
-        outcomes = Counter()
+        outcomes, notes = Counter(), []
         rows = tqdm(total=feed.total, desc=path.name, unit="row", disable=not show, leave=False)
 
         def stage_next():
@@ -222,6 +225,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 rows.total = feed.rows_read()  # parsed to the end without a problem before anything is written
                 quarantined += _load_chunk(con, staged, batch_id, path, total, reasons, redactions, unmapped,
                                            outcomes)
+                notes.extend(n for n in staged.header_notes if n not in notes)  # alike for every chunk of a file
                 rows.update(len(part))
             rows_read = feed.rows_read()
         finally:
@@ -231,7 +235,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         linked = link_matters(con, batch_id)
         return BatchSummary(batch_id, source, path.name, profile.name, rows_read, linked=linked,
                             quarantined=quarantined, reasons=dict(reasons), redactions=dict(redactions),
-                            unmapped=dict(unmapped), other_outcomes=dict(outcomes), **total)
+                            unmapped=dict(unmapped), other_outcomes=dict(outcomes), header_notes=tuple(notes), **total)
 
     def _load_chunk(con, staged, batch_id: str, path: Path, total, reasons, redactions, unmapped, outcomes) -> int:
         """Classify, upsert and quarantine one staged chunk; returns the rows quarantined."""
@@ -265,7 +269,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                     "dry-run", source, path.name, profile.name, read.rows_read, quarantined=len(staged.rejects),
                     reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions,
                     unmapped=staged.unmapped, unusable_points=staged.unusable_points,
-                    other_outcomes=staged.other_outcomes, **counts))
+                    other_outcomes=staged.other_outcomes, header_notes=staged.header_notes, **counts))
                 bar.update()
         finally:
             if con is not None:

@@ -46,6 +46,7 @@ A profile has these tables (see the shipped ``pipelines/profiles/*.toml``; only 
 """
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,10 @@ DEFAULT_PROFILE = {"grid": "demo_grid", "police": "demo_police"}
 TIME_FIELD_NAMES = ("reported_at", "occurred_at", "due_at", "closed_at")
 RECORD_ID_MODES = ("column", "row_hash")
 GRID_MATCH_MODES = ("code", "code_or_name")
+#: the fields a profile's [columns] may map (README, Input formats)
+CANONICAL_FIELDS = ("source_record_id", "reported_at", "occurred_at", "category_raw_code", "category_raw_name",
+                    "summary", "address", "lng", "lat", "grid_code", "status", "due_at", "closed_at", "outcome",
+                    "on_site_closed", "satisfaction", "confidential", "department", "handling_tier", "dispatch_mode")
 CANONICAL_STATUSES = ("登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了", "已办结")
 _TABLES = {"profile", "columns", "required", "party", "drop", "values", "status", "times", "record_id", "place",
            "categories"}
@@ -164,6 +169,14 @@ def load_profile(name_or_path: str) -> Profile:
         )
     except KeyError as exc:
         raise ProfileError(f"{path}: missing key {exc.args[0]!r}") from exc
+    for table, names in (("[columns]", profile.columns), ("[required] fields", profile.required),
+                         ("[values.<field>]", profile.values)):
+        unknown = [f for f in names if f not in CANONICAL_FIELDS]
+        if unknown:  # a misspelt field (summery) would load every row with it empty, without a word
+            hints = [f"{f!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+                f, CANONICAL_FIELDS, n=1)) else "") for f in unknown]
+            raise ProfileError(f"{path}: {table} names no field of the product: {', '.join(hints)}; the fields are "
+                               f"{', '.join(CANONICAL_FIELDS)}")
     if profile.source not in SOURCES:
         raise ProfileError(f"{path}: source {profile.source!r} is not one of {SOURCES}")
     if profile.record_id not in RECORD_ID_MODES:

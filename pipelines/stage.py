@@ -103,6 +103,7 @@ class Staged:
     unmapped: dict[str, int] = field(default_factory=dict)  # source code -> rows quarantined as unknown_category
     unusable_points: int = 0  # loaded rows whose coordinates could not be used (placed by address or grid code)
     other_outcomes: dict[str, int] = field(default_factory=dict)  # outcome words outside OUTCOMES -> loaded rows
+    header_notes: tuple[str, ...] = ()  # what the file's header lacks or adds against the profile (_header_notes)
 
 
 class MissingColumnError(ValueError):
@@ -539,7 +540,25 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     outcomes = events["outcome"].dropna()
     other = outcomes[~outcomes.isin(OUTCOMES)].value_counts()
     return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts,
-                  int((unusable & keep).sum()), {str(k): int(v) for k, v in other.items()})
+                  int((unusable & keep).sum()), {str(k): int(v) for k, v in other.items()},
+                  _header_notes(profile, found, raw.columns, [c for c in extra if c not in value_mapped]))
+
+
+def _header_notes(profile: Profile, found: dict[str, str], headers, kept: list[str]) -> tuple[str, ...]:
+    """What a data engineer must know of this file's header against its profile: fields the profile maps that the
+    file lacks (their values are empty: a misspelt header reads as missing data), [party] columns it lacks (if it
+    names callers under another header, that column is kept as it is), and the columns kept unmapped in ext."""
+    notes = []
+    if profile.party_columns and not any(c in headers for c in profile.party_columns):
+        notes.append(f"WARNING: none of the [party] columns ({', '.join(profile.party_columns)}) is in this file's "
+                     "header — if the file gives callers' names or numbers under another header, add it to [party] "
+                     "(kept otherwise, in ext, with only its phone and ID numbers and cued names masked)")
+    absent = [f"{f} ({' / '.join(profile.columns[f])})" for f in profile.columns if f not in found]
+    if absent:
+        notes.append("fields the profile maps but this file's header lacks (loaded empty): " + ", ".join(absent))
+    if kept:
+        notes.append("columns kept in ext, mapped to no field (free text redacted): " + ", ".join(map(str, kept)))
+    return tuple(notes)
 
 
 def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> np.ndarray:

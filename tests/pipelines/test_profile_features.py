@@ -152,6 +152,22 @@ def test_bad_profiles_are_refused(tmp_path, extra, message):
         profile(tmp_path, extra)
 
 
+@pytest.mark.parametrize("typo, hint", [('summery = ["addr"]', "'summery' (did you mean 'summary'?)"),
+                                        ('stauts = ["status"]', "'stauts' (did you mean 'status'?)")])
+def test_a_misspelt_field_is_refused_with_the_field_meant(tmp_path, typo, hint):
+    """A typo in [columns] would load every row with that field empty (a 'summery' wiped every summary on reload)."""
+    path = tmp_path / "t.toml"
+    path.write_text(BASE.format(profile_extra="").replace('grid_code = ["beat"]', f'grid_code = ["beat"]\n{typo}'),
+                    encoding="utf-8")
+    with pytest.raises(ProfileError, match="names no field of the product") as err:
+        load_profile(str(path))
+    assert hint in str(err.value)
+    with pytest.raises(ProfileError, match=r"\[required\] fields names no field"):
+        path.write_text(BASE.format(profile_extra="").replace('"reported_at", "category_raw_code"', '"reported"'),
+                        encoding="utf-8")
+        load_profile(str(path))
+
+
 def test_unknown_timezone_is_refused(tmp_path):
     with pytest.raises(ProfileError, match="timezone"):
         profile(tmp_path, profile_extra='timezone = "Mars/Olympus"')

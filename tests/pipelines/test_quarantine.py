@@ -440,3 +440,23 @@ def test_the_12345_ways_of_naming_a_caller_are_redacted(text):
     from pipelines.redact import redact_text
 
     assert "[姓名]" in redact_text(text) and not any(n in redact_text(text) for n in ("陈国庆", "黄志强"))
+
+
+def test_the_summary_says_what_the_files_header_lacks_or_keeps_beyond_the_profile(settings, inside, tmp_path):
+    """Renamed caller columns (联系人 for 报警人姓名) would be kept in ext as they are, and a misspelt mapped header
+    loads its field empty: the load says both, and which columns went to ext."""
+    from pipelines.ingest import ingest
+
+    row = police_row(inside)
+    row["联系人"] = row.pop("报警人姓名")
+    row["联系电话"] = row.pop("报警电话")
+    row["办结日期"] = row.pop("办结时间")
+    path = _write(tmp_path, "renamed.csv", pd.DataFrame([row]).to_csv(index=False).encode())
+    [summary] = ingest(settings, "police", [path], progress=False)
+    text = summary.line()
+    assert "WARNING: none of the [party] columns (报警人姓名" in text
+    assert "header lacks (loaded empty): " in text and "closed_at (办结时间" in text
+    assert "columns kept in ext, mapped to no field (free text redacted): 联系人, 联系电话, 办结日期" in text
+    plain = ingest(settings, "police", [_write(tmp_path, "plain.csv", pd.DataFrame([police_row(inside, 接警单编号="J2")])
+                                               .to_csv(index=False).encode())], progress=False)[0].line()
+    assert "[party]" not in plain and "kept in ext" not in plain
