@@ -88,6 +88,19 @@ def _upsert_batch(con, cols: list[str], taken_at: pd.Timestamp | None = None) ->
         WHERE k.kind = 'older' AND k.new_status IS DISTINCT FROM (
             SELECT arg_max(h.status, h.observed_at) FROM core.event_status_history h
             WHERE h.event_id = k.event_id AND h.observed_at <= k.observed_at)""")
+    # an older export showing closed a case that a later export (already loaded) shows open: the case was reopened
+    # then, at the first later observation of it open — as it would have been found had the exports come in order
+    con.execute(f"""
+        UPDATE core.events e SET reopened_at = r.reopened, first_closed_at = CASE
+                WHEN r.closed >= e.reported_at AND r.closed <= r.reopened THEN r.closed END
+        FROM (SELECT k.event_id, b.closed_at AS closed, (
+                     SELECT min(h.observed_at) FROM core.event_status_history h
+                     WHERE h.event_id = k.event_id AND h.observed_at > k.observed_at
+                       AND NOT {closed_status('h.status')}) AS reopened
+              FROM batch_kind k JOIN batch b USING (event_id)
+              WHERE k.kind = 'older' AND {closed_status('b.status')}) r
+        WHERE e.event_id = r.event_id AND r.reopened IS NOT NULL
+          AND (e.reopened_at IS NULL OR e.reopened_at > r.reopened)""")
     # a new event starts its history; an update adds a row when the status changed (and that status is
     # not already recorded for this batch: a record repeated in a later chunk of the same file)
     con.execute("""

@@ -472,3 +472,27 @@ def test_the_sheet_of_a_workbook_is_chosen_on_the_command_line(settings, inside,
     assert "export.xlsx" in capsys.readouterr().err
     assert main([*home, "ingest", "police", str(path), "--sheet", "数据", "--quiet"]) == 0
     assert "read 1 / inserted 1" in capsys.readouterr().out
+
+
+def test_a_reopening_is_found_whatever_order_the_exports_are_loaded_in(settings, inside, tmp_path):
+    """Week 2 closes J0, week 3 shows it open again: loaded newest first (each with --taken-at), the warehouse ends
+    with the same reopening and first close as loaded in order (the close was kept in the history only)."""
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 09:00:00", "处置结果": "化解"}
+    weeks = {1: [police_row(inside, 接警单编号="J0"), police_row(inside, 接警单编号="J1")],
+             2: [police_row(inside, 接警单编号="J0", **closed), police_row(inside, 接警单编号="J1", **closed)],
+             3: [police_row(inside, 接警单编号="J0", 接警单状态="跟踪督办"), police_row(inside, 接警单编号="J1", **closed)]}
+    taken = {n: pd.Timestamp(f"2026-11-0{3 + n} 08:00", tz="Asia/Shanghai") for n in weeks}
+
+    def state():
+        return query_rows(settings, "SELECT event_id, status, reopened_at, first_closed_at FROM core.events "
+                                    "ORDER BY event_id")
+
+    for n in (1, 2, 3):
+        ingest(settings, "police", [_csv(tmp_path / f"w{n}.csv", weeks[n])], progress=False, taken_at=taken[n])
+    in_order = state()
+    assert in_order[0][2] == taken[3] and in_order[0][3] is not None and in_order[1][2] is None
+    import shutil
+    shutil.rmtree(settings.home)
+    for n in (3, 2, 1):
+        ingest(settings, "police", [_csv(tmp_path / f"w{n}.csv", weeks[n])], progress=False, taken_at=taken[n])
+    assert state() == in_order
