@@ -159,6 +159,22 @@ def _slash_order(values: pd.Series) -> tuple[bool, np.ndarray]:
     return bool(day_first.any()), np.zeros(len(values), dtype=bool)
 
 
+def _undeclared_slash_dates(values: pd.Series, formats: tuple[str, ...]) -> np.ndarray:
+    """The rows of a column whose profile names its time formats that hold a slash date none of those formats
+    reads and whose numbers do not say the order (03/11/2026): the profile speaks for its own layouts only."""
+    text = values.astype(pd.StringDtype("pyarrow")).str.strip()
+    if not text.str.contains("/", regex=False).any():
+        return np.zeros(len(values), dtype=bool)
+    parts = text.str.extract(SLASH_DATE)
+    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
+    second = pd.to_numeric(parts[1], errors="coerce").to_numpy()
+    ambiguous = (first <= 12) & (second <= 12) & (first != second)
+    declared = np.zeros(len(values), dtype=bool)
+    for fmt in formats:
+        declared |= pd.to_datetime(text, format=fmt, errors="coerce").notna().to_numpy()
+    return ambiguous & ~declared
+
+
 def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), store_tz: str | None = None,
                  day_first: bool = False) -> pd.Series:
     """Parse wall-clock timestamps that are local time in ``tz`` and express them in ``store_tz``.
@@ -378,9 +394,15 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     for f in TIME_FIELDS:
         values = get(f)
         # (a profile that names its formats says the order itself)
-        day_first, mixed = _slash_order(values) if not profile.time_formats else (False, np.zeros(len(values), bool))
-        rej.add(mixed, found.get(f, f), BAD_TIME, f"{found.get(f, f)}：本文件各行的日/月顺序不一（如 13/11 与 11/13 并存），"
-                "03/11 这样的日期无法确定是哪一天：", values=values)
+        if profile.time_formats:
+            day_first = False
+            rej.add(_undeclared_slash_dates(values, profile.time_formats), found.get(f, f), BAD_TIME,
+                    f"{found.get(f, f)}：日/月顺序无法确定（03/11 可读作 3 月 11 日或 11 月 3 日），且不是配置 "
+                    "[times] formats 所列的写法：", values=values)
+        else:
+            day_first, mixed = _slash_order(values)
+            rej.add(mixed, found.get(f, f), BAD_TIME, f"{found.get(f, f)}：本文件各行的日/月顺序不一（如 13/11 与 11/13 "
+                    "并存），03/11 这样的日期无法确定是哪一天：", values=values)
         parsed = _parse_times(values, local_tz, profile.time_formats, day_first=day_first)
         if f in profile.date_only:  # a date and no time of day: local midnight, precision kept in ext
             parsed = _localise(parsed.dt.tz_localize(None).dt.normalize(), local_tz)

@@ -180,3 +180,15 @@ def test_shipped_profiles_load():
         assert prof.category_system in systems, name
         assert not set(prof.unmapped_codes) & set(
             CategoryMap.load().table.query("source_system == @prof.category_system")["source_code"]), name
+
+
+def test_a_slash_date_the_profiles_formats_do_not_read_is_not_guessed(tmp_path, areas, inside):
+    """A profile naming its formats (2026/11/05) speaks for those layouts: 03/11/2026 in such a file could be 3
+    November or 11 March, and is quarantined saying so; 13/11/2026 can only be one day and loads."""
+    prof = profile(tmp_path, '[times]\nformats = ["%Y/%m/%d %H:%M"]\n')
+    staged = stage([row(inside, time="2026/11/05 10:00"), row(inside, id="A2", time="03/11/2026 10:20"),
+                    row(inside, id="A3", time="13/11/2026 10:20")], prof, areas)
+    [rej] = staged.rejects.to_dict("records")
+    assert rej["source_row"] == 2 and rej["reason"] == S.BAD_TIME and "日/月顺序无法确定" in rej["detail"]
+    got = staged.events.set_index("source_record_id")["reported_at"].dt.strftime("%m-%d")
+    assert got.to_dict() == {"A1": "11-05", "A3": "11-13"}
