@@ -74,6 +74,11 @@ class Settings:
         return self.home / "secrets" / "session.key"
 
     @property
+    def category_mapping_path(self) -> Path:
+        """The deployment's own category mapping rows (pipelines.mappings.CategoryMap.load), beside its data."""
+        return self.home / "mappings" / "categories.csv"
+
+    @property
     def raw_dir(self) -> Path:
         return self.home / "raw"
 

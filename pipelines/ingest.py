@@ -162,7 +162,12 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         warmer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="areas")
         preparing = warmer.submit(areas.prepare)
         warmer.shutdown(wait=False)
-    categories = CategoryMap.load()
+    categories = CategoryMap.load(deployment=settings.category_mapping_path)
+    if profile.category_system not in categories.systems() and not profile.classify_free_text:
+        raise ProfileError(f"profile {profile.name!r}: its category_system {profile.category_system!r} has no rows in "
+                           f"the category mapping (systems: {', '.join(categories.systems())}), so every row would "
+                           f"be quarantined as unknown_category: map its codes in {settings.category_mapping_path} "
+                           "(README, Input formats)")
     key = settings.hmac_key() if profile.party_columns else b""
     # the load's time (each record's updated_at, which the incremental build reads). ``taken_at``: when the
     # exports were taken, if earlier (a backlog of old exports loaded now, or the demo's): their statuses were

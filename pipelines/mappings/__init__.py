@@ -22,14 +22,19 @@ class CategoryMap:
     version: int
 
     @classmethod
-    def load(cls, directory: Path = MAPPING_DIR) -> CategoryMap:
+    def load(cls, directory: Path = MAPPING_DIR, deployment: Path | None = None) -> CategoryMap:
+        """The shipped table, and ``deployment``'s rows if that file exists (a deployment's own source systems,
+        e.g. its 12345 hotline's 诉求类型, or its own reading of a shipped code, which then replaces the shipped
+        row): ``<home>/mappings/categories.csv``, same columns, ``flags`` and ``version`` optional."""
         files = sorted(directory.glob("categories_v*.csv"), key=lambda p: int(p.stem.split("_v")[-1]))
         if not files:
             raise FileNotFoundError(f"no categories_v*.csv mapping table in {directory}")
-        table = pd.read_csv(files[-1], dtype=str, keep_default_na=False)
-        dup = table.duplicated(["source_system", "source_code"], keep=False)
-        if dup.any():
-            raise ValueError(f"{files[-1]}: codes mapped twice: {table.loc[dup, 'source_code'].tolist()}")
+        table = _read_table(files[-1])
+        if deployment is not None and Path(deployment).is_file():
+            own = _read_table(Path(deployment))
+            key = ["source_system", "source_code"]
+            table = pd.concat([table.merge(own[key], on=key, how="left", indicator=True)
+                               .query("_merge == 'left_only'").drop(columns="_merge"), own], ignore_index=True)
         return cls(table, int(files[-1].stem.split("_v")[-1]))
 
     def systems(self) -> list[str]:
@@ -45,3 +50,32 @@ class CategoryMap:
         keys = codes.astype(pd.StringDtype("pyarrow")).str.strip().str.lower().fillna("")  # Arrow: 9x casefold
         return pd.DataFrame({"category_code": lookup(keys, code_of), "flags": lookup(keys, flags_of)},
                             index=codes.index)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A mapping table, checked: its columns, no code mapped twice, every category a product category (the file,
+    row and code named)."""
+    from onemap.categories import is_valid_code
+
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ValueError(f"{path}: not a UTF-8 CSV mapping table: {exc}") from None
+    missing = [c for c in ("source_system", "source_code", "category_code") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: the mapping table lacks column(s) {', '.join(missing)} (its columns: "
+                         "source_system, source_code, source_name, category_code, flags, version)")
+    table = table.reindex(columns=["source_system", "source_code", "source_name", "category_code", "flags",
+                                   "version"], fill_value="")
+    for c in ("source_system", "source_code", "category_code"):
+        table[c] = table[c].str.strip()
+    dup = table.duplicated(["source_system", "source_code"], keep=False)
+    if dup.any():
+        raise ValueError(f"{path}: codes mapped twice: {table.loc[dup, 'source_code'].tolist()}")
+    bad = ~table["category_code"].map(is_valid_code)
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        raise ValueError(f"{path}, row {i + 2}: category_code {table['category_code'].iat[i]!r} (for "
+                         f"{table['source_code'].iat[i]!r}) is not a product category (MD01–MD99, CG/ZA/AQ/HJ/SY/MS/"
+                         "ZH/QT and their sub-codes; onemap/categories.py)")
+    return table

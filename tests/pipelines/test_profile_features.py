@@ -192,3 +192,31 @@ def test_a_slash_date_the_profiles_formats_do_not_read_is_not_guessed(tmp_path, 
     assert rej["source_row"] == 2 and rej["reason"] == S.BAD_TIME and "日/月顺序无法确定" in rej["detail"]
     got = staged.events.set_index("source_record_id")["reported_at"].dt.strftime("%m-%d")
     assert got.to_dict() == {"A1": "11-05", "A3": "11-13"}
+
+
+def test_a_deployment_maps_its_own_sources_categories_beside_the_shipped_table(settings, tmp_path, inside):
+    """A new source (a 12345 hotline's 诉求类型) is mapped in <home>/mappings/categories.csv, not by editing the
+    installed package; a system with no rows at all is refused up front, and a wrong product code is named."""
+    from pipelines.ingest import ingest
+
+    prof = tmp_path / "hotline.toml"
+    prof.write_text(BASE.format(profile_extra="").replace('source = "police"', 'source = "hotline"')
+                    .replace('category_system = "police_110"', 'category_system = "sw12345"'), encoding="utf-8")
+    export = tmp_path / "h.csv"
+    pd.DataFrame([row(inside, code="噪声扰民"), row(inside, id="A2", code="物业管理"), row(inside, id="A3", code="其他")]
+                 ).to_csv(export, index=False)
+    with pytest.raises(ProfileError, match="'sw12345' has no rows in the category mapping"):
+        ingest(settings, "hotline", [export], profile_name=str(prof), progress=False)
+    mapping = settings.category_mapping_path
+    mapping.parent.mkdir(parents=True)
+    mapping.write_text("source_system,source_code,source_name,category_code\nsw12345,噪声扰民,,HJ\n"
+                       "sw12345,物业管理,,MD06\npolice_110,200201,邻里纠纷,MD15\n", encoding="utf-8")
+    [summary] = ingest(settings, "hotline", [export], profile_name=str(prof), progress=False)
+    assert (summary.inserted, summary.quarantined, summary.unmapped) == (2, 1, {"其他": 1})
+    from pipelines.mappings import CategoryMap
+
+    both = CategoryMap.load(deployment=mapping)
+    assert both.map("police_110", pd.Series(["200201", "200202"]))["category_code"].tolist() == ["MD15", "MD01"]
+    mapping.write_text("source_system,source_code,category_code\nsw12345,噪声扰民,XX9\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"categories.csv, row 2: category_code 'XX9'"):
+        CategoryMap.load(deployment=mapping)
