@@ -134,6 +134,10 @@ def write_session(path: Path, timezone: str = "Asia/Shanghai", keep_previous: Pa
                 con.close()
             with open(work, "rb") as fh:
                 os.fsync(fh.fileno())
+            # the warehouse holds pseudonyms, redacted texts and where each complaint came from: owner-only, as
+            # the raw exports and the secrets are (the map runs as the same account)
+            work.chmod(0o600)
+            path.parent.chmod(0o700)
             if keep_previous is not None and path.is_file():
                 keep_previous.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.link(path, keep_previous)

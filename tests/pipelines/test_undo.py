@@ -138,3 +138,12 @@ def test_undo_keep_0_keeps_no_copies(settings, inside, tmp_path):
     _week(settings, inside, tmp_path, 1, [1])
     _week(settings, inside, tmp_path, 2, [2])
     assert list(undo.undo_dir(settings).iterdir()) == [] and undo.latest(settings) is None
+
+
+def test_the_warehouse_and_its_undo_copies_are_the_owners_only(settings, inside, tmp_path):
+    _week(settings, inside, tmp_path, 1, [1])
+    _week(settings, inside, tmp_path, 2, [2])
+    assert settings.warehouse_path.stat().st_mode & 0o777 == 0o600
+    assert settings.warehouse_path.parent.stat().st_mode & 0o777 == 0o700
+    assert undo.undo_dir(settings).stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o077 == 0 for p in undo.undo_dir(settings).glob("*.duckdb"))
