@@ -397,7 +397,9 @@ def cmd_loads(args: argparse.Namespace) -> int:
 def _print_loads(frame, settings: Settings) -> None:
     from onemap.undo import undone
 
-    print(frame.drop(columns=["batch_id"]).to_string(index=False) if len(frame) else "no loads yet")
+    shown = frame.drop(columns=["batch_id"]).astype({"taken_at": object})
+    shown["taken_at"] = shown["taken_at"].where(frame["taken_at"].notna(), "")  # blank: taken when loaded
+    print(shown.to_string(index=False) if len(frame) else "no loads yet")
     taken_back = undone(settings)
     if taken_back:
         print(f"\ntaken back by onemap undo ({len(taken_back)}; record in {settings.logs_dir}):")

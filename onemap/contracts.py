@@ -196,6 +196,9 @@ BATCHES = Table(
         C("unchanged", "BIGINT", False),
         C("linked", "BIGINT", False),
         C("quarantined", "BIGINT", False),
+        C("profile_file", "VARCHAR", doc="the profile's TOML file when it is a deployment's own (ingest --profile "
+                                         "path); NULL for a shipped profile"),
+        C("taken_at", "TIMESTAMPTZ", doc="ingest --taken-at: when the export was taken; NULL = when it was loaded"),
     ),
     ("batch_id",),
     checks=(("batch counts reconcile: read = inserted + updated + unchanged + quarantined",

@@ -8,14 +8,15 @@ import json
 import pandas as pd
 
 LOAD_COLUMNS = ("loaded_at", "source", "source_file", "profile", "rows_read", "inserted", "updated", "unchanged",
-                "linked", "quarantined")
+                "linked", "quarantined", "taken_at")
 
 
 def loads(con) -> pd.DataFrame:
     """Every load of a file (newest first) with its counts, and whether they reconcile: read = inserted + updated
     + unchanged + quarantined."""
-    frame = con.execute(f"SELECT {', '.join(LOAD_COLUMNS)}, batch_id FROM meta.batches "
-                        "ORDER BY loaded_at DESC, source_file").df()
+    frame = con.execute("SELECT * FROM meta.batches ORDER BY loaded_at DESC, source_file").df()
+    # (taken_at is NULL, i.e. taken when loaded, in a warehouse written before the column was added)
+    frame = frame.reindex(columns=[*LOAD_COLUMNS, "batch_id"])
     return frame.assign(reconciles=frame["rows_read"] == frame[["inserted", "updated", "unchanged",
                                                                  "quarantined"]].sum(axis=1))
 

@@ -26,7 +26,7 @@ from pipelines.chunks import STREAMED_SUFFIXES, StreamedCsv, StreamFailed, Whole
 from pipelines.classify import classify_pending
 from pipelines.load import dry_run_counts, link_matters, quarantine, scrub_quarantine, upsert_events
 from pipelines.mappings import CategoryMap
-from pipelines.profiles import DEFAULT_PROFILE, ProfileError, load_profile
+from pipelines.profiles import DEFAULT_PROFILE, PROFILE_DIR, ProfileError, load_profile
 from pipelines.readers import read_export
 from pipelines.stage import StageContext, file_sha256, stage_export
 
@@ -282,6 +282,9 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         bar.close()
         return summaries
 
+    # a deployment's own profile file, so that later reads of its rejects (loaded_since) find the same mapping
+    own_profile = (str(profile.path.resolve()) if profile.path is not None
+                   and profile.path.resolve().parent != PROFILE_DIR else None)
     snapshot = undo.snapshot_path(settings, now)  # the warehouse this load replaces, kept for `onemap undo`
     with write_session(settings.warehouse_path, settings.timezone, keep_previous=snapshot) as con:
         scrub_quarantine(con)  # rows an earlier version quarantined with their free text as read
@@ -313,9 +316,11 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 except StreamFailed:  # nothing written yet: read it whole (good rows kept, problems named)
                     s = load_file(con, path, batch_id, progress, WholeFile(read_file(path), CHUNK_ROWS))
                 copying.result()
-            con.execute("INSERT INTO meta.batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            con.execute("INSERT INTO meta.batches (batch_id, source, source_file, sha256, profile, loaded_at, "
+                        "rows_read, inserted, updated, unchanged, linked, quarantined, profile_file, taken_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [batch_id, source, path.name, sha, profile.name, now, s.rows_read, s.inserted, s.updated,
-                         s.unchanged, s.linked, s.quarantined])
+                         s.unchanged, s.linked, s.quarantined, own_profile, taken_at])
             summaries.append(s)
             bar.update()
         touched = [r[0] for r in con.execute(

@@ -249,19 +249,24 @@ def quarantine(con, rejects: pd.DataFrame) -> None:
 
 
 def _profiles():
-    """A reader of profiles by name, each read once (a file's rejects can be tens of thousands); None for no name
-    or a profile that no longer exists."""
+    """A reader of the profile a load used — its own file if it named one (``meta.batches.profile_file``), else the
+    shipped profile of that name — each read once (a file's rejects can be tens of thousands); None for no name or
+    a profile that no longer exists."""
     from pipelines.profiles import ProfileError, load_profile
 
-    read: dict[str | None, object] = {}
+    read: dict[tuple, object] = {}
 
-    def named(name: str | None):
-        if name not in read:
-            try:
-                read[name] = load_profile(name) if name else None
-            except ProfileError:
-                read[name] = None
-        return read[name]
+    def named(name: str | None, file: str | None = None):
+        if (name, file) not in read:
+            found = None
+            for candidate in (file, name):
+                if candidate and found is None:
+                    try:
+                        found = load_profile(candidate)
+                    except ProfileError:
+                        pass
+            read[(name, file)] = found
+        return read[(name, file)]
     return named
 
 
@@ -275,14 +280,14 @@ def scrub_quarantine(con) -> int:
     from pipelines.redact import redact_text
     from pipelines.stage import FREE_TEXT_FIELDS
 
-    old = con.execute("SELECT r.batch_id, r.source_row, r.raw, b.profile FROM staging.rejects r "
+    old = con.execute("SELECT r.batch_id, r.source_row, r.raw, b.profile, b.profile_file FROM staging.rejects r "
                       "LEFT JOIN meta.batches b USING (batch_id) WHERE r.scrubbed IS NULL").fetchall()
     if not old:
         return 0
     profile_named = _profiles()
     fixed = []
-    for batch_id, row, raw, name in old:
-        profile = profile_named(name)
+    for batch_id, row, raw, name, file in old:
+        profile = profile_named(name, file)
         values = json.loads(raw) if raw else {}
         if set(values) == {"line"} or profile is None:
             values = {k: redact_text(str(v)) for k, v in values.items()}
@@ -310,12 +315,14 @@ def loaded_since(con, rejected: pd.DataFrame) -> pd.Series:
 
     if rejected.empty:
         return pd.Series([], dtype=object, index=rejected.index)
-    profile_of = dict(con.execute("SELECT batch_id, profile FROM meta.batches").fetchall())
+    batches = con.execute("SELECT * FROM meta.batches").df()  # (no profile_file in a warehouse from before it)
+    profile_of = {b: (p, f if isinstance(f, str) else None) for b, p, f in zip(
+        batches["batch_id"], batches["profile"], batches.get("profile_file", [None] * len(batches)), strict=True)}
     profile_named = _profiles()
     ids = []
     for batch, source, raw in zip(rejected["batch_id"], rejected["source"], rejected["raw"], strict=True):
         values = json.loads(raw) if raw else {}
-        profile = profile_named(profile_of.get(batch))
+        profile = profile_named(*profile_of.get(batch, (None, None)))
         header = profile.resolve_headers(list(values)).get("source_record_id") if profile else None
         rid = str(values.get(header, "")).strip() if header else ""
         ids.append(f"{source}:{rid}" if rid else None)

@@ -496,3 +496,32 @@ def test_a_reopening_is_found_whatever_order_the_exports_are_loaded_in(settings,
     for n in (3, 2, 1):
         ingest(settings, "police", [_csv(tmp_path / f"w{n}.csv", weeks[n])], progress=False, taken_at=taken[n])
     assert state() == in_order
+
+
+def test_a_deployments_own_profile_file_is_remembered_for_its_rejects(settings, inside, tmp_path):
+    """A load under `--profile path/own.toml` records the file (and --taken-at), so that a corrected row loaded
+    later is found as loaded since (the lookup knew shipped profiles by name only: every row stayed outstanding)."""
+    from onemap import quarantine
+    from onemap.warehouse import connect_readonly
+    from pipelines.load import loaded_since
+    from pipelines.profiles import PROFILE_DIR
+
+    own = tmp_path / "own_police.toml"
+    own.write_text((PROFILE_DIR / "demo_police.toml").read_text(encoding="utf-8")
+                   .replace('name = "demo_police"', 'name = "own_police"'), encoding="utf-8")
+    taken = pd.Timestamp("2026-11-20 08:00", tz="Asia/Shanghai")
+    ingest(settings, "police", [_csv(tmp_path / "w1.csv", [police_row(inside, 接警单编号="B1", 报警类别代码="999999"),
+                                                            police_row(inside, 接警单编号="B2")])],
+           profile_name=str(own), progress=False, taken_at=taken)
+    ingest(settings, "police", [_csv(tmp_path / "fix.csv", [police_row(inside, 接警单编号="B1")])],
+           profile_name=str(own), progress=False)
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        stored = con.execute("SELECT source_file, profile, profile_file, taken_at FROM meta.batches "
+                             "ORDER BY source_file").fetchall()
+        assert stored[1][:3] == ("w1.csv", "own_police", str(own.resolve())) and stored[1][3] == taken
+        assert stored[0][3] is None
+        rejected = quarantine.rejects(con)
+        assert list(loaded_since(con, rejected)) == ["fix.csv"]
+    finally:
+        con.close()
