@@ -515,6 +515,9 @@ def _cn_number(s: str) -> int | None:
     return total + cur
 
 
+ROAD_SUFFIXES = ("大道", "大街", "路", "街", "巷", "公路", "大桥", "桥", "隧道")  # after a name, it is a road's
+
+
 class _AddressIndex:
     """Alias lookup by first character; longest match wins."""
 
@@ -547,11 +550,15 @@ class _AddressIndex:
         return None
 
     def matches(self, text: str) -> list[tuple[str, tuple[str, ...]]]:
-        """All (alias, codes) found in text, longest first."""
+        """All (alias, codes) found in text, longest first. A name that begins a road's name (东涌路, 香洲大道,
+        红草街) names the road, not the place: roads are named after towns all over the county."""
         found = []
         for i, ch in enumerate(text):
             for alias, codes in self.by_first.get(ch, ()):
                 if text.startswith(alias, i):
+                    after = i + len(alias)
+                    if text.startswith(ROAD_SUFFIXES, after) and not text.startswith("街道", after):
+                        continue  # a shorter alias may still name a place here
                     found.append((alias, codes))
                     break  # the longest alias starting here
         found.sort(key=lambda t: -len(t[0]))

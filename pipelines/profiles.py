@@ -59,7 +59,7 @@ RECORD_ID_MODES = ("column", "row_hash")
 GRID_MATCH_MODES = ("code", "code_or_name")
 #: the fields a profile's [columns] may map (README, Input formats)
 CANONICAL_FIELDS = ("source_record_id", "reported_at", "occurred_at", "category_raw_code", "category_raw_name",
-                    "summary", "address", "lng", "lat", "grid_code", "status", "due_at", "closed_at", "outcome",
+                    "summary", "address", "town_name", "village_name", "lng", "lat", "grid_code", "status", "due_at", "closed_at", "outcome",
                     "on_site_closed", "satisfaction", "confidential", "department", "handling_tier", "dispatch_mode")
 CANONICAL_STATUSES = ("登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了", "已办结")
 _TABLES = {"profile", "columns", "required", "party", "drop", "values", "status", "times", "record_id", "place",

@@ -583,6 +583,14 @@ def _header_notes(profile: Profile, found: dict[str, str], headers, kept: list[s
     return tuple(notes)
 
 
+def _place_text(get) -> pd.Series:
+    """What a row without a usable point is placed by: the export's own town and village columns (所属街道,
+    所属社区: the platform's record of where the case belongs), then the address, as one text — the town named
+    first decides among same-named villages, and a road named after another town (东涌路) does not move it."""
+    parts = [get(f).astype("string").str.strip().fillna("") for f in ("town_name", "village_name", "address")]
+    return parts[0] + parts[1] + parts[2]
+
+
 def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> np.ndarray:
     """Place each row (point, else address or grid code; see below); returns the rows that gave coordinates the
     load could not use, whatever placed them, so that the summary can say how many."""
@@ -644,7 +652,7 @@ def _stage_place(out, get, found, profile, ctx: StageContext, rej: _Rejects) -> 
     r_precision = np.full(len(rest), "none", dtype=object)
     addr_ok = known_grid = np.zeros(len(rest), dtype=bool)
     if len(rest):
-        found_at = resolve_address(ctx.areas, get("address").iloc[rest])
+        found_at = resolve_address(ctx.areas, _place_text(get).iloc[rest])
         r_town, r_village, r_grid = (np.array(found_at[c], dtype=object)
                                      for c in ("town_code", "village_code", "grid_code"))
         r_precision = found_at["precision"].to_numpy(dtype=object)

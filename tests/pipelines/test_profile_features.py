@@ -220,3 +220,23 @@ def test_a_deployment_maps_its_own_sources_categories_beside_the_shipped_table(s
     mapping.write_text("source_system,source_code,category_code\nsw12345,噪声扰民,XX9\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"categories.csv, row 2: category_code 'XX9'"):
         CategoryMap.load(deployment=mapping)
+
+
+def test_an_address_without_a_point_is_placed_by_the_exports_own_town_not_a_road_named_after_another(tmp_path, areas,
+                                                                                                 inside):
+    """东涌路37号 is a road named after 东涌镇, not in it: without the export's town it is placed nowhere (not in
+    东涌镇); with the export's own 所属街道 column (town_name) it is placed in that town."""
+    path = tmp_path / "t.toml"
+    path.write_text(BASE.format(profile_extra="").replace('grid_code = ["beat"]',
+                                                          'grid_code = ["beat"]\ntown_name = ["所属街道"]'),
+                    encoding="utf-8")
+    prof = load_profile(str(path))
+    rows = [row(inside, id="A1", addr="东涌路37号", lon="", lat="", 所属街道="凤山街道"),
+            row(inside, id="A2", addr="红草大道85号", lon="", lat="", 所属街道=""),
+            row(inside, id="A3", addr="东涌镇高港村工业大道237号", lon="", lat="", 所属街道="")]
+    staged = stage(rows, prof, areas)
+    towns = dict(zip(staged.events["source_record_id"], staged.events["town_code"], strict=True))
+    fengshan = areas.towns.loc[areas.towns["name"] == "凤山街道", "code"].iloc[0]
+    dongyong = areas.towns.loc[areas.towns["name"] == "东涌镇", "code"].iloc[0]
+    assert towns["A1"] == fengshan and towns["A3"] == dongyong
+    assert "A2" not in towns and staged.rejects["reason"].tolist() == [S.NO_LOCATION]
