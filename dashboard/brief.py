@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from dashboard.exports import SOURCE_LABELS
 from onemap import queries
 from onemap.categories import category_name
 from onemap.metrics import (
@@ -317,7 +318,8 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
     as_of = _end_of(end, built)
     seen = queries.changes_seen_from(con)
     now = queries.blank_unseen(queries.kpis(con, this, as_of), as_of, seen)  # 重开率 "—" before any change was seen
-    before, year = (queries.blank_unseen(queries.kpis(con, f, at), at, seen)
+    starts = queries.source_starts(con)
+    before, year = (queries.comparable(queries.blank_unseen(queries.kpis(con, f, at), at, seen), this, f, starts)
                     for f, at in ((f, _end_of(f.end, built)) for f in (last_week, last_year)))
     brief = WeeklyBrief(county + area, start, end, as_of, kpis=now, area=area)
     add = brief.blocks.append
@@ -329,6 +331,13 @@ def weekly_brief(con, county: str, week: dt.date | None = None, map_png: bytes |
               [[k.label, format_value(k, now[k.key]), format_value(k, before[k.key]), changes[0],
                 format_value(k, year[k.key]), changes[1]]
                for k in KPIS for changes in [format_changes(k, now[k.key], before[k.key], year[k.key])]]))
+    late = [(name, f) for name, f in (("环比", last_week), ("同比", last_year))
+            if queries.late_sources(this, f, starts)]
+    if late:
+        add(Text("；".join(f"{name}不可比（" + "、".join(
+            f"{SOURCE_LABELS.get(src, src)}自 {starts[src]:%Y年%m月%d日} 起才有数据"
+            for src in queries.late_sources(this, f, starts)) + "，比较期不完整）" for name, f in late) + "，显示为 —。",
+            note=True))
     # the table is the week's own cases: a leader must not read its 超期 as the whole overdue burden
     stages = queries.backlog(con, this, as_of, total=True)  # 积案 at the week's end, by stage (section 六 too)
     held = stages.iloc[-1]

@@ -317,8 +317,15 @@ def cmd_kpis(args: argparse.Namespace) -> int:
         if start > end:
             raise ValueError(f"--from {start} is after --to {end}")
         scope = queries.area_scope(con, args.area) if args.area else None
-        flt = queries.EventFilter(start=start, end=end, categories=tuple(args.category or ()), scope=scope)
+        flt = queries.EventFilter(start=start, end=end, categories=tuple(args.category or ()), scope=scope,
+                                  sources=tuple(args.source or ()))
         as_of = queries.reference_time(con)
+        starts = queries.source_starts(con)
+        for name, earlier in (("环比", queries.previous_period(flt)), ("同比", queries.year_earlier(flt))):
+            late = queries.late_sources(flt, earlier, starts)
+            if late and not args.by_area:  # on stderr: csv / json stays clean
+                print(f"note: {name} blank: " + ", ".join(f"{s} has data from {starts[s]} only" for s in late)
+                      + f" (the earlier period starts {earlier.start}); --source compares the others", file=sys.stderr)
         if args.by_area:
             frame = queries.area_kpis(con, flt, as_of)
             shown = frame[["code", "name", *(k.key for k in KPIS)]]
@@ -595,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", type=_date, help="last day (default the last day with data)")
     p.add_argument("--area", help="a town or village (code); default the county")
     p.add_argument("--category", action="append", help="only this category or prefix (repeatable), e.g. MD10")
+    p.add_argument("--source", action="append", choices=["grid", "police", "hotline"],
+                   help="only this source (repeatable); 环比 / 同比 are blank where a source's data begins after the "
+                        "earlier period starts")
     p.add_argument("--by-area", action="store_true", help="one row per area one level below --area")
     _output_args(p)
     p.set_defaults(func=cmd_kpis)

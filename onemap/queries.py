@@ -336,6 +336,27 @@ def year_earlier(flt: EventFilter) -> EventFilter:
     return dataclasses.replace(flt, start=flt.start - YEAR, end=flt.end - YEAR)
 
 
+def source_starts(con) -> dict[str, dt.date]:
+    """The first day each source has data (a source added to the warehouse later, e.g. a 12345 hotline loaded
+    from this month, begins then)."""
+    return dict(con.execute("SELECT source, min(CAST(reported_at AS DATE)) FROM core.events GROUP BY 1").fetchall())
+
+
+def late_sources(flt: EventFilter, earlier: EventFilter, starts: dict[str, dt.date]) -> list[str]:
+    """The sources of ``flt`` (all, when it names none) whose data begins after ``earlier`` starts: an earlier
+    period they do not cover whole cannot be compared with ``flt`` (a source added this month is a 同比 rise of
+    its own size, not a change on the ground)."""
+    return sorted(src for src, first in starts.items() if (not flt.sources or src in flt.sources)
+                  and first > earlier.start)
+
+
+def comparable(values: dict[str, float | None], flt: EventFilter, earlier: EventFilter,
+               starts: dict[str, dt.date]) -> dict[str, float | None]:
+    """``values`` (the KPIs of ``earlier``), or all None (shown —) when a source of ``flt`` began after ``earlier``
+    started (:func:`late_sources`)."""
+    return {k: None for k in values} if late_sources(flt, earlier, starts) else values
+
+
 def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys: Sequence[str] | None = None
                   ) -> tuple[dict[str, float | None], dict[str, float | None], dict[str, float | None]]:
     """KPIs of the period, of the period of the same length before it (环比) and of the same period a year earlier
@@ -351,8 +372,10 @@ def kpis_compared(con, flt: EventFilter, as_of: pd.Timestamp | None = None, keys
     earlier = lag - (flt.start - before.start)
     previous, year = kpis(con, before, earlier, keys), kpis(con, year_earlier(flt), lag - YEAR, keys)
     seen = changes_seen_from(con) if "reopened_rate" in previous else None  # read once, for all three
-    return (blank_unseen(kpis(con, flt, as_of, keys), as_of, seen), blank_unseen(previous, earlier, seen),
-            blank_unseen(year, lag - YEAR, seen))
+    starts = source_starts(con)
+    return (blank_unseen(kpis(con, flt, as_of, keys), as_of, seen),
+            comparable(blank_unseen(previous, earlier, seen), flt, before, starts),
+            comparable(blank_unseen(year, lag - YEAR, seen), flt, year_earlier(flt), starts))
 
 
 def changes_seen_from(con) -> pd.Timestamp | None:

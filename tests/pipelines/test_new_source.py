@@ -1,0 +1,53 @@
+"""A source added to the warehouse later (a 12345 hotline loaded from this month on): its first month is not a
+rise on the ground, so 环比 / 同比 against a period it does not cover whole are blank, and say why."""
+import datetime as dt
+
+import pandas as pd
+
+from onemap import queries
+from onemap.warehouse import connect_readonly
+from pipelines.ingest import ingest
+from pipelines.profiles import PROFILE_DIR
+
+from .test_quarantine import police_row
+
+
+def _load(settings, tmp_path, source, name, rows, profile=None):
+    pd.DataFrame(rows).to_csv(tmp_path / name, index=False)
+    return ingest(settings, source, [tmp_path / name], profile_name=profile, progress=False)
+
+
+def test_a_source_added_this_year_leaves_the_year_on_year_change_blank(settings, inside, tmp_path, capsys):
+    hotline = tmp_path / "hotline.toml"
+    hotline.write_text((PROFILE_DIR / "demo_police.toml").read_text(encoding="utf-8")
+                       .replace('name = "demo_police"', 'name = "hotline_t"')
+                       .replace('source = "police"', 'source = "hotline"'), encoding="utf-8")
+    last_year = [police_row(inside, 接警单编号=f"Y{i}", 报警时间="2025-11-03 10:00:00", 办理期限="2025-11-13 10:00:00")
+                 for i in range(4)]
+    this_year = [police_row(inside, 接警单编号=f"N{i}", 报警时间="2026-11-03 10:00:00") for i in range(5)]
+    _load(settings, tmp_path, "police", "p.csv", last_year + this_year)
+    _load(settings, tmp_path, "hotline", "h.csv", [police_row(inside, 接警单编号=f"H{i}", 报警时间="2026-11-03 11:00:00")
+                                                    for i in range(20)], profile=str(hotline))
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        flt = queries.EventFilter(start=dt.date(2026, 11, 2), end=dt.date(2026, 11, 8))
+        now, before, year = queries.kpis_compared(con, flt)
+        assert now["registered"] == 25 and year["registered"] is None and before["registered"] is None
+        assert queries.late_sources(flt, queries.year_earlier(flt), queries.source_starts(con)) == ["hotline"]
+        police = queries.EventFilter(start=flt.start, end=flt.end, sources=("police",))
+        now, _, year = queries.kpis_compared(con, police)
+        assert (now["registered"], year["registered"]) == (5, 4)  # like for like
+        from dashboard.brief import weekly_brief
+
+        texts = [getattr(b, "text", "") for b in weekly_brief(con, "汕尾市城区", flt.start).blocks]
+        assert any(t.startswith("环比不可比（12345热线自 2026年11月03日 起才有数据") and "同比不可比" in t for t in texts)
+    finally:
+        con.close()
+    from onemap.cli import main
+
+    assert main(["--home", str(settings.home), "kpis", "--from", "2026-11-02", "--to", "2026-11-08"]) == 0
+    assert "同比 blank: hotline has data from 2026-11-03 only" in capsys.readouterr().err
+    assert main(["--home", str(settings.home), "kpis", "--from", "2026-11-02", "--to", "2026-11-08", "--source",
+                 "police", "--format", "json"]) == 0
+    out = capsys.readouterr()
+    assert "blank" not in out.err and '"year_before":4' in out.out.replace(" ", "")
