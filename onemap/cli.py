@@ -199,6 +199,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         scope = queries.area_scope(con, args.area) if args.area else None
         frame = queries.alerts(con, since=since, window_days=args.window, kind=args.kind, scope=scope)
         kept = queries.scored_through(con)
+        left_out = queries.alert_sources_left_out(con)
         if args.summary and args.by == "area":  # the areas one level down (a village's own alerts: the village)
             level = queries.CHILD_LEVEL[(scope or queries.COUNTY).level]
             frame["area"] = queries.cell_area_names(con, frame["cell"], level if level != "grid" else "village")
@@ -207,6 +208,9 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     frame = with_reviews(frame, settings.reviews_path)
     if args.summary:
         frame = summary(frame.assign(month=frame["window_end"].str[:7]), by=args.by).round(3)
+    if left_out:
+        print(f"note: {', '.join(left_out)} left out of the alerts: its data is younger than the 14 weeks the "
+              "expected counts need (its first weeks would read as a rise everywhere)", file=sys.stderr)
     if since and kept["alerts_from"] and since < kept["alerts_from"]:  # on stderr: csv / json stays clean
         print(f"note: alerts are scored from {kept['alerts_from']} on (each build scores the last days of its data "
               "and keeps the alerts of earlier builds)", file=sys.stderr)

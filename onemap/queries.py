@@ -842,6 +842,13 @@ _EPISODES = """
     FROM runs"""
 
 
+def alert_sources_left_out(con) -> list[str]:
+    """The sources the latest alert scoring left out as too young for its model (pipelines.build.score_alerts)."""
+    rows = con.execute("SELECT params FROM meta.model_runs WHERE model = 'unusual_now' ORDER BY ran_at DESC LIMIT 1"
+                       ).fetchall()
+    return list(json.loads(rows[0][0]).get("sources_left_out", [])) if rows else []
+
+
 def episode_count(alerts: pd.DataFrame) -> int:
     """How many episodes (see ``_EPISODES``) the rows of :func:`alerts` belong to."""
     key = alerts[["kind", "cell", "category_code", "episode_start"]].assign(

@@ -68,6 +68,8 @@ ALERT_ALPHA = 0.05
 ALERT_DAYS_BACK = 14          # alerts are kept for windows ending on each of the last 14 days
 ALERT_WINDOWS = (7, 1)        # a week and a day
 RAMP_MONITOR_DAYS = 28        # slow build-ups: NB CUSUM over the last four weeks (needs 4 more weeks of history)
+ALERT_SOURCE_MIN_DAYS = 98    # a source takes part in alerts once it has 14 weeks of data (4 of history before the
+                              # oldest window scored, and the ramps' 8); a single-source warehouse always does
 RAMP_KAPPA = 1.5              # the CUSUM looks for a 1.5-fold rise
 
 
@@ -81,14 +83,23 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
 
     # days as day numbers, categories as a categorical (codes from SQL, no string column crosses over) and rows
     # in cell order: the 28 model fits below then work on integers and cache-friendly lookups
-    categories = "SELECT DISTINCT category_code FROM hex.cell_day WHERE resolution = $res"
+    # a source whose data is younger than the model needs (a 12345 hotline loaded from last month) would be a
+    # rise of its own size in every cell it covers: left out until it has ALERT_SOURCE_MIN_DAYS of history
+    spans = con.execute("SELECT source, min(CAST(reported_at AS DATE)), max(CAST(reported_at AS DATE)) "
+                        "FROM core.events GROUP BY 1").fetchall()
+    oldest = min((first for _, first, _ in spans), default=None)
+    last_day = max((end for _, _, end in spans), default=None)
+    young = [src for src, first, _ in spans  # (never the oldest: a warehouse begun recently still has alerts)
+             if first > oldest and (last_day - first).days < ALERT_SOURCE_MIN_DAYS]
+    sources = f"AND source NOT IN ({', '.join(repr(s) for s in sorted(young))})" if young else ""
+    categories = f"SELECT DISTINCT category_code FROM hex.cell_day WHERE resolution = $res {sources}"
     codes = [r[0] for r in con.execute(categories + " ORDER BY 1", {"res": resolution}).fetchall()]
     panel = con.execute(f"""
         SELECT cell, date_diff('day', DATE '1970-01-01', day) AS day, c.code AS category_code, sum(n)::INTEGER AS n
         FROM hex.cell_day
         JOIN (SELECT category_code, (row_number() OVER (ORDER BY category_code) - 1)::INTEGER AS code
               FROM ({categories})) c USING (category_code)
-        WHERE resolution = $res GROUP BY ALL ORDER BY ALL""", {"res": resolution}).df()
+        WHERE resolution = $res {sources} GROUP BY ALL ORDER BY ALL""", {"res": resolution}).df()
     panel["category_code"] = pd.Categorical.from_codes(panel["category_code"].to_numpy(), categories=codes)
     if panel.empty:
         con.execute("DELETE FROM scores.alerts")
@@ -138,7 +149,7 @@ def score_alerts(con, areas, resolution: int = ALERT_RESOLUTION, days_back: int 
         _insert(con, "scores.alerts", frame)
     params = {"resolution": resolution, "alpha": ALERT_ALPHA, "windows": list(ALERT_WINDOWS), "days_back": days_back,
               "k": 1, "ramp_monitor_days": RAMP_MONITOR_DAYS, "ramp_kappa": RAMP_KAPPA,
-              "span_from": f"{span[0]}", "span_to": f"{span[1]}"}
+              "span_from": f"{span[0]}", "span_to": f"{span[1]}", "sources_left_out": sorted(young)}
     con.execute("INSERT INTO meta.model_runs VALUES (?, 'unusual_now', ?, ?, now(), ?)",
                 [run_id, _version(), json.dumps(params), len(alerts)])
     return run_id

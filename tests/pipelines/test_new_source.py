@@ -51,3 +51,33 @@ def test_a_source_added_this_year_leaves_the_year_on_year_change_blank(settings,
                  "police", "--format", "json"]) == 0
     out = capsys.readouterr()
     assert "blank" not in out.err and '"year_before":4' in out.out.replace(" ", "")
+
+
+def test_a_source_younger_than_the_alert_model_needs_raises_no_alerts(settings, inside, tmp_path):
+    """Twenty hotline calls in one hex in the last week of a warehouse whose police history is months long: with
+    the hotline's first week in the panel it is an unusual rise of its own making; it is left out of the alerts
+    (and the model run says so) until it has 14 weeks of data."""
+    import json
+
+    from pipelines.build import build
+
+    hotline = tmp_path / "hotline.toml"
+    hotline.write_text((PROFILE_DIR / "demo_police.toml").read_text(encoding="utf-8")
+                       .replace('name = "demo_police"', 'name = "hotline_t"')
+                       .replace('source = "police"', 'source = "hotline"'), encoding="utf-8")
+    days = pd.date_range("2026-06-01", "2026-11-08", freq="D")
+    _load(settings, tmp_path, "police", "p.csv",
+          [police_row(inside, 接警单编号=f"P{i}", 报警时间=f"{d:%Y-%m-%d} 10:00:00", 办理期限=f"{d:%Y-%m-%d} 18:00:00")
+           for i, d in enumerate(days)])
+    _load(settings, tmp_path, "hotline", "h.csv",
+          [police_row(inside, 接警单编号=f"H{i}", 报警时间="2026-11-07 11:00:00", 办理期限="2026-11-07 18:00:00")
+           for i in range(20)], profile=str(hotline))
+    build(settings)
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        [(params,)] = con.execute("SELECT params FROM meta.model_runs WHERE model = 'unusual_now'").fetchall()
+        assert json.loads(params)["sources_left_out"] == ["hotline"]
+        assert con.execute("SELECT count(*) FROM scores.alerts WHERE observed >= 20").fetchall()[0][0] == 0
+        assert queries.alert_sources_left_out(con) == ["hotline"]
+    finally:
+        con.close()
