@@ -285,6 +285,15 @@ def cmd_rejects(args: argparse.Namespace) -> int:
     if args.raw:
         if args.format == "table":
             raise ValueError("--raw gives the rows in their file's layout: use it with --format csv or json")
+        twins = frame["reason"] == "duplicate_in_file"
+        if twins.any() and args.reason != "duplicate_in_file":
+            # such a row shares its record id with a later row of its file, which loaded: loaded again as it is,
+            # it would overwrite that record with the earlier row's content
+            print(f"note: {int(twins.sum()):,} duplicate_in_file row(s) left out: each shares its id with a later "
+                  "row of its file that loaded, and loading it again would overwrite that record; ask for them "
+                  "with --reason duplicate_in_file, and give each a record id of its own before loading",
+                  file=sys.stderr)
+            frame = frame[~twins].reset_index(drop=True)
         _emit(quarantine.as_read(frame), args.format, args.out, None)
         return 0
     shown = frame.drop(columns=["raw", "batch_id"])

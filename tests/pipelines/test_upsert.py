@@ -1,5 +1,6 @@
 """Upserts keyed on event_id, status history, idempotent reloads, and all-or-nothing loads."""
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -525,3 +526,21 @@ def test_a_deployments_own_profile_file_is_remembered_for_its_rejects(settings, 
         assert list(loaded_since(con, rejected)) == ["fix.csv"]
     finally:
         con.close()
+
+
+def test_rejects_raw_leaves_out_rows_that_would_overwrite_the_record_they_share_an_id_with(settings, inside,
+                                                                                            tmp_path, capsys):
+    """A duplicate_in_file row shares its id with a later row of its file that loaded: handed back by --raw and
+    loaded again as it was, it overwrote that record. --raw leaves such rows out unless asked for by reason."""
+    from onemap.cli import main
+
+    rows = [police_row(inside, 接警单编号="D1", 报警内容="第一份"), police_row(inside, 接警单编号="D1", 报警内容="第二份"),
+            police_row(inside, 接警单编号="U1", 报警类别代码="999999")]
+    ingest(settings, "police", [_csv(tmp_path / "w.csv", rows)], progress=False)
+    capsys.readouterr()
+    base = ["--home", str(settings.home), "rejects", "--file", "w.csv", "--raw", "--format", "json"]
+    assert main(base) == 0
+    out = capsys.readouterr()
+    assert [r["接警单编号"] for r in json.loads(out.out)] == ["U1"] and "1 duplicate_in_file row(s) left out" in out.err
+    assert main([*base, "--reason", "duplicate_in_file"]) == 0
+    assert [r["报警内容"] for r in json.loads(capsys.readouterr().out)] == ["第一份"]
