@@ -168,6 +168,11 @@ def link_matters(con, batch_id: str) -> int:
     pi2, gj2, cost2 = (_village_candidates(police, grid) if LINK_BY_VILLAGE
                        else (np.array([], dtype=int), np.array([], dtype=int), np.array([])))
     pi, gj, cost = np.concatenate([pi, pi2]), np.concatenate([gj, gj2]), np.concatenate([cost, cost2])
+    # only pairs with a side in this batch: two older events of other loads that were left unlinked are not this
+    # load's links (a hotline load counted three police-grid pairs of months before as its own)
+    mine = set(new["event_id"])
+    ours = police["event_id"].isin(mine).to_numpy()[pi] | grid["event_id"].isin(mine).to_numpy()[gj]
+    pi, gj, cost = pi[ours], gj[ours], cost[ours]
     order = np.argsort(cost, kind="stable")
     used_p, used_g, links = set(), set(), []
     for i, j in zip(pi[order], gj[order], strict=True):  # greedy one-to-one, best pairs first

@@ -81,3 +81,29 @@ def test_a_source_younger_than_the_alert_model_needs_raises_no_alerts(settings, 
         assert queries.alert_sources_left_out(con) == ["hotline"]
     finally:
         con.close()
+
+
+def test_a_load_links_only_its_own_events(settings, inside, tmp_path, monkeypatch):
+    """A police incident and a grid report of one matter left unlinked by earlier loads are not linked by, nor
+    counted as linked in, a later load of another source's file that covers their days."""
+    import pipelines.ingest as ingest_module
+    from pipelines.load import link_matters
+
+    hotline = tmp_path / "hotline.toml"
+    hotline.write_text((PROFILE_DIR / "demo_police.toml").read_text(encoding="utf-8")
+                       .replace('name = "demo_police"', 'name = "hotline_t"')
+                       .replace('source = "police"', 'source = "hotline"'), encoding="utf-8")
+    grid_row = {"事件编号": "G1", "上报时间": "2026-11-03 10:20:00", "事件类型代码": "A02", "事件描述": "邻里纠纷",
+                "经度": f"{inside[0]:.6f}", "纬度": f"{inside[1]:.6f}", "坐标系": "WGS84", "处理状态": "登记受理"}
+    monkeypatch.setattr(ingest_module, "link_matters", lambda con, batch: 0)  # as if left unlinked then
+    _load(settings, tmp_path, "police", "p.csv", [police_row(inside, 接警单编号="P1", 报警时间="2026-11-03 10:00:00")])
+    _load(settings, tmp_path, "grid", "g.csv", [grid_row])
+    monkeypatch.setattr(ingest_module, "link_matters", link_matters)
+    [h] = _load(settings, tmp_path, "hotline", "h.csv", [police_row(inside, 接警单编号="H1", 报警时间="2026-11-03 11:00:00")],
+                profile=str(hotline))
+    assert h.linked == 0
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        assert con.execute("SELECT count(*) FROM core.events WHERE linked_event_id IS NOT NULL").fetchall()[0][0] == 0
+    finally:
+        con.close()
