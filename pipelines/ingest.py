@@ -55,6 +55,7 @@ class BatchSummary:
     unusable_points: int = 0  # loaded rows whose coordinates were unusable: placed by address or grid code instead
     other_outcomes: dict[str, int] | None = None  # outcome words the KPIs do not know -> loaded rows
     header_notes: tuple[str, ...] = ()  # the file's header against the profile (stage._header_notes)
+    not_understood: dict[str, dict[str, int]] | None = None  # "header (field)" -> word -> rows quarantined
 
     @property
     def reconciles(self) -> bool:
@@ -85,6 +86,12 @@ class BatchSummary:
                      "the county's file, and does the profile name its coordinate system?")
         if self.reasons:
             text += "\n    quarantine reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items()))
+        for column, words in (self.not_understood or {}).items():
+            name = column.rsplit(" (", 1)[-1].rstrip(")")
+            top = sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))
+            text += (f"\n    {column}: values no table reads (quarantined; if they mean a product value, map them in "
+                     f"the profile's [values.{name}]): " + ", ".join(f"{k} {v:,}" for k, v in top[:10])
+                     + (f" … ({len(top)} in all)" if len(top) > 10 else ""))
         if self.unmapped:
             codes = sorted(self.unmapped.items(), key=lambda kv: (-kv[1], kv[0]))
             text += (f"\n    unmapped {self.profile} codes ({len(codes)}, quarantined as unknown_category): "
@@ -206,7 +213,7 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         ctx = context(path, batch_id)
         total = {"inserted": 0, "updated": 0, "unchanged": 0, "older": 0, "unusable_points": 0}
         reasons, redactions, unmapped, quarantined = Counter(), Counter(), Counter(), 0
-        outcomes, notes = Counter(), []
+        outcomes, notes, words = Counter(), [], {}
         rows = tqdm(total=feed.total, desc=path.name, unit="row", disable=not show, leave=False)
 
         def stage_next():
@@ -231,6 +238,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 quarantined += _load_chunk(con, staged, batch_id, path, total, reasons, redactions, unmapped,
                                            outcomes)
                 notes.extend(n for n in staged.header_notes if n not in notes)  # alike for every chunk of a file
+                for column, counts in staged.not_understood.items():
+                    words.setdefault(column, Counter()).update(counts)
                 rows.update(len(part))
             rows_read = feed.rows_read()
         finally:
@@ -240,7 +249,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         linked = link_matters(con, batch_id)
         return BatchSummary(batch_id, source, path.name, profile.name, rows_read, linked=linked,
                             quarantined=quarantined, reasons=dict(reasons), redactions=dict(redactions),
-                            unmapped=dict(unmapped), other_outcomes=dict(outcomes), header_notes=tuple(notes), **total)
+                            unmapped=dict(unmapped), other_outcomes=dict(outcomes), header_notes=tuple(notes),
+                            not_understood={k: dict(v) for k, v in words.items()}, **total)
 
     def _load_chunk(con, staged, batch_id: str, path: Path, total, reasons, redactions, unmapped, outcomes) -> int:
         """Classify, upsert and quarantine one staged chunk; returns the rows quarantined."""
@@ -274,7 +284,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                     "dry-run", source, path.name, profile.name, read.rows_read, quarantined=len(staged.rejects),
                     reasons=staged.rejects["reason"].value_counts().to_dict(), redactions=staged.redactions,
                     unmapped=staged.unmapped, unusable_points=staged.unusable_points,
-                    other_outcomes=staged.other_outcomes, header_notes=staged.header_notes, **counts))
+                    other_outcomes=staged.other_outcomes, header_notes=staged.header_notes,
+                    not_understood=staged.not_understood, **counts))
                 bar.update()
         finally:
             if con is not None:

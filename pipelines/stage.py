@@ -104,6 +104,7 @@ class Staged:
     unusable_points: int = 0  # loaded rows whose coordinates could not be used (placed by address or grid code)
     other_outcomes: dict[str, int] = field(default_factory=dict)  # outcome words outside OUTCOMES -> loaded rows
     header_notes: tuple[str, ...] = ()  # what the file's header lacks or adds against the profile (_header_notes)
+    not_understood: dict[str, dict[str, int]] = field(default_factory=dict)  # "header (field)" -> value -> rows
 
 
 class MissingColumnError(ValueError):
@@ -563,7 +564,21 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     other = outcomes[~outcomes.isin(OUTCOMES)].value_counts()
     return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts,
                   int((unusable & keep).sum()), {str(k): int(v) for k, v in other.items()},
-                  _header_notes(profile, found, raw.columns, [c for c in extra if c not in value_mapped]))
+                  _header_notes(profile, found, raw.columns, [c for c in extra if c not in value_mapped]),
+                  _not_understood(raw, rej, found))
+
+
+def _not_understood(raw: pd.DataFrame, rej: _Rejects, found: dict[str, str]) -> dict[str, dict[str, int]]:
+    """The words of coded fields no table reads (bad_number, unknown_value), per field, with how many rows each
+    sent to quarantine: a 满意度 column saying 满意 / 基本满意 is one [values.satisfaction] table away from loading."""
+    field_of = {h: f for f, h in found.items()}
+    out = {}
+    for header in pd.unique(rej.field[np.isin(rej.reason, [BAD_NUMBER, UNKNOWN_VALUE])]):
+        if header in raw.columns and header in field_of:
+            rows = (rej.field == header) & np.isin(rej.reason, [BAD_NUMBER, UNKNOWN_VALUE])
+            counts = raw[header][rows].astype("string").str.strip().value_counts()
+            out[f"{header} ({field_of[header]})"] = {str(k): int(v) for k, v in counts.items()}
+    return out
 
 
 def _header_notes(profile: Profile, found: dict[str, str], headers, kept: list[str]) -> tuple[str, ...]:

@@ -460,3 +460,16 @@ def test_the_summary_says_what_the_files_header_lacks_or_keeps_beyond_the_profil
     plain = ingest(settings, "police", [_write(tmp_path, "plain.csv", pd.DataFrame([police_row(inside, 接警单编号="J2")])
                                                .to_csv(index=False).encode())], progress=False)[0].line()
     assert "[party]" not in plain and "kept in ext" not in plain
+
+
+def test_the_summary_names_the_words_of_coded_fields_no_table_reads(settings, inside, tmp_path):
+    """满意度 saying 满意 quarantines the case (bad_number); the summary lists the words per field with the
+    [values.<field>] table that would read them."""
+    from pipelines.ingest import ingest
+
+    rows = [police_row(inside, 接警单编号=f"S{i}", 是否现场处结=w) for i, w in enumerate(["也许", "也许", "不清楚", "是"])]
+    [summary] = ingest(settings, "police", [_write(tmp_path, "s.csv", pd.DataFrame(rows).to_csv(index=False).encode())],
+                       progress=False)
+    assert summary.not_understood == {"是否现场处结 (on_site_closed)": {"也许": 2, "不清楚": 1}}
+    assert ("是否现场处结 (on_site_closed): values no table reads (quarantined; if they mean a product value, map them "
+            "in the profile's [values.on_site_closed]): 也许 2, 不清楚 1") in summary.line()
