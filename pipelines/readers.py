@@ -249,6 +249,10 @@ def _read_xlsx(path: Path, sheet: str) -> ReadResult:
         # (制表单位, 日期): the header is the first of the top rows that fills as many cells as any of them does
         # (three will do), the rows above it being shorter
         filled = [sum(v is not None and str(v).strip() != "" for v in r) for r in top]
+        if max(filled) < 3 and len(book.sheetnames) > 1:  # a cover or notes sheet before the data
+            raise ReadError(f"{path}: sheet {ws.title!r} holds no table (at most {max(filled)} filled cells in its "
+                            f"first rows); the workbook's sheets are {book.sheetnames}: name the data sheet with "
+                            "--sheet (or the profile's sheet)")
         first = next(i for i, n in enumerate(filled) if n >= min(3, max(filled)))
         header, rows = top[first], itertools.chain(top[first + 1:], rows)
         header = [str(h) if h is not None else f"column_{i + 1}" for i, h in enumerate(header)]

@@ -421,7 +421,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     for f in ("reported_at", "occurred_at"):
         rej.add((out[f] < EARLIEST).to_numpy(), found.get(f, f), TIME_BEFORE_2000, f"{found.get(f, f)}早于 2000-01-01")
     rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"), CLOSED_BEFORE_REPORTED,
-            "办结时间早于上报时间")
+            f"{found.get('closed_at', '办结时间')}早于{found.get('reported_at', '上报时间')}")
 
     # ---------------------------------------------------------------- category and status
     raw_code = get("category_raw_code").astype(pd.StringDtype("pyarrow")).str.strip()
@@ -457,7 +457,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     status = status.where(~(raw_status.eq("") & closed_given), STATUS_CLOSED)
     status = status.where(~(raw_status.eq("") & ~closed_given), STAGES[0])
     rej.add(status.isna().to_numpy(), found.get("status", "status"), UNKNOWN_STATUS,
-            "无法识别的处理状态：", values=raw_status)
+            f"{found.get('status', '处理状态')}无法识别（可在配置的 [values.status] 中对应到产品状态）：", values=raw_status)
     out["status"] = status
     closed_rule = pd.Series(False, index=raw.index)
     if profile.closed_at_from:  # [status] closed_at_from: a disposition without a close time

@@ -244,6 +244,18 @@ def test_wrong_sheet_is_named(tmp_path):
         read_export(p, sheet="Sheet9")
 
 
+def test_a_cover_sheet_before_the_data_names_the_sheets(tmp_path):
+    """An export whose first sheet is a cover (本表由12345系统导出): the error names the sheets and --sheet."""
+    p = tmp_path / "w.xlsx"
+    with pd.ExcelWriter(p) as book:
+        pd.DataFrame({"本表由12345系统导出": []}).to_excel(book, sheet_name="说明", index=False)
+        pd.DataFrame({"工单编号": ["G1"], "受理时间": ["2026-11-01"], "诉求类型": ["x"]}).to_excel(
+            book, sheet_name="工单", index=False)
+    with pytest.raises(ReadError, match=r"sheet '说明' holds no table .* \['说明', '工单'\]: name the data sheet"):
+        read_export(p)
+    assert list(read_export(p, sheet="工单").frame["工单编号"]) == ["G1"]
+
+
 def test_jsonl_with_bad_lines(tmp_path):
     lines = [json.dumps({"接警单编号": "J1", "报警时间": "2026-11-01 10:00:00"}, ensure_ascii=False), "{broken",
              "[1, 2]", json.dumps({"接警单编号": "J2", "报警时间": 20261101}, ensure_ascii=False)]

@@ -544,3 +544,6 @@ def test_rejects_raw_leaves_out_rows_that_would_overwrite_the_record_they_share_
     assert [r["接警单编号"] for r in json.loads(out.out)] == ["U1"] and "1 duplicate_in_file row(s) left out" in out.err
     assert main([*base, "--reason", "duplicate_in_file"]) == 0
     assert [r["报警内容"] for r in json.loads(capsys.readouterr().out)] == ["第一份"]
+    # a file never loaded is said to be so, not "nothing in quarantine"
+    assert main(["--home", str(settings.home), "rejects", "--file", "nosuch.csv"]) != 0
+    assert "no load of a file named 'nosuch.csv'; the files loaded are: w.csv" in capsys.readouterr().err
