@@ -39,6 +39,7 @@ from models.panel import (
 
 __all__ = [
     "DATASETS",
+    "warehouse_backtest",
     "BacktestResult",
     "dataset_study_cells",
     "default_models",
@@ -348,6 +349,43 @@ def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, obj
     7 observed days of history: 2018-05-08 .. 05-16)."""
     spec = DATASETS[dataset_name]
     events, notes = load_events(spec, data_dir)
+    study, study_note = dataset_study_cells(spec, events, resolution, data_dir)
+    return _backtest(spec, events, notes, study, study_note, resolution, models=models, origins=origins,
+                     area_fractions=area_fractions, max_origins=max_origins, tie_break=tie_break, seed=seed,
+                     skip_gaps=skip_gaps, refit_every=refit_every, verbose=verbose)
+
+
+def warehouse_backtest(con, resolution: int, *, categories: tuple[str, ...] = (), sources: tuple[str, ...] = (),
+                       max_origins: int | None = 12, **kwargs) -> tuple[pd.DataFrame, str]:
+    """The same backtest on the deployment's own events (the published warehouse ``con``): weekly, Monday to
+    Sunday, the study area being the H3 cells whose centre is in the county; located, non-confidential events,
+    optionally of some categories (code prefixes) and sources. The last ``max_origins`` weeks are scored (each
+    with only the weeks before it), so a county can see how far the forecast and the baselines reach on its own
+    data rather than on Portland's."""
+    from onemap import queries
+
+    flt = queries.EventFilter(start=pd.Timestamp("2000-01-01").date(), end=pd.Timestamp("2100-01-01").date(),
+                              categories=tuple(categories), sources=tuple(sources))
+    where, params = flt.where()
+    events = con.execute(f"""
+        SELECT lng AS lon, lat, timezone(current_setting('TimeZone'), reported_at) AS time, category_code
+        FROM core.events WHERE lng IS NOT NULL AND NOT confidential AND {where}""", params).df()
+    if events.empty:
+        raise ValueError("no located events in the warehouse for this selection")
+    what = ", ".join([*categories, *sources]) or "all categories and sources"
+    spec = DatasetSpec("warehouse", "", "time", f"this deployment's located events ({what}), weekly (Mon-Sun)",
+                       category_col="category_code")
+    study = study_area_cells(queries.scope_shape(con, queries.COUNTY), resolution)
+    return _backtest(spec, events, {"rows_read": len(events)}, study, "cells with centre in the county",
+                     resolution, max_origins=max_origins, **kwargs)
+
+
+def _backtest(spec: DatasetSpec, events: pd.DataFrame, notes: dict, study: np.ndarray, study_note: str,
+              resolution: int, *, models: Mapping[str, object] | None = None, origins=None,
+              area_fractions=(0.01, 0.05), max_origins: int | None = None, tie_break: str = "random",
+              seed: int = 0, skip_gaps: bool = False, refit_every: int | None = None, verbose: bool = False
+              ) -> tuple[pd.DataFrame, str]:
+    dataset_name = spec.name
     step = pd.Timedelta(spec.period)
     coverage = day_coverage(events[spec.time_col], gap_hours=spec.gap_hours)
     days = pd.DatetimeIndex(coverage.index[coverage >= 1.0 - 1e-9])   # fully observed days
@@ -367,7 +405,6 @@ def run_backtest(dataset_name: str, resolution: int, *, models: Mapping[str, obj
     origins = pd.DatetimeIndex(origins)
     if max_origins is not None:
         origins = origins[-max_origins:]
-    study, study_note = dataset_study_cells(spec, events, resolution, data_dir)
     models = dict(models) if models is not None else default_models(spec, resolution)
     t0 = time.perf_counter()
     res = rolling_origin_backtest(events, study, resolution, origins, models, area_fractions,

@@ -452,8 +452,25 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from models.backtest import DATASETS, run_backtest
+    from models.backtest import DATASETS, run_backtest, warehouse_backtest
 
+    if args.dataset == "warehouse":  # the deployment's own events
+        from onemap.warehouse import connect_readonly
+
+        settings = _settings(args)
+        con = connect_readonly(settings.warehouse_path, settings.timezone)
+        try:
+            for res in args.resolution:
+                results, text = warehouse_backtest(con, res, categories=tuple(args.category or ()),
+                                                   sources=tuple(args.source or ()),
+                                                   max_origins=args.max_origins or 12)
+                print(text)
+                if args.csv:
+                    results.assign(dataset="warehouse", resolution=res).to_csv(
+                        args.csv, mode="a", index=False, header=not Path(args.csv).exists())
+        finally:
+            con.close()
+        return 0
     if args.data_dir:
         os.environ["ONEMAP_SHARED_DATA"] = args.data_dir
     names = list(DATASETS) if args.dataset == "all" else [args.dataset]
@@ -665,7 +682,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "public datasets in ../shared/data.")
     p.add_argument("--dataset", default="portland-cfs",
                    choices=["portland-cfs", "portland-disorder", "portland-burglary-mvt", "portland-burglary",
-                            "milwaukee-cfs", "all"])
+                            "milwaukee-cfs", "all", "warehouse"],
+                   help="a public dataset, all of them, or 'warehouse': this deployment's own events (the last "
+                        "12 weeks scored unless --max-origins; --category / --source narrow them)")
+    p.add_argument("--category", action="append", help="with --dataset warehouse: only this category or prefix")
+    p.add_argument("--source", action="append", choices=["grid", "police", "hotline"],
+                   help="with --dataset warehouse: only this source")
     p.add_argument("--resolution", type=int, nargs="+", default=[9], help="H3 resolution(s), e.g. 9 10")
     p.add_argument("--max-origins", type=int, help="score only the last N origins (faster)")
     p.add_argument("--data-dir", help="folder with the public datasets (default ../shared/data)")
