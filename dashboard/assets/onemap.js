@@ -66,8 +66,12 @@ window.dash_clientside = Object.assign({}, window.dash_clientside, {
       const padding = (figure && figure.layout && figure.layout.meta && figure.layout.meta.pad) || 24;  // px, or per side
       if (!fitTo) { return window.dash_clientside.no_update; }
       const key = fitTo.join(",") + JSON.stringify(padding);  // 积案回放 keeps its area below the slider: a new fit
+      // the later fits below belong to this figure only: a newer figure (back from a town to the county within
+      // 2.5 s) must not be fitted again to the town by this one's pending timeouts
+      const generation = (window._onemapFitGeneration = (window._onemapFitGeneration || 0) + 1);
       let tries = 0;
       const fit = function () {
+        if (generation !== window._onemapFitGeneration) { return; }
         const gd = document.querySelector("#map .js-plotly-plot");
         const sub = gd && gd._fullLayout && gd._fullLayout.map && gd._fullLayout.map._subplot;
         if (!sub || !sub.map || !sub.map.isStyleLoaded()) { if (tries++ < 150) { setTimeout(fit, 100); } return; }
