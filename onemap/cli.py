@@ -53,9 +53,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # statuses dated, and the build made, at the moment the exports were taken (DemoResult.taken_at), a second
     # apart in this order
     taken = result.taken_at.tz_localize(settings.timezone)
-    for i, (source, files) in enumerate((("grid", result.grid_files), ("police", result.police_files),
-                                         ("grid", result.update_files))):
-        for s in ingest(settings, source, list(files), progress=not args.quiet,
+    for i, (source, files, profile) in enumerate((("grid", result.grid_files, None),
+                                                  ("police", result.police_files, None),
+                                                  ("grid", result.update_files, None),
+                                                  ("grid", result.flow_files[:1], "demo_grid_flow"),
+                                                  ("police", result.flow_files[1:], "demo_police_flow"))):
+        for s in ingest(settings, source, list(files), profile_name=profile, progress=not args.quiet,
                         taken_at=taken + pd.Timedelta(seconds=i)):
             print(s.line())
     stats = build(settings, as_of=taken.ceil("D"))  # the midnight after the last day: the brief's end of that week

@@ -159,8 +159,8 @@ STATUS_HISTORY = Table(
     (),  # no PRIMARY KEY: its index made each 200k-row load chunk ~2x slower; uniqueness is a check
     checks=(("history rows belong to events",
              "SELECT h.event_id FROM core.event_status_history h ANTI JOIN core.events e USING (event_id)"),
-            ("one row per event, status and batch",
-             "SELECT event_id FROM core.event_status_history GROUP BY event_id, status, batch_id "
+            ("one row per event, status, time and batch (a flow log may show a status twice, at two times)",
+             "SELECT event_id FROM core.event_status_history GROUP BY event_id, status, observed_at, batch_id "
              "HAVING count(*) > 1"),),
 )
 

@@ -87,6 +87,7 @@ REOPEN_SHARE = 0.01  # of the grid cases closed in the two months before the las
 
 STAGES = ["登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了"]
 CLOSED = "已办结"
+FLOW_WEEKS = 26  # the flow log covers the cases open at some time in the last 26 weeks (the brief's backlog series)
 SLA_DAYS = {"MD": 15, "CG": 5, "ZA": 3, "AQ": 3, "HJ": 7, "SY": 5, "MS": 10, "ZH": 2, "QT": 7}
 
 SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗郑梁谢宋唐许韩冯邓曹彭曾萧田董袁潘蔡蒋余杜叶程苏魏吕丁沈")
@@ -163,6 +164,9 @@ class DemoResult:
     # on "now" (a build a day later would count as overdue the cases falling due since, though the exports cannot
     # say whether they were closed), and the day's-end backlog holds what the later export reopened
     taken_at: pd.Timestamp | None = None
+    # the grid platform's case-flow log (流转记录): each step of the cases open in the last weeks, loaded last with
+    # the demo_grid_flow profile into their status history
+    flow_files: tuple[Path, ...] = ()
 
 
 def _prefix(code: str) -> str:
@@ -366,6 +370,7 @@ class DemoGenerator:
             "status": status, "outcome": np.where(is_closed, outcome, None),
             "on_site": np.where(is_closed, on_site, False),
             "satisfaction": np.where(is_closed, satisfaction, np.nan),
+            "handle_days": handle_days,  # (the flow log's steps: stage k entered at reported + k/5 of it)
         })
 
     # ------------------------------------------------------------------ exports
@@ -409,6 +414,11 @@ class DemoGenerator:
         earlier, final = self._status_updates(grid_rows)
         ev.loc[final.index, final.columns] = final  # the truth is the state after the update
         grid_files, update_files = self._write_grid(rng, earlier, final, out_dir)
+        # the cases the later export closes were shown open by the earlier export, dated (as every demo export) at
+        # the end: their close step would precede that export and read as a reopening. The later export closes them
+        closed_later = set(grid_rows.loc[final.index[final["status"] == CLOSED], "src_id"])
+        flow_files = (self._write_flow(grid_rows, out_dir, "事件编号", "网格巡查上报", closed_later)
+                      + self._write_flow(police_rows, out_dir, "接警单编号", "非警务警情"))
         police_files = self._write_police(rng, police_rows, out_dir)
 
         # ground truth
@@ -428,7 +438,36 @@ class DemoGenerator:
         (truth_dir / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return DemoResult(out_dir, tuple(grid_files), tuple(police_files), truth_dir, int(len(ev)),
                           int(len(grid_rows)), int(len(police_rows)), tuple(update_files),
-                          self.end_date + pd.Timedelta(days=1) - pd.Timedelta(seconds=5))
+                          self.end_date + pd.Timedelta(days=1) - pd.Timedelta(seconds=5), tuple(flow_files))
+
+    def _write_flow(self, rows: pd.DataFrame, out_dir: Path, id_header: str, system: str,
+                    closed_later: set[str] = frozenset(), weeks: int = FLOW_WEEKS) -> list[Path]:
+        """A platform's case-flow log (流转记录): each step of the cases open at some time in the last
+        ``weeks`` weeks — the six stages in turn, stage k entered k/5 of the way through the case's handling time
+        (as the exports' own stage is drawn), then 已办结 at its close — so that a past week's backlog knows each
+        case's stage then. Draws nothing at random: every other file stays as it was."""
+        export_time = self.end_date + pd.Timedelta(hours=23, minutes=59)
+        reported = rows["reported"].to_numpy()
+        handle = pd.to_timedelta(rows["handle_days"].to_numpy(), unit="D").to_numpy()
+        closed = reported + handle
+        until = np.minimum(closed, np.datetime64(export_time))
+        keep = until >= np.datetime64(export_time - pd.Timedelta(weeks=weeks))
+        ids, reported, handle, closed, until = (a[keep] for a in (rows["src_id"].to_numpy(), reported, handle,
+                                                                   closed, until))
+        steps = []
+        for k, stage in enumerate(STAGES):
+            at = reported + handle * k / 5
+            # (a case settled on the spot within seconds records its report and its close only)
+            on = ((at < until - np.timedelta64(1, "s")) & (handle >= np.timedelta64(5, "s"))) if k \
+                else np.ones(len(ids), dtype=bool)
+            steps.append(pd.DataFrame({id_header: ids[on], "环节": stage, "t": at[on]}))
+        done = (closed <= np.datetime64(export_time)) & ~np.isin(ids, list(closed_later))
+        steps.append(pd.DataFrame({id_header: ids[done], "环节": CLOSED, "t": closed[done]}))
+        flow = pd.concat(steps, ignore_index=True).sort_values(["t", id_header], kind="stable")
+        flow["操作时间"] = pd.to_datetime(flow.pop("t")).dt.strftime("%Y-%m-%d %H:%M:%S")
+        path = out_dir / f"流转记录_{system}_{self.end_date:%Y%m%d}.csv"
+        flow.to_csv(path, index=False, encoding="utf-8-sig")
+        return [path]
 
     def _tiers(self, source: str, rows: pd.DataFrame, town: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """办理层级 and 派单方式 of each row, drawn from their own stream (seeded by seed and source) so that

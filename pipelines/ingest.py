@@ -24,11 +24,12 @@ from onemap.warehouse import connect_readonly, write_session
 from pipelines.aggregate import refresh_aggregates
 from pipelines.chunks import STREAMED_SUFFIXES, StreamedCsv, StreamFailed, WholeFile
 from pipelines.classify import classify_pending
+from pipelines.flow import load_flow, stage_flow
 from pipelines.load import dry_run_counts, link_matters, quarantine, scrub_quarantine, upsert_events
 from pipelines.mappings import CategoryMap
 from pipelines.profiles import DEFAULT_PROFILE, PROFILE_DIR, ProfileError, load_profile
 from pipelines.readers import read_export
-from pipelines.stage import StageContext, file_sha256, stage_export
+from pipelines.stage import StageContext, file_sha256, stage_export, with_malformed
 
 CHUNK_ROWS = 200_000  # rows staged and upserted at a time
 STREAM_MIN_BYTES = 16 << 20  # a CSV this large is staged while it is still being parsed (pipelines.chunks)
@@ -56,6 +57,7 @@ class BatchSummary:
     other_outcomes: dict[str, int] | None = None  # outcome words the KPIs do not know -> loaded rows
     header_notes: tuple[str, ...] = ()  # the file's header against the profile (stage._header_notes)
     not_understood: dict[str, dict[str, int]] | None = None  # "header (field)" -> word -> rows quarantined
+    flow: bool = False  # a flow log (流转记录): inserted = steps added to the status history
 
     @property
     def reconciles(self) -> bool:
@@ -78,6 +80,9 @@ class BatchSummary:
         if self.unusable_points:
             text += (f"\n    {self.unusable_points:,} loaded rows had coordinates that could not be used (zero, out of "
                      "range, outside the jurisdiction, not numbers): placed by their address or grid code, with no point")
+        if self.flow:
+            text += (f"\n    a flow log: {self.inserted:,} steps added to the cases' status history, {self.unchanged:,} "
+                     "held already")
         for note in self.header_notes:
             text += f"\n    {note}"
         outside = (self.reasons or {}).get("outside_jurisdiction", 0)
@@ -170,7 +175,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         preparing = warmer.submit(areas.prepare)
         warmer.shutdown(wait=False)
     categories = CategoryMap.load(deployment=settings.category_mapping_path)
-    if profile.category_system not in categories.systems() and not profile.classify_free_text:
+    if profile.kind == "records" and profile.category_system not in categories.systems() \
+            and not profile.classify_free_text:
         raise ProfileError(f"profile {profile.name!r}: its category_system {profile.category_system!r} has no rows in "
                            f"the category mapping (systems: {', '.join(categories.systems())}), so every row would "
                            f"be quarantined as unknown_category: map its codes in {settings.category_mapping_path} "
@@ -252,6 +258,20 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                             unmapped=dict(unmapped), other_outcomes=dict(outcomes), header_notes=tuple(notes),
                             not_understood={k: dict(v) for k, v in words.items()}, **total)
 
+    def flow_file(con, path: Path, batch_id: str, read, write: bool = True) -> BatchSummary:
+        """A flow log (profile kind "flow"): its steps into the status history (pipelines.flow)."""
+        look_ups_ready()
+        ctx = context(path, batch_id)
+        staged = stage_flow(read.frame, profile, ctx)
+        counts = load_flow(con, staged, profile, ctx, write=write) if con is not None else {
+            "inserted": len(staged.steps), "unchanged": 0, "rejects": staged.rejects}
+        rejects = with_malformed(counts.pop("rejects"), read.malformed, read.frame, profile, ctx)
+        if write:
+            quarantine(con, rejects)
+        return BatchSummary(batch_id, source, path.name, profile.name, read.rows_read, inserted=counts["inserted"],
+                            unchanged=counts["unchanged"], quarantined=len(rejects),
+                            reasons=rejects["reason"].value_counts().to_dict(), flow=True)
+
     def _load_chunk(con, staged, batch_id: str, path: Path, total, reasons, redactions, unmapped, outcomes) -> int:
         """Classify, upsert and quarantine one staged chunk; returns the rows quarantined."""
         staged.events, unclassified = classify_pending(
@@ -276,6 +296,11 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 previous = _loads_of(con, file_sha256(path), profile.name) if con else []
                 if previous and not force:
                     summaries.append(BatchSummary(previous[-1][0], source, path.name, profile.name, 0, skipped=True))
+                    bar.update()
+                    continue
+                if profile.kind == "flow":
+                    summaries.append(dataclasses.replace(
+                        flow_file(con, path, "dry-run", read_file(path), write=False), batch_id="dry-run"))
                     bar.update()
                     continue
                 read, staged = stage_file(path, "dry-run")
@@ -304,8 +329,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
             # then skipped, its parse wasted (and a read error ignored: nothing of it is loaded). A large CSV is
             # parsed chunk by chunk, and staging starts on its first chunk while the rest is parsed.
             with ThreadPoolExecutor(max_workers=2, thread_name_prefix="read") as io:
-                streamed = path.suffix.lower() in STREAMED_SUFFIXES and path.is_file() \
-                    and path.stat().st_size >= STREAM_MIN_BYTES
+                streamed = profile.kind == "records" and path.suffix.lower() in STREAMED_SUFFIXES \
+                    and path.is_file() and path.stat().st_size >= STREAM_MIN_BYTES
                 reading = StreamedCsv(path, CHUNK_ROWS, io) if streamed else io.submit(read_file, path)
                 sha = file_sha256(path)
                 previous = _loads_of(con, sha, profile.name)
@@ -322,8 +347,9 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
                 # the raw copy is written by the kernel (sendfile) while the file is read and staged
                 copying = io.submit(keep_raw_copy, settings, source, path, sha)
                 try:
-                    s = load_file(con, path, batch_id, progress,
-                                  reading if streamed else WholeFile(reading.result(), CHUNK_ROWS))
+                    s = (flow_file(con, path, batch_id, reading.result()) if profile.kind == "flow" else
+                         load_file(con, path, batch_id, progress,
+                                   reading if streamed else WholeFile(reading.result(), CHUNK_ROWS)))
                 except StreamFailed:  # nothing written yet: read it whole (good rows kept, problems named)
                     s = load_file(con, path, batch_id, progress, WholeFile(read_file(path), CHUNK_ROWS))
                 copying.result()

@@ -8,7 +8,10 @@ A profile has these tables (see the shipped ``pipelines/profiles/*.toml``; only 
     mapping table rows to use), ``crs`` (``wgs84`` / ``gcj02`` / ``bd09`` / ``cgcs2000`` or any CRS
     pyproj knows, e.g. ``EPSG:2913`` for x/y in state-plane feet), ``crs_column`` (per-row CRS),
     ``timezone`` (the zone the export's wall-clock times are in; empty = the deployment's
-    ``time.timezone``), ``sheet`` (.xlsx sheet).
+    ``time.timezone``), ``sheet`` (.xlsx sheet), ``kind``: ``"records"`` (default: the cases as they stand) or
+    ``"flow"`` (a 流转记录 / 办理过程 export: one row per step of a case — its id, the step's status and
+    ``observed_at``, when it was taken — loaded into the status history by ``pipelines.flow``; no
+    ``category_system`` needed).
 ``[columns]``
     canonical field = header, or a list of accepted headers (first present wins). One header may feed
     two fields (e.g. a call date that is both ``reported_at`` and ``occurred_at``).
@@ -60,7 +63,9 @@ GRID_MATCH_MODES = ("code", "code_or_name")
 #: the fields a profile's [columns] may map (README, Input formats)
 CANONICAL_FIELDS = ("source_record_id", "reported_at", "occurred_at", "category_raw_code", "category_raw_name",
                     "summary", "address", "town_name", "village_name", "lng", "lat", "grid_code", "status", "due_at", "closed_at", "outcome",
-                    "on_site_closed", "satisfaction", "confidential", "department", "handling_tier", "dispatch_mode")
+                    "on_site_closed", "satisfaction", "confidential", "department", "handling_tier", "dispatch_mode",
+                    "observed_at")  # observed_at: a flow log's time of each step (kind = "flow")
+PROFILE_KINDS = ("records", "flow")
 CANONICAL_STATUSES = ("登记受理", "先行调解", "风险研判", "分类流转", "跟踪督办", "案结事了", "已办结")
 _TABLES = {"profile", "columns", "required", "party", "drop", "values", "status", "times", "record_id", "place",
            "categories"}
@@ -93,6 +98,7 @@ class Profile:
     grid_match: str = "code"
     unmapped_codes: tuple[str, ...] = ()
     classify_free_text: bool = False  # [categories] classify_free_text: rows with text and no code -> model
+    kind: str = "records"  # [profile] kind: "records" (the cases as they stand) or "flow" (流转记录: id, step, time)
 
     def resolve_headers(self, headers: list[str]) -> dict[str, str]:
         """Map canonical field -> the header present in this file (first alias that matches)."""
@@ -151,10 +157,14 @@ def load_profile(name_or_path: str) -> Profile:
         p = raw["profile"]
         columns = {k: tuple([v] if isinstance(v, str) else v) for k, v in raw["columns"].items()}
         record = raw.get("record_id", {})
+        kind = p.get("kind", "records")
+        default_required = (["source_record_id", "status", "observed_at"] if kind == "flow"
+                            else ["source_record_id", "reported_at"])
         profile = Profile(
-            name=p["name"], source=p["source"], category_system=p["category_system"], crs=p.get("crs", "wgs84"),
+            name=p["name"], source=p["source"], category_system=p.get("category_system", "") if kind == "flow"
+            else p["category_system"], crs=p.get("crs", "wgs84"),
             crs_column=p.get("crs_column", ""), timezone=p.get("timezone", ""), sheet=p.get("sheet", ""),
-            columns=columns, required=tuple(raw.get("required", {}).get("fields", ["source_record_id", "reported_at"])),
+            columns=columns, required=tuple(raw.get("required", {}).get("fields", default_required)),
             party_columns=tuple(raw.get("party", {}).get("columns", [])),
             drop_columns=tuple(raw.get("drop", {}).get("columns", [])), path=path,
             values=_values(raw, path),
@@ -166,6 +176,7 @@ def load_profile(name_or_path: str) -> Profile:
             grid_match=raw.get("place", {}).get("grid_match", "code"),
             unmapped_codes=_strings(raw, "categories", "unmapped", path),
             classify_free_text=bool(raw.get("categories", {}).get("classify_free_text", False)),
+            kind=kind,
         )
     except KeyError as exc:
         raise ProfileError(f"{path}: missing key {exc.args[0]!r}") from exc
@@ -177,6 +188,8 @@ def load_profile(name_or_path: str) -> Profile:
                 f, CANONICAL_FIELDS, n=1)) else "") for f in unknown]
             raise ProfileError(f"{path}: {table} names no field of the product: {', '.join(hints)}; the fields are "
                                f"{', '.join(CANONICAL_FIELDS)}")
+    if profile.kind not in PROFILE_KINDS:
+        raise ProfileError(f"{path}: [profile] kind = {profile.kind!r} is not one of {PROFILE_KINDS}")
     if profile.source not in SOURCES:
         raise ProfileError(f"{path}: source {profile.source!r} is not one of {SOURCES}")
     if profile.record_id not in RECORD_ID_MODES:

@@ -355,23 +355,36 @@ HASHED_FIELDS = ["status", "closed_at", "due_at", "outcome", "on_site_closed", "
                  "dispatch_mode", "reported_at", "occurred_at", "address_redacted"]
 
 
-def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
-                 malformed: pd.DataFrame | None = None) -> Staged:
-    n = len(raw)
+def mapped_columns(raw: pd.DataFrame, profile: Profile, source_file: str) -> tuple[dict[str, pd.Series], dict[str, str]]:
+    """The file's columns by canonical field, ``[values.<field>]`` applied, and the header each came from; a
+    required field missing from the header refuses the file (MissingColumnError)."""
     headers = [c for c in raw.columns if c != ROW]
     found = profile.resolve_headers(headers)
     missing = [f for f in profile.required if f not in found]
     if missing:
         wanted = "; ".join(f"{f} (one of: {', '.join(profile.columns.get(f, (f,)))})" for f in missing)
-        raise MissingColumnError(f"{ctx.source_file}: required column(s) not in the header: {wanted}. "
+        raise MissingColumnError(f"{source_file}: required column(s) not in the header: {wanted}. "
                                  f"Header is: {', '.join(headers)}")
     col = {f: raw[h] for f, h in found.items()}
-    if profile.crs_column and profile.crs_column in raw.columns:
-        col["__crs__"] = raw[profile.crs_column]
     for f, mapping in profile.values.items():  # [values.<field>]: raw value -> canonical value
         if f in col:
             key = col[f].astype("string").str.strip().str.casefold()
             col[f] = key.map(mapping).astype(object).where(key.isin(mapping.keys()), col[f])
+    return col, found
+
+
+def canonical_status(raw_status: pd.Series) -> pd.Series:
+    """Product statuses of raw status words (STATUS_ALIASES, after the profile's [values.status]); None unknown."""
+    return pd.Series(lookup(raw_status, lambda v: STATUS_ALIASES.get(v, STATUS_ALIASES.get(str(v).lower()))),
+                     index=raw_status.index)
+
+
+def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
+                 malformed: pd.DataFrame | None = None) -> Staged:
+    n = len(raw)
+    col, found = mapped_columns(raw, profile, ctx.source_file)
+    if profile.crs_column and profile.crs_column in raw.columns:
+        col["__crs__"] = raw[profile.crs_column]
     if profile.record_id == "row_hash":
         col["source_record_id"] = _row_hash_ids(raw, profile, found)
         found["source_record_id"] = "(row hash)"
@@ -451,8 +464,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     out["flags"] = cat["flags"]
 
     raw_status = get("status").fillna("").astype(str).str.strip()
-    status = pd.Series(lookup(raw_status, lambda v: STATUS_ALIASES.get(v, STATUS_ALIASES.get(str(v).lower()))),
-                       index=raw_status.index)
+    status = canonical_status(raw_status)
     closed_given = out["closed_at"].notna()
     status = status.where(~(raw_status.eq("") & closed_given), STATUS_CLOSED)
     status = status.where(~(raw_status.eq("") & ~closed_given), STAGES[0])
@@ -551,15 +563,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     events = out if keep.all() else out[keep]
     events["content_hash"] = _content_hash(events, HASHED_FIELDS)
     rejects = _reject_frame(raw, rej, profile, ctx, [found[f] for f in FREE_TEXT_FIELDS if f in found] + extra)
-    if malformed is not None and len(malformed):
-        rejects = pd.concat([rejects, pd.DataFrame({
-            "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
-            "source_row": malformed["source_row"].astype("int64").to_numpy(), "field": "*",
-            "reason": MALFORMED_ROW, "detail": malformed["detail"].to_numpy(),
-            "raw": [_malformed_raw(line, fields, list(raw.columns.drop(ROW, errors="ignore")), profile)
-                    for line, fields in zip(malformed["raw"], malformed.get("fields", [None] * len(malformed)),
-                                            strict=True)],
-            "scrubbed": True})], ignore_index=True)
+    rejects = with_malformed(rejects, malformed, raw, profile, ctx)
     outcomes = events["outcome"].dropna()
     other = outcomes[~outcomes.isin(OUTCOMES)].value_counts()
     return Staged(events.reset_index(drop=True), rejects, redactions, unmapped_counts,
@@ -579,6 +583,21 @@ def _not_understood(raw: pd.DataFrame, rej: _Rejects, found: dict[str, str]) -> 
             counts = raw[header][rows].astype("string").str.strip().value_counts()
             out[f"{header} ({field_of[header]})"] = {str(k): int(v) for k, v in counts.items()}
     return out
+
+
+def with_malformed(rejects: pd.DataFrame, malformed: pd.DataFrame | None, raw: pd.DataFrame, profile: Profile,
+                   ctx: StageContext) -> pd.DataFrame:
+    """``rejects`` and the rows the reader could not split into the header's fields (``malformed_row``)."""
+    if malformed is None or not len(malformed):
+        return rejects
+    return pd.concat([rejects, pd.DataFrame({
+        "batch_id": ctx.batch_id, "source": profile.source, "source_file": ctx.source_file,
+        "source_row": malformed["source_row"].astype("int64").to_numpy(), "field": "*",
+        "reason": MALFORMED_ROW, "detail": malformed["detail"].to_numpy(),
+        "raw": [_malformed_raw(line, fields, list(raw.columns.drop(ROW, errors="ignore")), profile)
+                for line, fields in zip(malformed["raw"], malformed.get("fields", [None] * len(malformed)),
+                                        strict=True)],
+        "scrubbed": True})], ignore_index=True)
 
 
 def _header_notes(profile: Profile, found: dict[str, str], headers, kept: list[str]) -> tuple[str, ...]:

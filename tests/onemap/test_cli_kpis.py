@@ -53,6 +53,8 @@ def test_earlier_periods_are_compared_at_the_lag_from_where_the_data_ends(con):
     now, before, year = queries.kpis_compared(con, flt, later)
     unseen = {"reopened_rate": None}  # no export had shown a change of status by then: 重开率 cannot be measured
     assert now == queries.kpis(con, flt, later)
-    assert before == {**queries.kpis(con, queries.previous_period(flt), end - dt.timedelta(days=28)), **unseen}
+    # (the demo's flow logs date each step over the last 26 weeks: a change of status is seen four weeks ago, not
+    # a year ago)
+    assert before == queries.kpis(con, queries.previous_period(flt), end - dt.timedelta(days=28))
     assert year == {**queries.kpis(con, queries.year_earlier(flt), end - queries.YEAR), **unseen}
-    assert before != {**queries.kpis(con, queries.previous_period(flt), later - dt.timedelta(days=28)), **unseen}
+    assert before != queries.kpis(con, queries.previous_period(flt), later - dt.timedelta(days=28))

@@ -1,0 +1,142 @@
+"""Case-flow logs (流转记录 / 办理过程): one row per step of a case — its record id, the status it entered, when.
+
+A weekly export says where each case stands when it is taken; the status history then knows a case's stage only
+at the moments exports were loaded, and a past day's backlog by stage shows the cases no export had seen open as
+阶段未记录. Grid and 12345 platforms also export each case's steps with their times. Loaded with a profile of
+``kind = "flow"`` (``onemap ingest grid 流转记录.csv --profile NAME``), each step is added to
+``core.event_status_history`` at its own time: the stage of every case on every past day is then known, and a
+step back from a closed status to an open one is a reopening (重开), dated so.
+
+Each row is added, already held (the same case, status and time: a log loaded again, or overlapping the last
+one), or quarantined with a reason: a case the warehouse does not hold (``unknown_event``: load the case export
+first), no id / status / time, a status no table reads, a time that cannot be read or lies in the future. Counts
+reconcile: read = inserted (steps added) + unchanged (held already) + quarantined.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from onemap.contracts import closed_status
+from onemap.warehouse import registered
+from pipelines.profiles import Profile
+from pipelines.stage import (
+    BAD_TIME,
+    DUPLICATE_IN_FILE,
+    EARLIEST,
+    MISSING_REQUIRED,
+    ROW,
+    TIME_BEFORE_2000,
+    TIME_IN_FUTURE,
+    UNKNOWN_STATUS,
+    StageContext,
+    _parse_times,
+    _reject_frame,
+    _Rejects,
+    canonical_status,
+    mapped_columns,
+)
+
+UNKNOWN_EVENT = "unknown_event"  # a step of a case the warehouse does not hold
+
+
+@dataclass
+class FlowStaged:
+    steps: pd.DataFrame    # event_id, status, observed_at, source_row
+    rejects: pd.DataFrame  # as staging.rejects
+    raw: pd.DataFrame      # the rows as read, for quarantining steps of unknown cases at load time
+
+
+def stage_flow(raw: pd.DataFrame, profile: Profile, ctx: StageContext) -> FlowStaged:
+    """Check and type a flow log's rows (see the module's docstring); cases are looked up at load time."""
+    n = len(raw)
+    col, found = mapped_columns(raw, profile, ctx.source_file)
+
+    def get(name: str) -> pd.Series:
+        return col[name] if name in col else pd.Series([None] * n, index=raw.index, dtype=object)
+
+    def header(name: str) -> str:
+        return found.get(name, name)
+
+    rej = _Rejects(n)
+    rid = get("source_record_id").astype("string").str.strip().fillna("")
+    rej.add(rid.eq("").to_numpy(), header("source_record_id"), MISSING_REQUIRED, f"{header('source_record_id')}为空")
+    raw_status = get("status").fillna("").astype(str).str.strip()
+    status = canonical_status(raw_status)
+    rej.add(raw_status.eq("").to_numpy(), header("status"), MISSING_REQUIRED, f"{header('status')}为空")
+    rej.add(status.isna().to_numpy(), header("status"), UNKNOWN_STATUS,
+            f"{header('status')}无法识别（可在配置的 [values.status] 中对应到产品状态）：", values=raw_status)
+    given = get("observed_at").astype("string").str.strip().fillna("").ne("").to_numpy()
+    times = _parse_times(get("observed_at"), profile.timezone or ctx.timezone, profile.time_formats
+                         ).dt.tz_convert(ctx.timezone)
+    rej.add(~given, header("observed_at"), MISSING_REQUIRED, f"{header('observed_at')}为空")
+    rej.add(given & times.isna().to_numpy(), header("observed_at"), BAD_TIME,
+            f"{header('observed_at')}无法识别为时间：", values=get("observed_at"))
+    limit, taken = (ctx.taken_at, "导出时间（--taken-at）") if ctx.taken_at is not None else (ctx.now, "导入时间")
+    rej.add((times > limit + pd.Timedelta(days=1)).to_numpy(), header("observed_at"), TIME_IN_FUTURE,
+            f"{header('observed_at')}晚于{taken}一天以上")
+    rej.add((times < EARLIEST).to_numpy(), header("observed_at"), TIME_BEFORE_2000, f"{header('observed_at')}早于 2000-01-01")
+    steps = pd.DataFrame({"event_id": profile.source + ":" + rid, "status": status, "observed_at": times,
+                          "source_row": raw[ROW].astype("int64")}, index=raw.index)
+    passing = np.flatnonzero(~rej.rejected)
+    twice = np.zeros(n, dtype=bool)
+    twice[passing] = steps.iloc[passing][["event_id", "status", "observed_at"]].duplicated().to_numpy()
+    rej.add(twice, header("source_record_id"), DUPLICATE_IN_FILE, "同一案件、环节和时间在本文件中重复出现")
+    keep = ~rej.rejected
+    return FlowStaged(steps[keep].reset_index(drop=True), _reject_frame(raw, rej, profile, ctx, []), raw)
+
+
+def load_flow(con, staged: FlowStaged, profile: Profile, ctx: StageContext, write: bool = True) -> dict[str, int]:
+    """Add the steps of cases the warehouse holds to their status history (those it holds already are unchanged),
+    quarantine the others, and mark the reopenings the steps show (a closed status followed by an open one).
+    ``write=False``: the counts only (a dry run). Returns inserted / unchanged / quarantined and the new rejects."""
+    with registered(con, "flow_steps", staged.steps):
+        known = con.execute("SELECT s.source_row FROM flow_steps s SEMI JOIN core.events e USING (event_id)"
+                            ).df()["source_row"]
+        held = con.execute("""
+            SELECT count(*) FROM flow_steps s SEMI JOIN core.event_status_history h
+                ON h.event_id = s.event_id AND h.status = s.status AND h.observed_at = s.observed_at""").fetchall()[0][0]
+        unknown = staged.steps[~staged.steps["source_row"].isin(known)]
+        counts = {"inserted": len(staged.steps) - len(unknown) - held, "unchanged": held}
+        if write and counts["inserted"]:
+            con.execute("""
+                INSERT INTO core.event_status_history
+                SELECT s.event_id, s.status, s.observed_at, $batch FROM flow_steps s
+                SEMI JOIN core.events e USING (event_id)
+                ANTI JOIN core.event_status_history h
+                    ON h.event_id = s.event_id AND h.status = s.status AND h.observed_at = s.observed_at""",
+                        {"batch": ctx.batch_id})
+            _mark_reopenings(con, ctx)
+    rejects = staged.rejects
+    if len(unknown):
+        raw = staged.raw[staged.raw[ROW].isin(unknown["source_row"])]
+        rej = _Rejects(len(raw))
+        rej.add(np.ones(len(raw), dtype=bool), profile.resolve_headers(list(raw.columns)).get(
+            "source_record_id", "source_record_id"), UNKNOWN_EVENT,
+            "仓库中没有这个编号的案件：先导入案件导出，再导入它的流转记录")
+        rejects = pd.concat([rejects, _reject_frame(raw, rej, profile, ctx, [])], ignore_index=True)
+    counts["quarantined"] = len(rejects)
+    return {**counts, "rejects": rejects}
+
+
+def _mark_reopenings(con, ctx: StageContext) -> None:
+    """A case whose history shows a closed status, then an open one, was reopened at that open step (the first
+    such, unless the warehouse knows an earlier reopening); its first close is the close before it. The case's
+    days are re-aggregated by the next build (updated_at)."""
+    closed = closed_status("status")
+    con.execute(f"""
+        UPDATE core.events e SET reopened_at = r.reopened,
+            first_closed_at = CASE WHEN r.closed_before >= e.reported_at THEN r.closed_before END,
+            updated_at = $now
+        FROM (SELECT event_id, min(observed_at) AS reopened, arg_min(last_close, observed_at) AS closed_before
+              FROM (SELECT event_id, observed_at, {closed} AS is_closed,
+                           max(CASE WHEN {closed} THEN observed_at END) OVER (
+                               PARTITION BY event_id ORDER BY observed_at
+                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS last_close
+                    FROM core.event_status_history
+                    WHERE event_id IN (SELECT event_id FROM flow_steps))
+              WHERE NOT is_closed AND last_close < observed_at GROUP BY event_id) r
+        WHERE e.event_id = r.event_id AND (e.reopened_at IS NULL OR e.reopened_at > r.reopened)""",
+                {"now": ctx.now})
