@@ -201,33 +201,36 @@ def _review_record(data: DashboardData, viewer: Viewer | None, scope: queries.Sc
     return recent_record(data.con(), last, scope or viewer.scope, data.settings.reviews_path)
 
 
+def _place_list(frame: pd.DataFrame, empty: str, title, detail) -> html.Ul | html.P:
+    """A side-panel list of places (repeat places, outlier cells): a bold title and a line of detail each."""
+    if frame.empty:
+        return html.P(empty)
+    return html.Ul(className="alerts", children=[
+        html.Li([html.B(title(r)), html.Div(detail(r), className="summary")]) for r in frame.itertuples()])
+
+
 def _repeat_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> html.Ul | html.P:
     if viewer is None:
         return html.P("—")
-    frame = queries.repeat_places(data.con(), limit=limit, scope=viewer.scope)
-    if frame.empty:
-        return html.P("暂无重复警情地点")
     as_of = queries.reference_time(data.con())  # the build's places: its window ends then
-    return html.Ul(className="alerts", children=[
-        html.Li([html.B(f"{r.place or r.grid_code} · {r.n_events} 起"),
-                 html.Div(f"{r.first_day} 至 {r.last_day}，50 米内（截至 {format_moment(as_of)} 的近 {r.window_days} 天）；"
-                          f"主要为{category_name(r.top_category)}", className="summary")]) for r in frame.itertuples()])
+    return _place_list(
+        queries.repeat_places(data.con(), limit=limit, scope=viewer.scope), "暂无重复警情地点",
+        lambda r: f"{r.place or r.grid_code} · {r.n_events} 起",
+        lambda r: (f"{r.first_day} 至 {r.last_day}，50 米内（截至 {format_moment(as_of)} 的近 {r.window_days} 天）；"
+                   f"主要为{category_name(r.top_category)}"))
 
 
 def _outlier_list(data: DashboardData, viewer: Viewer | None, limit: int = 5) -> html.Ul | html.P:
     """The secondary signal (models.outliers), said to be one: cells unlike the others, not alerts."""
     if viewer is None:
         return html.P("—")
-    frame = queries.outlier_cells(data.con(), limit=limit, scope=viewer.scope)
-    if frame.empty:
-        return html.P("暂无（事件较少的六边形不参与比较）")
 
     def trend(growth: float) -> str:
         return "持平" if abs(growth) < 0.05 else ("上升" if growth > 0 else "下降")
-    return html.Ul(className="alerts", children=[
-        html.Li([html.B(f"{r.place or r.cell} · 异常度 {r.outlier_score:.2f}"),
-                 html.Div(f"近16周 {r.n} 件；近4周周均较此前12周{trend(r.growth)}；未办结占 {r.unresolved_share:.0%}",
-                          className="summary")]) for r in frame.itertuples()])
+    return _place_list(
+        queries.outlier_cells(data.con(), limit=limit, scope=viewer.scope), "暂无（事件较少的六边形不参与比较）",
+        lambda r: f"{r.place or r.cell} · 异常度 {r.outlier_score:.2f}",
+        lambda r: f"近16周 {r.n} 件；近4周周均较此前12周{trend(r.growth)}；未办结占 {r.unresolved_share:.0%}")
 
 
 AREA_PANEL = ("registered", "closed_rate", "overdue", "village_share")  # the side panel's per-area table
