@@ -389,10 +389,22 @@ def cmd_backlog(args: argparse.Namespace) -> int:
         any_day = as_of.date()  # the backlog takes every registration day; the filter's period is not read
         flt = queries.EventFilter(any_day, any_day, categories=tuple(args.category or ()),
                                   sources=tuple(args.source or ()), scope=scope)
-        frame = queries.backlog(con, flt, as_of, by=args.by, total=True)
+        if args.by == "stage-time":
+            frame = queries.stage_times(con, flt, as_of)
+        else:
+            frame = queries.backlog(con, flt, as_of, by=args.by, total=True)
     finally:
         con.close()
     area = f"{scope.name} ({scope.code})" if scope else settings.county_name
+    if args.by == "stage-time":
+        def times() -> None:
+            print(f"{area} 各环节用时：截至 {as_of:%Y-%m-%d %H:%M} 的近 {queries.STAGE_TIME_DAYS} 天内结束的停留（天）")
+            print(frame.drop(columns=["code"]).rename(columns={
+                "name": "环节", "stays": "停留次数", "median_days": "中位数", "p90_days": "90%分位",
+                "now": "当前在此环节"}).round(1).to_string(index=False))
+            print("停留从该环节的第一条记录算到下一条不同状态的记录；载入流转记录时按每一步的时间，只有导出时按导出之间的间隔（粗略）")
+        _emit(frame, args.format, args.out, times)
+        return 0
     shown = frame.rename(columns={"open": "在办", **{key: label for key, label, _ in queries.AGE_BANDS},
                                   "overdue": "超期", "oldest_days": "最久(天)"})
 
@@ -654,7 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--area; each with the cases open 7 days or less, 8–30, 31–90 and over 90 days, "
                                    "those past their due time (超期) and the longest open. The same open and "
                                    "overdue definitions as the map, the brief and onemap kpis.")
-    p.add_argument("--by", choices=["stage", "area"], default="stage", help="rows per stage (default) or per area")
+    p.add_argument("--by", choices=["stage", "area", "stage-time"], default="stage",
+                   help="rows per stage (default) or per area; stage-time: how long cases stay in each stage (the "
+                        "stays that ended in the last 90 days: median and 90th percentile, in days)")
     p.add_argument("--as-of", type=_date, help="the backlog at the end of this day (default: the last build)")
     p.add_argument("--area", help="a town or village (code); default the county")
     p.add_argument("--category", action="append", help="only this category or prefix (repeatable), e.g. MD10")

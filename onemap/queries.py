@@ -243,6 +243,7 @@ UNRECORDED_STAGE = "阶段未记录"  # open at the reference time, but no expor
 LISTABLE = "NOT confidential AND NOT list_has_any(coalesce(flags, []), $sensitive)"
 UNPLACED = "未定位"  # cases of the scope that their export placed in no area of the level asked for
 BACKLOG_BY = ("stage", "area")
+STAGE_TIME_DAYS = 90  # stage_times: the stays in a stage that ended in the last 90 days
 
 
 # CTEs over a CTE ``ev`` of open cases (event_id, status): ``staged`` adds each case's ``stage`` at ``$as_of`` — the
@@ -257,6 +258,41 @@ STAGED = f"""
             SELECT ev.*, CASE WHEN {closed_status('coalesce(then_status, first_status, status)')}
                               THEN '{UNRECORDED_STAGE}' ELSE coalesce(then_status, first_status, status) END AS stage
             FROM ev LEFT JOIN hist USING (event_id))"""
+
+
+def stage_times(con, flt: EventFilter, as_of: pd.Timestamp | None = None, days: int = STAGE_TIME_DAYS
+                ) -> pd.DataFrame:
+    """How long cases stay in each stage of the flow: every stay in an open stage that ended (the case moved on or
+    closed) in the ``days`` up to ``as_of``, of the filter's categories, sources and area, whatever its
+    registration day — ``stays``, ``median_days``, ``p90_days`` — beside ``now``, the cases in that stage at
+    ``as_of`` (as :func:`backlog` counts them). A stay runs from the first record of the stage to the next record
+    of another status (consecutive records of one status are one stay). Read from the status history: exact
+    with case-flow logs loaded (pipelines.flow), coarse with exports only (a stay then runs from one export to
+    the next that shows a change)."""
+    as_of = as_of if as_of is not None else reference_time(con)
+    where, params = registered_by(flt, as_of).where()
+    params.update({"as_of": as_of, "since": as_of - pd.Timedelta(days=int(days))})
+    frame = con.execute(f"""
+        WITH ev AS (SELECT event_id FROM core.events WHERE {where}),
+        h AS (SELECT event_id, status, observed_at,
+                     lag(status) OVER (PARTITION BY event_id ORDER BY observed_at, status) AS before
+              FROM core.event_status_history WHERE observed_at <= $as_of AND event_id IN (SELECT event_id FROM ev)),
+        stays AS (SELECT status, observed_at,
+                         lead(observed_at) OVER (PARTITION BY event_id ORDER BY observed_at, status) AS ended
+                  FROM h WHERE before IS DISTINCT FROM status)
+        SELECT status AS code, count(*) AS stays,
+               median(epoch(ended - observed_at) / 86400.0) AS median_days,
+               quantile_cont(epoch(ended - observed_at) / 86400.0, 0.9) AS p90_days
+        FROM stays WHERE ended IS NOT NULL AND ended > $since AND NOT {closed_status('status')}
+        GROUP BY status""", params).df().set_index("code")
+    now = backlog(con, flt, as_of, by="stage").set_index("code")["open"]
+    order = [s.name_zh for s in STAGES if not s.closed]
+    out = pd.DataFrame({"code": order, "name": order})
+    out["stays"] = [int(frame["stays"].get(c, 0)) for c in order]
+    out["median_days"] = [frame["median_days"].get(c) for c in order]
+    out["p90_days"] = [frame["p90_days"].get(c) for c in order]
+    out["now"] = [int(now.get(c, 0)) for c in order]
+    return out
 
 
 def backlog(con, flt: EventFilter, as_of: pd.Timestamp | None = None, by: str = "stage", total: bool = False

@@ -103,3 +103,32 @@ def test_police_rows_are_untouched_by_a_grid_flow_log(settings, inside, tmp_path
     [s] = ingest(settings, "grid", [_flow(tmp_path / "flow.csv", [("G1", "先行调解", "2026-11-04 10:00")])],
                  profile_name="demo_grid_flow", progress=False)
     assert (s.inserted, s.reasons) == (0, {"unknown_event": 1})  # grid:G1, not police:G1
+
+
+def test_stage_times_read_each_stay_from_the_flow(settings, inside, tmp_path, capsys):
+    """How long cases stay in each stage: from a stage's first record to the next record of another status
+    (the export's record of the stage a case already stood at is the same stay)."""
+    taken = pd.Timestamp("2026-11-20 08:00", tz="Asia/Shanghai")
+    ingest(settings, "grid", [_csv(tmp_path / "g.csv", [_grid(inside), _grid(inside, 事件编号="G2")])],
+           progress=False, taken_at=taken)
+    steps = [("G1", "登记受理", "2026-11-02 09:00"), ("G1", "先行调解", "2026-11-04 09:00"),
+             ("G1", "跟踪督办", "2026-11-10 09:00"), ("G2", "登记受理", "2026-11-02 09:00"),
+             ("G2", "风险研判", "2026-11-06 09:00")]
+    ingest(settings, "grid", [_flow(tmp_path / "flow.csv", steps)], profile_name="demo_grid_flow", progress=False,
+           taken_at=taken)
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        got = queries.stage_times(con, queries.EventFilter(dt.date(2026, 11, 20), dt.date(2026, 11, 20)),
+                                  taken + pd.Timedelta(hours=1)).set_index("code")
+    finally:
+        con.close()
+    assert got.loc["登记受理", "stays"] == 2 and got.loc["登记受理", "median_days"] == pytest.approx(3.0)
+    assert (got.loc["先行调解", "stays"], got.loc["先行调解", "median_days"]) == (1, pytest.approx(6.0))
+    # G2's 风险研判 ended when the export showed it at 跟踪督办; G1 is still at 跟踪督办 (now, no ended stay)
+    assert got.loc["风险研判", "median_days"] == pytest.approx((taken - pd.Timestamp("2026-11-06 09:00",
+                                                                                tz="Asia/Shanghai")).days + 23 / 24)
+    assert got.loc["跟踪督办", "stays"] == 0 and got.loc["跟踪督办", "now"] == 2
+    from onemap.cli import main
+
+    assert main(["--home", str(settings.home), "backlog", "--by", "stage-time"]) == 0
+    assert "各环节用时" in capsys.readouterr().out
