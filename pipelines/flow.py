@@ -73,7 +73,7 @@ def stage_flow(raw: pd.DataFrame, profile: Profile, ctx: StageContext) -> FlowSt
                          ).dt.tz_convert(ctx.timezone)
     rej.add(~given, header("observed_at"), MISSING_REQUIRED, f"{header('observed_at')}为空")
     rej.add(given & times.isna().to_numpy(), header("observed_at"), BAD_TIME,
-            f"{header('observed_at')}无法识别为时间：", values=get("observed_at"))
+            f"{header('observed_at')}无法识别为时间（可在配置的 [times] formats 中写明它的写法）：", values=get("observed_at"))
     limit, taken = (ctx.taken_at, "导出时间（--taken-at）") if ctx.taken_at is not None else (ctx.now, "导入时间")
     rej.add((times > limit + pd.Timedelta(days=1)).to_numpy(), header("observed_at"), TIME_IN_FUTURE,
             f"{header('observed_at')}晚于{taken}一天以上")

@@ -141,6 +141,7 @@ class _Rejects:
 
 SLASH_DATE = r"^(\d{1,2})/(\d{1,2})/\d{4}"  # 03/11/2026: day or month first, which the text does not say
 CJK_DATE = (r"^(\d{4})年(\d{1,2})月(\d{1,2})日\s*", r"\1-\2-\3 ")  # 2026年11月13日 10:20
+CJK_TIME = (r"(\d{1,2})时(\d{1,2})分(?:(\d{1,2})秒)?$", r"\1:\2:\3")  # 14时20分(05秒)
 
 
 def _slash_order(values: pd.Series) -> tuple[bool, np.ndarray]:
@@ -188,6 +189,8 @@ def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), stor
     """
     s = values.astype(pd.StringDtype("pyarrow")).str.strip().replace("", pd.NA)
     s = s.str.replace(*CJK_DATE, regex=True) if s.str.contains("年", regex=False).any() else s
+    if s.str.contains("时", regex=False).any():  # 14时20分 → 14:20:00 (an empty seconds group reads as 00)
+        s = s.str.replace(*CJK_TIME, regex=True).str.replace(r":$", ":00", regex=True)
     parsed = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
     for fmt in formats:
         todo = (parsed.isna() & s.notna()).to_numpy()
@@ -423,7 +426,7 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
         parsed = parsed.dt.tz_convert(ctx.timezone)
         given = values.astype("string").str.strip().fillna("").ne("").to_numpy()
         rej.add(given & parsed.isna().to_numpy(), found.get(f, f), BAD_TIME,
-                f"{found.get(f, f)}无法识别为时间：", values=values)
+                f"{found.get(f, f)}无法识别为时间（可在配置的 [times] formats 中写明它的写法）：", values=values)
         out[f] = parsed
     rep = out["reported_at"]
     # an export holds nothing later than when it was taken (a day's grace for clocks and time zones)
