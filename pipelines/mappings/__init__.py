@@ -55,7 +55,7 @@ class CategoryMap:
 def _read_table(path: Path) -> pd.DataFrame:
     """A mapping table, checked: its columns, no code mapped twice, every category a product category (the file,
     row and code named)."""
-    from onemap.categories import is_valid_code
+    from onemap.categories import FLAGS, is_valid_code
 
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
@@ -69,9 +69,25 @@ def _read_table(path: Path) -> pd.DataFrame:
                                    "version"], fill_value="")
     for c in ("source_system", "source_code", "category_code"):
         table[c] = table[c].str.strip()
-    dup = table.duplicated(["source_system", "source_code"], keep=False)
+    table["category_code"] = table["category_code"].str.upper()  # md15 is MD15 (the KPIs and the brief read MD15)
+    # codes match whatever their case (CategoryMap.map): A01 and a01 are one code, mapped once or alike
+    keyed = table.assign(key=table["source_code"].str.lower())
+    exact = table.duplicated(["source_system", "source_code"], keep=False)
+    unlike = keyed.groupby(["source_system", "key"])[["category_code", "flags"]].transform("nunique").max(axis=1) > 1
+    dup = exact | unlike
     if dup.any():
-        raise ValueError(f"{path}: codes mapped twice: {table.loc[dup, 'source_code'].tolist()}")
+        rows = [f"row {i + 2} ({table['source_code'].iat[i]!r})" for i in dup.to_numpy().nonzero()[0][:10]]
+        raise ValueError(f"{path}: codes mapped twice (whatever their case): {', '.join(rows)}")
+    known = {f.key: f.key for f in FLAGS} | {f.name_zh: f.key for f in FLAGS}
+    flags = []
+    for i, text in enumerate(table["flags"].fillna("")):
+        parts = [f.strip() for f in str(text).split("|") if f.strip()]
+        wrong = [f for f in parts if f not in known]
+        if wrong:  # a flag no one reads: a 家暴 case would be listed to viewers as if it were not sensitive
+            raise ValueError(f"{path}, row {i + 2}: flag(s) {wrong} are not product flags (one of "
+                             f"{', '.join(f'{f.key} / {f.name_zh}' for f in FLAGS)}; several joined by |)")
+        flags.append("|".join(known[f] for f in parts))
+    table["flags"] = flags
     bad = ~table["category_code"].map(is_valid_code)
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])

@@ -220,6 +220,19 @@ def test_a_deployment_maps_its_own_sources_categories_beside_the_shipped_table(s
     mapping.write_text("source_system,source_code,category_code\nsw12345,噪声扰民,XX9\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"categories.csv, row 2: category_code 'XX9'"):
         CategoryMap.load(deployment=mapping)
+    # a lower-case product code is the code (the brief read 'md' and stopped); a flag no one reads is refused;
+    # one source code in two cases mapped two ways is refused
+    mapping.write_text("source_system,source_code,category_code,flags\nsw12345,噪声扰民,md15,家庭暴力\n",
+                       encoding="utf-8")
+    row_ = CategoryMap.load(deployment=mapping).table.query("source_system == 'sw12345'").iloc[0]
+    assert (row_["category_code"], row_["flags"]) == ("MD15", "domestic_violence")
+    mapping.write_text("source_system,source_code,category_code,flags\nsw12345,噪声扰民,MD15,家暴\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 2: flag\(s\) \['家暴'\] are not product flags"):
+        CategoryMap.load(deployment=mapping)
+    mapping.write_text("source_system,source_code,category_code\nsw12345,A01,MD15\nsw12345,a01,MD02\n",
+                       encoding="utf-8")
+    with pytest.raises(ValueError, match=r"mapped twice \(whatever their case\): row 2 \('A01'\), row 3"):
+        CategoryMap.load(deployment=mapping)
 
 
 def test_an_address_without_a_point_is_placed_by_the_exports_own_town_not_a_road_named_after_another(tmp_path, areas,
