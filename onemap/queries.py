@@ -863,17 +863,19 @@ ALERT_FIELDS = ("window_end", "window_days", "kind", "place", "cell", "n_cells",
                 "expected", "ratio", "score", "q_value", "family", "sentence_zh", "episode_start")
 
 #: one alert per window and day: a spike of Monday is in the 7-day windows ending Monday to Sunday, each scored
-#: by its day's build. An episode (一起异常) is a run of alerts of one kind, place, category and window length
-#: on consecutive days (a ramp's window is its run so far, so any length); ``episode_start`` is the window end
-#: of its first alert, read over all stored alerts whatever the query's ``since``
+#: by its day's build. An episode (一起异常) is a run of alerts on one place (cell or neighbourhood centre) and
+#: window length on consecutive days, whatever the test that raised each day's (the cell's total one day, its
+#: driving category the next); ramps (their window is their run so far, so any length) make episodes of their
+#: own. ``episode_start`` is the window end of its first alert, read over all stored alerts whatever ``since``
 _EPISODES = """
     WITH keyed AS (
-        SELECT *, CASE WHEN kind = 'ramp' THEN 0 ELSE window_days END AS span_key FROM scores.alerts),
+        SELECT *, CASE WHEN kind = 'ramp' THEN 0 ELSE window_days END AS span_key,
+               kind = 'ramp' AS is_ramp FROM scores.alerts),
     runs AS (
-        SELECT *, window_end - CAST(dense_rank() OVER (PARTITION BY kind, resolution, cell, category_code, span_key
+        SELECT *, window_end - CAST(dense_rank() OVER (PARTITION BY is_ramp, resolution, cell, span_key
                                                        ORDER BY window_end) AS INTEGER) AS run
         FROM keyed)
-    SELECT *, strftime(min(window_end) OVER (PARTITION BY kind, resolution, cell, category_code, span_key, run),
+    SELECT *, strftime(min(window_end) OVER (PARTITION BY is_ramp, resolution, cell, span_key, run),
                        '%Y-%m-%d') AS episode_start
     FROM runs"""
 
@@ -887,8 +889,8 @@ def alert_sources_left_out(con) -> list[str]:
 
 def episode_count(alerts: pd.DataFrame) -> int:
     """How many episodes (see ``_EPISODES``) the rows of :func:`alerts` belong to."""
-    key = alerts[["kind", "cell", "category_code", "episode_start"]].assign(
-        span=alerts["window_days"].where(alerts["kind"] != "ramp", 0))
+    key = alerts[["cell", "episode_start"]].assign(ramp=alerts["kind"] == "ramp",
+                                                   span=alerts["window_days"].where(alerts["kind"] != "ramp", 0))
     return len(key.drop_duplicates())
 
 

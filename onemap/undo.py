@@ -34,27 +34,37 @@ def undo_dir(settings: Settings) -> Path:
 
 
 def snapshot_path(settings: Settings, loaded_at: dt.datetime) -> Path:
-    return undo_dir(settings) / f"before-{loaded_at:%Y%m%dT%H%M%S%f}.duckdb"
+    """Where a load keeps the warehouse it replaces until its note is written (``keep`` renames it)."""
+    return undo_dir(settings) / f"pending-{loaded_at:%Y%m%dT%H%M%S%f}.duckdb"
 
 
-def keep(settings: Settings, snapshot: Path, loaded_at: dt.datetime, source: str, loads: list[dict]) -> None:
-    """Note what the load that replaced ``snapshot`` brought in (after it was published), and drop the oldest
-    undo points beyond ``undo_keep``. A load that loaded nothing new (files already loaded) leaves none."""
+def keep(settings: Settings, snapshot: Path, loaded_at: dt.datetime, source: str, loads: list[dict],
+         state: dict | None = None) -> None:
+    """Note what the load that replaced ``snapshot`` brought in, and drop the oldest undo points beyond
+    ``undo_keep``. Called right after the publish, under the writer lock (``write_session``'s ``on_publish``), so
+    that the notes are numbered in the order the loads were published whatever the clock says. ``state``: what the
+    warehouse held at the publish (its builds and boundary vintages), so that undo names only those made since. A
+    load that loaded nothing new (files already loaded) leaves no undo point."""
     if not loads or settings.undo_keep == 0:
         snapshot.unlink(missing_ok=True)
     else:
+        seq = max((int(n.name.split("-")[1]) for n in _notes(settings)), default=0) + 1
+        stem = f"undo-{seq:06d}-{loaded_at:%Y%m%dT%H%M%S}"
+        kept = snapshot.with_name(stem + ".duckdb")
+        if snapshot.is_file():
+            snapshot.replace(kept)
         note = {"loaded_at": loaded_at.isoformat(), "source": source,
-                "snapshot": snapshot.name if snapshot.is_file() else None, "loads": loads}
-        part = snapshot.with_suffix(".part")
+                "snapshot": kept.name if kept.is_file() else None, "loads": loads, **(state or {})}
+        part = kept.with_suffix(".part")
         part.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         part.write_text(json.dumps(note, ensure_ascii=False, indent=1), encoding="utf-8")
-        part.replace(snapshot.with_suffix(NOTE_SUFFIX))
+        part.replace(kept.with_suffix(NOTE_SUFFIX))
     _prune(settings)
 
 
 def _notes(settings: Settings) -> list[Path]:
-    """Undo notes, newest first (their names sort by load time)."""
-    return sorted(undo_dir(settings).glob(f"before-*{NOTE_SUFFIX}"), reverse=True)
+    """Undo notes, newest first (numbered in publish order)."""
+    return sorted(undo_dir(settings).glob(f"undo-*{NOTE_SUFFIX}"), reverse=True)
 
 
 def _prune(settings: Settings) -> None:
@@ -63,8 +73,8 @@ def _prune(settings: Settings) -> None:
         note.with_suffix(".duckdb").unlink(missing_ok=True)
         note.unlink()
     kept = {n.with_suffix(".duckdb").name for n in notes[:settings.undo_keep]}
-    for orphan in undo_dir(settings).glob("before-*.duckdb"):  # a load killed between publish and its note
-        if orphan.name not in kept:
+    for orphan in [*undo_dir(settings).glob("undo-*.duckdb"), *undo_dir(settings).glob("pending-*.duckdb")]:
+        if orphan.name not in kept:  # a load killed between its publish and its note; a copy kept by none
             orphan.unlink()
 
 
@@ -108,28 +118,30 @@ def latest(settings: Settings) -> UndoPoint | None:
         for note in _notes(settings):
             data = json.loads(note.read_text(encoding="utf-8"))
             ids = {f["batch_id"] for f in data["loads"]}
-            loaded_at = dt.datetime.fromisoformat(data["loaded_at"])
-            later = con.execute("SELECT batch_id, source_file, loaded_at FROM meta.batches WHERE loaded_at >= ? "
-                                "ORDER BY loaded_at", [loaded_at]).fetchall()
-            if not ids <= {r[0] for r in later}:  # taken back already, or never published
+            held = [r[0] for r in con.execute("SELECT batch_id FROM meta.batches").fetchall()]
+            if not ids <= set(held):  # taken back already, or never published
                 note.with_suffix(".duckdb").unlink(missing_ok=True)
                 note.unlink()
                 continue
             snapshot = note.with_suffix(".duckdb") if data["snapshot"] else None
             point = UndoPoint(note, data["loaded_at"], data["source"], data["loads"], snapshot)
-            others = [r for r in later if r[0] not in ids]
-            if others:
-                point.blocked = (f"a later load has no undo point ({others[-1][1]}, batch {others[-1][0]}, "
-                                 f"{others[-1][2]:%Y-%m-%d %H:%M}); undo points are kept for the last "
-                                 f"{settings.undo_keep} loads ([ingest] undo_keep)")
+            # loads published after this one (counted, not dated: a clock set back would misorder them) that left
+            # no undo point of their own: a load killed between its publish and its note, or undo_keep = 0 then
+            later = len(held) - data.get("batches", len(held))
+            if later > 0:
+                [(file, batch, when)] = con.execute("SELECT source_file, batch_id, loaded_at FROM meta.batches "
+                                                    "ORDER BY loaded_at DESC LIMIT 1").fetchall()
+                point.blocked = (f"{later} later load(s) left no undo point (the latest by its clock: {file}, batch "
+                                 f"{batch}, {when:%Y-%m-%d %H:%M}): a load killed between its publish and its note, "
+                                 "or one made while [ingest] undo_keep was 0; undo stops there")
             elif snapshot is not None and not snapshot.is_file():
                 point.blocked = f"its undo point {snapshot} is missing"
-            point.builds_since = con.execute("SELECT count(*) FROM meta.builds WHERE built_at > ?",
-                                             [loaded_at]).fetchall()[0][0]
+            builds = con.execute("SELECT count(*) FROM meta.builds").fetchall()[0][0]
+            point.builds_since = builds - data.get("builds", builds)  # those published since the load
             try:
-                point.vintages_since = tuple(r[0] for r in con.execute(
-                    "SELECT vintage FROM meta.area_vintages WHERE loaded_at > ? ORDER BY loaded_at",
-                    [loaded_at]).fetchall())
+                vintages = [r[0] for r in con.execute("SELECT vintage FROM meta.area_vintages ORDER BY loaded_at"
+                                                      ).fetchall()]
+                point.vintages_since = tuple(v for v in vintages if v not in data.get("vintages", vintages))
             except duckdb.CatalogException:
                 pass
             return point

@@ -107,12 +107,13 @@ def writer_lock(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def write_session(path: Path, timezone: str = "Asia/Shanghai", keep_previous: Path | None = None
-                  ) -> Iterator[duckdb.DuckDBPyConnection]:
+def write_session(path: Path, timezone: str = "Asia/Shanghai", keep_previous: Path | None = None,
+                  on_publish=None) -> Iterator[duckdb.DuckDBPyConnection]:
     """Yield a connection to a private copy of the warehouse; publish it atomically if all checks pass.
 
     ``keep_previous``: where the file it replaces is kept (a hard link: no copy is made), so that the write can
-    be taken back (``onemap.undo``)."""
+    be taken back (``onemap.undo``); ``on_publish``: called right after the publish, still under the writer lock
+    (the undo note, numbered in publish order)."""
     path = Path(path)
     with writer_lock(path):
         for stale in path.parent.glob(f".{path.name}.*.building*"):  # left by a writer that was killed
@@ -142,6 +143,8 @@ def write_session(path: Path, timezone: str = "Asia/Shanghai", keep_previous: Pa
                 keep_previous.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 os.link(path, keep_previous)
             os.replace(work, path)
+            if on_publish is not None:
+                on_publish()
         finally:
             for leftover in (work, work.with_name(work.name + ".wal")):
                 if leftover.exists():

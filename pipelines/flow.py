@@ -95,36 +95,47 @@ def load_flow(con, staged: FlowStaged, profile: Profile, ctx: StageContext, writ
     with registered(con, "flow_steps", staged.steps):
         known = con.execute("SELECT s.source_row FROM flow_steps s SEMI JOIN core.events e USING (event_id)"
                             ).df()["source_row"]
+        # a step before the case was reported cannot be (a minute's grace for clocks)
+        early = con.execute("SELECT s.source_row FROM flow_steps s JOIN core.events e USING (event_id) "
+                            "WHERE s.observed_at < e.reported_at - INTERVAL 1 MINUTE").df()["source_row"]
+        known = known[~known.isin(early)]
         held = con.execute("""
             SELECT count(*) FROM flow_steps s SEMI JOIN core.event_status_history h
                 ON h.event_id = s.event_id AND h.status = s.status AND h.observed_at = s.observed_at""").fetchall()[0][0]
-        unknown = staged.steps[~staged.steps["source_row"].isin(known)]
-        counts = {"inserted": len(staged.steps) - len(unknown) - held, "unchanged": held}
+        unknown = staged.steps[~staged.steps["source_row"].isin(known) & ~staged.steps["source_row"].isin(early)]
+        counts = {"inserted": len(staged.steps) - len(unknown) - len(early) - held, "unchanged": held}
         if write and counts["inserted"]:
-            con.execute("""
-                INSERT INTO core.event_status_history
-                SELECT s.event_id, s.status, s.observed_at, $batch FROM flow_steps s
-                SEMI JOIN core.events e USING (event_id)
-                ANTI JOIN core.event_status_history h
-                    ON h.event_id = s.event_id AND h.status = s.status AND h.observed_at = s.observed_at""",
-                        {"batch": ctx.batch_id})
+            with registered(con, "early_rows", pd.DataFrame({"source_row": early.astype("int64")})):
+                con.execute("""
+                    INSERT INTO core.event_status_history
+                    SELECT s.event_id, s.status, s.observed_at, $batch FROM flow_steps s
+                    SEMI JOIN core.events e USING (event_id)
+                    ANTI JOIN early_rows x USING (source_row)
+                    ANTI JOIN core.event_status_history h
+                        ON h.event_id = s.event_id AND h.status = s.status AND h.observed_at = s.observed_at""",
+                            {"batch": ctx.batch_id})
             _mark_reopenings(con, ctx)
     rejects = staged.rejects
-    if len(unknown):
-        raw = staged.raw[staged.raw[ROW].isin(unknown["source_row"])]
-        rej = _Rejects(len(raw))
-        rej.add(np.ones(len(raw), dtype=bool), profile.resolve_headers(list(raw.columns)).get(
-            "source_record_id", "source_record_id"), UNKNOWN_EVENT,
-            "仓库中没有这个编号的案件：先导入案件导出，再导入它的流转记录")
-        rejects = pd.concat([rejects, _reject_frame(raw, rej, profile, ctx, [])], ignore_index=True)
+    headers = profile.resolve_headers(list(staged.raw.columns))
+    for rows, field, reason, detail in (
+            (unknown["source_row"], "source_record_id", UNKNOWN_EVENT,
+             "仓库中没有这个编号的案件：先导入案件导出，再导入它的流转记录（已导入过的流转记录用 --force 再导入）"),
+            (early, "observed_at", BAD_TIME, "早于该案件的上报时间")):
+        if len(rows):
+            raw = staged.raw[staged.raw[ROW].isin(rows)]
+            rej = _Rejects(len(raw))
+            rej.add(np.ones(len(raw), dtype=bool), headers.get(field, field), reason, detail)
+            rejects = pd.concat([rejects, _reject_frame(raw, rej, profile, ctx, [])], ignore_index=True)
     counts["quarantined"] = len(rejects)
     return {**counts, "rejects": rejects}
 
 
 def _mark_reopenings(con, ctx: StageContext) -> None:
-    """A case whose history shows a closed status, then an open one, was reopened at that open step (the first
-    such, unless the warehouse knows an earlier reopening); its first close is the close before it. The case's
-    days are re-aggregated by the next build (updated_at)."""
+    """A case whose flow log (this one's steps) shows a closed status, then an open one, was reopened at that open
+    step (the first such, unless the warehouse knows an earlier reopening); its first close is the close before
+    it. Only the log's own steps are read: an export loaded without --taken-at is dated when it was loaded, after
+    the steps the log dates earlier, and would read as a step back. The case's days are re-aggregated by the next
+    build (updated_at)."""
     closed = closed_status("status")
     con.execute(f"""
         UPDATE core.events e SET reopened_at = r.reopened,
@@ -135,8 +146,7 @@ def _mark_reopenings(con, ctx: StageContext) -> None:
                            max(CASE WHEN {closed} THEN observed_at END) OVER (
                                PARTITION BY event_id ORDER BY observed_at
                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS last_close
-                    FROM core.event_status_history
-                    WHERE event_id IN (SELECT event_id FROM flow_steps))
+                    FROM core.event_status_history WHERE batch_id = $batch)
               WHERE NOT is_closed AND last_close < observed_at GROUP BY event_id) r
         WHERE e.event_id = r.event_id AND (e.reopened_at IS NULL OR e.reopened_at > r.reopened)""",
-                {"now": ctx.now})
+                {"now": ctx.now, "batch": ctx.batch_id})

@@ -263,8 +263,9 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
         look_ups_ready()
         ctx = context(path, batch_id)
         staged = stage_flow(read.frame, profile, ctx)
-        counts = load_flow(con, staged, profile, ctx, write=write) if con is not None else {
-            "inserted": len(staged.steps), "unchanged": 0, "rejects": staged.rejects}
+        counts = load_flow(con, staged, profile, ctx, write=write) if con is not None else {  # no cases yet
+            "inserted": 0, "unchanged": 0, "rejects": pd.concat(
+                [staged.rejects, pd.DataFrame({"reason": ["unknown_event"] * len(staged.steps)})], ignore_index=True)}
         rejects = with_malformed(counts.pop("rejects"), read.malformed, read.frame, profile, ctx)
         if write:
             quarantine(con, rejects)
@@ -322,7 +323,16 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
     own_profile = (str(profile.path.resolve()) if profile.path is not None
                    and profile.path.resolve().parent != PROFILE_DIR else None)
     snapshot = undo.snapshot_path(settings, now)  # the warehouse this load replaces, kept for `onemap undo`
-    with write_session(settings.warehouse_path, settings.timezone, keep_previous=snapshot) as con:
+    state: dict = {}  # the builds and boundary vintages the published warehouse holds (onemap.undo.keep)
+
+    def note_undo() -> None:
+        undo.keep(settings, snapshot, now, source, [
+            {"batch_id": s.batch_id, "file": s.file, "profile": s.profile, "rows_read": s.rows_read,
+             "inserted": s.inserted, "updated": s.updated, "unchanged": s.unchanged, "quarantined": s.quarantined}
+            for s in summaries if not s.skipped], state)
+
+    with write_session(settings.warehouse_path, settings.timezone, keep_previous=snapshot,
+                       on_publish=note_undo) as con:
         scrub_quarantine(con)  # rows an earlier version quarantined with their free text as read
         for path in map(Path, files):
             # the file is parsed while it is hashed (both mostly outside the GIL); a file loaded before is
@@ -364,9 +374,8 @@ def ingest(settings: Settings, source: str, files: list[Path], profile_name: str
             "SELECT DISTINCT CAST(reported_at AS DATE) FROM core.events WHERE updated_at = ?", [now]).fetchall()]
         if con.execute("SELECT count(*) FROM hex.cell_day").fetchall()[0][0]:  # keep built aggregates current
             refresh_aggregates(con, settings, touched)
-    undo.keep(settings, snapshot, now, source, [
-        {"batch_id": s.batch_id, "file": s.file, "profile": s.profile, "rows_read": s.rows_read,
-         "inserted": s.inserted, "updated": s.updated, "unchanged": s.unchanged, "quarantined": s.quarantined}
-        for s in summaries if not s.skipped])
+        state["builds"] = con.execute("SELECT count(*) FROM meta.builds").fetchall()[0][0]
+        state["batches"] = con.execute("SELECT count(*) FROM meta.batches").fetchall()[0][0]
+        state["vintages"] = [r[0] for r in con.execute("SELECT vintage FROM meta.area_vintages").fetchall()]
     bar.close()
     return summaries

@@ -108,8 +108,9 @@ def test_a_category_alert_on_a_cell_and_on_its_neighbourhood_are_two_alerts(con)
 
 
 def test_an_episode_is_a_run_of_daily_alerts_of_one_kind_place_category_and_window():
-    """A spike stays in the 7-day windows of the days after it: one alert a day, one episode. A gap of a day, another
-    window length, another category or place starts another; a ramp's window is its run so far, whatever its length."""
+    """A spike stays in the 7-day windows of the days after it: one alert a day, one episode, whatever test raised
+    each day's (the cell's total, then its driving category). A gap of a day, another window length or place starts
+    another; a ramp's window is its run so far, whatever its length, and it is an episode of its own."""
     import duckdb
 
     from onemap import queries
@@ -138,6 +139,7 @@ def test_an_episode_is_a_run_of_daily_alerts_of_one_kind_place_category_and_wind
     assert [starts[("cell", one, 7, f"2026-11-0{d}")] for d in (2, 3, 4, 6)] == ["2026-11-02"] * 3 + ["2026-11-06"]
     assert starts[("cell", one, 1, "2026-11-03")] == "2026-11-03"
     assert starts[("ramp", one, 11, "2026-11-04")] == "2026-11-03"
-    assert queries.episode_count(got) == 6 and len(got) == 10
+    assert starts[("category", one, 7, "2026-11-04")] == "2026-11-02"  # the category alert joins the cell's run
+    assert queries.episode_count(got) == 5 and len(got) == 10
     since = queries.alerts(con, since=dt.date(2026, 11, 4))  # a run begun before `since` keeps its first day
     assert since.loc[since["window_end"] == "2026-11-04", "episode_start"].eq("2026-11-02").any()

@@ -132,3 +132,23 @@ def test_stage_times_read_each_stay_from_the_flow(settings, inside, tmp_path, ca
 
     assert main(["--home", str(settings.home), "backlog", "--by", "stage-time"]) == 0
     assert "各环节用时" in capsys.readouterr().out
+
+
+def test_an_export_dated_at_its_load_does_not_make_a_flow_close_a_reopening(settings, inside, tmp_path):
+    """The export (taken earlier, loaded now without --taken-at) says 先行调解 at its load time; the flow log closes the
+    case ten minutes before that. The history reads closed-then-open, but only a log's own steps make a reopening;
+    a step dated before the case was reported is quarantined (bad_time), not read as a close."""
+    now = pd.Timestamp.now(tz="Asia/Shanghai").floor("s")
+    fmt = "%Y-%m-%d %H:%M:%S"
+    reported = (now - pd.Timedelta(days=2)).strftime(fmt)
+    ingest(settings, "grid", [_csv(tmp_path / "g.csv", [_grid(inside, 上报时间=reported, 处理状态="先行调解")])],
+           progress=False)
+    steps = [("G1", "登记受理", reported), ("G1", "先行调解", (now - pd.Timedelta(days=1)).strftime(fmt)),
+             ("G1", "已办结", (now - pd.Timedelta(minutes=10)).strftime(fmt)),
+             ("G1", "已办结", (now - pd.Timedelta(days=9)).strftime(fmt))]  # before the report: impossible
+    [s] = ingest(settings, "grid", [_flow(tmp_path / "flow.csv", steps)], profile_name="demo_grid_flow",
+                 progress=False)
+    assert (s.inserted, s.quarantined, s.reasons) == (3, 1, {"bad_time": 1})
+    assert query_rows(settings, "SELECT reopened_at, first_closed_at FROM core.events") == [(None, None)]
+    [(detail,)] = query_rows(settings, "SELECT detail FROM staging.rejects")
+    assert detail == "早于该案件的上报时间"

@@ -83,7 +83,7 @@ def test_a_later_load_without_an_undo_point_blocks_undoing_an_earlier_one(settin
     point = undo.latest(settings)
     assert [f["file"] for f in point.loads] == ["w2.csv"] and "w3.csv" in point.blocked
     before = _digest(settings)
-    with pytest.raises(ValueError, match="later load has no undo point"):
+    with pytest.raises(ValueError, match=r"later load\(s\) left no undo point"):
         undo.undo(settings)
     assert _digest(settings) == before
 
@@ -147,3 +147,23 @@ def test_the_warehouse_and_its_undo_copies_are_the_owners_only(settings, inside,
     assert settings.warehouse_path.parent.stat().st_mode & 0o777 == 0o700
     assert undo.undo_dir(settings).stat().st_mode & 0o777 == 0o700
     assert all(p.stat().st_mode & 0o077 == 0 for p in undo.undo_dir(settings).glob("*.duckdb"))
+
+
+def test_undo_follows_the_order_loads_were_published_whatever_the_clock(settings, inside, tmp_path, monkeypatch):
+    """A load made with the clock an hour behind (an NTP correction) is still the latest: undo takes it back alone,
+    and a build published before a load is not said to be taken back with it."""
+    build(settings)  # (an empty warehouse is built: no events yet)
+    _week(settings, inside, tmp_path, 1, [1])
+    assert undo.latest(settings).builds_since == 0
+    real_now = pd.Timestamp.now
+
+    def behind(*args, **kwargs):
+        return real_now(*args, **kwargs) - pd.Timedelta(hours=1)
+    monkeypatch.setattr(pd.Timestamp, "now", behind)
+    _week(settings, inside, tmp_path, 2, [2])
+    monkeypatch.setattr(pd.Timestamp, "now", real_now)
+    point = undo.latest(settings)
+    assert [f["file"] for f in point.loads] == ["w2.csv"] and not point.blocked
+    undo.undo(settings)
+    assert query_rows(settings, "SELECT event_id FROM core.events") == [("police:J1",)]
+    assert [f["file"] for f in undo.latest(settings).loads] == ["w1.csv"]
