@@ -317,6 +317,19 @@ def cmd_rejects(args: argparse.Namespace) -> int:
     return 0
 
 
+def _categories(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --category codes, upper-cased (md10 is MD10) and checked: one that is no product category nor the start
+    of one would give zeros without a word."""
+    from onemap.categories import ALL_CODES
+
+    codes = tuple(c.strip().upper() for c in args.category or ())
+    wrong = [c for c in codes if not any(code.startswith(c) for code in ALL_CODES)]
+    if wrong:
+        raise ValueError(f"--category {', '.join(wrong)}: no product category is or begins with it (e.g. MD10, "
+                         "MD1001, CG; docs/guide-zh.md lists them)")
+    return codes
+
+
 def cmd_kpis(args: argparse.Namespace) -> int:
     """Every KPI of a period for the county or one area, with 环比 and 同比; or (--by-area) per area one level
     down. The same definitions and queries as the map and the brief."""
@@ -337,7 +350,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
         if start > end:
             raise ValueError(f"--from {start} is after --to {end}")
         scope = queries.area_scope(con, args.area) if args.area else None
-        flt = queries.EventFilter(start=start, end=end, categories=tuple(args.category or ()), scope=scope,
+        flt = queries.EventFilter(start=start, end=end, categories=_categories(args), scope=scope,
                                   sources=tuple(args.source or ()))
         as_of = queries.reference_time(con)
         starts = queries.source_starts(con)
@@ -387,7 +400,7 @@ def cmd_backlog(args: argparse.Namespace) -> int:
             built, pd.Timestamp(args.as_of + dt.timedelta(days=1), tz=settings.timezone))
         scope = queries.area_scope(con, args.area) if args.area else None
         any_day = as_of.date()  # the backlog takes every registration day; the filter's period is not read
-        flt = queries.EventFilter(any_day, any_day, categories=tuple(args.category or ()),
+        flt = queries.EventFilter(any_day, any_day, categories=_categories(args),
                                   sources=tuple(args.source or ()), scope=scope)
         if args.by == "stage-time":
             frame = queries.stage_times(con, flt, as_of)
@@ -476,7 +489,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         con = connect_readonly(settings.warehouse_path, settings.timezone)
         try:
             for res in args.resolution:
-                results, text = warehouse_backtest(con, res, categories=tuple(args.category or ()),
+                results, text = warehouse_backtest(con, res, categories=_categories(args),
                                                    sources=tuple(args.source or ()),
                                                    max_origins=args.max_origins or 12)
                 print(text)

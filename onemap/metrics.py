@@ -54,8 +54,10 @@ KPIS: tuple[Kpi, ...] = (
         zh="时段内受理的事件中，截至统计时点仍未办结且已过办理期限的件数"),
     _share("overdue_rate", "超期率", "overdue ÷ open at the reference time", OVERDUE, OPEN,
            zh="截至统计时点未办结的事件中，已过办理期限的比例"),
-    _share("onsite_rate", "现场处结率", "closed on the spot by the first responder ÷ registered",
-           f"{CLOSED} AND on_site_closed", zh="时段内受理的事件中，由首到人员现场处结的比例"),
+    # (over the cases whose export records it: a 12345 export without the column is not 0 % on the spot)
+    _share("onsite_rate", "现场处结率", "closed on the spot by the first responder ÷ registered with the field recorded",
+           f"{CLOSED} AND on_site_closed", "on_site_closed IS NOT NULL",
+           zh="时段内受理、且导出记有“是否现场处结”的事件中，由首到人员现场处结的比例"),
     Kpi("satisfaction", "满意度", "mean satisfaction (0–5) of closed cases that were surveyed",
         f"avg(satisfaction) FILTER (WHERE {CLOSED})", "mean", f"count(satisfaction) FILTER (WHERE {CLOSED})",
         zh="已办结并做了回访评价的事件的平均满意度（0–5 分）"),

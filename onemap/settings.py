@@ -152,6 +152,13 @@ def _read_toml(path: Path) -> dict:
         raise SettingsError(f"{path}: invalid TOML: {exc}") from exc
 
 
+def _whole(value: Any, key: str) -> int:
+    """A whole number (1.5 read as 1 would keep fewer undo points than asked for)."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).strip().lstrip("-").isdigit():
+        raise SettingsError(f"{key}={value!r} must be a whole number")
+    return int(value)
+
+
 def load_settings(environ: dict[str, str] | None = None, local_file: Path | None = None) -> Settings:
     """Build settings from the base file, an optional local file and environment variables."""
     environ = dict(os.environ if environ is None else environ)
@@ -195,7 +202,7 @@ def load_settings(environ: dict[str, str] | None = None, local_file: Path | None
             basemap_crs=str(basemap.get("basemap_crs", "wgs84")),
             basemap_attribution=str(basemap.get("basemap_attribution", "")),
             basemap_opacity=float(basemap.get("basemap_opacity", 0.6)),
-            undo_keep=int(raw.get("ingest", {}).get("undo_keep", 3)),
+            undo_keep=_whole(raw.get("ingest", {}).get("undo_keep", 3), "ingest.undo_keep"),
         )
     except KeyError as exc:
         raise SettingsError(f"missing setting {exc.args[0]!r} (base file {BASE_CONFIG})") from exc

@@ -145,10 +145,10 @@ CJK_TIME = (r"(\d{1,2})时(\d{1,2})分(?:(\d{1,2})秒)?$", r"\1:\2:\3")  # 14时
 
 
 def _slash_order(values: pd.Series) -> tuple[bool, np.ndarray]:
-    """Whether a column's slash dates (``SLASH_DATE``) are day first, and the rows whose order contradicts the
-    others. One order holds for the whole column: a first number over 12 says day first, a second one over 12
-    month first; with neither, month first (pandas' reading). A column with both cannot be read: those rows are
-    marked, not each read its own way (03/11 as 11 March beside 13/11 as 13 November)."""
+    """Whether a column's slash dates (``SLASH_DATE``) are day first, and the rows that cannot be read. One order
+    holds for the whole column: a first number over 12 says day first, a second one over 12 month first. A column
+    with both cannot be read, nor one with neither (03/11 may be 3 November or 11 March): those rows are marked,
+    not each read its own way or guessed (a date whose two numbers are equal reads alike either way)."""
     text = values.astype(pd.StringDtype("pyarrow"))
     if not text.str.contains("/", regex=False).any():  # the common case, by Arrow at once: no slash dates
         return False, np.zeros(len(values), dtype=bool)
@@ -158,6 +158,8 @@ def _slash_order(values: pd.Series) -> tuple[bool, np.ndarray]:
     day_first, month_first = np.nan_to_num(first) > 12, np.nan_to_num(second) > 12
     if day_first.any() and month_first.any():
         return False, ~np.isnan(first)
+    if not day_first.any() and not month_first.any():  # nothing says the order: 03/11 may be either day
+        return False, ~np.isnan(first) & (first != second)
     return bool(day_first.any()), np.zeros(len(values), dtype=bool)
 
 
@@ -418,8 +420,8 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
                     "[times] formats 所列的写法：", values=values)
         else:
             day_first, mixed = _slash_order(values)
-            rej.add(mixed, found.get(f, f), BAD_TIME, f"{found.get(f, f)}：本文件各行的日/月顺序不一（如 13/11 与 11/13 "
-                    "并存），03/11 这样的日期无法确定是哪一天：", values=values)
+            rej.add(mixed, found.get(f, f), BAD_TIME, f"{found.get(f, f)}：本文件的日/月顺序无法确定（各行不一，或没有"
+                    "一行能说明，如 03/11 可读作 3 月 11 日或 11 月 3 日；可在配置的 [times] formats 中写明）：", values=values)
         parsed = _parse_times(values, local_tz, profile.time_formats, day_first=day_first)
         if f in profile.date_only:  # a date and no time of day: local midnight, precision kept in ext
             parsed = _localise(parsed.dt.tz_localize(None).dt.normalize(), local_tz)
@@ -491,7 +493,8 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
     # ---------------------------------------------------------------- process fields
     out["outcome"] = get("outcome").astype(pd.StringDtype("pyarrow")).str.strip().replace("", pd.NA)
     on_site, bad = _parse_bool(get("on_site_closed"))
-    out["on_site_closed"] = on_site
+    # an export without the column does not say: unknown (NULL), not "no" (现场处结率 counts recorded cases only)
+    out["on_site_closed"] = on_site if "on_site_closed" in found else None
     rej.add(bad, found.get("on_site_closed", "on_site_closed"), BAD_NUMBER, "应为 是/否")
     conf, bad = _parse_bool(get("confidential"), yes=("保密", "涉密"), no=("不保密", "非保密", "公开"))
     out["confidential"] = conf

@@ -58,3 +58,15 @@ def test_earlier_periods_are_compared_at_the_lag_from_where_the_data_ends(con):
     assert before == queries.kpis(con, queries.previous_period(flt), end - dt.timedelta(days=28))
     assert year == {**queries.kpis(con, queries.year_earlier(flt), end - queries.YEAR), **unseen}
     assert before != queries.kpis(con, queries.previous_period(flt), later - dt.timedelta(days=28))
+
+
+def test_a_category_is_read_whatever_its_case_and_a_wrong_one_is_refused(demo_home, capsys):
+    from onemap.cli import main
+
+    args = ["--home", str(demo_home), "kpis", "--format", "json"]
+    assert main([*args, "--category", "MD10"]) == 0
+    upper = capsys.readouterr().out
+    assert main([*args, "--category", "md10"]) == 0
+    assert capsys.readouterr().out == upper
+    assert main([*args, "--category", "ZZ9"]) != 0
+    assert "--category ZZ9: no product category is or begins with it" in capsys.readouterr().err

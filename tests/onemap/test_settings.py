@@ -75,3 +75,9 @@ def test_hmac_key_comes_from_environment_or_key_file(tmp_path, monkeypatch):
     assert s.hmac_key() == bytes.fromhex("00ff" * 8)
     monkeypatch.setenv("ONEMAP_HMAC_KEY", "plain text key")
     assert s.hmac_key() == b"plain text key"
+
+
+@pytest.mark.parametrize("value", ["1.5", "abc", "true"])
+def test_undo_keep_must_be_a_whole_number(tmp_path, value):
+    with pytest.raises(SettingsError, match="ingest.undo_keep"):
+        load_settings(environ={"ONEMAP_INGEST__UNDO_KEEP": value}, local_file=tmp_path / "none.toml")

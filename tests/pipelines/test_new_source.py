@@ -1,5 +1,6 @@
 """A source added to the warehouse later (a 12345 hotline loaded from this month on): its first month is not a
 rise on the ground, so 环比 / 同比 against a period it does not cover whole are blank, and say why."""
+import dataclasses
 import datetime as dt
 
 import pandas as pd
@@ -105,5 +106,26 @@ def test_a_load_links_only_its_own_events(settings, inside, tmp_path, monkeypatc
     con = connect_readonly(settings.warehouse_path)
     try:
         assert con.execute("SELECT count(*) FROM core.events WHERE linked_event_id IS NOT NULL").fetchall()[0][0] == 0
+    finally:
+        con.close()
+
+
+def test_a_source_without_the_on_site_field_leaves_the_on_site_rate_alone(settings, inside, tmp_path):
+    hotline = tmp_path / "hotline.toml"
+    hotline.write_text((PROFILE_DIR / "demo_police.toml").read_text(encoding="utf-8")
+                       .replace('name = "demo_police"', 'name = "hotline_t"')
+                       .replace('source = "police"', 'source = "hotline"'), encoding="utf-8")
+    closed = {"接警单状态": "已办结", "办结时间": "2026-11-03 12:00:00", "处置结果": "化解"}
+    _load(settings, tmp_path, "police", "p.csv", [police_row(inside, 接警单编号="P1", 是否现场处结="是", **closed),
+                                                   police_row(inside, 接警单编号="P2", 是否现场处结="否", **closed)])
+    calls = [police_row(inside, 接警单编号=f"H{i}", **closed) for i in range(3)]
+    for c in calls:
+        c.pop("是否现场处结")
+    _load(settings, tmp_path, "hotline", "h.csv", calls, profile=str(hotline))
+    con = connect_readonly(settings.warehouse_path)
+    try:
+        flt = queries.EventFilter(dt.date(2026, 11, 1), dt.date(2026, 11, 3))
+        assert queries.kpis(con, flt)["onsite_rate"] == 0.5  # not 1 of 5
+        assert queries.kpis(con, dataclasses.replace(flt, sources=("hotline",)))["onsite_rate"] is None
     finally:
         con.close()

@@ -359,6 +359,9 @@ def test_slash_dates_are_read_one_way_for_the_whole_file(areas, inside):
     assert reported(["03/11/2026 10:20", "13/11/2026 10:20"]) == (["11-03", "11-13"], [])
     assert reported(["03/11/2026 10:20", "10/13/2026 10:20"]) == (["03-11", "10-13"], [])
     assert reported(["2026年10月13日 10:20", "2026-10-14 08:00:00"]) == (["10-13", "10-14"], [])
+    # no row says the order: 03/11 and 04/11 cannot be read (each could be either day); 05/05 reads alike
+    assert reported(["03/11/2026 10:20", "04/11/2026 10:20", "05/05/2026 10:20"]) == (
+        ["05-05"], [(1, S.BAD_TIME), (2, S.BAD_TIME)])
     # 14时20分 (and 秒) read as a time of day
     rows = [police_row(inside, 接警单编号="K1", 报警时间="2026年10月13日 14时20分", 办理期限=""),
             police_row(inside, 接警单编号="K2", 报警时间="2026年10月13日 9时5分30秒", 办理期限="")]
