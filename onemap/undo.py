@@ -111,7 +111,7 @@ def latest(settings: Settings) -> UndoPoint | None:
     """The load `onemap undo` would take back: the newest one with an undo point, provided no later load (one
     without an undo point) is in the way. Notes of loads no longer in the warehouse (undone, or a publish that
     failed) are dropped."""
-    if not settings.warehouse_path.is_file():
+    if not settings.warehouse_path.is_file() or settings.undo_keep == 0:  # 0: no load can be taken back
         return None
     con = connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
     try:

@@ -134,6 +134,8 @@ def test_cli_previews_then_undoes_and_loads_lists_it(settings, inside, tmp_path)
 
 
 def test_undo_keep_0_keeps_no_copies(settings, inside, tmp_path):
+    _week(settings, inside, tmp_path, 0, [0])
+    assert undo.latest(dataclasses.replace(settings, undo_keep=0)) is None  # set to 0: the points left are not offered
     settings = dataclasses.replace(settings, undo_keep=0)
     _week(settings, inside, tmp_path, 1, [1])
     _week(settings, inside, tmp_path, 2, [2])
