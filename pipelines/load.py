@@ -324,18 +324,29 @@ def loaded_since(con, rejected: pd.DataFrame) -> pd.Series:
     profile_of = {b: (p, f if isinstance(f, str) else None) for b, p, f in zip(
         batches["batch_id"], batches["profile"], batches.get("profile_file", [None] * len(batches)), strict=True)}
     profile_named = _profiles()
-    ids = []
+    ids, flow = [], []
     for batch, source, raw in zip(rejected["batch_id"], rejected["source"], rejected["raw"], strict=True):
         values = json.loads(raw) if raw else {}
         profile = profile_named(*profile_of.get(batch, (None, None)))
         header = profile.resolve_headers(list(values)).get("source_record_id") if profile else None
         rid = str(values.get(header, "")).strip() if header else ""
         ids.append(f"{source}:{rid}" if rid else None)
-    frame = pd.DataFrame({"event_id": ids, "since": pd.to_datetime(rejected["loaded_at"], utc=True)},
+        flow.append(profile is not None and profile.kind == "flow")
+    frame = pd.DataFrame({"event_id": ids, "since": pd.to_datetime(rejected["loaded_at"], utc=True), "flow": flow},
                          index=rejected.index)
-    with registered(con, "rejected_ids", frame.reset_index(names="i")):
+    # a case's row: its record loaded since; a flow log's step: a later flow log added steps of its case (the case
+    # export alone does not load the step)
+    flow_batches = pd.DataFrame({"batch_id": [b for b, (p, f) in profile_of.items()
+                                              if (prof := profile_named(p, f)) is not None and prof.kind == "flow"]},
+                                dtype=object)
+    with registered(con, "rejected_ids", frame.reset_index(names="i")), registered(con, "flow_batches", flow_batches):
         found = dict(con.execute("""
             SELECT r.i, b.source_file FROM rejected_ids r JOIN core.events e USING (event_id)
             JOIN meta.batches b ON b.batch_id = e.batch_id
-            WHERE e.updated_at > r.since""").fetchall())
+            WHERE NOT r.flow AND e.updated_at > r.since
+            UNION ALL
+            SELECT r.i, arg_max(b.source_file, b.loaded_at) FROM rejected_ids r
+            JOIN core.event_status_history h USING (event_id)
+            JOIN meta.batches b ON b.batch_id = h.batch_id SEMI JOIN flow_batches f ON f.batch_id = h.batch_id
+            WHERE r.flow AND b.loaded_at > r.since GROUP BY r.i""").fetchall())
     return pd.Series([found.get(i) for i in rejected.index], index=rejected.index, dtype=object)

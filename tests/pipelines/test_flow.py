@@ -152,3 +152,29 @@ def test_an_export_dated_at_its_load_does_not_make_a_flow_close_a_reopening(sett
     assert query_rows(settings, "SELECT reopened_at, first_closed_at FROM core.events") == [(None, None)]
     [(detail,)] = query_rows(settings, "SELECT detail FROM staging.rejects")
     assert detail == "早于该案件的上报时间"
+
+
+def test_a_quarantined_step_is_outstanding_until_a_later_flow_log_adds_its_cases_steps(settings, inside, tmp_path):
+    """A step of a case not loaded yet stays outstanding when the case export comes (it loads the case, not the
+    step), and is loaded since once the corrected log is loaded again."""
+    from onemap import quarantine
+    from pipelines.load import loaded_since
+
+    ingest(settings, "grid", [_csv(tmp_path / "g.csv", [_grid(inside)])], progress=False)
+    ingest(settings, "grid", [_flow(tmp_path / "flow.csv", [("G1", "先行调解", "2026-11-04 10:00"),
+                                                           ("G2", "先行调解", "2026-11-04 10:00")])],
+           profile_name="demo_grid_flow", progress=False)
+
+    def since():
+        con = connect_readonly(settings.warehouse_path)
+        try:
+            rows = quarantine.rejects(con)
+            return list(loaded_since(con, rows))
+        finally:
+            con.close()
+    assert since() == [None]
+    ingest(settings, "grid", [_csv(tmp_path / "g2.csv", [_grid(inside, 事件编号="G2")])], progress=False)
+    assert since() == [None]  # the case, not its step
+    ingest(settings, "grid", [_flow(tmp_path / "flow2.csv", [("G2", "先行调解", "2026-11-04 10:00")])],
+           profile_name="demo_grid_flow", progress=False)
+    assert since() == ["flow2.csv"]
