@@ -317,6 +317,17 @@ def cmd_rejects(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _categories(args: argparse.Namespace) -> tuple[str, ...]:
     """The --category codes, upper-cased (md10 is MD10) and checked: one that is no product category nor the start
     of one would give zeros without a word."""
@@ -491,7 +502,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             for res in args.resolution:
                 results, text = warehouse_backtest(con, res, categories=_categories(args),
                                                    sources=tuple(args.source or ()),
-                                                   max_origins=args.max_origins or 12)
+                                                   max_origins=12 if args.max_origins is None else args.max_origins)
                 print(text)
                 if args.csv:
                     results.assign(dataset="warehouse", resolution=res).to_csv(
@@ -719,7 +730,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="append", choices=["grid", "police", "hotline"],
                    help="with --dataset warehouse: only this source")
     p.add_argument("--resolution", type=int, nargs="+", default=[9], help="H3 resolution(s), e.g. 9 10")
-    p.add_argument("--max-origins", type=int, help="score only the last N origins (faster)")
+    p.add_argument("--max-origins", type=_positive, help="score only the last N origins (faster)")
     p.add_argument("--data-dir", help="folder with the public datasets (default ../shared/data)")
     p.add_argument("--csv", help="append per-origin results to this CSV file")
     p.set_defaults(func=cmd_backtest)

@@ -17,3 +17,11 @@ def test_the_backtest_runs_on_the_warehouses_own_events(demo_home, tmp_path, cap
     assert main(["--home", str(demo_home), "backtest", "--dataset", "warehouse", "--resolution", "8",
                  "--max-origins", "1", "--source", "police"]) == 0
     assert "(police)" in capsys.readouterr().out
+
+
+def test_max_origins_must_be_at_least_one(demo_home, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["--home", str(demo_home), "backtest", "--dataset", "warehouse", "--max-origins", "0"])
+    assert "must be at least 1" in capsys.readouterr().err
