@@ -24,6 +24,7 @@ class CellProfileOutliers:
     recent_weeks: int = 4
     baseline_weeks: int = 12
     min_events: int = 5
+    prior_events: float = 10.0  # shares shrunk toward the city's as if each cell had this many events more
     n_estimators: int = 200
     contamination: float | str = "auto"
     random_state: int = 0
@@ -41,13 +42,21 @@ class CellProfileOutliers:
         top = window["category_code"].str.slice(0, 2).where(~window["category_code"].str.startswith("MD"),
                                                             window["category_code"].str.slice(0, 4))
         counts = window.groupby([window["cell"], top]).size().unstack(fill_value=0)  # = pd.crosstab, vectorised
-        mix = counts.div(counts.sum(axis=1), axis=0).add_prefix("share_")
+        # a cell of 5 events all of one kind is not as unlike the others as one of 60: each cell's mix (and its
+        # unresolved share below) is shrunk toward the city's by ``prior_events`` (empirical-Bayes style), or the
+        # sparsest cells rank first for their noise (on the demo: Spearman of score and count −0.34 → +0.57)
+        city = counts.sum() / counts.to_numpy().sum()
+        mix = (counts + self.prior_events * city).div(counts.sum(axis=1) + self.prior_events, axis=0
+                                                      ).add_prefix("share_")
         n_recent = window[window["recent"]].groupby("cell").size()
         n_base = window[~window["recent"]].groupby("cell").size()
         rate_recent = n_recent.reindex(mix.index, fill_value=0) / self.recent_weeks
         rate_base = n_base.reindex(mix.index, fill_value=0) / self.baseline_weeks
         growth = np.log1p(rate_recent) - np.log1p(rate_base)
-        unresolved = 1 - window.groupby("cell")["closed"].mean().reindex(mix.index)
+        open_cases = (~window["closed"].astype(bool)).groupby(window["cell"]).sum().reindex(mix.index)
+        total = window.groupby("cell").size().reindex(mix.index)
+        city_open = float(open_cases.sum() / total.sum()) if total.sum() else 0.0
+        unresolved = (open_cases + self.prior_events * city_open) / (total + self.prior_events)
         out = mix.assign(growth=growth, unresolved_share=unresolved,
                          n=window.groupby("cell").size().reindex(mix.index))
         return out[out["n"] >= self.min_events]

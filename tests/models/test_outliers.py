@@ -40,7 +40,7 @@ def test_sparse_cells_are_left_out():
 
 def test_category_mix_equals_a_normalised_crosstab():
     ev = _events(2)
-    model = CellProfileOutliers(min_events=0)
+    model = CellProfileOutliers(min_events=0, prior_events=0)  # the raw mix (the default shrinks it)
     prof = model.profile(ev, as_of=pd.Timestamp("2026-10-01"))  # the build's time: the midnight after the last day
     day = pd.to_datetime(ev["day"])
     window = ev[day >= pd.Timestamp("2026-10-01") - pd.Timedelta(weeks=16)]
@@ -61,3 +61,21 @@ def test_the_four_recent_weeks_hold_28_days_when_built_at_midnight():
     for as_of in (pd.Timestamp("2026-10-01", tz="Asia/Shanghai"), pd.Timestamp("2026-10-01")):
         prof = CellProfileOutliers(min_events=0).profile(ev, as_of)
         assert prof.loc[1, "n"] == 16 * 7 and prof.loc[1, "growth"] == 0
+
+
+def test_sparse_cells_do_not_fill_the_top_for_their_noise():
+    """300 cells of 5–120 events, each mix drawn around the city's: a cell of 6 events has an extreme mix by chance
+    alone. Unshrunk, the ten "most unlike" cells are such (median 6 events); each mix shrunk toward the city's as if
+    it had 10 events more, they are cells with enough events to mean something."""
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2026-06-10", "2026-09-30")
+    cats, city = np.array(["MD02", "CG", "MD9902", "AQ", "HJ"]), np.array([0.3, 0.3, 0.2, 0.1, 0.1])
+    rows = []
+    for cell in range(300):
+        mix = rng.dirichlet(city * 60)
+        rows += [(cell, rng.choice(days), rng.choice(cats, p=mix), rng.random() < 0.85)
+                 for _ in range(int(rng.integers(5, 120)))]
+    ev = pd.DataFrame(rows, columns=["cell", "day", "category_code", "closed"])
+    raw = CellProfileOutliers(random_state=1, prior_events=0).fit_score(ev, pd.Timestamp("2026-10-01"))
+    shrunk = CellProfileOutliers(random_state=1).fit_score(ev, pd.Timestamp("2026-10-01"))
+    assert raw.head(10)["n"].median() < 10 < 30 < shrunk.head(10)["n"].median()
