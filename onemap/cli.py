@@ -267,8 +267,8 @@ def cmd_rejects(args: argparse.Namespace) -> int:
     con = connect_readonly(settings.warehouse_path, settings.timezone, require_current=False)
     try:
         frame = quarantine.rejects(con, file=args.file, reason=args.reason, batch=args.batch)
-        if frame.empty and args.file and not quarantine.loads(con)["source_file"].eq(args.file).any():
-            loaded = sorted(quarantine.loads(con)["source_file"].unique())
+        loaded = sorted(quarantine.loads(con)["source_file"].unique()) if frame.empty and args.file else []
+        if frame.empty and args.file and args.file not in loaded:
             raise ValueError(f"no load of a file named {args.file!r}"
                              + (f"; the files loaded are: {', '.join(loaded[:20])}" if loaded else ""))
         if frame.empty and args.reason:  # a misspelt reason reads as an empty quarantine otherwise

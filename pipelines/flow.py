@@ -25,17 +25,15 @@ from pipelines.profiles import Profile
 from pipelines.stage import (
     BAD_TIME,
     DUPLICATE_IN_FILE,
-    EARLIEST,
     MISSING_REQUIRED,
     ROW,
-    TIME_BEFORE_2000,
-    TIME_IN_FUTURE,
     UNKNOWN_STATUS,
     StageContext,
     _parse_times,
     _reject_frame,
     _Rejects,
     canonical_status,
+    check_time_bounds,
     mapped_columns,
 )
 
@@ -74,10 +72,7 @@ def stage_flow(raw: pd.DataFrame, profile: Profile, ctx: StageContext) -> FlowSt
     rej.add(~given, header("observed_at"), MISSING_REQUIRED, f"{header('observed_at')}为空")
     rej.add(given & times.isna().to_numpy(), header("observed_at"), BAD_TIME,
             f"{header('observed_at')}无法识别为时间（可在配置的 [times] formats 中写明它的写法）：", values=get("observed_at"))
-    limit, taken = (ctx.taken_at, "导出时间（--taken-at）") if ctx.taken_at is not None else (ctx.now, "导入时间")
-    rej.add((times > limit + pd.Timedelta(days=1)).to_numpy(), header("observed_at"), TIME_IN_FUTURE,
-            f"{header('observed_at')}晚于{taken}一天以上")
-    rej.add((times < EARLIEST).to_numpy(), header("observed_at"), TIME_BEFORE_2000, f"{header('observed_at')}早于 2000-01-01")
+    check_time_bounds(rej, ctx, [(times, header("observed_at"), True)])
     steps = pd.DataFrame({"event_id": profile.source + ":" + rid, "status": status, "observed_at": times,
                           "source_row": raw[ROW].astype("int64")}, index=raw.index)
     passing = np.flatnonzero(~rej.rejected)
@@ -98,12 +93,11 @@ def load_flow(con, staged: FlowStaged, profile: Profile, ctx: StageContext, writ
         # a step before the case was reported cannot be (a minute's grace for clocks)
         early = con.execute("SELECT s.source_row FROM flow_steps s JOIN core.events e USING (event_id) "
                             "WHERE s.observed_at < e.reported_at - INTERVAL 1 MINUTE").df()["source_row"]
-        known = known[~known.isin(early)]
         held = con.execute("""
             SELECT count(*) FROM flow_steps s SEMI JOIN core.event_status_history h
                 ON h.event_id = s.event_id AND h.status = s.status AND h.observed_at = s.observed_at""").fetchall()[0][0]
-        unknown = staged.steps[~staged.steps["source_row"].isin(known) & ~staged.steps["source_row"].isin(early)]
-        counts = {"inserted": len(staged.steps) - len(unknown) - len(early) - held, "unchanged": held}
+        unknown = staged.steps[~staged.steps["source_row"].isin(known)]
+        counts = {"inserted": len(known) - len(early) - held, "unchanged": held}
         if write and counts["inserted"]:
             with registered(con, "early_rows", pd.DataFrame({"source_row": early.astype("int64")})):
                 con.execute("""

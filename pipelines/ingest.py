@@ -73,10 +73,8 @@ class BatchSummary:
             text += (f"\n    {self.older:,} of unchanged: the warehouse holds a later export of them (this file was "
                      "taken earlier); their status here is kept in their status history at its own time")
         if self.other_outcomes:
-            words = sorted(self.other_outcomes.items(), key=lambda kv: (-kv[1], kv[0]))
             text += ("\n    outcomes 化解率 does not count as 化解 (if they mean it, map them in the profile's "
-                     "[values.outcome]): " + ", ".join(f"{k} {v:,}" for k, v in words[:10])
-                     + (f" … ({len(words)} in all)" if len(words) > 10 else ""))
+                     "[values.outcome]): " + _most_first(self.other_outcomes))
         if self.unusable_points:
             text += (f"\n    {self.unusable_points:,} loaded rows had coordinates that could not be used (zero, out of "
                      "range, outside the jurisdiction, not numbers): placed by their address or grid code, with no point")
@@ -93,10 +91,8 @@ class BatchSummary:
             text += "\n    quarantine reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(self.reasons.items()))
         for column, words in (self.not_understood or {}).items():
             name = column.rsplit(" (", 1)[-1].rstrip(")")
-            top = sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))
             text += (f"\n    {column}: values no table reads (quarantined; if they mean a product value, map them in "
-                     f"the profile's [values.{name}]): " + ", ".join(f"{k} {v:,}" for k, v in top[:10])
-                     + (f" … ({len(top)} in all)" if len(top) > 10 else ""))
+                     f"the profile's [values.{name}]): " + _most_first(words))
         if self.unmapped:
             codes = sorted(self.unmapped.items(), key=lambda kv: (-kv[1], kv[0]))
             text += (f"\n    unmapped {self.profile} codes ({len(codes)}, quarantined as unknown_category): "
@@ -105,6 +101,13 @@ class BatchSummary:
         if redacted:
             text += "\n    redacted: " + ", ".join(f"{k} {v:,}" for k, v in sorted(redacted.items()))
         return text
+
+
+def _most_first(counts: dict[str, int], shown: int = 10) -> str:
+    """'调解成功 12, 已化解 3 … (14 in all)': words with their row counts, most first."""
+    words = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return (", ".join(f"{k} {v:,}" for k, v in words[:shown])
+            + (f" … ({len(words)} in all)" if len(words) > shown else ""))
 
 
 def area_set_from_files(settings: Settings) -> AreaSet:

@@ -144,17 +144,27 @@ CJK_DATE = (r"^(\d{4})年(\d{1,2})月(\d{1,2})日\s*", r"\1-\2-\3 ")  # 2026年1
 CJK_TIME = (r"(\d{1,2})时(\d{1,2})分(?:(\d{1,2})秒)?$", r"\1:\2:\3")  # 14时20分(05秒)
 
 
+def _slash_parts(values: pd.Series) -> tuple[pd.Series, np.ndarray, np.ndarray] | None:
+    """A column as trimmed text with the two leading numbers of its slash dates (``SLASH_DATE``; NaN elsewhere),
+    or None when it holds no slash (the common case, found by Arrow at once)."""
+    text = values.astype(pd.StringDtype("pyarrow"))
+    if not text.str.contains("/", regex=False).any():
+        return None
+    text = text.str.strip()
+    parts = text.str.extract(SLASH_DATE)
+    return (text, pd.to_numeric(parts[0], errors="coerce").to_numpy(),
+            pd.to_numeric(parts[1], errors="coerce").to_numpy())
+
+
 def _slash_order(values: pd.Series) -> tuple[bool, np.ndarray]:
     """Whether a column's slash dates (``SLASH_DATE``) are day first, and the rows that cannot be read. One order
     holds for the whole column: a first number over 12 says day first, a second one over 12 month first. A column
     with both cannot be read, nor one with neither (03/11 may be 3 November or 11 March): those rows are marked,
     not each read its own way or guessed (a date whose two numbers are equal reads alike either way)."""
-    text = values.astype(pd.StringDtype("pyarrow"))
-    if not text.str.contains("/", regex=False).any():  # the common case, by Arrow at once: no slash dates
+    found = _slash_parts(values)
+    if found is None:
         return False, np.zeros(len(values), dtype=bool)
-    parts = text.str.strip().str.extract(SLASH_DATE)
-    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
-    second = pd.to_numeric(parts[1], errors="coerce").to_numpy()
+    _, first, second = found
     day_first, month_first = np.nan_to_num(first) > 12, np.nan_to_num(second) > 12
     if day_first.any() and month_first.any():
         return False, ~np.isnan(first)
@@ -166,17 +176,27 @@ def _slash_order(values: pd.Series) -> tuple[bool, np.ndarray]:
 def _undeclared_slash_dates(values: pd.Series, formats: tuple[str, ...]) -> np.ndarray:
     """The rows of a column whose profile names its time formats that hold a slash date none of those formats
     reads and whose numbers do not say the order (03/11/2026): the profile speaks for its own layouts only."""
-    text = values.astype(pd.StringDtype("pyarrow")).str.strip()
-    if not text.str.contains("/", regex=False).any():
+    found = _slash_parts(values)
+    if found is None:
         return np.zeros(len(values), dtype=bool)
-    parts = text.str.extract(SLASH_DATE)
-    first = pd.to_numeric(parts[0], errors="coerce").to_numpy()
-    second = pd.to_numeric(parts[1], errors="coerce").to_numpy()
+    text, first, second = found
     ambiguous = (first <= 12) & (second <= 12) & (first != second)
     declared = np.zeros(len(values), dtype=bool)
     for fmt in formats:
         declared |= pd.to_datetime(text, format=fmt, errors="coerce").notna().to_numpy()
     return ambiguous & ~declared
+
+
+def check_time_bounds(rej: _Rejects, ctx: StageContext, columns: list[tuple[pd.Series, str, bool]]) -> None:
+    """Times later than the export was taken (``--taken-at``, else the load; a day's grace for clocks and time
+    zones): ``time_in_future``; then, for the columns flagged so, before 2000: ``time_before_2000``. ``columns``:
+    (times, header, whether a time before 2000 is refused) each, checked in that order (the first reason wins)."""
+    limit, taken = (ctx.taken_at, "导出时间（--taken-at）") if ctx.taken_at is not None else (ctx.now, "导入时间")
+    for times, header, _ in columns:
+        rej.add((times > limit + pd.Timedelta(days=1)).to_numpy(), header, TIME_IN_FUTURE, f"{header}晚于{taken}一天以上")
+    for times, header, old in columns:
+        if old:
+            rej.add((times < EARLIEST).to_numpy(), header, TIME_BEFORE_2000, f"{header}早于 2000-01-01")
 
 
 def _parse_times(values: pd.Series, tz: str, formats: tuple[str, ...] = (), store_tz: str | None = None,
@@ -431,13 +451,8 @@ def stage_export(raw: pd.DataFrame, profile: Profile, ctx: StageContext,
                 f"{found.get(f, f)}无法识别为时间（可在配置的 [times] formats 中写明它的写法）：", values=values)
         out[f] = parsed
     rep = out["reported_at"]
-    # an export holds nothing later than when it was taken (a day's grace for clocks and time zones)
-    limit, taken = (ctx.taken_at, "导出时间（--taken-at）") if ctx.taken_at is not None else (ctx.now, "导入时间")
-    for f in ("reported_at", "occurred_at", "closed_at"):
-        rej.add((out[f] > limit + pd.Timedelta(days=1)).to_numpy(), found.get(f, f), TIME_IN_FUTURE,
-                f"{found.get(f, f)}晚于{taken}一天以上")
-    for f in ("reported_at", "occurred_at"):
-        rej.add((out[f] < EARLIEST).to_numpy(), found.get(f, f), TIME_BEFORE_2000, f"{found.get(f, f)}早于 2000-01-01")
+    check_time_bounds(rej, ctx, [(out[f], found.get(f, f), f != "closed_at")
+                                 for f in ("reported_at", "occurred_at", "closed_at")])
     rej.add((out["closed_at"] < rep).to_numpy(), found.get("closed_at", "closed_at"), CLOSED_BEFORE_REPORTED,
             f"{found.get('closed_at', '办结时间')}早于{found.get('reported_at', '上报时间')}")
 
